@@ -1,0 +1,157 @@
+"""The ``lifelong`` command. The only module that parses arguments or prints."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from lifelong.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"lifelong: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    s = argparse.SUPPRESS  # absent flags stay absent, so a config file's values survive
+    p.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
+    p.add_argument("--benchmark", default=s, help="benchmark name (see `lifelong list`); default split-mnist")
+    p.add_argument("--method", default=s, help="method name (see `lifelong list`); default er")
+    p.add_argument("--buffer-size", type=_positive_int, default=s, help="replay memory size; default 500")
+    p.add_argument("--epochs", type=_positive_int, default=s, help="epochs per task; default 1")
+    p.add_argument("--batch-size", type=_positive_int, default=s, help="current-task batch size; default 10")
+    p.add_argument("--replay-batch-size", type=_positive_int, default=s,
+                   help="examples replayed per step; default: the batch size")
+    p.add_argument("--lr", type=_number, default=s, help="SGD learning rate; default 0.1")
+    p.add_argument("--momentum", type=_number, default=s, help="SGD momentum; default 0")
+    p.add_argument("--weight-decay", type=_number, default=s, help="SGD weight decay; default 0")
+    p.add_argument("--seed", type=_positive_int, default=s, help="the one seed of the run; default 0")
+    p.add_argument("--num-tasks", type=_positive_int, default=s, help="number of tasks; default: the benchmark's")
+    p.add_argument("--shuffle-classes", action="store_true", default=s,
+                   help="shuffle the class order by seed (default: the literature's fixed order)")
+    p.add_argument("--backbone", default=s, help="mlp or resnet18; default: the benchmark's")
+    p.add_argument("--data-root", default=s, help="folder of downloaded data sets; default ./data")
+    p.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")
+    p.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")
+    p.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
+    p.add_argument("--device", default=s, help="cpu, cuda or auto (default)")
+    p.add_argument("--threads", type=_positive_int, default=s, help="CPU threads for torch; default: torch's")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lifelong", description="Continual learning with PyTorch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = sub.add_parser("run", help="train a method on a benchmark and write a run folder")
+    _add_run_flags(run)
+    sub.add_parser("list", help="list the benchmarks and methods")
+    return parser
+
+
+def _list() -> int:
+    from lifelong.data.benchmarks import BENCHMARKS
+    from lifelong.methods import PRESETS
+
+    print("benchmarks:")
+    for b in BENCHMARKS.values():
+        print(f"  {b.name:<22} {b.description}")
+    print("methods:")
+    for m in PRESETS.values():
+        print(f"  {m.name:<22} {m.description}")
+    return 0
+
+
+class _Progress:
+    """A progress bar per task (quiet when asked or when stderr is not a terminal) and the log."""
+
+    def __init__(self, num_tasks: int, log, quiet: bool) -> None:
+        self.num_tasks, self.log, self.quiet = num_tasks, log, quiet
+        self.bar = None
+        self.count, self.loss_sum = 0, 0.0
+
+    def task_start(self, task, steps: int) -> None:
+        self.log.write(f"task {task.index + 1}/{self.num_tasks}: classes {list(task.classes)}, {steps} steps")
+        if not self.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=steps, desc=f"task {task.index + 1}/{self.num_tasks}", unit="step",
+                            leave=False, disable=None, file=sys.stderr, mininterval=0.25)
+        self.count, self.loss_sum = 0, 0.0
+
+    def step(self, loss: float) -> None:
+        self.count += 1
+        self.loss_sum += loss
+        if self.bar is not None:
+            self.bar.update(1)
+            if self.count % 250 == 0:
+                self.bar.set_postfix(loss=f"{self.loss_sum / self.count:.3f}", refresh=False)
+
+    def task_end(self, task, class_il: list[float], task_il: list[float]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        mean_loss = self.loss_sum / max(self.count, 1)
+        self.log.write(f"task {task.index + 1} done: mean loss {mean_loss:.4f}; class-IL "
+                       f"{[round(a, 2) for a in class_il]}; task-IL {[round(a, 2) for a in task_il]}")
+
+
+def _run(args: argparse.Namespace, started: float) -> int:
+    from lifelong.config import load_yaml, make_config
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet")}
+    file_values = load_yaml(args.config) if args.config else {}
+    config = make_config(file_values, flags)
+
+    from lifelong.session import prepare_run, execute_run
+
+    run = prepare_run(config)
+    print(f"lifelong: {run.describe()}", file=sys.stderr)
+    progress = _Progress(run.stream.num_tasks, run.log, args.quiet)
+    try:
+        metrics_doc = execute_run(run, progress, started)
+    except KeyboardInterrupt:
+        print(f"\nlifelong: interrupted; partial results are in {run.out} (marked incomplete)", file=sys.stderr)
+        return 130
+    from lifelong.report import format_table
+
+    print(format_table(metrics_doc, run.out))
+    if not metrics_doc["complete"]:
+        print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
+              f"marked incomplete. Try a smaller --lr.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args, started)
+        if args.command == "list":
+            return _list()
+        parser.print_help()
+        return 2
+    except UserError as exc:
+        print(f"lifelong: error: {exc}", file=sys.stderr)
+        return 2

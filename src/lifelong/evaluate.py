@@ -1,0 +1,34 @@
+"""Accuracy of a model on every task's test set, class-incremental and task-incremental.
+
+Class-IL: the prediction is the arg-max over all the head's classes. Task-IL: the logits of
+classes outside the task are masked out first (the task id is given at test time; van de Ven
+and Tolias, 2019). In a domain-incremental stream every task has all classes, so both agree.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from lifelong.data.streams import Stream
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, stream: Stream, batch_size: int = 1000) -> tuple[list[float], list[float]]:
+    """Class-IL and task-IL accuracy (percent) on each task's test set, in task order."""
+    was_training = model.training
+    model.eval()
+    masks = stream.task_masks()
+    correct = torch.zeros(2, stream.num_tasks, dtype=torch.long, device=masks.device)
+    totals = []
+    for task in stream.tasks:
+        for start in range(0, len(task.test_idx), batch_size):
+            idx = task.test_idx[start:start + batch_size]
+            logits = model(stream.inputs("test", idx, task.index))
+            y = stream.labels("test", idx)
+            correct[0, task.index] += (logits.argmax(1) == y).sum()
+            masked = logits.masked_fill(~masks[task.index], float("-inf"))
+            correct[1, task.index] += (masked.argmax(1) == y).sum()
+        totals.append(max(len(task.test_idx), 1))
+    model.train(was_training)
+    acc = correct.cpu().double() * 100.0 / torch.tensor(totals, dtype=torch.double)
+    return acc[0].tolist(), acc[1].tolist()

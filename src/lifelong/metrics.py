@@ -1,0 +1,78 @@
+"""Continual-learning metrics, all computed from one accuracy matrix.
+
+``R[i][j]`` is the accuracy (percent) on task ``j``'s test set after training on tasks
+``0..i``; ``T`` is the number of tasks; ``b[j]`` is the accuracy on task ``j`` of the model at
+its random initialisation. Each function states its formula and source. A matrix with a single
+row (joint training) has no sequence, so the sequence metrics return ``None`` for it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+Matrix = Sequence[Sequence[float]]
+
+
+def _check(R: Matrix) -> int:
+    if not R or any(len(row) != len(R[0]) for row in R):
+        raise ValueError("the accuracy matrix must be a non-empty list of equally long rows")
+    return len(R[0])
+
+
+def average_accuracy(R: Matrix) -> float:
+    """Final average accuracy: ``A = 1/T * sum_j R[T-1][j]`` (mean of the last row;
+    Chaudhry et al., "Riemannian walk for incremental learning", ECCV 2018, Eq. 1)."""
+    T = _check(R)
+    return sum(R[-1]) / T
+
+
+def average_incremental_accuracy(R: Matrix) -> float | None:
+    """Average incremental accuracy: ``1/T * sum_i A_i`` with ``A_i = 1/(i+1) * sum_{j<=i} R[i][j]``,
+    the mean accuracy on the tasks seen so far after each task (Rebuffi et al., "iCaRL",
+    CVPR 2017). Needs one row per task."""
+    T = _check(R)
+    if len(R) != T:
+        return None
+    return sum(sum(R[i][: i + 1]) / (i + 1) for i in range(T)) / T
+
+
+def forgetting(R: Matrix) -> float | None:
+    """Average forgetting after the last task (Chaudhry et al., ECCV 2018, Eq. 3):
+    ``F = 1/(T-1) * sum_{j<T-1} max_{l<T-1} (R[l][j] - R[T-1][j])``: how far each earlier task
+    fell from its best accuracy before the last task. ``None`` when there is one task or the
+    matrix has one row."""
+    T = _check(R)
+    if len(R) != T or T < 2:
+        return None
+    return sum(max(R[l][j] for l in range(T - 1)) - R[T - 1][j] for j in range(T - 1)) / (T - 1)
+
+
+def backward_transfer(R: Matrix) -> float | None:
+    """Backward transfer (Lopez-Paz and Ranzato, "Gradient episodic memory", NeurIPS 2017, Eq. 3):
+    ``BWT = 1/(T-1) * sum_{j<T-1} (R[T-1][j] - R[j][j])``; negative means forgetting."""
+    T = _check(R)
+    if len(R) != T or T < 2:
+        return None
+    return sum(R[T - 1][j] - R[j][j] for j in range(T - 1)) / (T - 1)
+
+
+def forward_transfer(R: Matrix, b: Sequence[float]) -> float | None:
+    """Forward transfer (Lopez-Paz and Ranzato, NeurIPS 2017, Eq. 4):
+    ``FWT = 1/(T-1) * sum_{j>=1} (R[j-1][j] - b[j])``: accuracy on a task before training on it,
+    relative to a randomly initialised model."""
+    T = _check(R)
+    if len(b) != T:
+        raise ValueError(f"need the initial accuracy of each of the {T} tasks, got {len(b)}")
+    if len(R) != T or T < 2:
+        return None
+    return sum(R[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)
+
+
+def summarize(R: Matrix, b: Sequence[float]) -> dict[str, float | None]:
+    """All of the above for one matrix, keyed by name (percent / percentage points)."""
+    return {
+        "average_accuracy": average_accuracy(R),
+        "average_incremental_accuracy": average_incremental_accuracy(R),
+        "forgetting": forgetting(R),
+        "backward_transfer": backward_transfer(R),
+        "forward_transfer": forward_transfer(R, b),
+    }

@@ -1,0 +1,170 @@
+"""A run's folder and the table printed at its end.
+
+A run writes one folder: ``config.yaml`` (the resolved configuration), ``metrics.json`` (schema
+version :data:`SCHEMA_VERSION`), ``accuracy_class_il.csv`` and ``accuracy_task_il.csv`` (the
+matrices) and ``run.log``. ``metrics.json`` is written last and atomically, and its
+``status`` is ``"complete"`` only for a run that finished; a folder without it is unfinished.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from lifelong import metrics
+from lifelong.errors import ConfigError
+from lifelong.train import RunResult
+
+SCHEMA_VERSION = 1
+RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log")
+
+
+def check_out_dir(path: Path, overwrite: bool) -> None:
+    """Refuse an output folder that holds anything, unless ``overwrite``; refuse a file."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output path {path} is a file, not a folder; choose another --out")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ConfigError(f"output folder {path} exists and is not empty; pass --overwrite or choose another --out")
+
+
+def create_out_dir(path: Path) -> None:
+    """Create the folder and prove it writable; clear a previous run's metrics (``--overwrite``)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        for name in RUN_FILES:
+            (path / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {path}: {exc.strerror or exc}; choose another --out") from None
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file, flush it to disk, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process and, on CUDA, peak allocated device memory (MiB)."""
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def versions() -> dict[str, str]:
+    from lifelong import __version__
+
+    return {"lifelong": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def _matrix_csv(R: list[list[float]]) -> str:
+    if not R:
+        return ""
+    T = len(R[0])
+    lines = ["after_task," + ",".join(f"task_{j}" for j in range(T))]
+    lines += [f"{i}," + ",".join(f"{v:.4f}" for v in row) for i, row in enumerate(R)]
+    return "\n".join(lines) + "\n"
+
+
+def build_metrics(result: RunResult, config: dict[str, Any], *, wall_seconds: float, num_tasks: int) -> dict[str, Any]:
+    """The content of ``metrics.json``."""
+    complete = result.status == "complete"
+    scenarios = {}
+    for key, R, b in (("class_il", result.class_il, result.init_class_il), ("task_il", result.task_il, result.init_task_il)):
+        summary = metrics.summarize(R, b) if R else dict.fromkeys(
+            ["average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer", "forward_transfer"])
+        scenarios[key] = {**summary, "accuracy_matrix": R, "initial_accuracy": b}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": result.status,
+        "complete": complete,
+        "message": result.message,
+        "benchmark": config["benchmark"],
+        "method": config["method"],
+        "seed": config["seed"],
+        "num_tasks": num_tasks,
+        "tasks_trained": len(result.class_il),
+        **scenarios,
+        "steps": result.steps,
+        "train_seconds": result.train_seconds,
+        "wall_seconds": wall_seconds,
+        **peak_memory_mb(),
+        "versions": versions(),
+        "command": " ".join(sys.argv),
+    }
+
+
+def write_config(out: Path, config: dict[str, Any]) -> None:
+    atomic_write(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+
+def write_results(out: Path, result: RunResult, metrics_doc: dict[str, Any]) -> None:
+    """Matrices first, ``metrics.json`` last, so a complete-looking folder is a complete run."""
+    atomic_write(out / "accuracy_class_il.csv", _matrix_csv(result.class_il))
+    atomic_write(out / "accuracy_task_il.csv", _matrix_csv(result.task_il))
+    atomic_write(out / "metrics.json", json.dumps(metrics_doc, indent=2) + "\n")
+
+
+def _fmt(value: float | None, width: int = 7) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
+
+
+def format_table(metrics_doc: dict[str, Any], out: Path | None = None) -> str:
+    """A readable summary: per-task accuracy after the last task, averages, forgetting, time."""
+    lines = []
+    cil, til = metrics_doc["class_il"], metrics_doc["task_il"]
+    T = metrics_doc["num_tasks"]
+    title = f"{metrics_doc['benchmark']} | {metrics_doc['method']} | seed {metrics_doc['seed']}"
+    if not metrics_doc["complete"]:
+        title += f" | INCOMPLETE ({metrics_doc['status']}: {metrics_doc['message']})"
+    lines.append(title)
+    header = f"{'accuracy (%)':<14}" + "".join(f"{'t' + str(j + 1):>7}" for j in range(T)) + f" |{'avg':>7}"
+    lines.append(header)
+    lines.append("-" * len(header))
+    for name, block in (("class-IL", cil), ("task-IL", til)):
+        R = block["accuracy_matrix"]
+        last = R[-1] if R else [None] * T
+        lines.append(f"{name:<14}" + "".join(_fmt(v) for v in last) + f" |{_fmt(block['average_accuracy'])}")
+    lines.append("")
+    lines.append(f"{'':<30}{'class-IL':>10}{'task-IL':>10}")
+    for key, label in (("average_incremental_accuracy", "average incremental acc. (%)"),
+                       ("forgetting", "forgetting (points)"),
+                       ("backward_transfer", "backward transfer (points)"),
+                       ("forward_transfer", "forward transfer (points)")):
+        lines.append(f"{label:<30}{_fmt(cil[key], 10)}{_fmt(til[key], 10)}")
+    lines.append("")
+    lines.append(f"time {metrics_doc['wall_seconds']:.1f} s ({metrics_doc['steps']} steps), "
+                 f"peak memory {metrics_doc['peak_rss_mb']:.0f} MiB")
+    if out is not None:
+        lines.append(f"results in {out}")
+    return "\n".join(lines)
+
+
+class RunLog:
+    """Appends timestamped lines to ``run.log`` in the run folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()

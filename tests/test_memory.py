@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from lifelong.memory import ReservoirBuffer
+
+
+def _offer(buffer, start, n):
+    ids = torch.arange(start, start + n)
+    buffer.add(x=ids.float().unsqueeze(1), y=ids)
+
+
+def test_fills_in_order_then_keeps_capacity():
+    buffer = ReservoirBuffer(5, np.random.default_rng(0))
+    _offer(buffer, 0, 3)
+    assert len(buffer) == 3 and buffer.fields["y"][:3].tolist() == [0, 1, 2]
+    _offer(buffer, 3, 2)
+    assert buffer.fields["y"].tolist() == [0, 1, 2, 3, 4]
+    _offer(buffer, 5, 100)
+    assert len(buffer) == 5 and buffer.seen == 105
+    assert len(set(buffer.fields["y"].tolist())) == 5
+    assert torch.equal(buffer.fields["x"].squeeze(1).long(), buffer.fields["y"])  # rows stay together
+
+
+def test_every_offered_example_is_kept_with_equal_probability():
+    capacity, stream, trials = 10, 60, 3000
+    counts = np.zeros(stream)
+    rng = np.random.default_rng(1)
+    for _ in range(trials):
+        buffer = ReservoirBuffer(capacity, rng)
+        for start in range(0, stream, 7):  # uneven batches, straddling the moment the buffer fills
+            _offer(buffer, start, min(7, stream - start))
+        counts[buffer.fields["y"].numpy()] += 1
+    p = capacity / stream
+    expected = trials * p
+    # each count is Binomial(trials, p): 4.5 standard deviations is a false alarm once in ~150,000 examples
+    assert np.all(np.abs(counts - expected) < 4.5 * np.sqrt(trials * p * (1 - p))), counts
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 120  # 59 degrees of freedom: the 99.999th percentile is about 113 (counts are not independent)
+
+
+class _Draws:
+    """A generator stub whose draws are given, to pin down collisions inside one batch."""
+
+    def __init__(self, draws):
+        self.draws = np.array(draws)
+
+    def integers(self, low, high):
+        assert np.all(self.draws < high)
+        return self.draws
+
+
+def test_collisions_in_a_batch_resolve_as_if_offered_one_by_one():
+    buffer = ReservoirBuffer(4, np.random.default_rng(0))
+    _offer(buffer, 0, 4)
+    buffer.rng = _Draws([2, 5, 2, 0])  # examples 4..7: 4 and 6 both draw slot 2, 5 is rejected
+    _offer(buffer, 4, 4)
+    assert buffer.fields["y"].tolist() == [7, 1, 6, 3]  # 6 overwrote 4, as it came later
+    assert buffer.seen == 8
+
+
+def test_sample_is_distinct_and_consistent():
+    buffer = ReservoirBuffer(20, np.random.default_rng(0))
+    _offer(buffer, 0, 12)
+    out = buffer.sample(8)
+    assert len(set(out["y"].tolist())) == 8
+    assert torch.equal(out["x"].squeeze(1).long(), out["y"])
+    assert torch.equal(buffer.fields["y"][out["index"]], out["y"])
+    assert len(buffer.sample(50)["y"]) == 12  # never more than stored
+    with pytest.raises(ValueError, match="empty"):
+        ReservoirBuffer(3, np.random.default_rng(0)).sample(1)
+
+
+def test_state_dict_resumes_identically():
+    a = ReservoirBuffer(6, np.random.default_rng(5))
+    _offer(a, 0, 20)
+    b = ReservoirBuffer(6, np.random.default_rng(99))
+    b.load_state_dict(a.state_dict())
+    for start in (20, 27):
+        _offer(a, start, 7)
+        _offer(b, start, 7)
+    assert torch.equal(a.fields["y"], b.fields["y"]) and a.seen == b.seen
+    assert torch.equal(a.sample(3)["y"], b.sample(3)["y"])
+
+
+def test_stores_extra_fields_like_logits_and_task_ids():
+    buffer = ReservoirBuffer(3, np.random.default_rng(0))
+    buffer.add(x=torch.rand(2, 5), y=torch.tensor([1, 2]), task=torch.tensor([0, 0]), logits=torch.rand(2, 10))
+    assert buffer.fields["logits"].shape == (3, 10) and buffer.fields["task"].dtype == torch.long
