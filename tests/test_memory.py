@@ -40,20 +40,20 @@ def test_every_offered_example_is_kept_with_equal_probability():
 
 
 class _Draws:
-    """A generator stub whose draws are given, to pin down collisions inside one batch."""
+    """A generator stub whose uniform draws are given, to pin down collisions inside one batch."""
 
-    def __init__(self, draws):
-        self.draws = np.array(draws)
+    def __init__(self, uniforms):
+        self.uniforms = np.array(uniforms)
 
-    def integers(self, low, high):
-        assert np.all(self.draws < high)
-        return self.draws
+    def random(self, n):
+        return self.uniforms[:n]
 
 
 def test_collisions_in_a_batch_resolve_as_if_offered_one_by_one():
     buffer = ReservoirBuffer(4, np.random.default_rng(0))
     _offer(buffer, 0, 4)
-    buffer.rng = _Draws([2, 5, 2, 0])  # examples 4..7: 4 and 6 both draw slot 2, 5 is rejected
+    # examples t = 4..7 draw floor(u * (t + 1)) = 2, 5, 2, 0: 4 and 6 both take slot 2, 5 is rejected
+    buffer.rng = _Draws([2.5 / 5, 5.5 / 6, 2.5 / 7, 0.5 / 8])
     _offer(buffer, 4, 4)
     assert buffer.fields["y"].tolist() == [7, 1, 6, 3]  # 6 overwrote 4, as it came later
     assert buffer.seen == 8

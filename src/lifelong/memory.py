@@ -27,11 +27,13 @@ class ReservoirBuffer:
         self.rng = generator
         self.seen = 0
         self.fields: dict[str, torch.Tensor] = {}
+        self.device = torch.device("cpu")
 
     def __len__(self) -> int:
         return min(self.seen, self.capacity)
 
     def _allocate(self, batch: dict[str, torch.Tensor]) -> None:
+        self.device = next(iter(batch.values())).device
         self.fields = {
             name: torch.zeros((self.capacity, *value.shape[1:]), dtype=value.dtype, device=value.device)
             for name, value in batch.items()
@@ -40,20 +42,23 @@ class ReservoirBuffer:
     def slots_for(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Where the next ``n`` offered examples go: ``(positions in the batch, slots)``.
 
-        Example ``i`` of the batch is the ``t = seen + i``-th offered overall; it takes slot ``t``
-        while the buffer is filling, else slot ``j ~ U{0..t}`` when ``j < capacity``. When two
-        examples of one batch draw the same slot, the later one wins, as if offered in turn.
+        Example ``i`` of the batch is the ``t = seen + i``-th offered overall (from 0); it draws
+        ``j ~ U{0..t}`` and takes slot ``j`` if ``j < capacity`` (while the buffer fills,
+        ``t < capacity`` and it takes slot ``t`` instead). When two examples of one batch draw
+        the same slot, the later one wins, as if they had been offered in turn.
         """
         t = np.arange(self.seen, self.seen + n)
-        draws = self.rng.integers(0, t + 1)
-        slots = np.where(t < self.capacity, t, draws)
+        slots = (self.rng.random(n) * (t + 1)).astype(np.int64)  # floor(u * (t + 1)) ~ U{0..t}
+        if self.seen < self.capacity:
+            slots = np.where(t < self.capacity, t, slots)
         positions = np.flatnonzero(slots < self.capacity)
-        slots = slots[positions]
-        if len(slots) > 1:
+        if len(positions) > 1:
+            slots = slots[positions]
             unique, first = np.unique(slots[::-1], return_index=True)
             if len(unique) < len(slots):
-                positions, slots = positions[::-1][first], unique
-        return positions, slots
+                return positions[::-1][first], unique
+            return positions, slots
+        return positions, slots[positions]
 
     @torch.no_grad()
     def add(self, **batch: torch.Tensor) -> None:
@@ -61,7 +66,7 @@ class ReservoirBuffer:
         n = len(next(iter(batch.values())))
         if not self.fields:
             self._allocate(batch)
-        elif batch.keys() != self.fields.keys():
+        elif len(batch) != len(self.fields):
             raise ValueError(f"buffer stores {sorted(self.fields)}, got {sorted(batch)}")
         if self.seen + n <= self.capacity:  # still filling: one contiguous block
             for name, value in batch.items():
@@ -69,9 +74,8 @@ class ReservoirBuffer:
         else:
             positions, slots = self.slots_for(n)
             if len(slots):
-                device = next(iter(self.fields.values())).device
-                src = torch.from_numpy(positions).to(device)
-                dst = torch.from_numpy(slots).to(device)
+                src = torch.from_numpy(positions).to(self.device)
+                dst = torch.from_numpy(slots).to(self.device)
                 for name, value in batch.items():
                     self.fields[name].index_copy_(0, dst, value.index_select(0, src))
         self.seen += n
@@ -82,8 +86,7 @@ class ReservoirBuffer:
         if size == 0:
             raise ValueError("cannot sample from an empty buffer")
         choice = self.rng.choice(size, size=min(n, size), replace=False)
-        device = next(iter(self.fields.values())).device
-        index = torch.from_numpy(choice).to(device)
+        index = torch.from_numpy(choice).to(self.device)
         out = {name: value.index_select(0, index) for name, value in self.fields.items()}
         out["index"] = index
         return out
