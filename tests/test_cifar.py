@@ -76,3 +76,11 @@ def test_wrong_shape_and_labels(cifar10_root):
     write_cifar_batch(folder / "test_batch", _images(2, 0), [0, 10])
     with pytest.raises(DataError, match="labels must lie in 0..9"):
         load_cifar10(cifar10_root)
+
+
+def test_non_integer_labels(cifar10_root):
+    folder = cifar10_root / "cifar-10-batches-py"
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": _images(2, 0).reshape(2, -1), b"labels": [b"cat", b"dog"]}, f, protocol=2)
+    with pytest.raises(DataError, match="labels must be integers"):
+        load_cifar10(cifar10_root)

@@ -68,3 +68,26 @@ def test_values_out_of_range(values, message):
 def test_config_round_trips_as_a_dict():
     c = make_config({}, {"method": "joint"})
     assert RunConfig(**c.to_dict()) == c
+
+
+def test_yaml_details(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-3\nweight_decay: 5e-4\n")
+    assert load_yaml(path) == {"lr": 0.001, "weight_decay": 0.0005}
+    path.write_text("lr: 0.1\nlr: 0.2\n")
+    with pytest.raises(ConfigError, match="`lr` appears twice"):
+        load_yaml(path)
+    path.write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(ConfigError, match="c.yaml"):
+        load_yaml(path)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"threads": 10_000}, "`threads` must be at most"),
+    ({"out": ""}, "`out` must not be empty"),
+    ({"data_root": " "}, "`data-root` must not be empty"),
+])
+def test_more_values_out_of_range(values, message):
+    with pytest.raises(ConfigError) as info:
+        make_config({}, values)
+    assert message in str(info.value)

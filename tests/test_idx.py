@@ -63,3 +63,21 @@ def test_not_gzip(tmp_path):
         pass
     with pytest.raises(DataError, match="bad magic"):
         read_idx(tmp_path / "empty.gz", ndim=1)
+
+
+def test_corrupt_gzip_stream(tmp_path):
+    write_idx(tmp_path / "f.gz", torch.randint(0, 256, (200, 8, 8), dtype=torch.uint8))
+    data = bytearray((tmp_path / "f.gz").read_bytes())
+    for i in range(40, len(data) - 20, 7):
+        data[i] ^= 0xFF
+    (tmp_path / "f.gz").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="f.gz"):
+        read_idx(tmp_path / "f.gz", ndim=3)
+
+
+def test_header_claiming_absurd_sizes_is_truncation_not_an_allocation(tmp_path):
+    import struct
+
+    (tmp_path / "f").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 4_000_000_000, 4_000_000_000, 4_000_000_000) + b"xy")
+    with pytest.raises(DataError, match="truncated: 2 of 64000000000000000000000000000 data bytes"):
+        read_idx(tmp_path / "f", ndim=3)

@@ -87,3 +87,20 @@ def test_stores_extra_fields_like_logits_and_task_ids():
     buffer = ReservoirBuffer(3, np.random.default_rng(0))
     buffer.add(x=torch.rand(2, 5), y=torch.tensor([1, 2]), task=torch.tensor([0, 0]), logits=torch.rand(2, 10))
     assert buffer.fields["logits"].shape == (3, 10) and buffer.fields["task"].dtype == torch.long
+
+
+def test_contents_do_not_depend_on_sampling():
+    a = ReservoirBuffer(5, np.random.default_rng(3), sample_generator=np.random.default_rng(10))
+    b = ReservoirBuffer(5, np.random.default_rng(3), sample_generator=np.random.default_rng(11))
+    for start in range(0, 60, 6):
+        _offer(a, start, 6)
+        _offer(b, start, 6)
+        a.sample(4)  # only a is sampled
+    assert torch.equal(a.fields["y"], b.fields["y"])
+
+
+def test_storage_is_bounded_by_the_examples_that_can_arrive():
+    buffer = ReservoirBuffer(10**9, np.random.default_rng(0), max_rows=30)
+    for start in range(0, 30, 10):
+        _offer(buffer, start, 10)
+    assert buffer.fields["y"].shape == (30,) and buffer.fields["y"].tolist() == list(range(30))

@@ -25,6 +25,12 @@ def test_forgetting_uses_the_best_earlier_accuracy():
     assert metrics.forgetting(R) == pytest.approx(((95 - 60) + (80 - 50)) / 2)
 
 
+def test_forgetting_ignores_accuracy_before_a_task_was_learnt():
+    # domain-IL-like: task 1 scored 85 before it was trained, 70 after; it is not forgotten
+    domain = [[90.0, 85.0, 80.0], [88.0, 70.0, 75.0], [80.0, 70.0, 95.0]]
+    assert metrics.forgetting(domain) == pytest.approx(((90 - 80) + (70 - 70)) / 2)
+
+
 def test_backward_transfer_compares_with_just_after_learning():
     assert metrics.backward_transfer(R) == pytest.approx(((60 - 90) + (50 - 80)) / 2)
 

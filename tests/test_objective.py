@@ -9,9 +9,9 @@ def _batch(with_replay=True):
     g = torch.Generator().manual_seed(0)
     outputs = torch.randn(7, 4, generator=g)
     y = torch.tensor([0, 1, 2, 3])
-    replay = {"y": torch.tensor([1, 1, 0])} if with_replay else None
-    return StepBatch(model=None, task=0, x=torch.zeros(4, 2), y=y, outputs=outputs if with_replay else outputs[:4],
-                     replay=replay)
+    replays = [{"y": torch.tensor([1, 1, 0])}] if with_replay else []
+    n = 7 if with_replay else 4
+    return StepBatch(model=None, task=0, inputs=torch.zeros(n, 2), y=y, replays=replays, outputs=outputs[:n])
 
 
 def test_cross_entropy_sources():

@@ -99,3 +99,28 @@ def test_default_task_counts():
     assert get_benchmark("split-cifar100").num_tasks == 10
     assert get_benchmark("split-tiny-imagenet").num_tasks == 10
     assert get_benchmark("permuted-mnist").num_tasks == 20
+
+
+def test_a_task_without_examples_is_refused():
+    source = make_source(num_classes=4)
+    keep = source.test_y < 2
+    source.test_x, source.test_y = source.test_x[keep], source.test_y[keep]
+    with pytest.raises(ConfigError, match=r"task 2 \(classes \[2, 3\]\) has no test examples"):
+        class_incremental(source, 2)
+    with pytest.raises(ConfigError, match="cannot be split into 8 tasks"):
+        class_incremental(make_source(num_classes=4), 8)
+
+
+def test_domain_task_count_is_bounded(tiny_source):
+    with pytest.raises(ConfigError, match="must lie in 1..1000"):
+        permuted(tiny_source, 2_000_000, torch.Generator())
+
+
+def test_task_ids_of_any_integer_type(tiny_source):
+    import numpy as np
+
+    stream = permuted(tiny_source, 2, torch.Generator().manual_seed(0))
+    idx = torch.arange(3)
+    a = stream.inputs("train", idx, 1)
+    assert torch.equal(stream.inputs("train", idx, np.int64(1)), a)
+    assert torch.equal(stream.inputs("train", idx, torch.tensor(1)), a)

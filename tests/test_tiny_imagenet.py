@@ -63,3 +63,13 @@ def test_undecodable_image(tmp_path):
     (folder / "train" / "n01" / "images" / "n01_0.JPEG").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match="cannot decode image .*n01_0.JPEG"):
         load_tiny_imagenet(tmp_path)
+
+
+def test_non_utf8_and_empty_class_list(tmp_path):
+    folder = _write(tmp_path)
+    (folder / "wnids.txt").write_bytes(b"\xff\xfe\x00n01\n")
+    with pytest.raises(DataError, match="wnids.txt is not UTF-8"):
+        load_tiny_imagenet(tmp_path)
+    (folder / "wnids.txt").write_text("\n")
+    with pytest.raises(DataError, match="lists no classes"):
+        load_tiny_imagenet(tmp_path)

@@ -22,3 +22,12 @@ def test_same_seed_same_augmentation():
     a = random_crop_flip(x, 1, torch.Generator().manual_seed(7))
     b = random_crop_flip(x, 1, torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
+
+
+def test_padding_takes_the_fill_value_per_channel():
+    x = torch.zeros(64, 2, 4, 4)
+    fill = torch.tensor([-1.5, 2.0])
+    out = random_crop_flip(x, 2, torch.Generator().manual_seed(1), fill)
+    values = set(out[:, 0].unique().tolist()) | {None}
+    assert values == {0.0, -1.5, None}  # some crops reach into the padding of channel 0 ...
+    assert set(out[:, 1].unique().tolist()) == {0.0, 2.0}  # ... and of channel 1

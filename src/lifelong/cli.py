@@ -31,11 +31,28 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _param(text: str) -> tuple[str, Any]:
+    from lifelong.config import parse_yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        parsed = parse_yaml(value) if value.strip() else value
+    except Exception:  # anything YAML cannot read is kept as the string given
+        parsed = value
+    if isinstance(parsed, (dict, list)) or parsed is None:
+        parsed = value
+    return name.strip(), parsed
+
+
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     s = argparse.SUPPRESS  # absent flags stay absent, so a config file's values survive
     p.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
     p.add_argument("--benchmark", default=s, help="benchmark name (see `lifelong list`); default split-mnist")
     p.add_argument("--method", default=s, help="method name (see `lifelong list`); default er")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", type=_param,
+                   help="a method parameter, e.g. --param alpha=0.5 (repeatable)")
     p.add_argument("--buffer-size", type=_positive_int, default=s, help="replay memory size; default 500")
     p.add_argument("--epochs", type=_positive_int, default=s, help="epochs per task; default 1")
     p.add_argument("--batch-size", type=_positive_int, default=s, help="current-task batch size; default 10")
@@ -71,12 +88,23 @@ def _list() -> int:
     from lifelong.data.benchmarks import BENCHMARKS
     from lifelong.methods import PRESETS
 
+    from lifelong.memory import MEMORIES
+    from lifelong.objective import TERMS
+    from lifelong.plugins import PLUGINS
+
     print("benchmarks:")
     for b in BENCHMARKS.values():
         print(f"  {b.name:<22} {b.description}")
     print("methods:")
     for m in PRESETS.values():
-        print(f"  {m.name:<22} {m.description}")
+        params = ", ".join(f"{k}={v}" for k, v in m.params.items())
+        print(f"  {m.name:<22} {m.description}" + (f" [{params}]" if params else ""))
+        if m.paper != "-":
+            print(f"  {'':<22}   {m.paper}")
+    print("for your own recipe (see examples/):")
+    print(f"  {'terms':<22} {', '.join(sorted(TERMS))}")
+    print(f"  {'memories':<22} {', '.join(MEMORIES)}")
+    print(f"  {'plug-ins':<22} {', '.join(sorted(PLUGINS))}")
     return 0
 
 
@@ -97,12 +125,13 @@ class _Progress:
                             leave=False, disable=None, file=sys.stderr, mininterval=0.25)
         self.count, self.loss_sum = 0, 0.0
 
-    def step(self, loss: float) -> None:
-        self.count += 1
-        self.loss_sum += loss
+    def step(self, loss: float | None) -> None:
+        if loss is not None:
+            self.count += 1
+            self.loss_sum += loss
         if self.bar is not None:
             self.bar.update(1)
-            if self.count % 250 == 0:
+            if self.count and self.bar.n % 250 == 0:
                 self.bar.set_postfix(loss=f"{self.loss_sum / self.count:.3f}", refresh=False)
 
     def task_end(self, task, class_il: list[float], task_il: list[float]) -> None:
@@ -117,7 +146,9 @@ class _Progress:
 def _run(args: argparse.Namespace, started: float) -> int:
     from lifelong.config import load_yaml, make_config
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "param")}
+    if args.param:
+        flags["params"] = dict(args.param)
     file_values = load_yaml(args.config) if args.config else {}
     config = make_config(file_values, flags)
 
@@ -155,3 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"lifelong: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nlifelong: interrupted before training started; nothing was written as complete", file=sys.stderr)
+        return 130

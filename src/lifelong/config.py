@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass, fields
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,50 @@ from lifelong.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda")
 
 
+class YamlLoader(yaml.SafeLoader):
+    """Safe YAML with two fixes for config files: ``1e-3`` is a number (YAML 1.2; PyYAML's
+    YAML 1.1 reads it as a string), and a key given twice in one mapping is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                raise ConfigError(f"a mapping key at line {key_node.start_mark.line + 1} is not a plain value") from None
+            if duplicate:
+                raise ConfigError(f"key `{key}` appears twice in one mapping (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str):
+    """Parse ``text`` with :class:`YamlLoader`."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 @dataclass
 class RunConfig:
-    """Everything that defines a run. The defaults make a meaningful first run."""
+    """Everything that defines a run. The defaults make a meaningful first run.
+
+    ``method`` is a preset name or a recipe mapping (see :mod:`lifelong.methods`); ``params``
+    are the method's parameters. ``lr``, ``batch_size``, ``replay_batch_size``, ``epochs``,
+    ``momentum``, ``weight_decay`` and ``params`` not given by the user come from the published
+    settings for the benchmark, method and buffer size (:mod:`lifelong.hparams`), then from
+    :data:`LIBRARY_DEFAULTS`; ``hparams_source`` says which.
+    """
 
     benchmark: str = "split-mnist"
-    method: str = "er"
+    method: str | dict = "er"
+    params: dict = field(default_factory=dict)
     buffer_size: int = 500
     epochs: int = 1
     batch_size: int = 10
@@ -39,15 +79,21 @@ class RunConfig:
     overwrite: bool = False
     device: str = "auto"
     threads: int | None = None
+    hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+LIBRARY_DEFAULTS = {"lr": 0.1, "batch_size": 10, "epochs": 1, "momentum": 0.0, "weight_decay": 0.0}
+HPARAM_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay")
+
+
 # What each field may hold: (python types accepted, allows None)
 _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "benchmark": ((str,), False),
-    "method": ((str,), False),
+    "method": ((str, dict), False),
+    "params": ((dict,), False),
     "buffer_size": ((int,), False),
     "epochs": ((int,), False),
     "batch_size": ((int,), False),
@@ -66,10 +112,11 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "device": ((str,), False),
     "threads": ((int,), True),
 }
-KEYS = tuple(f.name for f in fields(RunConfig))
+KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
+_TYPE_NAMES_BY_KEY = {"method": "a method name or a recipe mapping"}
 
 
 def _check_type(key: str, value: Any, where: str) -> Any:
@@ -78,13 +125,24 @@ def _check_type(key: str, value: Any, where: str) -> Any:
         return None
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
-        wanted = _TYPE_NAMES[types[0]] + (" or null" if nullable else "")
-        raise ConfigError(f"{where}: `{key}` must be {wanted}, got {value!r}")
+        wanted = _TYPE_NAMES_BY_KEY.get(key, _TYPE_NAMES[types[0]]) + (" or null" if nullable else "")
+        raise ConfigError(f"{where}: `{key}` must be {wanted}, got {_short(value)}")
+    if key == "params":
+        for name, v in value.items():
+            if not isinstance(name, str) or isinstance(v, (dict, list)) or v is None:
+                raise ConfigError(f"{where}: `params` must map names to numbers, strings or booleans; got {name!r}: {_short(v)}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{where}: parameter `{name}` must be finite, got {v!r}")
     if float in types:
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{where}: `{key}` must be a finite number, got {value!r}")
     return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def unknown_key_message(key: str, where: str) -> str:
@@ -108,11 +166,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{where} is not valid YAML{at}; check the syntax there") from None
+    except (RecursionError, ValueError, TypeError, OverflowError):
+        raise ConfigError(f"{where} is YAML this tool cannot read (nested too deeply or malformed)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -127,11 +189,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig:
-    """Defaults, overridden by the file's values, overridden by flags; then validated."""
+    """Defaults, then published settings (hyperparameter files), then the file's values, then
+    flags; validated. ``params`` merge key by key in the same order."""
+    from lifelong import hparams
+
     merged = {**file_values, **flag_values}
     for key, value in merged.items():
         merged[key] = _check_type(key, value, "flag" if key in flag_values else "config")
+    merged["params"] = {**file_values.get("params", {}), **flag_values.get("params", {})}
     config = RunConfig(**merged)
+    if isinstance(config.method, str):
+        entry, note = hparams.lookup(config.benchmark, config.method, config.buffer_size)
+    else:
+        entry, note = {}, "custom recipe; library defaults"
+    for key in HPARAM_KEYS:
+        if key not in merged:
+            setattr(config, key, entry.get(key, LIBRARY_DEFAULTS.get(key)))
+    config.params = {**entry.get("params", {}), **merged["params"]}
+    config.hparams_source = note
     validate(config)
     return config
 
@@ -154,6 +229,13 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"`seed` must lie in 0..2^63-1, got {config.seed}")
     if config.device not in DEVICES:
         raise ConfigError(f"unknown device {config.device!r}; choose one of: {', '.join(DEVICES)}")
+    for key in ("benchmark", "data_root", "out", "backbone"):
+        value = getattr(config, key)
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(f"`{key.replace('_', '-')}` must not be empty")
+    cpus = os.cpu_count() or 1
+    if config.threads is not None and config.threads > cpus:
+        raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")
     limit = 2**31 - 1
     for key in ("buffer_size", "epochs", "batch_size", "replay_batch_size", "num_tasks", "threads"):
         value = getattr(config, key)

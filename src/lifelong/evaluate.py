@@ -6,6 +6,8 @@ and Tolias, 2019). In a domain-incremental stream every task has all classes, so
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 
@@ -13,8 +15,17 @@ from lifelong.data.streams import Stream
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, stream: Stream, batch_size: int = 1000) -> tuple[list[float], list[float]]:
-    """Class-IL and task-IL accuracy (percent) on each task's test set, in task order."""
+def evaluate(
+    model: nn.Module,
+    stream: Stream,
+    batch_size: int = 1000,
+    scores: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Class-IL and task-IL accuracy (percent) on each task's test set, in task order.
+
+    ``scores(model, x)`` replaces the model's logits as the class scores when given (iCaRL's
+    nearest-mean-of-exemplars classifier, :mod:`lifelong.plugins.nme`).
+    """
     was_training = model.training
     model.eval()
     masks = stream.task_masks()
@@ -23,7 +34,8 @@ def evaluate(model: nn.Module, stream: Stream, batch_size: int = 1000) -> tuple[
     for task in stream.tasks:
         for start in range(0, len(task.test_idx), batch_size):
             idx = task.test_idx[start:start + batch_size]
-            logits = model(stream.inputs("test", idx, task.index))
+            x = stream.inputs("test", idx, task.index)
+            logits = model(x) if scores is None else scores(model, x)
             y = stream.labels("test", idx)
             correct[0, task.index] += (logits.argmax(1) == y).sum()
             masked = logits.masked_fill(~masks[task.index], float("-inf"))

@@ -1,25 +1,39 @@
-"""Methods as recipes: a list of weighted terms, a memory policy and plug-ins.
+"""Methods as recipes: weighted terms, a memory policy and plug-ins.
 
 Following Wang et al., "A Unified and General Framework for Continual Learning" (ICLR 2024),
-a method is not a trainer class but a choice of terms in one objective. Presets give the names
-users know; ``lifelong list`` prints them.
+a method is not a trainer class but a choice of terms in one objective. A recipe is written as
+a small mapping, the same for the presets below and for a user's own method in YAML::
+
+    terms:
+      - {term: ce}                                  # cross-entropy on the current batch
+      - {term: logit-mse, weight: ${alpha}}         # DER: match stored logits
+      - {term: ce, on: replay, draw: 1, weight: ${beta}}
+    memory: reservoir                               # reservoir | task-balanced | herding
+    plugins: []                                     # e.g. [{plugin: agem}]
+
+``${name}`` refers to a parameter of the method, given by the hyperparameter files, a config's
+``params:`` or ``--param name=value``.
 """
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 from lifelong.errors import ConfigError
-from lifelong.objective import CrossEntropy, Objective
+from lifelong.memory import MEMORIES
+from lifelong.objective import TERMS, Objective
+from lifelong.plugins import PLUGINS
 
 
 @dataclass
 class Recipe:
     """What the loop needs to know about a method.
 
-    ``memory``: ``None`` or ``"reservoir"``. ``joint``: train once on all tasks' data together
-    instead of task by task (the upper bound). ``plugins``: step plug-ins (see
-    :mod:`lifelong.plugins`).
+    ``memory``: ``None`` or a name from :data:`lifelong.memory.MEMORIES`. ``joint``: train once
+    on all tasks' data together instead of task by task (the upper bound). ``plugins``: step
+    plug-ins (see :mod:`lifelong.plugins`). ``spec``: the mapping it was built from.
     """
 
     name: str
@@ -27,40 +41,163 @@ class Recipe:
     memory: str | None = None
     plugins: list = field(default_factory=list)
     joint: bool = False
+    spec: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
     description: str
-    build: Callable[[], Recipe]
+    paper: str
+    recipe: dict
+    params: dict = field(default_factory=dict)
 
 
-def _finetune() -> Recipe:
-    return Recipe("finetune", Objective([(1.0, CrossEntropy("current"))]))
+def _ce(**kw: Any) -> dict:
+    return {"term": "ce", **kw}
 
 
-def _joint() -> Recipe:
-    return Recipe("joint", Objective([(1.0, CrossEntropy("current"))]), joint=True)
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("finetune", "SGD on each task in turn; the lower bound", "-", {"terms": [_ce()]}),
+    Preset("joint", "all tasks' data at once, same epochs; the upper bound", "-",
+           {"terms": [_ce()], "joint": True}),
+    Preset("er", "experience replay from a reservoir memory",
+           "Chaudhry et al., On tiny episodic memories in continual learning, 2019",
+           {"terms": [_ce(on="both")], "memory": "reservoir"}),
+    Preset("er-ace", "ER with asymmetric cross-entropy: new classes do not push old ones down",
+           "Caccia et al., New insights on reducing abrupt representation change, ICLR 2022",
+           {"terms": [_ce(mask="past"), _ce(on="replay")], "memory": "reservoir"}),
+    Preset("der", "dark experience replay: match the logits stored with replayed examples",
+           "Buzzega et al., Dark experience for general continual learning, NeurIPS 2020",
+           {"terms": [_ce(), {"term": "logit-mse", "weight": "${alpha}"}], "memory": "reservoir"},
+           {"alpha": 0.3}),
+    Preset("derpp", "DER++: DER plus cross-entropy on a second replay draw",
+           "Buzzega et al., Dark experience for general continual learning, NeurIPS 2020",
+           {"terms": [_ce(), {"term": "logit-mse", "weight": "${alpha}"},
+                      _ce(on="replay", draw=1, weight="${beta}")], "memory": "reservoir"},
+           {"alpha": 0.1, "beta": 0.5}),
+    Preset("lwf", "learning without forgetting: distil the previous model's outputs",
+           "Li and Hoiem, Learning without forgetting, ECCV 2016",
+           {"terms": [_ce(), {"term": "distill-kl", "weight": "${alpha}", "temperature": "${temperature}"}]},
+           {"alpha": 1.0, "temperature": 2.0}),
+    Preset("ewc", "elastic weight consolidation, one Fisher and anchor per task",
+           "Kirkpatrick et al., Overcoming catastrophic forgetting in neural networks, PNAS 2017",
+           {"terms": [_ce(), {"term": "ewc", "weight": "${lambda}"}]}, {"lambda": 100.0}),
+    Preset("ewc-online", "online EWC: one running Fisher with decay gamma",
+           "Schwarz et al., Progress & compress, ICML 2018",
+           {"terms": [_ce(), {"term": "ewc", "online": True, "gamma": "${gamma}", "weight": "${lambda}"}]},
+           {"lambda": 100.0, "gamma": 1.0}),
+    Preset("si", "synaptic intelligence: importance from the path integral of the loss",
+           "Zenke et al., Continual learning through synaptic intelligence, ICML 2017",
+           {"terms": [_ce(), {"term": "si", "xi": "${xi}", "weight": "${c}"}]}, {"c": 1.0, "xi": 1.0}),
+    Preset("mas", "memory aware synapses: importance from the output's sensitivity",
+           "Aljundi et al., Memory aware synapses, ECCV 2018",
+           {"terms": [_ce(), {"term": "mas", "weight": "${lambda}"}]}, {"lambda": 1.0}),
+    Preset("agem", "averaged GEM: project the gradient so the memory loss does not rise",
+           "Chaudhry et al., Efficient lifelong learning with A-GEM, ICLR 2019",
+           {"terms": [_ce()], "memory": "task-balanced", "plugins": [{"plugin": "agem"}]}),
+    Preset("icarl", "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars classifier",
+           "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017",
+           {"terms": [{"term": "icarl", "on": "both"}], "memory": "herding", "plugins": [{"plugin": "nme"}]}),
+]}
+
+_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+RECIPE_KEYS = ("name", "terms", "memory", "plugins", "joint")
 
 
-def _er() -> Recipe:
-    return Recipe("er", Objective([(1.0, CrossEntropy("both"))]), memory="reservoir")
+def _substitute(value: Any, params: dict[str, Any], used: set[str], where: str) -> Any:
+    if isinstance(value, str):
+        match = _REF.match(value)
+        if match:
+            name = match.group(1)
+            if name not in params:
+                raise ConfigError(f"{where}: `{value}` refers to a parameter that is not set; "
+                                  f"give it with --param {name}=VALUE or `params: {{{name}: ...}}`")
+            used.add(name)
+            return params[name]
+    return value
 
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in [
-        Preset("finetune", "plain SGD on each task in turn; the lower bound", _finetune),
-        Preset("joint", "all tasks' data at once with the same epochs; the upper bound", _joint),
-        Preset("er", "experience replay from a reservoir memory (Chaudhry et al., 2019)", _er),
-    ]
-}
-
-
-def build_recipe(name: str) -> Recipe:
-    """A fresh recipe for the preset ``name`` (terms keep state, so never share one)."""
+def _construct(registry: dict[str, type], kind: str, entry: Any, params: dict, used: set[str], where: str):
+    if not isinstance(entry, dict) or kind not in entry:
+        raise ConfigError(f"{where}: each entry must be a mapping with a `{kind}` name, e.g. `{{{kind}: ...}}`")
+    name = entry[kind]
+    if name not in registry:
+        raise ConfigError(f"{where}: unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
+    cls = registry[name]
+    kwargs = {k: _substitute(v, params, used, where) for k, v in entry.items() if k not in (kind, "weight")}
+    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        options = ", ".join(accepted) if accepted else "none"
+        raise ConfigError(f"{where}: {kind} {name!r} has no option `{unknown[0]}`; its options: {options}")
     try:
-        return PRESETS[name].build()
-    except KeyError:
-        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {kind} {name!r}: {exc}") from None
+
+
+def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: str = "custom",
+                     where: str = "method") -> Recipe:
+    """Build a recipe from its mapping (see the module docstring); every mistake is a
+    :class:`ConfigError` saying where and what to fix."""
+    params = dict(params or {})
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: a recipe must be a mapping with `terms:`")
+    unknown = [k for k in spec if k not in RECIPE_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown recipe key `{unknown[0]}`; recipe keys: {', '.join(RECIPE_KEYS)}")
+    raw_terms = spec.get("terms")
+    if not isinstance(raw_terms, list) or not raw_terms:
+        raise ConfigError(f"{where}: `terms` must be a non-empty list, e.g. `terms: [{{term: ce}}]`")
+    used: set[str] = set()
+    terms = []
+    for i, entry in enumerate(raw_terms):
+        at = f"{where}, term {i + 1}"
+        term = _construct(TERMS, "term", entry, params, used, at)
+        weight = _substitute(entry.get("weight", 1.0), params, used, at)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight != weight or abs(weight) == float("inf"):
+            raise ConfigError(f"{at}: `weight` must be a finite number, got {weight!r}")
+        terms.append((float(weight), term))
+    memory = spec.get("memory")
+    if memory is not None and memory not in MEMORIES:
+        raise ConfigError(f"{where}: unknown memory {memory!r}; choose one of: {', '.join(MEMORIES)}")
+    raw_plugins = spec.get("plugins") or []
+    if not isinstance(raw_plugins, list):
+        raise ConfigError(f"{where}: `plugins` must be a list, e.g. `plugins: [{{plugin: agem}}]`")
+    plugins = [_construct(PLUGINS, "plugin", p, params, used, f"{where}, plugin {i + 1}") for i, p in enumerate(raw_plugins)]
+    joint = spec.get("joint", False)
+    if not isinstance(joint, bool):
+        raise ConfigError(f"{where}: `joint` must be true or false")
+    objective = Objective(terms)
+    needs_memory = objective.uses_replay or any(getattr(p, "uses_memory", False) for p in plugins)
+    if needs_memory and memory is None:
+        raise ConfigError(f"{where}: its terms or plug-ins replay examples, so it needs `memory: reservoir` "
+                          f"(or task-balanced, herding)")
+    if "logits" in objective.stores and memory not in (None, "reservoir"):
+        raise ConfigError(f"{where}: terms that store logits need `memory: reservoir`")
+    unused = sorted(set(params) - used)
+    if unused:
+        raise ConfigError(f"{where}: parameter `{unused[0]}` is not used by this method")
+    return Recipe(str(spec.get("name", name)), objective, memory, plugins, joint, spec)
+
+
+def preset_params(name: str) -> dict[str, Any]:
+    return dict(PRESETS[name].params)
+
+
+def build_recipe(method: str | dict, params: dict[str, Any] | None = None) -> Recipe:
+    """A fresh recipe (terms keep state, so never share one) for a preset name or a mapping.
+
+    For a preset, ``params`` override its defaults; unknown names are errors."""
+    if isinstance(method, dict):
+        return recipe_from_spec(method, params, name=str(method.get("name", "custom")))
+    if method not in PRESETS:
+        raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[method]
+    merged = {**preset.params, **(params or {})}
+    unknown = [k for k in (params or {}) if k not in preset.params]
+    if unknown:
+        known = ", ".join(preset.params) if preset.params else "none"
+        raise ConfigError(f"method {method!r} has no parameter `{unknown[0]}`; its parameters: {known}")
+    return recipe_from_spec(preset.recipe, merged, name=method, where=f"method {method!r}")

@@ -37,13 +37,15 @@ def average_incremental_accuracy(R: Matrix) -> float | None:
 
 def forgetting(R: Matrix) -> float | None:
     """Average forgetting after the last task (Chaudhry et al., ECCV 2018, Eq. 3):
-    ``F = 1/(T-1) * sum_{j<T-1} max_{l<T-1} (R[l][j] - R[T-1][j])``: how far each earlier task
-    fell from its best accuracy before the last task. ``None`` when there is one task or the
-    matrix has one row."""
+    ``F = 1/(T-1) * sum_{j<T-1} max_{j<=l<T-1} (R[l][j] - R[T-1][j])``: how far each earlier
+    task fell from the best accuracy it had after being learnt and before the last task.
+    (Rows before task ``j`` was trained are left out of the max, as in Mammoth; they matter in
+    domain-IL, where an untrained task can already score well.) ``None`` when there is one task
+    or the matrix has one row."""
     T = _check(R)
     if len(R) != T or T < 2:
         return None
-    return sum(max(R[l][j] for l in range(T - 1)) - R[T - 1][j] for j in range(T - 1)) / (T - 1)
+    return sum(max(R[l][j] for l in range(j, T - 1)) - R[T - 1][j] for j in range(T - 1)) / (T - 1)
 
 
 def backward_transfer(R: Matrix) -> float | None:

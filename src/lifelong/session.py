@@ -39,10 +39,11 @@ class PreparedRun:
 
     def describe(self) -> str:
         c = self.resolved
-        memory = f", buffer {c['buffer_size']}" if self.recipe.memory else ""
-        return (f"{c['benchmark']} ({self.stream.num_tasks} tasks), {c['method']}{memory}, {c['backbone']}, "
-                f"{c['epochs']} epoch(s), batch {c['batch_size']}, lr {c['lr']}, seed {c['seed']}, "
-                f"device {c['device']} -> {self.out}")
+        memory = f", {self.recipe.memory} buffer {c['buffer_size']}" if self.recipe.memory else ""
+        params = "".join(f", {k}={v}" for k, v in c["params"].items())
+        return (f"{c['benchmark']} ({self.stream.num_tasks} tasks), {self.recipe.name}{memory}{params}, "
+                f"{c['backbone']}, {c['epochs']} epoch(s), batch {c['batch_size']}, lr {c['lr']}, seed {c['seed']}, "
+                f"device {c['device']} [{c['hparams_source']}] -> {self.out}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,7 +56,8 @@ def resolve_device(name: str) -> torch.device:
 
 def default_out(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{config.benchmark}-{config.method}-{config.seed}-{stamp}"
+    method = config.method if isinstance(config.method, str) else str(config.method.get("name", "custom"))
+    base = Path("runs") / f"{config.benchmark}-{method}-{config.seed}-{stamp}"
     out, n = base, 2
     while out.exists():
         out, n = base.with_name(f"{base.name}-{n}"), n + 1
@@ -65,7 +67,7 @@ def default_out(config: RunConfig) -> Path:
 def prepare_run(config: RunConfig) -> PreparedRun:
     """Check every name, value, file and folder before any training; then build the run."""
     benchmark = get_benchmark(config.benchmark)
-    recipe = build_recipe(config.method)
+    recipe = build_recipe(config.method, config.params)
     backbone = config.backbone or benchmark.backbone
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
@@ -79,7 +81,10 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     stream = build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
                           shuffle_classes=config.shuffle_classes)
     if device.type != "cpu":
-        stream = stream.to(device)
+        try:
+            stream = stream.to(device)
+        except torch.cuda.OutOfMemoryError:
+            raise ConfigError(f"{benchmark.name}'s data do not fit in the memory of {device}; use --device cpu") from None
     torch.manual_seed(derive(config.seed, "init"))
     model = build_backbone(backbone, source.image_shape, source.num_classes).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -89,6 +94,8 @@ def prepare_run(config: RunConfig) -> PreparedRun:
         backbone=backbone,
         num_tasks=stream.num_tasks,
         replay_batch_size=config.replay_batch_size or config.batch_size,
+        method_name=recipe.name,
+        recipe=recipe.spec,
         device=str(device),
         out=str(out),
         scenario=stream.scenario,

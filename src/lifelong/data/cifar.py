@@ -57,6 +57,8 @@ def _read_batch(path: Path, label_key: bytes, hint: str) -> tuple[torch.Tensor, 
         raise DataError(f"{path}: b'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}{hint}")
     if labels.shape != (len(data),):
         raise DataError(f"{path}: {len(data)} images but {labels.size} labels{hint}")
+    if len(labels) and not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: labels must be integers, got {labels.dtype} values like {labels[0]!r}{hint}")
     images = torch.from_numpy(np.ascontiguousarray(data)).view(-1, 3, 32, 32)
     return images, torch.from_numpy(labels.astype(np.int64))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import zlib
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ import torch
 from lifelong.errors import DataError
 
 _UBYTE = 0x08
+_CHUNK = 1 << 24
 
 
 def read_idx(path: Path, *, ndim: int, hint: str = "") -> tuple[torch.Tensor, str]:
@@ -46,15 +48,16 @@ def read_idx(path: Path, *, ndim: int, hint: str = "") -> tuple[torch.Tensor, st
             count = 1
             for d in dims:
                 count *= d
-            buffer = bytearray(count)
-            got = f.readinto(buffer) if count else 0
-            if got != count:
-                raise DataError(
-                    f"{path} is truncated: {got} of {count} data bytes present{hint}"
-                )
+            # read in chunks, so that a header claiming absurd sizes cannot allocate them
+            buffer = bytearray()
+            while len(buffer) < count:
+                chunk = f.read(min(_CHUNK, count - len(buffer)))
+                if not chunk:
+                    raise DataError(f"{path} is truncated: {len(buffer)} of {count} data bytes present{hint}")
+                buffer += chunk
             if f.read(1):
                 raise DataError(f"{path} is longer than its header says{hint}")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read {path}: {exc}{hint}") from None
     digest.update(head)
     digest.update(dims_raw)

@@ -50,8 +50,8 @@ class PixelPermutation:
 
     def __call__(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         flat = x.flatten(2)
-        if isinstance(task, int):
-            return flat[..., self.perms[task]].view_as(x)
+        if not isinstance(task, torch.Tensor) or task.dim() == 0:
+            return flat[..., self.perms[int(task)]].view_as(x)
         index = self.perms[task].unsqueeze(1).expand(-1, flat.shape[1], -1)
         return flat.gather(2, index).view_as(x)
 
@@ -70,8 +70,10 @@ class Rotation:
         self.theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1).float()
 
     def __call__(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
-        theta = self.theta[task]
-        theta = theta.expand(len(x), 2, 3) if theta.dim() == 2 else theta
+        if not isinstance(task, torch.Tensor) or task.dim() == 0:
+            theta = self.theta[int(task)].expand(len(x), 2, 3)
+        else:
+            theta = self.theta[task]
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -120,6 +122,13 @@ class Stream:
         if self._mean is not None:
             x = x.sub_(self._mean).div_(self._std)
         return x
+
+    def pad_value(self) -> torch.Tensor:
+        """Per channel, what a black pixel becomes after normalisation (padding for crops)."""
+        channels = self.source.image_shape[0]
+        if self._mean is None:
+            return torch.zeros(channels, device=self.source.train_x.device)
+        return (-self._mean / self._std).view(channels)
 
     def labels(self, split: str, idx: torch.Tensor) -> torch.Tensor:
         return (self.source.train_y if split == "train" else self.source.test_y)[idx]
@@ -170,7 +179,7 @@ def class_incremental(
     order = list(range(source.num_classes)) if class_order is None else [int(c) for c in class_order]
     if sorted(order) != list(range(source.num_classes)):
         raise ConfigError(f"class order must be a permutation of 0..{source.num_classes - 1}")
-    if num_tasks < 1 or source.num_classes % num_tasks:
+    if num_tasks < 1 or num_tasks > source.num_classes or source.num_classes % num_tasks:
         raise ConfigError(
             f"{source.num_classes} classes cannot be split into {num_tasks} tasks of equal size; "
             f"choose a number of tasks that divides {source.num_classes}"
@@ -188,12 +197,22 @@ def class_incremental(
                 test_idx=torch.nonzero(torch.isin(source.test_y, group)).squeeze(1),
             )
         )
+    for t in tasks:
+        if len(t.train_idx) == 0 or len(t.test_idx) == 0:
+            split = "training" if len(t.train_idx) == 0 else "test"
+            raise ConfigError(f"task {t.index + 1} (classes {list(t.classes)}) has no {split} examples in "
+                              f"{source.name}; check the data files")
     return Stream(name or f"split-{source.name}", source, tasks, "class-il")
 
 
+MAX_DOMAIN_TASKS = 1000
+
+
 def _all_classes_tasks(source: Source, num_tasks: int) -> list[Task]:
-    if num_tasks < 1:
-        raise ConfigError(f"the number of tasks must be at least 1, got {num_tasks}")
+    if not 1 <= num_tasks <= MAX_DOMAIN_TASKS:
+        raise ConfigError(f"the number of tasks must lie in 1..{MAX_DOMAIN_TASKS}, got {num_tasks}")
+    if len(source.train_y) == 0 or len(source.test_y) == 0:
+        raise ConfigError(f"{source.name} has no {'training' if len(source.train_y) == 0 else 'test'} examples")
     train_idx = torch.arange(len(source.train_y), device=source.train_y.device)
     test_idx = torch.arange(len(source.test_y), device=source.test_y.device)
     classes = tuple(range(source.num_classes))

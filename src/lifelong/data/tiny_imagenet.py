@@ -46,11 +46,21 @@ def _decode(paths: list[Path], hint: str) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+def _read_text(path: Path, hint: str) -> str:
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}{hint}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text{hint}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}{hint}") from None
+
+
 def _listing(folder: Path, hint: str) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
-    wnids_file = folder / "wnids.txt"
-    if not wnids_file.is_file():
-        raise DataError(f"data file not found: {wnids_file}{hint}")
-    wnids = sorted(line.strip() for line in wnids_file.read_text().splitlines() if line.strip())
+    wnids = sorted(line.strip() for line in _read_text(folder / "wnids.txt", hint).splitlines() if line.strip())
+    if not wnids:
+        raise DataError(f"{folder / 'wnids.txt'} lists no classes{hint}")
     index = {w: i for i, w in enumerate(wnids)}
     train = []
     for wnid in wnids:
@@ -59,10 +69,8 @@ def _listing(folder: Path, hint: str) -> tuple[list[str], list[tuple[Path, int]]
             raise DataError(f"folder not found: {images}{hint}")
         train += [(p, index[wnid]) for p in sorted(images.glob("*.JPEG"))]
     annotations = folder / "val" / "val_annotations.txt"
-    if not annotations.is_file():
-        raise DataError(f"data file not found: {annotations}{hint}")
     val = []
-    for n, line in enumerate(annotations.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_text(annotations, hint).splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split("\t")

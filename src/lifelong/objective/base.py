@@ -1,16 +1,25 @@
-"""Terms and the objective that sums them.
+"""Terms and the objective that sums them (Wang et al., "A Unified and General Framework for
+Continual Learning", ICLR 2024, Eq. 1)::
 
-A term is a small object with ``__call__(batch) -> scalar loss``. It may declare that it needs
-replayed samples (``uses_replay``) and which extra fields the memory must store with each
-example (``stores``, e.g. ``("logits",)`` for DER). It may also define ``begin_task(state)`` and
-``end_task(state)``, called by the loop around each task (EWC computes its Fisher there).
-New kinds of terms are registered by name with :func:`register_term`, so that recipes in YAML
-can use them.
+    L(θ) = CE(f_θ(x), y) + Σ_k α_k D_Φk(f_θ(x_k), z_k) + Σ_j β_j D_Ψj(θ, θ_old)
+
+A term is a small object with ``__call__(batch) -> scalar``. It may declare
+
+- ``uses_replay``: it reads replayed samples; ``draw``: which independent replay draw
+  (0, 1, ...) it reads, so that DER++ can take its two terms from two separate samples;
+- ``stores``: extra fields the memory keeps with each example (``"logits"`` for DER);
+
+and it may define any hook of :mod:`lifelong.plugins` (``begin_task``, ``end_task``,
+``before_step``, ``after_backward``, ``after_step``) to keep its own state: EWC computes its
+Fisher at ``end_task``, SI integrates its path in ``after_step``.
+
+New kinds of terms are registered by name with :func:`register_term` and can then be used in
+recipes and YAML files.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -20,65 +29,94 @@ import torch.nn as nn
 class StepBatch:
     """What the terms see at one step.
 
-    ``x, y``: the current batch (after augmentation); ``replay``: the memory sample (``x``,
-    ``y``, ``task``, ``index`` and any stored fields) or ``None``; ``outputs``: the model's
-    output on the current and replayed inputs together (one forward), of which ``logits`` and
-    ``replay_logits`` are the two parts.
+    ``inputs``: the current batch followed by every replay draw, after augmentation: the one
+    input of the step's forward; ``outputs``: the model's output on it. ``y``: the current
+    labels; ``replays``: the memory samples, one dict per draw (``x`` as stored, ``y``,
+    ``task``, ``index`` and any stored fields). :attr:`x`, :attr:`logits`,
+    :meth:`replay_inputs` and :meth:`replay_outputs` cut ``inputs`` and ``outputs`` into their
+    parts. ``task``: the current task's index.
     """
 
     model: nn.Module
     task: int
-    x: torch.Tensor
+    inputs: torch.Tensor
     y: torch.Tensor
-    outputs: torch.Tensor
-    replay: dict[str, torch.Tensor] | None = None
+    replays: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    outputs: torch.Tensor | None = None
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.inputs[: len(self.y)]
 
     @property
     def logits(self) -> torch.Tensor:
         return self.outputs[: len(self.y)]
 
     @property
+    def replay(self) -> dict[str, torch.Tensor] | None:
+        """The first replay draw, or ``None`` when nothing was replayed."""
+        return self.replays[0] if self.replays else None
+
+    @property
     def replay_logits(self) -> torch.Tensor | None:
-        return None if self.replay is None else self.outputs[len(self.y):]
+        return self.replay_outputs(0)
+
+    def draw(self, k: int) -> dict[str, torch.Tensor] | None:
+        return self.replays[k] if k < len(self.replays) else None
+
+    def _span(self, k: int) -> slice:
+        start = len(self.y) + sum(len(r["y"]) for r in self.replays[:k])
+        return slice(start, start + len(self.replays[k]["y"]))
+
+    def replay_inputs(self, k: int) -> torch.Tensor | None:
+        """The (augmented) inputs of replay draw ``k`` as they went into the forward."""
+        return self.inputs[self._span(k)] if k < len(self.replays) else None
+
+    def replay_outputs(self, k: int) -> torch.Tensor | None:
+        """The model's output on replay draw ``k`` (``None`` if there is no such draw)."""
+        return self.outputs[self._span(k)] if k < len(self.replays) else None
 
 
 class Term:
-    """Base of the objective's terms (only shared defaults; no behaviour to inherit)."""
+    """Base of the objective's terms: shared defaults only, no behaviour to inherit."""
 
     name: ClassVar[str] = ""
-    uses_replay: ClassVar[bool] = False
+    uses_replay: bool = False
+    draw: int = 0
     stores: ClassVar[tuple[str, ...]] = ()
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
-TERMS: dict[str, type[Term]] = {}
+TERMS: dict[str, type] = {}
 
 
-def register_term(cls: type[Term]) -> type[Term]:
+def register_term(cls: type) -> type:
     """Class decorator: make a term available by its ``name`` in recipes and config files."""
-    if not cls.name:
+    if not getattr(cls, "name", ""):
         raise ValueError(f"{cls.__name__} needs a non-empty `name`")
     TERMS[cls.name] = cls
     return cls
 
 
 class Objective:
-    """``L = sum_k w_k * term_k(batch)`` (Wang et al., 2024, Eq. 1)."""
+    """``L = Σ_k w_k · term_k(batch)`` (Wang et al., 2024, Eq. 1)."""
 
-    def __init__(self, terms: Sequence[tuple[float, Term]]) -> None:
+    def __init__(self, terms: Sequence[tuple[float, Any]]) -> None:
         if not terms:
             raise ValueError("an objective needs at least one term")
         self.terms = list(terms)
-        self.uses_replay = any(term.uses_replay for _, term in self.terms)
+        replay_terms = [term for _, term in self.terms if term.uses_replay]
+        self.uses_replay = bool(replay_terms)
+        self.draws = 1 + max((term.draw for term in replay_terms), default=-1)
         self.stores = tuple(sorted({f for _, term in self.terms for f in term.stores}))
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         total = None
         for weight, term in self.terms:
-            value = term(batch)
-            total = value * weight if total is None else total + value * weight
+            value = term(batch) * weight
+            total = value if total is None else total + value
         return total
 
     def hooks(self, name: str) -> list[Callable]:

@@ -1,10 +1,38 @@
-"""Output-space terms (Wang et al., ICLR 2024, Table 1): losses on the model's outputs."""
+"""Output-space terms (Wang et al., ICLR 2024, Table 1): divergences between the model's
+outputs and labels, stored logits or an old model's outputs.
+
+In the paper's notation each is ``α · D_Φ(target, f_θ(x))``, a Bregman divergence
+``D_Φ(p, q) = Φ(p) − Φ(q) − <∇Φ(q), p − q>``; :class:`Bregman` computes it for any ``Φ`` and
+the tests check the named terms against it.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from lifelong.objective.base import StepBatch, Term, register_term
+from lifelong.objective.teacher import Teacher
+
+_SOURCES = ("current", "replay", "both")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+
+
+class _SeenClasses:
+    """Tracks the classes of past tasks and of the current one, from the task hooks."""
+
+    def __init__(self) -> None:
+        self.past: set[int] = set()
+        self.current: set[int] = set()
+
+    def begin_task(self, state) -> None:
+        self.past |= self.current
+        self.current = set(state.task.classes)
 
 
 @register_term
@@ -12,26 +40,230 @@ class CrossEntropy(Term):
     """Cross-entropy with the true labels.
 
     ``on="current"``: the current batch (the first term of Eq. 1; fine-tuning).
-    ``on="replay"``: the replayed samples' stored labels (ER's output-space term).
-    ``on="both"``: the mean over current and replayed samples together, as experience replay
+    ``on="replay"``: replayed examples and their stored labels (ER's output-space term);
+    ``draw`` picks an independent replay sample (DER++ uses a second one).
+    ``on="both"``: the mean over current and replayed examples together, as experience replay
     is usually implemented (Chaudhry et al., "On tiny episodic memories in continual learning",
-    2019; Buzzega et al., 2020): with equal batch sizes this is 1/2 CE(current) + 1/2 CE(replay).
-    Without replayed samples (the first task) every choice reduces to the current batch.
+    2019; Buzzega et al., 2020); with equal batch sizes, 1/2 CE(current) + 1/2 CE(replay).
+    ``mask="past"``: the current batch's logits of past tasks' classes are masked out, so new
+    classes do not push old ones down: the asymmetric cross-entropy of ER-ACE (Caccia et al.,
+    "New insights on reducing abrupt representation change in online continual learning",
+    ICLR 2022). A loss change, so it is a term rather than a step plug-in.
+    Without replayed examples (the first task) every choice reduces to the current batch.
     """
 
     name = "ce"
 
-    def __init__(self, on: str = "current") -> None:
-        if on not in ("current", "replay", "both"):
-            raise ValueError(f"`on` must be 'current', 'replay' or 'both', got {on!r}")
-        self.on = on
+    def __init__(self, on: str = "current", draw: int = 0, mask: str = "none") -> None:
+        _check_choice("on", on, _SOURCES)
+        _check_choice("mask", mask, ("none", "past"))
+        if mask == "past" and on != "current":
+            raise ValueError("`mask: past` applies to the current batch only; use `on: current`")
+        self.on, self.draw, self.mask = on, int(draw), mask
         self.uses_replay = on != "current"
+        self.classes = _SeenClasses() if mask == "past" else None
+        self._mask: torch.Tensor | None = None
+
+    def begin_task(self, state) -> None:
+        if self.classes is not None:
+            self.classes.begin_task(state)
+            past = sorted(self.classes.past - self.classes.current)
+            self._mask = None
+            if past:
+                self._mask = torch.zeros(state.stream.num_classes, dtype=torch.bool)
+                self._mask[past] = True
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
-        if batch.replay is None or self.on == "current":
-            if self.on == "replay":
-                return batch.logits.new_zeros(())
-            return F.cross_entropy(batch.logits, batch.y)
+        replay = batch.draw(self.draw)
         if self.on == "replay":
-            return F.cross_entropy(batch.replay_logits, batch.replay["y"])
-        return F.cross_entropy(batch.outputs, torch.cat([batch.y, batch.replay["y"]]))
+            if replay is None:
+                return batch.logits.new_zeros(())
+            return F.cross_entropy(batch.replay_outputs(self.draw), replay["y"])
+        if self.on == "both" and replay is not None:
+            if self.draw == 0:  # current and first draw are contiguous: no copy
+                outputs = batch.outputs[: len(batch.y) + len(replay["y"])]
+            else:
+                outputs = torch.cat([batch.logits, batch.replay_outputs(self.draw)])
+            return F.cross_entropy(outputs, torch.cat([batch.y, replay["y"]]))
+        logits = batch.logits
+        if self._mask is not None:
+            if self._mask.device != logits.device:
+                self._mask = self._mask.to(logits.device)
+            logits = logits.masked_fill(self._mask, torch.finfo(logits.dtype).min)
+        return F.cross_entropy(logits, batch.y)
+
+
+@register_term
+class LogitMSE(Term):
+    """Dark experience replay (Buzzega et al., NeurIPS 2020, Eq. 4): mean squared error between
+    the model's logits on replayed examples and the logits stored when they were seen.
+
+    As Mammoth's ``F.mse_loss``, the mean is over examples and classes, so for ``C`` classes it
+    equals ``(2 / C)`` times the mean Bregman divergence of ``Φ(z) = ½‖z‖²``.
+    """
+
+    name = "logit-mse"
+    stores = ("logits",)
+
+    def __init__(self, draw: int = 0) -> None:
+        self.draw = int(draw)
+        self.uses_replay = True
+
+    def __call__(self, batch: StepBatch) -> torch.Tensor:
+        replay = batch.draw(self.draw)
+        if replay is None:
+            return batch.logits.new_zeros(())
+        return F.mse_loss(batch.replay_outputs(self.draw), replay["logits"])
+
+
+@register_term
+class Distillation(Term):
+    """Learning without Forgetting (Li and Hoiem, ECCV 2016, Eq. 2), in its usual KL form:
+    ``T² · KL(softmax(z_old / T) ‖ softmax(z / T))`` on the current batch, over the classes seen
+    before the current task, where ``z_old`` are the outputs of the model as it was at the end of
+    the previous task. The KL divergence is the Bregman divergence of the negative entropy
+    ``Φ(p) = Σ p log p`` on the simplex (Wang et al., 2024, Table 1).
+    """
+
+    name = "distill-kl"
+
+    def __init__(self, temperature: float = 2.0) -> None:
+        if not temperature > 0:
+            raise ValueError(f"`temperature` must be positive, got {temperature}")
+        self.temperature = float(temperature)
+        self.teacher = Teacher()
+        self.seen: set[int] = set()
+        self._old: torch.Tensor | None = None
+
+    def begin_task(self, state) -> None:
+        old = sorted(self.teacher.old_classes)
+        self._old = torch.tensor(old, device=next(state.model.parameters()).device) if old else None
+
+    def end_task(self, state) -> None:
+        self.seen |= set(state.task.classes)
+        self.teacher.snapshot(state.model, sorted(self.seen))
+
+    def __call__(self, batch: StepBatch) -> torch.Tensor:
+        if self._old is None:
+            return batch.logits.new_zeros(())
+        T = self.temperature
+        target = F.softmax(self.teacher(batch.x).index_select(1, self._old) / T, dim=1)
+        log_q = F.log_softmax(batch.logits.index_select(1, self._old) / T, dim=1)
+        return F.kl_div(log_q, target, reduction="batchmean") * T * T
+
+
+def squared_norm(z: torch.Tensor) -> torch.Tensor:
+    """``Φ(z) = ½‖z‖²`` per row: its Bregman divergence is half the squared distance."""
+    return 0.5 * z.pow(2).sum(-1)
+
+
+def negative_entropy(p: torch.Tensor) -> torch.Tensor:
+    """``Φ(p) = Σ p log p`` per row: on the simplex its Bregman divergence is KL(p ‖ q)."""
+    return (p * p.clamp_min(1e-12).log()).sum(-1)
+
+
+PHIS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "squared-norm": squared_norm,
+    "negative-entropy": negative_entropy,
+}
+
+
+def bregman(phi: Callable[[torch.Tensor], torch.Tensor], p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``D_Φ(p, q) = Φ(p) − Φ(q) − <∇Φ(q), p − q>`` per row, differentiable in ``q``."""
+    if not q.requires_grad:
+        q = q.detach().requires_grad_(True)
+    (grad_q,) = torch.autograd.grad(phi(q).sum(), q, create_graph=True)
+    return phi(p) - phi(q) - (grad_q * (p - q)).sum(-1)
+
+
+@register_term
+class Bregman(Term):
+    """The general output-space term of Wang et al. (2024, Eq. 1): mean over examples of
+    ``D_Φ(target, link(f_θ(x)))`` for a convex ``Φ``.
+
+    ``phi``: a name from :data:`PHIS` or a callable (per-row convex function).
+    ``target="stored"``: replayed examples against their stored logits (DER-like).
+    ``target="teacher"``: the current batch against the previous task's model (LwF-like).
+    ``link``: ``"identity"`` (logits) or ``"softmax"`` (probabilities at ``temperature``).
+    """
+
+    name = "bregman"
+
+    def __init__(self, phi: str | Callable = "squared-norm", target: str = "stored", link: str = "identity",
+                 temperature: float = 1.0, draw: int = 0) -> None:
+        if isinstance(phi, str):
+            _check_choice("phi", phi, tuple(PHIS))
+            phi = PHIS[phi]
+        _check_choice("target", target, ("stored", "teacher"))
+        _check_choice("link", link, ("identity", "softmax"))
+        self.phi, self.target, self.link, self.temperature, self.draw = phi, target, link, float(temperature), int(draw)
+        self.uses_replay = target == "stored"
+        self.stores = ("logits",) if target == "stored" else ()
+        self.teacher = Teacher() if target == "teacher" else None
+        self.seen: set[int] = set()
+
+    def end_task(self, state) -> None:
+        if self.teacher is not None:
+            self.seen |= set(state.task.classes)
+            self.teacher.snapshot(state.model, sorted(self.seen))
+
+    def _link(self, z: torch.Tensor) -> torch.Tensor:
+        return F.softmax(z / self.temperature, dim=-1) if self.link == "softmax" else z
+
+    def __call__(self, batch: StepBatch) -> torch.Tensor:
+        if self.target == "stored":
+            replay = batch.draw(self.draw)
+            if replay is None:
+                return batch.logits.new_zeros(())
+            p, q = replay["logits"], batch.replay_outputs(self.draw)
+        else:
+            if self.teacher.model is None:
+                return batch.logits.new_zeros(())
+            p, q = self.teacher(batch.x), batch.logits
+        return bregman(self.phi, self._link(p), self._link(q)).mean()
+
+
+@register_term
+class ICaRLDistillation(Term):
+    """iCaRL's classification-and-distillation loss (Rebuffi et al., CVPR 2017, Alg. 3):
+    binary cross-entropy with logits over the classes seen so far, with targets
+    ``sigmoid(z_old)`` for classes of past tasks (``z_old`` from the model at the end of the
+    previous task) and one-hot labels for the current task's classes; classes not seen yet are
+    left out. Applied to current and replayed examples together (``on="both"``).
+    """
+
+    name = "icarl"
+
+    def __init__(self, on: str = "both", draw: int = 0) -> None:
+        _check_choice("on", on, ("current", "both"))
+        self.on, self.draw = on, int(draw)
+        self.uses_replay = on == "both"
+        self.teacher = Teacher()
+        self.classes = _SeenClasses()
+        self._cols: torch.Tensor | None = None
+        self._n_old = 0
+
+    def begin_task(self, state) -> None:
+        self.classes.begin_task(state)
+        old = sorted(self.classes.past - self.classes.current)
+        new = sorted(self.classes.current)
+        self._n_old = len(old)
+        self._cols = torch.tensor(old + new, device=next(state.model.parameters()).device)
+
+    def end_task(self, state) -> None:
+        self.teacher.snapshot(state.model, sorted(self.classes.past | self.classes.current))
+
+    def __call__(self, batch: StepBatch) -> torch.Tensor:
+        replay = batch.draw(self.draw) if self.on == "both" else None
+        if replay is None:
+            x, y, outputs = batch.x, batch.y, batch.logits
+        else:
+            x = torch.cat([batch.x, batch.replay_inputs(self.draw)])
+            y = torch.cat([batch.y, replay["y"]])
+            outputs = torch.cat([batch.logits, batch.replay_outputs(self.draw)])
+        outputs = outputs.index_select(1, self._cols)
+        targets = (y.unsqueeze(1) == self._cols.unsqueeze(0)).to(outputs.dtype)
+        if self._n_old and self.teacher.model is not None:
+            old = torch.sigmoid(self.teacher(x).index_select(1, self._cols[: self._n_old]))
+            targets = torch.cat([old, targets[:, self._n_old:]], dim=1)
+        return F.binary_cross_entropy_with_logits(outputs, targets)

@@ -1,6 +1,7 @@
 """Step-level plug-ins: objects that change how a step is taken, for any method.
 
-A plug-in defines any of these methods; the loop calls those it has, in the plug-ins' order:
+A plug-in (or a term) defines any of these methods; the loop calls those it has, memory first,
+then terms, then plug-ins, each in recipe order:
 
 - ``begin_task(state)`` / ``end_task(state)``: around each task.
 - ``before_step(state, batch)``: before the forward of a step (refresh learning unlearns here).
@@ -8,8 +9,29 @@ A plug-in defines any of these methods; the loop calls those it has, in the plug
   projects them here).
 - ``after_step(state, batch)``: after the optimiser's update.
 
+A plug-in may also define ``scores(model, x)``: evaluation then ranks classes by these scores
+instead of the model's logits (iCaRL's nearest-mean-of-exemplars classifier).
+
 ``state`` is the loop's :class:`lifelong.train.TrainState`; ``batch`` the step's
-:class:`lifelong.objective.StepBatch`. Concrete plug-ins arrive with the methods that use them.
+:class:`lifelong.objective.StepBatch`. Plug-ins are registered by name with
+:func:`register_plugin` so that recipes and YAML files can use them.
 """
+from __future__ import annotations
 
 HOOKS = ("begin_task", "end_task", "before_step", "after_backward", "after_step")
+
+PLUGINS: dict[str, type] = {}
+
+
+def register_plugin(cls: type) -> type:
+    """Class decorator: make a plug-in available by its ``name``."""
+    if not getattr(cls, "name", ""):
+        raise ValueError(f"{cls.__name__} needs a non-empty `name`")
+    PLUGINS[cls.name] = cls
+    return cls
+
+
+from lifelong.plugins.agem import AGEM  # noqa: E402  (registers itself)
+from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
+
+__all__ = ["AGEM", "HOOKS", "NearestMeanOfExemplars", "PLUGINS", "register_plugin"]

@@ -1,0 +1,45 @@
+"""Published best hyperparameters per benchmark, method and buffer size.
+
+Each ``<benchmark>.yaml`` file maps a method to entries keyed by buffer size (or ``any`` for
+methods without a memory). An entry may set ``lr``, ``batch_size``, ``replay_batch_size``,
+``epochs``, ``momentum``, ``weight_decay`` and the method's ``params``. The file says where the
+values come from. A run takes an entry's values for whatever the user did not set; when the
+buffer size has no entry, the nearest listed size is used and the run's config says so.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).parent
+ENTRY_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay", "params", "note")
+
+
+@lru_cache(maxsize=None)
+def load(benchmark: str) -> dict[str, Any]:
+    """The parsed file for ``benchmark`` (empty when there is none)."""
+    path = HERE / f"{benchmark}.yaml"
+    if not path.is_file():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def lookup(benchmark: str, method: str, buffer_size: int) -> tuple[dict[str, Any], str]:
+    """``(entry, where)``: the best-known settings and a note naming the file, method and key."""
+    data = load(benchmark)
+    entries = (data.get("methods") or {}).get(method)
+    if not entries:
+        return {}, f"no published settings for {method} on {benchmark}; library defaults"
+    if "any" in entries:
+        key: Any = "any"
+    elif buffer_size in entries:
+        key = buffer_size
+    else:
+        key = min(entries, key=lambda k: (abs(int(k) - buffer_size), int(k)))
+    note = f"hparams/{benchmark}.yaml: {method}, {key}"
+    if key not in ("any", buffer_size):
+        note += f" (nearest to buffer {buffer_size})"
+    return dict(entries[key]), note

@@ -1,0 +1,207 @@
+"""Weight-space terms (Wang et al., ICLR 2024, Table 1): the quadratic
+``(θ − θ*)ᵀ Ω (θ − θ*)`` with a diagonal importance ``Ω``, the Bregman divergence of
+``Ψ(θ) = θᵀΩθ``. The methods differ in ``Ω`` and in how it and the anchor ``θ*`` are kept:
+
+- EWC (Kirkpatrick et al., PNAS 2017): ``Ω`` = diagonal empirical Fisher of each finished task,
+  one anchor per task (``online=False``); online EWC (Schwarz et al., "Progress & compress",
+  ICML 2018): ``Ω ← γ Ω + F``, anchored at the latest parameters (``online=True``).
+- SI (Zenke et al., "Continual learning through synaptic intelligence", ICML 2017):
+  ``Ω += ω / (Δθ² + ξ)`` with ``ω`` the path integral ``−Σ_t g(t) · Δθ(t)`` over the task.
+- MAS (Aljundi et al., "Memory aware synapses", ECCV 2018): ``Ω`` = mean absolute gradient of
+  the squared L2 norm of the output.
+- L2: ``Ω = I``, anchored at the end of the previous task.
+
+As in Mammoth, there is no factor ½: the term's weight is the λ (EWC, MAS) or c (SI) of the
+papers' code.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from lifelong.objective.base import StepBatch, Term, register_term
+from lifelong.objective.importance import cross_entropy_fisher_loss, output_norm_loss, per_example_sums
+
+
+class QuadraticPenalty:
+    """``Σ_k (θ − θ*_k)ᵀ Ω_k (θ − θ*_k)`` for diagonal ``Ω_k``, kept as one quadratic.
+
+    Several anchors (per-task EWC) are merged exactly: with ``Ω = Σ_k Ω_k`` and
+    ``m = Σ_k Ω_k θ*_k / Ω`` the sum equals ``(θ − m)ᵀ Ω (θ − m) + c`` for a constant ``c``,
+    so a step costs the same after one task or after twenty.
+    """
+
+    def __init__(self) -> None:
+        self.omega: list[torch.Tensor] | None = None
+        self.mean: list[torch.Tensor] | None = None
+        self.const = 0.0
+        self._s1: list[torch.Tensor] | None = None  # Σ Ω_k θ*_k
+        self._s2 = 0.0  # Σ over elements of Σ_k Ω_k θ*_k²
+
+    def value(self, params: list[torch.Tensor]) -> torch.Tensor | None:
+        if self.omega is None:
+            return None
+        total = None
+        for p, o, m in zip(params, self.omega, self.mean):
+            v = (o * (p - m).square()).sum()
+            total = v if total is None else total + v
+        return total + self.const if self.const else total
+
+    def replace(self, omega: list[torch.Tensor], anchor: list[torch.Tensor], decay: float = 1.0) -> None:
+        """Online form: ``Ω ← decay · Ω + omega`` and the anchor moves to ``anchor``."""
+        if self.omega is not None and decay:
+            omega = [decay * o + n for o, n in zip(self.omega, omega)]
+        self.omega, self.mean, self.const = omega, [a.detach().clone() for a in anchor], 0.0
+
+    def add_anchor(self, omega: list[torch.Tensor], anchor: list[torch.Tensor]) -> None:
+        """Per-task form: add ``(θ − anchor)ᵀ diag(omega) (θ − anchor)`` to the sum."""
+        anchor = [a.detach().clone() for a in anchor]
+        if self.omega is None:
+            self.omega, self.mean, self.const = omega, anchor, 0.0
+            self._s1 = [o * a for o, a in zip(omega, anchor)]
+            self._s2 = float(sum((o * a.square()).sum() for o, a in zip(omega, anchor)))
+            return
+        self.omega = [o + n for o, n in zip(self.omega, omega)]
+        self._s1 = [s + n * a for s, n, a in zip(self._s1, omega, anchor)]
+        self._s2 += float(sum((n * a.square()).sum() for n, a in zip(omega, anchor)))
+        self.mean = [torch.where(o > 0, s / o.clamp_min(1e-30), m) for o, s, m in zip(self.omega, self._s1, self.mean)]
+        self.const = self._s2 - float(sum((o * m.square()).sum() for o, m in zip(self.omega, self.mean)))
+
+    def state_dict(self) -> dict:
+        return {"omega": self.omega, "mean": self.mean, "const": self.const, "s1": self._s1, "s2": self._s2}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.omega, self.mean, self.const = state["omega"], state["mean"], state["const"]
+        self._s1, self._s2 = state["s1"], state["s2"]
+
+
+def _params(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def task_batches(state, batch_size: int = 1000, max_examples: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The finished task's training examples (un-augmented), in order, in batches."""
+    task, stream = state.task, state.stream
+    n = task.num_train if max_examples is None else min(task.num_train, max_examples)
+    for start in range(0, n, batch_size):
+        idx = task.train_idx[start:min(start + batch_size, n)]
+        ids = task.index if task.train_task is None else task.train_task[start:min(start + batch_size, n)]
+        yield stream.inputs("train", idx, ids), stream.labels("train", idx)
+
+
+class _Penalised(Term):
+    """Shared plumbing of the quadratic terms: the penalty and the model's parameter list."""
+
+    def __init__(self) -> None:
+        self.penalty = QuadraticPenalty()
+        self.params: list[torch.Tensor] | None = None
+
+    def begin_task(self, state) -> None:
+        self.params = _params(state.model)
+
+    def __call__(self, batch: StepBatch) -> torch.Tensor:
+        value = self.penalty.value(self.params) if self.params is not None else None
+        return batch.logits.new_zeros(()) if value is None else value
+
+
+@register_term
+class EWC(_Penalised):
+    """Elastic weight consolidation, per task or online (see the module docstring).
+
+    ``probability_weighted``: weight each example's squared gradient by the model's probability
+    of its true label, as Mammoth's implementation does (``False``: the plain empirical Fisher).
+    ``max_examples``: estimate the Fisher on the task's first N training examples only.
+    """
+
+    name = "ewc"
+
+    def __init__(self, online: bool = False, gamma: float = 1.0, probability_weighted: bool = True,
+                 max_examples: int | None = None) -> None:
+        super().__init__()
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"`gamma` must lie in [0, 1], got {gamma}")
+        self.online, self.gamma = bool(online), float(gamma)
+        self.probability_weighted, self.max_examples = bool(probability_weighted), max_examples
+
+    def end_task(self, state) -> None:
+        params = _params(state.model)
+        n = state.task.num_train if self.max_examples is None else min(state.task.num_train, self.max_examples)
+        sums = per_example_sums(state.model, task_batches(state, max_examples=n),
+                                cross_entropy_fisher_loss(self.probability_weighted), "square")
+        fisher = [s / max(n, 1) for s in sums]
+        if self.online:
+            self.penalty.replace(fisher, params, self.gamma)
+        else:
+            self.penalty.add_anchor(fisher, params)
+
+
+@register_term
+class MAS(_Penalised):
+    """Memory aware synapses: ``Ω`` from the mean absolute per-example gradient of ``‖f(x)‖²``,
+    accumulated over tasks (``Ω ← γ Ω + Ω_task``), anchored at the latest parameters."""
+
+    name = "mas"
+
+    def __init__(self, gamma: float = 1.0, max_examples: int | None = None) -> None:
+        super().__init__()
+        self.gamma, self.max_examples = float(gamma), max_examples
+
+    def end_task(self, state) -> None:
+        n = state.task.num_train if self.max_examples is None else min(state.task.num_train, self.max_examples)
+        sums = per_example_sums(state.model, task_batches(state, max_examples=n), output_norm_loss, "abs")
+        self.penalty.replace([s / max(n, 1) for s in sums], _params(state.model), self.gamma)
+
+
+@register_term
+class L2(_Penalised):
+    """``‖θ − θ*‖²`` with ``θ*`` the parameters at the end of the previous task."""
+
+    name = "l2"
+
+    def end_task(self, state) -> None:
+        params = _params(state.model)
+        self.penalty.replace([torch.ones_like(p) for p in params], params, decay=0.0)
+
+
+@register_term
+class SI(_Penalised):
+    """Synaptic intelligence. During a task, after each update, ``ω += −g · Δθ`` (``g`` the
+    gradient the optimiser used, ``Δθ`` the update); at the task's end
+    ``Ω += ω / ((θ_end − θ_start)² + ξ)``, ``ω ← 0``, and the anchor moves to ``θ_end``.
+    With plain SGD, ``−g · Δθ = lr · g²``, the form used in Mammoth."""
+
+    name = "si"
+
+    def __init__(self, xi: float = 1.0) -> None:
+        super().__init__()
+        if not xi > 0:
+            raise ValueError(f"`xi` must be positive, got {xi}")
+        self.xi = float(xi)
+        self.path: list[torch.Tensor] | None = None
+        self.start: list[torch.Tensor] | None = None
+        self._grads: list[torch.Tensor] | None = None
+        self._before: list[torch.Tensor] | None = None
+
+    def begin_task(self, state) -> None:
+        super().begin_task(state)
+        if self.start is None:
+            self.start = [p.detach().clone() for p in self.params]
+        self.path = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def after_backward(self, state, batch: StepBatch) -> None:
+        self._grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self._before = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def after_step(self, state, batch: StepBatch) -> None:
+        delta = torch._foreach_sub([p.detach() for p in self.params], self._before)
+        torch._foreach_sub_(self.path, torch._foreach_mul(self._grads, delta))
+
+    @torch.no_grad()
+    def end_task(self, state) -> None:
+        end = [p.detach().clone() for p in self.params]
+        omega = [w / ((e - s).square() + self.xi) for w, e, s in zip(self.path, end, self.start)]
+        self.penalty.replace(omega, end, decay=1.0)
+        self.start = end

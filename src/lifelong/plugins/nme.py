@@ -1,0 +1,43 @@
+"""iCaRL's nearest-mean-of-exemplars classifier (Rebuffi et al., CVPR 2017, Alg. 1): each class
+is represented by the mean of its exemplars' L2-normalised features; an input is classified to
+the nearest mean. Means are recomputed from the memory at the end of every task."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lifelong.plugins import register_plugin
+
+
+@register_plugin
+class NearestMeanOfExemplars:
+    name = "nme"
+    uses_memory = True
+
+    def __init__(self) -> None:
+        self.means: torch.Tensor | None = None  # (num_classes, d), NaN rows for classes without exemplars
+
+    @torch.no_grad()
+    def end_task(self, state) -> None:
+        memory, model = state.memory, state.model
+        if memory is None or len(memory) == 0:
+            return
+        was_training = model.training
+        model.eval()
+        x, y = memory.fields["x"][: len(memory)], memory.fields["y"][: len(memory)]
+        feats = torch.cat([F.normalize(model.features(x[s:s + 1000]), dim=1) for s in range(0, len(x), 1000)])
+        model.train(was_training)
+        means = torch.full((state.stream.num_classes, feats.shape[1]), float("nan"), device=feats.device)
+        for c in y.unique().tolist():
+            means[c] = F.normalize(feats[y == c].mean(0), dim=0)
+        self.means = means
+
+    @torch.no_grad()
+    def scores(self, model, x: torch.Tensor) -> torch.Tensor:
+        """Negative squared distance to each class mean; ``-inf`` for classes without one.
+        Before the first task ends there are no means, and the model's logits are used."""
+        if self.means is None:
+            return model(x)
+        feats = F.normalize(model.features(x), dim=1)
+        dist = torch.cdist(feats, torch.nan_to_num(self.means, nan=0.0)).square()
+        return (-dist).masked_fill(torch.isnan(self.means[:, 0]).unsqueeze(0), float("-inf"))
