@@ -29,8 +29,10 @@ def test_list_names_every_benchmark_and_method(capsys):
     code, out, _ = run_cli(["list"], capsys)
     assert code == 0
     for name in ("split-mnist", "permuted-mnist", "rotated-mnist", "split-cifar10", "split-cifar100",
-                 "split-tiny-imagenet", "finetune", "joint", "er"):
+                 "split-tiny-imagenet", "finetune", "joint", "er", "er-ace", "der", "derpp", "lwf", "ewc",
+                 "ewc-online", "si", "mas", "agem", "icarl"):
         assert f"  {name} " in out
+    assert "Buzzega et al." in out and "logit-mse" in out and "reservoir" in out and "agem" in out
 
 
 def test_run_writes_one_complete_folder(fashion_root, tmp_path, capsys):
@@ -80,7 +82,7 @@ def _bad_inputs(root, tmp_path):
     wrong.write_text("epochs: many\n")
     return [
         (["--benchmark", "split-mnsit"], "unknown benchmark 'split-mnsit'; choose one of: split-mnist"),
-        (["--method", "ewc2"], "unknown method 'ewc2'; choose one of: finetune, joint, er"),
+        (["--method", "ewc2"], "unknown method 'ewc2'; choose one of: finetune, joint, er, er-ace"),
         (["--buffer-size", "0"], "`buffer-size` must be positive, got 0"),
         (["--batch-size", "-3"], "`batch-size` must be positive, got -3"),
         (["--epochs", "0"], "`epochs` must be positive"),
@@ -161,3 +163,55 @@ def test_the_readme_quick_start_run(tmp_path):
     assert m["benchmark"] == "split-mnist" and m["method"] == "er" and m["steps"] == 6002
     assert 80 < m["class_il"]["average_accuracy"] < 95 and m["task_il"]["average_accuracy"] > 97
     assert "Traceback" not in proc.stderr
+
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+@pytest.mark.parametrize("example", ["der_ewc.yaml", "logit_norm.yaml"])
+def test_the_examples_run(example, fashion_root, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(["run", "--config", str(EXAMPLES / example), "--benchmark", "split-fashion-mnist",
+                              "--data-root", str(fashion_root), "--out", str(out_dir), "--quiet"], capsys)
+    assert code == 0, err
+    m = json.loads((out_dir / "metrics.json").read_text())
+    assert m["complete"] and m["method"] in ("der-ewc", "er-logit-norm")
+    config = yaml.safe_load((out_dir / "config.yaml").read_text())
+    assert config["recipe"]["terms"][1]["term"] in ("logit-mse", "logit-norm")
+
+
+def test_method_parameters_from_flags(fashion_root, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, _, err = run_cli(tiny_args(fashion_root, out_dir, "--method", "derpp", "--param", "alpha=0.25",
+                                     "--param", "beta=1e-1"), capsys)
+    assert code == 0, err
+    m = json.loads((out_dir / "metrics.json").read_text())
+    assert m["params"] == {"alpha": 0.25, "beta": 0.1}
+    assert "derpp" in err and "alpha=0.25" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "der", "--param", "alpah=1"], "method 'der' has no parameter `alpah`; its parameters: alpha"),
+    (["--param", "alpha"], "expected NAME=VALUE"),
+    (["--import", "no_such_module_xyz"], "cannot import no_such_module_xyz: ModuleNotFoundError"),
+    (["--import", "missing.py"], "cannot import missing.py: no such file"),
+])
+def test_method_mistakes(extra, message, fashion_root, tmp_path, capsys):
+    code, out, err = run_cli(tiny_args(fashion_root, tmp_path / "never", *extra), capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()
+
+
+def test_imported_code_that_fails_is_one_line(fashion_root, tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise RuntimeError('oops')\n")
+    code, _, err = run_cli(tiny_args(fashion_root, tmp_path / "never", "--import", str(bad)), capsys)
+    assert code == 2 and "cannot import" in err and "RuntimeError: oops" in err and "Traceback" not in err
+
+
+def test_custom_recipe_in_yaml_with_a_mistake(fashion_root, tmp_path, capsys):
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("method:\n  terms:\n    - {term: ce, on: both}\n")
+    code, _, err = run_cli(["run", "--config", str(cfg), "--benchmark", "split-fashion-mnist", "--data-root",
+                            str(fashion_root), "--out", str(tmp_path / "never"), "--quiet"], capsys)
+    assert code == 2 and "needs `memory: reservoir`" in err

@@ -72,6 +72,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
     p.add_argument("--device", default=s, help="cpu, cuda or auto (default)")
     p.add_argument("--threads", type=_positive_int, default=s, help="CPU threads for torch; default: torch's")
+    p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
+                   help="Python file or module that registers your own terms or plug-ins (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -19,8 +19,10 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 class YamlLoader(yaml.SafeLoader):
-    """Safe YAML with two fixes for config files: ``1e-3`` is a number (YAML 1.2; PyYAML's
-    YAML 1.1 reads it as a string), and a key given twice in one mapping is an error."""
+    """Safe YAML with three fixes for config files, following YAML 1.2 where PyYAML follows
+    YAML 1.1: ``1e-3`` is a number (not a string), only ``true``/``false`` are booleans (so
+    ``on: both`` keeps the key ``on``, and ``yes``/``no``/``off`` stay strings), and a key given
+    twice in one mapping is an error."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -36,6 +38,12 @@ class YamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -79,6 +87,7 @@ class RunConfig:
     overwrite: bool = False
     device: str = "auto"
     threads: int | None = None
+    imports: list = field(default_factory=list)
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,11 +120,13 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "overwrite": ((bool,), False),
     "device": ((str,), False),
     "threads": ((int,), True),
+    "imports": ((list,), False),
 }
 KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+               list: "a list"}
 _TYPE_NAMES_BY_KEY = {"method": "a method name or a recipe mapping"}
 
 
@@ -127,6 +138,8 @@ def _check_type(key: str, value: Any, where: str) -> Any:
     if not ok:
         wanted = _TYPE_NAMES_BY_KEY.get(key, _TYPE_NAMES[types[0]]) + (" or null" if nullable else "")
         raise ConfigError(f"{where}: `{key}` must be {wanted}, got {_short(value)}")
+    if key == "imports" and not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: `imports` must be a list of Python files or module names")
     if key == "params":
         for name, v in value.items():
             if not isinstance(name, str) or isinstance(v, (dict, list)) or v is None:
@@ -185,6 +198,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         if key_text not in _TYPES:
             raise ConfigError(unknown_key_message(str(key), where))
         out[key_text] = _check_type(key_text, value, where)
+    if "imports" in out:  # files are found relative to the config file
+        out["imports"] = [str(path.parent / v) if v.endswith(".py") and not Path(v).is_absolute() else v
+                          for v in out["imports"]]
     return out
 
 

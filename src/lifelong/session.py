@@ -64,8 +64,31 @@ def default_out(config: RunConfig) -> Path:
     return out
 
 
+def import_user_code(names: list[str]) -> None:
+    """Import Python files or modules that register the user's own terms and plug-ins."""
+    import importlib
+    import importlib.util
+
+    for name in names:
+        try:
+            if name.endswith(".py"):
+                path = Path(name)
+                if not path.is_file():
+                    raise ConfigError(f"cannot import {name}: no such file")
+                spec = importlib.util.spec_from_file_location(f"lifelong_user_{path.stem}", path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(name)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the user's code may fail in any way; report it in one line
+            raise ConfigError(f"cannot import {name}: {type(exc).__name__}: {exc}") from None
+
+
 def prepare_run(config: RunConfig) -> PreparedRun:
     """Check every name, value, file and folder before any training; then build the run."""
+    import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     recipe = build_recipe(config.method, config.params)
     backbone = config.backbone or benchmark.backbone

@@ -12,7 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 HERE = Path(__file__).parent
 ENTRY_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay", "params", "note")
@@ -24,7 +23,9 @@ def load(benchmark: str) -> dict[str, Any]:
     path = HERE / f"{benchmark}.yaml"
     if not path.is_file():
         return {}
-    return yaml.safe_load(path.read_text()) or {}
+    from lifelong.config import parse_yaml
+
+    return parse_yaml(path.read_text()) or {}
 
 
 def lookup(benchmark: str, method: str, buffer_size: int) -> tuple[dict[str, Any], str]:

@@ -24,6 +24,23 @@ from lifelong.objective.base import StepBatch, Term, register_term
 from lifelong.objective.importance import cross_entropy_fisher_loss, output_norm_loss, per_example_sums
 
 
+class _Quadratic(torch.autograd.Function):
+    """``Σ_i (θ_i − m_i)ᵀ diag(Ω_i) (θ_i − m_i)`` with its gradient ``2 Ω_i (θ_i − m_i)``, in a
+    few multi-tensor operations: about half the time of building it from per-tensor autograd
+    operations, which matters at batch size 10."""
+
+    @staticmethod
+    def forward(ctx, omega: list, mean: list, *params: torch.Tensor) -> torch.Tensor:
+        diff = torch._foreach_sub(params, mean)
+        weighted = torch._foreach_mul(diff, omega)
+        ctx.weighted = weighted
+        return sum(torch.dot(w.reshape(-1), d.reshape(-1)) for w, d in zip(weighted, diff))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (None, None, *torch._foreach_mul(ctx.weighted, 2.0 * grad))
+
+
 class QuadraticPenalty:
     """``Σ_k (θ − θ*_k)ᵀ Ω_k (θ − θ*_k)`` for diagonal ``Ω_k``, kept as one quadratic.
 
@@ -42,10 +59,7 @@ class QuadraticPenalty:
     def value(self, params: list[torch.Tensor]) -> torch.Tensor | None:
         if self.omega is None:
             return None
-        total = None
-        for p, o, m in zip(params, self.omega, self.mean):
-            v = (o * (p - m).square()).sum()
-            total = v if total is None else total + v
+        total = _Quadratic.apply(self.omega, self.mean, *params)
         return total + self.const if self.const else total
 
     def replace(self, omega: list[torch.Tensor], anchor: list[torch.Tensor], decay: float = 1.0) -> None:
@@ -181,7 +195,6 @@ class SI(_Penalised):
         self.path: list[torch.Tensor] | None = None
         self.start: list[torch.Tensor] | None = None
         self._grads: list[torch.Tensor] | None = None
-        self._before: list[torch.Tensor] | None = None
 
     def begin_task(self, state) -> None:
         super().begin_task(state)
@@ -191,13 +204,15 @@ class SI(_Penalised):
 
     @torch.no_grad()
     def after_backward(self, state, batch: StepBatch) -> None:
-        self._grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        self._before = [p.detach().clone() for p in self.params]
+        # ω += −g · (θ_after − θ_before), split as + g·θ_before now and − g·θ_after later,
+        # so that no copy of the parameters is needed
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self._grads = torch._foreach_mul(grads, 1.0)  # a copy: later hooks may change .grad
+        torch._foreach_addcmul_(self.path, self._grads, [p.detach() for p in self.params])
 
     @torch.no_grad()
     def after_step(self, state, batch: StepBatch) -> None:
-        delta = torch._foreach_sub([p.detach() for p in self.params], self._before)
-        torch._foreach_sub_(self.path, torch._foreach_mul(self._grads, delta))
+        torch._foreach_addcmul_(self.path, self._grads, [p.detach() for p in self.params], value=-1.0)
 
     @torch.no_grad()
     def end_task(self, state) -> None:
