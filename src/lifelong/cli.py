@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
     p.add_argument("--device", default=s, help="cpu, cuda or auto (default)")
     p.add_argument("--threads", type=_positive_int, default=s, help="CPU threads for torch; default: torch's")
+    p.add_argument("--refresh", nargs="?", const="paper", default=s, metavar="FORM",
+                   help="add refresh learning to the method: 'paper' (default) or 'code' form")
+    p.add_argument("--refresh-param", action="append", metavar="NAME=VALUE", type=_param,
+                   help="a refresh setting, e.g. --refresh-param gamma=1e-4 (repeatable; see docs)")
     p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
                    help="Python file or module that registers your own terms or plug-ins (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -82,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help="train a method on a benchmark and write a run folder")
     _add_run_flags(run)
+    compare = sub.add_parser("compare", help="a method with and without refresh learning over several seeds")
+    _add_run_flags(compare)
+    compare.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,1,2 (default 0-4)")
+    compare.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel processes (default 1)")
     sub.add_parser("list", help="list the benchmarks and methods")
     return parser
 
@@ -145,13 +154,26 @@ class _Progress:
                        f"{[round(a, 2) for a in class_il]}; task-IL {[round(a, 2) for a in task_il]}")
 
 
-def _run(args: argparse.Namespace, started: float) -> int:
-    from lifelong.config import load_yaml, make_config
+def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The flags given (absent ones stay absent) and the config file's values."""
+    from lifelong.config import load_yaml
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "param")}
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("command", "config", "quiet", "param", "refresh_param", "seeds", "jobs")}
     if args.param:
         flags["params"] = dict(args.param)
     file_values = load_yaml(args.config) if args.config else {}
+    if args.refresh_param:
+        base = flags.get("refresh", file_values.get("refresh")) or "paper"
+        base = {"form": base} if isinstance(base, str) else dict(base)
+        flags["refresh"] = {**base, **dict(args.refresh_param)}
+    return flags, file_values
+
+
+def _run(args: argparse.Namespace, started: float) -> int:
+    from lifelong.config import make_config
+
+    flags, file_values = _flags(args)
     config = make_config(file_values, flags)
 
     from lifelong.session import prepare_run, execute_run
@@ -174,6 +196,39 @@ def _run(args: argparse.Namespace, started: float) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from lifelong.compare import format_comparison, parse_seeds, run_comparison
+    from lifelong.config import make_config
+
+    seeds = parse_seeds(args.seeds)
+    if args.jobs > (os.cpu_count() or 1):
+        raise UserError(f"--jobs must be at most {os.cpu_count()}, the number of CPUs here")
+    flags, file_values = _flags(args)
+    out = flags.pop("out", None)
+    config = make_config(file_values, flags)
+    method = config.method if isinstance(config.method, str) else str(config.method.get("name", "custom"))
+    root = Path(out) if out else Path("runs") / f"compare-{config.benchmark}-{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if root.exists() and not root.is_dir():
+        raise UserError(f"output path {root} is a file, not a folder; choose another --out")
+    print(f"lifelong: comparing {method} on {config.benchmark} without and with refresh "
+          f"({config.refresh or 'paper'}), seeds {seeds} -> {root}", file=sys.stderr)
+
+    def report(variant: str, seed: int, doc: dict) -> None:
+        state = "" if doc["complete"] else f" ({doc['status']})"
+        print(f"  seed {seed} {variant:<8} class-IL {doc['class_il']['average_accuracy']:6.2f}  "
+              f"task-IL {doc['task_il']['average_accuracy']:6.2f}{state}", file=sys.stderr)
+
+    try:
+        summary = run_comparison(replace(config, out=None), seeds, root, jobs=args.jobs, report=report)
+    except OSError as exc:
+        raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
+    print(format_comparison(summary))
+    print(f"results in {root}")
+    return 0 if summary["complete"] else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
@@ -183,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, started)
         if args.command == "list":
             return _list()
+        if args.command == "compare":
+            return _compare(args)
         parser.print_help()
         return 2
     except UserError as exc:

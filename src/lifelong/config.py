@@ -88,6 +88,7 @@ class RunConfig:
     device: str = "auto"
     threads: int | None = None
     imports: list = field(default_factory=list)
+    refresh: str | dict | None = None
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,13 +122,15 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "device": ((str,), False),
     "threads": ((int,), True),
     "imports": ((list,), False),
+    "refresh": ((str, dict), True),
 }
 KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
                list: "a list"}
-_TYPE_NAMES_BY_KEY = {"method": "a method name or a recipe mapping"}
+_TYPE_NAMES_BY_KEY = {"method": "a method name or a recipe mapping",
+                      "refresh": "a form ('paper' or 'code') or a mapping of refresh settings"}
 
 
 def _check_type(key: str, value: Any, where: str) -> Any:
@@ -227,6 +230,27 @@ def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Run
     return config
 
 
+def refresh_options(refresh: str | dict | None) -> dict | None:
+    """The keyword arguments of :class:`lifelong.plugins.Refresh` for a config's ``refresh``."""
+    if refresh is None:
+        return None
+    options = {"form": refresh} if isinstance(refresh, str) else dict(refresh)
+    from lifelong.plugins.refresh import Refresh
+
+    try:
+        Refresh(**options)
+    except TypeError as exc:
+        import inspect
+
+        accepted = [p for p in inspect.signature(Refresh).parameters if p != "seed"]
+        raise ConfigError(f"`refresh`: {exc}; its options: {', '.join(accepted)}") from None
+    except ValueError as exc:
+        raise ConfigError(f"`refresh`: {exc}") from None
+    if "seed" in options:
+        raise ConfigError("`refresh`: the noise follows the run's `seed`; do not set one here")
+    return options
+
+
 def validate(config: RunConfig) -> None:
     """Range checks that do not need the data (names are checked where they are looked up)."""
     for key in ("buffer_size", "epochs", "batch_size", "lr"):
@@ -249,6 +273,7 @@ def validate(config: RunConfig) -> None:
         value = getattr(config, key)
         if isinstance(value, str) and not value.strip():
             raise ConfigError(f"`{key.replace('_', '-')}` must not be empty")
+    refresh_options(config.refresh)  # raises on unknown forms and options
     cpus = os.cpu_count() or 1
     if config.threads is not None and config.threads > cpus:
         raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")

@@ -98,6 +98,7 @@ def build_metrics(result: RunResult, config: dict[str, Any], *, wall_seconds: fl
         "benchmark": config["benchmark"],
         "method": config.get("method_name", config["method"]),
         "params": config.get("params", {}),
+        "refresh": config.get("refresh"),
         "seed": config["seed"],
         "num_tasks": num_tasks,
         "tasks_trained": len(result.class_il),

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lifelong.config import RunConfig
+from lifelong.config import RunConfig, refresh_options
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
@@ -41,6 +41,8 @@ class PreparedRun:
         c = self.resolved
         memory = f", {self.recipe.memory} buffer {c['buffer_size']}" if self.recipe.memory else ""
         params = "".join(f", {k}={v}" for k, v in c["params"].items())
+        if c.get("refresh"):
+            params += f", refresh {c['refresh']['form']} (gamma {c['refresh']['gamma']}, every {c['refresh']['every']})"
         return (f"{c['benchmark']} ({self.stream.num_tasks} tasks), {self.recipe.name}{memory}{params}, "
                 f"{c['backbone']}, {c['epochs']} epoch(s), batch {c['batch_size']}, lr {c['lr']}, seed {c['seed']}, "
                 f"device {c['device']} [{c['hparams_source']}] -> {self.out}")
@@ -91,6 +93,13 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     recipe = build_recipe(config.method, config.params)
+    refresh = None
+    options = refresh_options(config.refresh)
+    if options is not None:
+        from lifelong.plugins import Refresh
+
+        refresh = Refresh(**options, seed=config.seed)
+        recipe.plugins.append(refresh)
     backbone = config.backbone or benchmark.backbone
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
@@ -119,6 +128,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
         replay_batch_size=config.replay_batch_size or config.batch_size,
         method_name=recipe.name,
         recipe=recipe.spec,
+        refresh=None if refresh is None else refresh.settings(),
         device=str(device),
         out=str(out),
         scenario=stream.scenario,

@@ -33,5 +33,6 @@ def register_plugin(cls: type) -> type:
 
 from lifelong.plugins.agem import AGEM  # noqa: E402  (registers itself)
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
+from lifelong.plugins.refresh import Refresh  # noqa: E402
 
-__all__ = ["AGEM", "HOOKS", "NearestMeanOfExemplars", "PLUGINS", "register_plugin"]
+__all__ = ["AGEM", "HOOKS", "NearestMeanOfExemplars", "PLUGINS", "Refresh", "register_plugin"]

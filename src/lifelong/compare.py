@@ -1,0 +1,138 @@
+"""A method with and without refresh learning over several seeds: mean ± std of each, and the
+paired difference (same seed, same data order, same initialisation) with a 95% confidence
+interval from Student's t distribution. No printing here; the CLI prints :func:`format_comparison`."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from lifelong.config import RunConfig
+from lifelong.errors import ConfigError
+
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> 0..4; ``"0,3,7"`` -> those; mixtures like ``"0-2,5"`` too."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = (int(v) for v in part.split("-", 1))
+                if b < a:
+                    raise ValueError
+                seeds.extend(range(a, b + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ConfigError(f"seeds must look like 0-4 or 0,1,2, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"seeds must be distinct non-negative integers, got {text!r}")
+    if len(seeds) > 1000:
+        raise ConfigError(f"at most 1000 seeds, got {len(seeds)}")
+    return seeds
+
+
+def t95(n: int) -> float:
+    """Half-width factor of a two-sided 95% interval for the mean of ``n`` values."""
+    df = n - 1
+    return _T95[df - 1] if df <= len(_T95) else 1.96
+
+
+def _one(config: RunConfig, threads: int | None) -> dict[str, Any]:
+    from lifelong.session import execute_run, prepare_run
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    metrics = Path(config.out) / "metrics.json"
+    if metrics.is_file():
+        doc = json.loads(metrics.read_text())
+        if doc.get("complete"):
+            return doc
+    return execute_run(prepare_run(replace(config, overwrite=True)))
+
+
+def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int = 1,
+                   report: Callable[[str, int, dict], None] | None = None) -> dict[str, Any]:
+    """Run ``config`` without and with its ``refresh`` setting for every seed, in
+    ``out/<variant>-seed<k>``; runs already complete there are not repeated."""
+    refresh = config.refresh or "paper"
+    variants = {"base": replace(config, refresh=None), "refresh": replace(config, refresh=refresh)}
+    jobs_list = [(name, seed, replace(cfg, seed=seed, out=str(out / f"{name}-seed{seed}")))
+                 for seed in seeds for name, cfg in variants.items()]
+    out.mkdir(parents=True, exist_ok=True)
+    docs: dict[tuple[str, int], dict] = {}
+    if jobs <= 1:
+        for name, seed, cfg in jobs_list:
+            docs[(name, seed)] = _one(cfg, None)
+            if report:
+                report(name, seed, docs[(name, seed)])
+    else:
+        import multiprocessing
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(_one, cfg, threads): (name, seed) for name, seed, cfg in jobs_list}
+            for future, (name, seed) in futures.items():
+                docs[(name, seed)] = future.result()
+                if report:
+                    report(name, seed, docs[(name, seed)])
+    summary = summarize(docs, seeds)
+    summary["refresh"] = docs[("refresh", seeds[0])].get("refresh")
+    summary["benchmark"], summary["method"] = config.benchmark, docs[("base", seeds[0])]["method"]
+    (out / "compare.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "compare.md").write_text(format_comparison(summary) + "\n")
+    return summary
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    n = len(values)
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if n > 1 else 0.0
+    half = t95(n) * std / math.sqrt(n) if n > 1 else float("nan")
+    return {"mean": mean, "std": std, "ci95": half}
+
+
+def summarize(docs: dict[tuple[str, int], dict], seeds: list[int]) -> dict[str, Any]:
+    """Per scenario: each variant's mean, std and values, and the paired difference."""
+    out: dict[str, Any] = {"seeds": seeds, "complete": all(d.get("complete") for d in docs.values())}
+    for scenario in ("class_il", "task_il"):
+        values = {v: [docs[(v, s)][scenario]["average_accuracy"] for s in seeds] for v in ("base", "refresh")}
+        diffs = [r - b for b, r in zip(values["base"], values["refresh"])]
+        out[scenario] = {
+            "base": {**_stats(values["base"]), "values": values["base"]},
+            "refresh": {**_stats(values["refresh"]), "values": values["refresh"]},
+            "difference": {**_stats(diffs), "values": diffs, "refresh_better": sum(d > 0 for d in diffs)},
+        }
+    return out
+
+
+def format_comparison(summary: dict[str, Any]) -> str:
+    seeds = summary["seeds"]
+    refresh = summary.get("refresh") or {}
+    lines = [f"{summary.get('benchmark', '')} | {summary.get('method', '')} | refresh {refresh.get('form', '')} "
+             f"(gamma {refresh.get('gamma')}, steps {refresh.get('steps')}, every {refresh.get('every')}) | "
+             f"{len(seeds)} seeds",
+             f"{'average accuracy (%)':<22}{'without':>16}{'with refresh':>16}{'difference (paired)':>30}"]
+    for scenario, label in (("class_il", "class-IL"), ("task_il", "task-IL")):
+        s = summary[scenario]
+        d = s["difference"]
+        ci = "" if math.isnan(d["ci95"]) else f", 95% CI ±{d['ci95']:.2f}"
+        lines.append(f"{label:<22}{s['base']['mean']:>9.2f} ± {s['base']['std']:<4.2f}"
+                     f"{s['refresh']['mean']:>9.2f} ± {s['refresh']['std']:<4.2f}"
+                     f"{d['mean']:>+12.2f} ± {d['std']:.2f}{ci} ({d['refresh_better']}/{len(seeds)} better)")
+    if not summary.get("complete", True):
+        lines.append("some runs did not complete (see their metrics.json)")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Refresh learning (Wang et al., "A Unified and General Framework for Continual Learning",
+ICLR 2024, Section 4): unlearn the current batch, then relearn it. Unlearning is gradient
+*ascent* on the loss, preconditioned by the inverse of the diagonal Fisher, with Gaussian noise,
+so that the parameters move away from directions that over-fit the batch without undoing what
+the Fisher says is important for the past.
+
+Two published forms, each a :class:`Refresh` configuration:
+
+- ``form="paper"`` (the paper's update, run before the normal step that relearns the batch):
+  ``J`` times ``θ ← θ + γ P ∇L(θ) + sqrt(2γ) · noise · sqrt(P) ⊙ ε``, ``ε ~ N(0, I)``,
+  where ``L`` is the method's whole objective on the step's batch (``loss="objective"``) and
+  ``P ≈ F⁻¹`` is the preconditioner below: Langevin dynamics on ``−L`` with metric ``F``.
+- ``form="code"`` (the authors' released code, DER++ only; run after the normal step): one
+  step of ascent on the current batch's cross-entropy (``loss="ce"``), the ascent direction
+  rescaled per tensor to the tensor's own norm, ``θ ← θ + δ P ⊙ (‖θ‖/‖g‖ · g + noise · ε)``
+  with ``δ = 1e-5`` (``gamma``) and ``noise = 1e-3``. The perturbation is not undone.
+
+Preconditioner: ``P = 1 / (1 + damping · F)`` (``preconditioner="damped"``, the released code's,
+``damping = 1e-3``) or ``P = 1 / (F + damping)`` (``"inverse"``, the paper's ``F⁻¹`` with
+damping). ``F`` is the diagonal empirical Fisher (each example's squared gradient weighted by
+the model's probability of its label) over the task's training data, computed at each task's
+end and kept as ``F ← fisher_decay · F + F_task``: ``1e-5`` replaces it (the released code),
+``1`` accumulates, values between decay it. Before the first task ends ``F = 0``.
+Refresh runs every ``every`` steps (the paper refreshes every second step).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lifelong.objective import StepBatch
+from lifelong.objective.importance import cross_entropy_fisher_loss, per_example_sums
+from lifelong.objective.weight import task_batches
+from lifelong.plugins import register_plugin
+from lifelong.seeding import torch_generator
+
+FORMS = {
+    "paper": {"gamma": 1e-4, "steps": 1, "noise": 1.0, "loss": "objective", "when": "before", "normalize": False},
+    "code": {"gamma": 1e-5, "steps": 1, "noise": 1e-3, "loss": "ce", "when": "after", "normalize": True},
+}
+
+
+@register_plugin
+class Refresh:
+    """Unlearn-then-relearn around the normal step of any method (see the module docstring).
+
+    Any argument left ``None`` takes the value of the chosen ``form``. ``seed`` drives the noise.
+    """
+
+    name = "refresh"
+
+    def __init__(self, form: str = "paper", gamma: float | None = None, steps: int | None = None,
+                 noise: float | None = None, loss: str | None = None, when: str | None = None,
+                 normalize: bool | None = None, damping: float = 1e-3, preconditioner: str = "damped",
+                 fisher_decay: float = 1e-5, every: int = 2, seed: int = 0) -> None:
+        if form not in FORMS:
+            raise ValueError(f"`form` must be 'paper' or 'code', got {form!r}")
+        chosen = {k: v for k, v in dict(gamma=gamma, steps=steps, noise=noise, loss=loss, when=when,
+                                         normalize=normalize).items() if v is not None}
+        settings = {**FORMS[form], **chosen}
+        self.form = form
+        self.gamma, self.steps, self.noise = float(settings["gamma"]), int(settings["steps"]), float(settings["noise"])
+        self.loss, self.when, self.normalize = settings["loss"], settings["when"], bool(settings["normalize"])
+        self.damping, self.preconditioner = float(damping), preconditioner
+        self.fisher_decay, self.every, self.seed = float(fisher_decay), int(every), int(seed)
+        for name, value in (("gamma", self.gamma), ("noise", self.noise), ("damping", self.damping)):
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value}")
+        if self.steps < 1 or self.every < 1:
+            raise ValueError("`steps` and `every` must be at least 1")
+        if self.loss not in ("ce", "objective"):
+            raise ValueError(f"`loss` must be 'ce' or 'objective', got {self.loss!r}")
+        if self.when not in ("before", "after"):
+            raise ValueError(f"`when` must be 'before' or 'after', got {self.when!r}")
+        if preconditioner not in ("damped", "inverse"):
+            raise ValueError(f"`preconditioner` must be 'damped' or 'inverse', got {preconditioner!r}")
+        if preconditioner == "inverse" and self.damping <= 0:
+            raise ValueError("the 'inverse' preconditioner needs `damping` > 0")
+        if not 0 <= self.fisher_decay <= 1:
+            raise ValueError(f"`fisher_decay` must lie in [0, 1], got {self.fisher_decay}")
+        self.fisher: list[torch.Tensor] | None = None
+        self.generator: torch.Generator | None = None
+        self.calls = 0
+        self.refreshes = 0
+
+    def settings(self) -> dict:
+        """The constants in use, for the run's config and metrics."""
+        return {"form": self.form, "gamma": self.gamma, "steps": self.steps, "noise": self.noise, "loss": self.loss,
+                "when": self.when, "normalize": self.normalize, "damping": self.damping,
+                "preconditioner": self.preconditioner, "fisher_decay": self.fisher_decay, "every": self.every}
+
+    # -- hooks ---------------------------------------------------------------------------
+    def before_step(self, state, batch: StepBatch) -> None:
+        if self.when == "before":
+            self._maybe_refresh(state, batch)
+
+    def after_step(self, state, batch: StepBatch) -> None:
+        if self.when == "after":
+            self._maybe_refresh(state, batch)
+
+    @torch.no_grad()
+    def end_task(self, state) -> None:
+        n = state.task.num_train
+        sums = per_example_sums(state.model, task_batches(state), cross_entropy_fisher_loss(True), "square")
+        new = [s / max(n, 1) for s in sums]
+        self.fisher = new if self.fisher is None else [self.fisher_decay * f + s for f, s in zip(self.fisher, new)]
+
+    # -- the update ----------------------------------------------------------------------
+    def preconditioners(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``P`` per parameter tensor (ones times 1/damping or 1 before any Fisher exists)."""
+        fisher = self.fisher if self.fisher is not None else [torch.zeros_like(p) for p in params]
+        if self.preconditioner == "damped":
+            return [1.0 / (1.0 + self.damping * f) for f in fisher]
+        return [1.0 / (f + self.damping) for f in fisher]
+
+    def _maybe_refresh(self, state, batch: StepBatch) -> None:
+        self.calls += 1
+        if (self.calls - 1) % self.every:
+            return
+        if self.generator is None:
+            device = next(state.model.parameters()).device
+            self.generator = torch_generator(self.seed, "refresh", device)
+        for _ in range(self.steps):
+            self.unlearn(state, batch)
+        self.refreshes += 1
+
+    def batch_loss(self, state, batch: StepBatch) -> torch.Tensor:
+        """The loss that unlearning climbs: the batch's cross-entropy or the whole objective."""
+        model = state.model
+        if self.loss == "ce":
+            return F.cross_entropy(model(batch.x), batch.y)
+        probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, model(batch.inputs))
+        return state.recipe.objective(probe)
+
+    def unlearn(self, state, batch: StepBatch) -> None:
+        """One unlearning step on ``batch``; batch-norm statistics are left as they were."""
+        model = state.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        saved = {name: b.clone() for name, b in model.named_buffers()}
+        with torch.enable_grad():
+            grads = torch.autograd.grad(self.batch_loss(state, batch), params, allow_unused=True)
+        for name, b in model.named_buffers():
+            b.copy_(saved[name])
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        precond = self.preconditioners(params)
+        with torch.no_grad():
+            for p, g, pc in zip(params, grads, precond):
+                if self.normalize:  # released code: ascent rescaled to the tensor's own norm
+                    direction = g * (p.norm() / (g.norm() + 1e-20))
+                    if self.noise:
+                        direction = direction + self.noise * self._normal(p)
+                    p.add_(self.gamma * pc * direction)
+                else:  # paper: Langevin step with metric F
+                    p.add_(self.gamma * pc * g)
+                    if self.noise and self.gamma:
+                        p.add_(math.sqrt(2.0 * self.gamma) * self.noise * pc.sqrt() * self._normal(p))
+
+    def _normal(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
