@@ -215,3 +215,25 @@ def test_custom_recipe_in_yaml_with_a_mistake(fashion_root, tmp_path, capsys):
     code, _, err = run_cli(["run", "--config", str(cfg), "--benchmark", "split-fashion-mnist", "--data-root",
                             str(fashion_root), "--out", str(tmp_path / "never"), "--quiet"], capsys)
     assert code == 2 and "needs `memory: reservoir`" in err
+
+
+def test_compare_with_and_without_refresh(fashion_root, tmp_path, capsys):
+    out_dir = tmp_path / "cmp"
+    args = ["compare", "--benchmark", "split-fashion-mnist", "--data-root", str(fashion_root), "--batch-size", "4",
+            "--seeds", "0-1", "--refresh", "code", "--refresh-param", "every=1", "--out", str(out_dir), "--quiet"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    summary = json.loads(next(out_dir.glob("compare-refresh-code-*.json")).read_text())
+    for seed in (0, 1):
+        base = json.loads((out_dir / f"base-seed{seed}" / "metrics.json").read_text())
+        assert base["refresh"] is None
+        refreshed = json.loads(next(out_dir.glob(f"refresh-code-*-seed{seed}")).joinpath("metrics.json").read_text())
+        assert refreshed["refresh"]["form"] == "code" and refreshed["refresh"]["every"] == 1
+        diff = refreshed["class_il"]["average_accuracy"] - base["class_il"]["average_accuracy"]
+        assert summary["class_il"]["difference"]["values"][seed] == pytest.approx(diff)
+    assert "difference (paired)" in out and "class-IL" in out
+    # a second comparison in the same folder reuses the runs without refresh
+    second = args[: args.index("--refresh")] + ["--refresh", "paper", "--out", str(out_dir), "--quiet"]
+    code, _, err = run_cli(second, capsys)
+    assert code == 0 and err.count("base") == 2
+    assert len(list(out_dir.glob("base-seed*"))) == 2 and len(list(out_dir.glob("compare-*.json"))) == 2

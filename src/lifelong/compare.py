@@ -3,6 +3,7 @@ paired difference (same seed, same data order, same initialisation) with a 95% c
 interval from Student's t distribution. No printing here; the CLI prints :func:`format_comparison`."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -64,13 +65,23 @@ def _one(config: RunConfig, threads: int | None) -> dict[str, Any]:
     return execute_run(prepare_run(replace(config, overwrite=True)))
 
 
+def refresh_tag(refresh: str | dict) -> str:
+    """A folder-name tag for a refresh setting: its form and a short hash of its options."""
+    options = {"form": refresh} if isinstance(refresh, str) else dict(refresh)
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    return f"refresh-{options.get('form', 'paper')}-{digest}"
+
+
 def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int = 1,
                    report: Callable[[str, int, dict], None] | None = None) -> dict[str, Any]:
     """Run ``config`` without and with its ``refresh`` setting for every seed, in
-    ``out/<variant>-seed<k>``; runs already complete there are not repeated."""
+    ``out/base-seed<k>`` and ``out/refresh-<form>-<hash>-seed<k>``. Runs already complete there
+    are not repeated, so comparisons of several refresh settings in one folder share the runs
+    without refresh."""
     refresh = config.refresh or "paper"
     variants = {"base": replace(config, refresh=None), "refresh": replace(config, refresh=refresh)}
-    jobs_list = [(name, seed, replace(cfg, seed=seed, out=str(out / f"{name}-seed{seed}")))
+    folders = {"base": "base", "refresh": refresh_tag(refresh)}
+    jobs_list = [(name, seed, replace(cfg, seed=seed, out=str(out / f"{folders[name]}-seed{seed}")))
                  for seed in seeds for name, cfg in variants.items()]
     out.mkdir(parents=True, exist_ok=True)
     docs: dict[tuple[str, int], dict] = {}
@@ -92,8 +103,8 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     summary = summarize(docs, seeds)
     summary["refresh"] = docs[("refresh", seeds[0])].get("refresh")
     summary["benchmark"], summary["method"] = config.benchmark, docs[("base", seeds[0])]["method"]
-    (out / "compare.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "compare.md").write_text(format_comparison(summary) + "\n")
+    (out / f"compare-{folders['refresh']}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"compare-{folders['refresh']}.md").write_text(format_comparison(summary) + "\n")
     return summary
 
 
