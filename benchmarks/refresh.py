@@ -25,7 +25,7 @@ def compare(benchmark: str, method: str, refresh: dict, seeds: str, jobs: int, o
            "--seeds", seeds, "--jobs", str(jobs), "--quiet", "--out", str(out), "--refresh", refresh["form"]]
     for key, value in refresh.items():
         if key != "form":
-            cmd += ["--refresh-param", f"{key}={value}"]
+            cmd += ["--refresh-param", f"{key}={value!r}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
@@ -67,13 +67,13 @@ def main() -> None:
                 cmd = f"--benchmark {args.benchmark} --method {method} --refresh {form} --seeds {args.seeds}"
                 lines.append(row(f"{method}, {form} form", cmd, s))
     else:
-        for gamma in ("1e-5", "1e-4", "1e-3"):
+        for gamma in (1e-5, 1e-4, 1e-3):
             for steps in (1, 2):
                 refresh = {"form": "paper", "gamma": gamma, "steps": steps}
                 s = compare(args.benchmark, args.method, refresh, args.seeds, args.jobs, root / args.method)
                 cmd = (f"--benchmark {args.benchmark} --method {args.method} --refresh paper --refresh-param "
-                       f"gamma={gamma} --refresh-param steps={steps} --seeds {args.seeds}")
-                lines.append(row(f"{args.method}, paper, γ={gamma}, J={steps}", cmd, s))
+                       f"gamma={gamma!r} --refresh-param steps={steps} --seeds {args.seeds}")
+                lines.append(row(f"{args.method}, paper, γ={gamma!r}, J={steps}", cmd, s))
     text = "\n".join(lines) + "\n"
     print(text)
     name = f"refresh-{args.what}-{args.benchmark}" + (f"-{args.method}" if args.what == "sweep" else "")

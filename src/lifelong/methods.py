@@ -182,10 +182,6 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     return Recipe(str(spec.get("name", name)), objective, memory, plugins, joint, spec)
 
 
-def preset_params(name: str) -> dict[str, Any]:
-    return dict(PRESETS[name].params)
-
-
 def build_recipe(method: str | dict, params: dict[str, Any] | None = None) -> Recipe:
     """A fresh recipe (terms keep state, so never share one) for a preset name or a mapping.
 

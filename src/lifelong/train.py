@@ -110,6 +110,18 @@ class LossMonitor:
         return value
 
 
+def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs: int) -> Memory | None:
+    """The recipe's memory, its storage bounded by the number of examples the run will offer."""
+    if recipe.memory is None:
+        return None
+    if buffer_size < 1:
+        raise ValueError(f"method {recipe.name!r} needs a memory: set buffer_size >= 1")
+    offers = epochs * (stream.joint().num_train if recipe.joint else sum(t.num_train for t in stream.tasks))
+    return MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
+                                   sample_generator=numpy_generator(seed, "memory-sample"),
+                                   max_rows=offers, device=stream.source.train_x.device)
+
+
 def train(
     stream: Stream,
     model: nn.Module,
@@ -135,14 +147,7 @@ def train(
     first = next(model.parameters(), None)
     if first is not None and first.device != device:
         raise ValueError(f"the model is on {first.device} but the stream's data on {device}; move one of them")
-    memory = None
-    if recipe.memory is not None:
-        if buffer_size < 1:
-            raise ValueError(f"method {recipe.name!r} needs a memory: set buffer_size >= 1")
-        offers = epochs * (stream.joint().num_train if recipe.joint else sum(t.num_train for t in stream.tasks))
-        memory = MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
-                                         sample_generator=numpy_generator(seed, "memory-sample"),
-                                         max_rows=offers, device=device)
+    memory = _memory(recipe, stream, seed, buffer_size, epochs)
     replay_batch_size = batch_size if replay_batch_size is None else replay_batch_size
     state = TrainState(model, optimizer, stream, recipe, memory, replay_batch_size)
     components = ([memory] if memory is not None else []) + [t for _, t in objective.terms] + list(recipe.plugins)

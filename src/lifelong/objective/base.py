@@ -19,7 +19,7 @@ recipes and YAML files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -118,7 +118,3 @@ class Objective:
             value = term(batch) * weight
             total = value if total is None else total + value
         return total
-
-    def hooks(self, name: str) -> list[Callable]:
-        """The terms' methods called ``name`` (e.g. ``"end_task"``), in order."""
-        return [getattr(term, name) for _, term in self.terms if hasattr(term, name)]
