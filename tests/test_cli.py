@@ -40,7 +40,10 @@ def test_run_writes_one_complete_folder(fashion_root, tmp_path, capsys):
     code, out, err = run_cli(tiny_args(fashion_root, out_dir, "--epochs", "2"), capsys)
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "accuracy_class_il.csv", "accuracy_task_il.csv", "config.yaml", "metrics.json", "run.log"]
+        "accuracy_class_il.csv", "accuracy_task_il.csv", "checkpoints", "config.yaml", "metrics.json", "model.pt",
+        "run.lock", "run.log"]
+    weights = torch.load(out_dir / "model.pt", weights_only=True)
+    assert set(weights) >= {"classifier.weight", "classifier.bias"}
     m = json.loads((out_dir / "metrics.json").read_text())
     assert m["schema_version"] == 1 and m["status"] == "complete" and m["complete"] is True
     for key in ("class_il", "task_il"):

@@ -18,7 +18,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"lifelong: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _positive_int(text: str) -> int:
+def _integer(text: str) -> int:
     try:
         return int(text)
     except ValueError:
@@ -50,20 +50,22 @@ def _param(text: str) -> tuple[str, Any]:
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     s = argparse.SUPPRESS  # absent flags stay absent, so a config file's values survive
     p.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue an interrupted run from its newest good checkpoint")
     p.add_argument("--benchmark", default=s, help="benchmark name (see `lifelong list`); default split-mnist")
     p.add_argument("--method", default=s, help="method name (see `lifelong list`); default er")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", type=_param,
                    help="a method parameter, e.g. --param alpha=0.5 (repeatable)")
-    p.add_argument("--buffer-size", type=_positive_int, default=s, help="replay memory size; default 500")
-    p.add_argument("--epochs", type=_positive_int, default=s, help="epochs per task; default 1")
-    p.add_argument("--batch-size", type=_positive_int, default=s, help="current-task batch size; default 10")
-    p.add_argument("--replay-batch-size", type=_positive_int, default=s,
+    p.add_argument("--buffer-size", type=_integer, default=s, help="replay memory size; default 500")
+    p.add_argument("--epochs", type=_integer, default=s, help="epochs per task; default 1")
+    p.add_argument("--batch-size", type=_integer, default=s, help="current-task batch size; default 10")
+    p.add_argument("--replay-batch-size", type=_integer, default=s,
                    help="examples replayed per step; default: the batch size")
     p.add_argument("--lr", type=_number, default=s, help="SGD learning rate; default 0.1")
     p.add_argument("--momentum", type=_number, default=s, help="SGD momentum; default 0")
     p.add_argument("--weight-decay", type=_number, default=s, help="SGD weight decay; default 0")
-    p.add_argument("--seed", type=_positive_int, default=s, help="the one seed of the run; default 0")
-    p.add_argument("--num-tasks", type=_positive_int, default=s, help="number of tasks; default: the benchmark's")
+    p.add_argument("--seed", type=_integer, default=s, help="the one seed of the run; default 0")
+    p.add_argument("--num-tasks", type=_integer, default=s, help="number of tasks; default: the benchmark's")
     p.add_argument("--shuffle-classes", action="store_true", default=s,
                    help="shuffle the class order by seed (default: the literature's fixed order)")
     p.add_argument("--backbone", default=s, help="mlp or resnet18; default: the benchmark's")
@@ -72,11 +74,17 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")
     p.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
     p.add_argument("--device", default=s, help="cpu, cuda or auto (default)")
-    p.add_argument("--threads", type=_positive_int, default=s, help="CPU threads for torch; default: torch's")
+    p.add_argument("--threads", type=_integer, default=s, help="CPU threads for torch; default: torch's")
     p.add_argument("--refresh", nargs="?", const="paper", default=s, metavar="FORM",
                    help="add refresh learning to the method: 'paper' (default) or 'code' form")
     p.add_argument("--refresh-param", action="append", metavar="NAME=VALUE", type=_param,
                    help="a refresh setting, e.g. --refresh-param gamma=1e-4 (repeatable; see docs)")
+    p.add_argument("--checkpoint-every", type=_integer, default=s, metavar="N",
+                   help="checkpoint every N steps as well as at every task end; 0: task ends only (default 2000)")
+    p.add_argument("--on-nan", choices=["stop", "skip"], default=s,
+                   help="on a non-finite loss: stop (default; a checkpoint from before is kept) or skip the step")
+    p.add_argument("--deterministic", action="store_true", default=s,
+                   help="PyTorch's deterministic algorithms (for bit-exact GPU runs; slower)")
     p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
                    help="Python file or module that registers your own terms or plug-ins (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="a method with and without refresh learning over several seeds")
     _add_run_flags(compare)
     compare.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,1,2 (default 0-4)")
-    compare.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel processes (default 1)")
+    compare.add_argument("--jobs", type=_integer, default=1, help="runs in parallel processes (default 1)")
+    report = sub.add_parser("report", help="an HTML page and PNG figures of finished runs")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="run folders, or folders holding run folders (e.g. a sweep's or compare's)")
+    report.add_argument("--out", default="report", help="folder for report.html and the figures (default ./report)")
     sub.add_parser("list", help="list the benchmarks and methods")
     return parser
 
@@ -159,7 +171,7 @@ def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
     from lifelong.config import load_yaml
 
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("command", "config", "quiet", "param", "refresh_param", "seeds", "jobs")}
+             if k not in ("command", "config", "quiet", "param", "refresh_param", "seeds", "jobs", "resume")}
     if args.param:
         flags["params"] = dict(args.param)
     file_values = load_yaml(args.config) if args.config else {}
@@ -170,28 +182,65 @@ def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
     return flags, file_values
 
 
+def _resume_config(args: argparse.Namespace):
+    """The configuration stored in the run folder given to --resume (no other run flags)."""
+    import json
+
+    from lifelong.config import KEYS, make_config, parse_yaml
+
+    given = [k for k, v in vars(args).items() if k in KEYS and k != "threads"] + (["config"] if args.config else [])
+    if given or args.param or args.refresh_param:
+        flag = "--" + (given[0] if given else "param").replace("_", "-")
+        raise UserError(f"--resume continues a run with its own configuration; drop {flag}")
+    run_dir = Path(args.resume)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise UserError(f"{run_dir} is not a lifelong run folder (no config.yaml); give the folder of the run to resume")
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        try:
+            if json.loads(metrics.read_text()).get("complete"):
+                raise UserError(f"the run in {run_dir} is already complete; nothing to resume")
+        except ValueError:
+            pass
+    try:
+        resolved = parse_yaml(config_file.read_text(encoding="utf-8"))
+    except Exception:
+        raise UserError(f"{config_file} cannot be read; the run cannot be resumed") from None
+    if not isinstance(resolved, dict):
+        raise UserError(f"{config_file} is not a run configuration; the run cannot be resumed")
+    values = {k: v for k, v in resolved.items() if k in KEYS}
+    values["out"] = str(run_dir)
+    if getattr(args, "threads", None):
+        values["threads"] = args.threads
+    return make_config(values, {})
+
+
 def _run(args: argparse.Namespace, started: float) -> int:
     from lifelong.config import make_config
+    from lifelong.session import execute_run, prepare_run
 
-    flags, file_values = _flags(args)
-    config = make_config(file_values, flags)
-
-    from lifelong.session import prepare_run, execute_run
-
-    run = prepare_run(config)
+    if args.resume:
+        run = prepare_run(_resume_config(args), resume=True)
+        for note in run.notes:
+            print(f"lifelong: {note}", file=sys.stderr)
+    else:
+        flags, file_values = _flags(args)
+        run = prepare_run(make_config(file_values, flags))
     print(f"lifelong: {run.describe()}", file=sys.stderr)
     progress = _Progress(run.stream.num_tasks, run.log, args.quiet)
-    try:
-        metrics_doc = execute_run(run, progress, started)
-    except KeyboardInterrupt:
-        print(f"\nlifelong: interrupted; partial results are in {run.out} (marked incomplete)", file=sys.stderr)
-        return 130
+    metrics_doc = execute_run(run, progress, started)
     from lifelong.report import format_table
 
     print(format_table(metrics_doc, run.out))
+    if metrics_doc["status"] == "interrupted":
+        print(f"lifelong: stopped ({metrics_doc['message']}); a checkpoint was written. "
+              f"Resume with: lifelong run --resume {run.out}", file=sys.stderr)
+        return 130
     if not metrics_doc["complete"]:
         print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
-              f"marked incomplete. Try a smaller --lr.", file=sys.stderr)
+              f"marked incomplete, with a checkpoint from before. Try a smaller --lr, or --on-nan skip.",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -229,6 +278,21 @@ def _compare(args: argparse.Namespace) -> int:
     return 0 if summary["complete"] else 1
 
 
+def _report(args: argparse.Namespace) -> int:
+    from lifelong.html_report import write_report
+
+    folders: list[Path] = []
+    for given in map(Path, args.runs):
+        if given.is_dir() and not (given / "metrics.json").is_file():
+            inner = sorted(p for p in given.iterdir() if (p / "metrics.json").is_file())
+            folders += inner or [given]  # an empty one is reported by the loader
+        else:
+            folders.append(given)
+    path = write_report(folders, Path(args.out))
+    print(f"lifelong: report of {len(folders)} runs in {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
@@ -240,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list()
         if args.command == "compare":
             return _compare(args)
+        if args.command == "report":
+            return _report(args)
         parser.print_help()
         return 2
     except UserError as exc:

@@ -89,6 +89,9 @@ class RunConfig:
     threads: int | None = None
     imports: list = field(default_factory=list)
     refresh: str | dict | None = None
+    checkpoint_every: int = 2000
+    on_nan: str = "stop"
+    deterministic: bool = False
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +126,9 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "threads": ((int,), True),
     "imports": ((list,), False),
     "refresh": ((str, dict), True),
+    "checkpoint_every": ((int,), False),
+    "on_nan": ((str,), False),
+    "deterministic": ((bool,), False),
 }
 KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
@@ -267,6 +273,10 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"`weight-decay` must not be negative, got {config.weight_decay}")
     if config.seed < 0 or config.seed >= 2**63:
         raise ConfigError(f"`seed` must lie in 0..2^63-1, got {config.seed}")
+    if config.checkpoint_every < 0:
+        raise ConfigError(f"`checkpoint-every` must be 0 (task ends only) or positive, got {config.checkpoint_every}")
+    if config.on_nan not in ("stop", "skip"):
+        raise ConfigError(f"`on-nan` must be 'stop' or 'skip', got {config.on_nan!r}")
     if config.device not in DEVICES:
         raise ConfigError(f"unknown device {config.device!r}; choose one of: {', '.join(DEVICES)}")
     for key in ("benchmark", "data_root", "out", "backbone"):
@@ -278,7 +288,7 @@ def validate(config: RunConfig) -> None:
     if config.threads is not None and config.threads > cpus:
         raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")
     limit = 2**31 - 1
-    for key in ("buffer_size", "epochs", "batch_size", "replay_batch_size", "num_tasks", "threads"):
+    for key in ("buffer_size", "epochs", "batch_size", "replay_batch_size", "num_tasks", "threads", "checkpoint_every"):
         value = getattr(config, key)
         if value is not None and value > limit:
             raise ConfigError(f"`{key.replace('_', '-')}` is too large ({value}); use at most {limit}")

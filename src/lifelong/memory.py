@@ -242,5 +242,12 @@ class HerdingBuffer(Memory):
             self.order[c] = torch.arange(start, start + len(part["y"]), device=self.device)
             start += len(part["y"])
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "order": [(c, rows) for c, rows in self.order.items()]}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.order = {int(c): rows.to(self.device) for c, rows in state["order"]}
+
 
 MEMORIES = {"reservoir": ReservoirBuffer, "task-balanced": TaskBalancedBuffer, "herding": HerdingBuffer}

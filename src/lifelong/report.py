@@ -8,7 +8,6 @@ matrices) and ``run.log``. ``metrics.json`` is written last and atomically, and 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import resource
 import sys
@@ -20,44 +19,10 @@ import torch
 import yaml
 
 from lifelong import metrics
-from lifelong.errors import ConfigError
+from lifelong.runfolder import atomic_write
 from lifelong.train import RunResult
 
 SCHEMA_VERSION = 1
-RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log")
-
-
-def check_out_dir(path: Path, overwrite: bool) -> None:
-    """Refuse an output folder that holds anything, unless ``overwrite``; refuse a file."""
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"output path {path} is a file, not a folder; choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ConfigError(f"output folder {path} exists and is not empty; pass --overwrite or choose another --out")
-
-
-def create_out_dir(path: Path) -> None:
-    """Create the folder and prove it writable; clear a previous run's metrics (``--overwrite``)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-        for name in RUN_FILES:
-            (path / name).unlink(missing_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot write to output folder {path}: {exc.strerror or exc}; choose another --out") from None
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file, flush it to disk, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def peak_memory_mb() -> dict[str, float]:
     """Peak resident memory of this process and, on CUDA, peak allocated device memory (MiB)."""
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}

@@ -2,8 +2,14 @@
 folder, load data, build the model, train, write results. No argument parsing, no printing."""
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +23,11 @@ from lifelong.errors import ConfigError
 from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone
 from lifelong.optim import SGD
-from lifelong.report import RunLog, build_metrics, check_out_dir, create_out_dir, write_config, write_results
+from lifelong.checkpoint import CheckpointStore, atomic_write_bytes
+from lifelong.report import RunLog, build_metrics, write_config, write_results
+from lifelong.runfolder import RunLock, check_out_dir, create_out_dir
 from lifelong.seeding import derive
-from lifelong.train import Events, train
+from lifelong.train import Checkpointing, Events, train
 
 
 @dataclass
@@ -36,6 +44,9 @@ class PreparedRun:
     device: torch.device
     out: Path
     log: RunLog
+    lock: RunLock
+    resume: dict | None = None
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         c = self.resolved
@@ -88,8 +99,21 @@ def import_user_code(names: list[str]) -> None:
             raise ConfigError(f"cannot import {name}: {type(exc).__name__}: {exc}") from None
 
 
-def prepare_run(config: RunConfig) -> PreparedRun:
-    """Check every name, value, file and folder before any training; then build the run."""
+# what does not change results: left out of a run's fingerprint
+_VOLATILE = ("out", "overwrite", "threads", "hparams_source", "checkpoint_every", "download", "data_root")
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """A fingerprint of everything in a resolved config that can change the results."""
+    kept = {k: v for k, v in resolved.items() if k not in _VOLATILE}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prepare_run(config: RunConfig, *, resume: bool = False) -> PreparedRun:
+    """Check every name, value, file and folder before any training; then build the run.
+
+    With ``resume``, ``config.out`` is an existing run folder: it is kept as it is and the
+    newest good checkpoint in it is loaded (training starts over when there is none)."""
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     recipe = build_recipe(config.method, config.params)
@@ -105,10 +129,27 @@ def prepare_run(config: RunConfig) -> PreparedRun:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
     device = resolve_device(config.device)
     out = Path(config.out) if config.out else default_out(config)
-    check_out_dir(out, config.overwrite)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    lock = RunLock(out)
+    if out.is_dir():
+        lock.acquire()  # a folder another run is writing to is refused before anything else
+    try:
+        if not resume:
+            check_out_dir(out, config.overwrite)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        run = _build(config, benchmark, recipe, refresh, backbone, device, out, lock, resume)
+    except BaseException:
+        lock.release()
+        raise
+    return run
 
+
+def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, refresh, backbone: str, device: torch.device,
+           out: Path, lock: RunLock, resume: bool) -> PreparedRun:
+    """Data, stream, model, optimiser, run folder and (when resuming) the checkpoint."""
     source = benchmark.load(Path(config.data_root), config.download)
     stream = build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
                           shuffle_classes=config.shuffle_classes)
@@ -134,28 +175,88 @@ def prepare_run(config: RunConfig) -> PreparedRun:
         scenario=stream.scenario,
         task_classes=[list(t.classes) for t in stream.tasks],
     )
-    create_out_dir(out)
-    write_config(out, resolved)
+    create_out_dir(out, clear=not resume)
+    if lock.fd is None:
+        lock.acquire()
+    payload, notes = None, []
+    if resume:
+        store = CheckpointStore(out)
+        found = store.load_latest()
+        notes = list(store.notes)
+        if found is not None:
+            payload, path = found
+            if payload.get("config_hash") != config_hash(resolved):
+                raise ConfigError(f"the checkpoint in {out} was written by a different configuration; "
+                                  f"resume only with the run's own config.yaml")
+            notes.append(f"resuming from {path.name} (task {payload['position']['task'] + 1}, "
+                         f"step {payload['position']['step']})")
+        else:
+            notes.append("no usable checkpoint; starting from the beginning")
+    else:
+        write_config(out, resolved)
     log = RunLog(out / "run.log")
-    return PreparedRun(config, resolved, benchmark, stream, recipe, model, optimizer, device, out, log)
+    for note in notes:
+        log.write(note)
+    return PreparedRun(config, resolved, benchmark, stream, recipe, model, optimizer, device, out, log, lock,
+                       payload, notes)
+
+
+class _StopFlag:
+    """Turns SIGINT and SIGTERM into a request that the loop honours at the next step boundary
+    (after writing a checkpoint); a second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def __call__(self) -> bool:
+        return self.requested
 
 
 def execute_run(run: PreparedRun, events: Events | None = None, started: float | None = None) -> dict[str, Any]:
-    """Train, write the matrices and ``metrics.json``; return the metrics document."""
+    """Train (from the checkpoint when resuming), write the matrices, ``metrics.json`` and the
+    final weights (``model.pt``); return the metrics document. ``status`` in it tells whether
+    the run completed, diverged or was stopped (then a checkpoint allows ``--resume``)."""
     started = time.perf_counter() if started is None else started
     c = run.resolved
     run.log.write(f"start: {run.describe()}")
-    result = train(
-        run.stream, run.model, run.recipe, run.optimizer,
-        seed=c["seed"], epochs=c["epochs"], batch_size=c["batch_size"], buffer_size=c["buffer_size"],
-        replay_batch_size=c["replay_batch_size"], augment_padding=run.benchmark.augment_padding,
-        events=events,
-    )
-    doc = build_metrics(result, c, wall_seconds=time.perf_counter() - started, num_tasks=run.stream.num_tasks)
-    write_results(run.out, result, doc)
-    run.log.write(f"end: {result.status}{': ' + result.message if result.message else ''}; "
-                  f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}")
-    run.log.close()
-    if result.status == "interrupted":
-        raise KeyboardInterrupt
+    try:
+        with _StopFlag() as stop:
+            checkpointing = Checkpointing(CheckpointStore(run.out), c["checkpoint_every"], run.resume, stop,
+                                          config_hash(c))
+            result = train(
+                run.stream, run.model, run.recipe, run.optimizer,
+                seed=c["seed"], epochs=c["epochs"], batch_size=c["batch_size"], buffer_size=c["buffer_size"],
+                replay_batch_size=c["replay_batch_size"], augment_padding=run.benchmark.augment_padding,
+                events=events, checkpointing=checkpointing, on_nan=c["on_nan"],
+            )
+        doc = build_metrics(result, c, wall_seconds=time.perf_counter() - started, num_tasks=run.stream.num_tasks)
+        if result.status == "complete":
+            buffer = io.BytesIO()
+            torch.save(run.model.state_dict(), buffer)
+            atomic_write_bytes(run.out / "model.pt", buffer.getvalue())
+        write_results(run.out, result, doc)
+        run.log.write(f"end: {result.status}{': ' + result.message if result.message else ''}; "
+                      f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}")
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {run.out}: {exc.strerror or exc}; free space or fix permissions, "
+                          f"then resume with `lifelong run --resume {run.out}`") from None
+    finally:
+        run.log.close()
+        run.lock.release()
     return doc

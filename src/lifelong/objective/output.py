@@ -34,6 +34,12 @@ class _SeenClasses:
         self.past |= self.current
         self.current = set(state.task.classes)
 
+    def state_dict(self) -> dict:
+        return {"past": sorted(self.past), "current": sorted(self.current)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.past, self.current = set(state["past"]), set(state["current"])
+
 
 @register_term
 class CrossEntropy(Term):
@@ -72,6 +78,14 @@ class CrossEntropy(Term):
             if past:
                 self._mask = torch.zeros(state.stream.num_classes, dtype=torch.bool)
                 self._mask[past] = True
+
+    def state_dict(self) -> dict:
+        return {"classes": None if self.classes is None else self.classes.state_dict(), "mask": self._mask}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        if self.classes is not None:
+            self.classes.load_state_dict(state["classes"])
+        self._mask = state["mask"]
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         replay = batch.draw(self.draw)
@@ -143,6 +157,13 @@ class Distillation(Term):
         self.seen |= set(state.task.classes)
         self.teacher.snapshot(state.model, sorted(self.seen))
 
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict(), "seen": sorted(self.seen), "old": self._old}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        self.teacher.load_state_dict(state["teacher"], context.model)
+        self.seen, self._old = set(state["seen"]), state["old"]
+
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         if self._old is None:
             return batch.logits.new_zeros(())
@@ -207,6 +228,14 @@ class Bregman(Term):
             self.seen |= set(state.task.classes)
             self.teacher.snapshot(state.model, sorted(self.seen))
 
+    def state_dict(self) -> dict:
+        return {"teacher": None if self.teacher is None else self.teacher.state_dict(), "seen": sorted(self.seen)}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"], context.model)
+        self.seen = set(state["seen"])
+
     def _link(self, z: torch.Tensor) -> torch.Tensor:
         return F.softmax(z / self.temperature, dim=-1) if self.link == "softmax" else z
 
@@ -252,6 +281,15 @@ class ICaRLDistillation(Term):
 
     def end_task(self, state) -> None:
         self.teacher.snapshot(state.model, sorted(self.classes.past | self.classes.current))
+
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict(), "classes": self.classes.state_dict(), "cols": self._cols,
+                "n_old": self._n_old}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        self.teacher.load_state_dict(state["teacher"], context.model)
+        self.classes.load_state_dict(state["classes"])
+        self._cols, self._n_old = state["cols"], int(state["n_old"])
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         replay = batch.draw(self.draw) if self.on == "both" else None

@@ -26,4 +26,12 @@ class Teacher:
         return self.model(x)
 
     def state_dict(self) -> dict:
-        return {"model": None if self.model is None else self.model.state_dict(), "old_classes": self.old_classes}
+        return {"model": None if self.model is None else self.model.state_dict(), "old_classes": list(self.old_classes)}
+
+    def load_state_dict(self, state: dict, like: nn.Module) -> None:
+        """Restore a snapshot into a copy of ``like`` (the model whose architecture it has)."""
+        self.old_classes = list(state["old_classes"])
+        self.model = None
+        if state["model"] is not None:
+            self.snapshot(like, self.old_classes)
+            self.model.load_state_dict(state["model"])

@@ -114,6 +114,14 @@ class _Penalised(Term):
     def begin_task(self, state) -> None:
         self.params = _params(state.model)
 
+    def state_dict(self) -> dict:
+        return {"penalty": self.penalty.state_dict()}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        self.penalty.load_state_dict(state["penalty"])
+        if context is not None:
+            self.params = _params(context.model)
+
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         value = self.penalty.value(self.params) if self.params is not None else None
         return batch.logits.new_zeros(()) if value is None else value
@@ -213,6 +221,13 @@ class SI(_Penalised):
     @torch.no_grad()
     def after_step(self, state, batch: StepBatch) -> None:
         torch._foreach_addcmul_(self.path, self._grads, [p.detach() for p in self.params], value=-1.0)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "path": self.path, "start": self.start}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        super().load_state_dict(state, context)
+        self.path, self.start = state["path"], state["start"]
 
     @torch.no_grad()
     def end_task(self, state) -> None:

@@ -31,6 +31,12 @@ class AGEM:
     def __init__(self) -> None:
         self.projections = 0
 
+    def state_dict(self) -> dict:
+        return {"projections": self.projections}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        self.projections = int(state["projections"])
+
     def after_backward(self, state, batch) -> None:
         memory = state.memory
         if memory is None or len(memory) == 0:

@@ -17,6 +17,12 @@ class NearestMeanOfExemplars:
     def __init__(self) -> None:
         self.means: torch.Tensor | None = None  # (num_classes, d), NaN rows for classes without exemplars
 
+    def state_dict(self) -> dict:
+        return {"means": self.means}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        self.means = state["means"]
+
     @torch.no_grad()
     def end_task(self, state) -> None:
         memory, model = state.memory, state.model

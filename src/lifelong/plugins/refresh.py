@@ -95,6 +95,19 @@ class Refresh:
                 "when": self.when, "normalize": self.normalize, "damping": self.damping,
                 "preconditioner": self.preconditioner, "fisher_decay": self.fisher_decay, "every": self.every}
 
+    def state_dict(self) -> dict:
+        return {"fisher": self.fisher, "calls": self.calls, "refreshes": self.refreshes,
+                "generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        self.fisher, self._precond = state["fisher"], None
+        self.calls, self.refreshes = int(state["calls"]), int(state["refreshes"])
+        self.generator = None
+        if state["generator"] is not None:
+            device = next(context.model.parameters()).device
+            self.generator = torch_generator(self.seed, "refresh", device)
+            self.generator.set_state(state["generator"])
+
     # -- hooks ---------------------------------------------------------------------------
     def before_step(self, state, batch: StepBatch) -> None:
         if self.when == "before":

@@ -1,0 +1,142 @@
+"""A self-contained HTML report of finished runs: the summary table and every figure.
+
+:func:`write_report` writes the figures as PNG files into the output folder and embeds the same
+bytes in ``report.html`` as base64 data URIs, so the page can be mailed or moved on its own.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from lifelong import figures, runs
+from lifelong.errors import UserError
+
+_FIGURES: tuple[tuple[str, str, Callable[[Sequence], Any], Callable[..., Path], bool], ...] = (
+    # (file stem, heading, data function, plot function, whether it colours by configuration)
+    ("average_accuracy", "Average accuracy on the tasks seen so far", figures.average_accuracy_after_each_task,
+     figures.plot_average_accuracy, True),
+    ("accuracy_matrix", "Accuracy matrices (mean over seeds)", figures.matrix_mean_std,
+     figures.plot_accuracy_matrices, False),
+    ("task_accuracy", "Accuracy of each task as training goes on", figures.task_accuracy_curves,
+     figures.plot_task_accuracy_curves, False),
+    ("forgetting", "Forgetting per task", figures.forgetting_per_task, figures.plot_forgetting, True),
+)
+
+_COLUMNS = (("average_accuracy", "avg. accuracy (%)"), ("average_incremental_accuracy", "avg. incremental (%)"),
+            ("forgetting", "forgetting"), ("backward_transfer", "BWT"), ("forward_transfer", "FWT"))
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 1em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th { background: #f0f0f0; }
+img { max-width: 100%; height: auto; display: block; margin: 0.5em 0 1.5em; }
+.note { color: #666; font-size: 0.9em; }
+code { font-size: 0.9em; }
+"""
+
+
+def _fmt(stat: dict[str, float] | None, seeds: int) -> str:
+    if stat is None:
+        return "–"
+    return f"{stat['mean']:.2f}" + (f" ± {stat['std']:.2f}" if seeds > 1 else "")
+
+
+def _summary_html(rows: list[dict[str, Any]]) -> str:
+    e = html.escape
+    head = ["<tr><th rowspan=2>configuration</th><th rowspan=2>seeds</th>"]
+    head += [f"<th colspan={len(_COLUMNS)}>{e(figures.SCENARIO_NAMES[s])}</th>" for s in figures.SCENARIOS]
+    head.append("<th rowspan=2>wall time (s)</th></tr><tr>")
+    head += [f"<th>{e(name)}</th>" for _ in figures.SCENARIOS for _, name in _COLUMNS]
+    head.append("</tr>")
+    body = []
+    for row in rows:
+        n = len(row["seeds"])
+        cells = [f"<td>{e(row['label'])}</td>", f"<td class=num>{n}</td>"]
+        cells += [f"<td class=num>{e(_fmt(row[s][key], n))}</td>" for s in figures.SCENARIOS for key, _ in _COLUMNS]
+        cells.append(f"<td class=num>{e(_fmt(row['wall_seconds'], n))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return "<table>\n" + "".join(head) + "\n" + "\n".join(body) + "\n</table>"
+
+
+def _runs_html(configurations: list[runs.Configuration]) -> str:
+    e = html.escape
+    items = []
+    for conf in configurations:
+        listed = ", ".join(f"seed {r.seed}: <code>{e(str(r.path))}</code>" for r in conf.runs)
+        items.append(f"<li>{e(conf.label)}: {listed}</li>")
+    return "<ul class=note>\n" + "\n".join(items) + "\n</ul>"
+
+
+def _image_html(png: Path, alt: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}">'
+
+
+def write_figures(configurations: list[runs.Configuration], out: Path) -> list[tuple[str, Path | None, str]]:
+    """Write every figure of ``configurations`` into ``out`` as ``<figure>_<scenario>.png``.
+    Returns ``(heading, png or None, note)`` per figure, in report order; a figure that no
+    configuration has data for (per-task curves and forgetting when all runs are joint training)
+    is ``None`` with a note saying why. Configurations without data for a figure are named in
+    its note."""
+    written = []
+    colors = figures.label_colors([c.label for c in configurations])
+    for stem, heading, data_fn, plot_fn, colored in _FIGURES:
+        for scenario in figures.SCENARIOS:
+            name = figures.SCENARIO_NAMES[scenario]
+            data = {c.label: data_fn(c.matrices(scenario)) for c in configurations}
+            left_out = [label for label, d in data.items() if d is None]
+            data = {label: d for label, d in data.items() if d is not None}
+            note = (f"Not shown: {', '.join(left_out)} (one row: trained on all tasks at once)." if left_out else "")
+            title = f"{heading}, {name}"
+            png = None
+            if data:
+                extra = {"colors": colors} if colored else {}
+                png = plot_fn(data, title, out / f"{stem}_{scenario}.png", **extra)
+            written.append((title, png, note))
+    return written
+
+
+def write_report(run_dirs: list[Path], out: Path) -> Path:
+    """Read the run folders, write the figures into ``out`` and ``out/report.html`` (the summary
+    table, the figures embedded, and the run folders), and return the HTML path. ``out`` is
+    created if needed; an ``out`` that is a file is refused with :class:`UserError`, as are the
+    run folders that :func:`lifelong.runs.load_runs` and :func:`~lifelong.runs.group_runs`
+    refuse."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"report output {out} is a file, not a folder; choose another output folder")
+    configurations = runs.group_runs(runs.load_runs(run_dirs))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
+    rows = figures.summary_table(configurations)
+    first = configurations[0].runs[0].metrics
+    n = len(configurations)
+    title = f"{first['benchmark']}, {first['num_tasks']} tasks: {n} configuration{'s' if n > 1 else ''}"
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
+        f"<style>{_STYLE}</style></head><body>", f"<h1>{e(title)}</h1>",
+        "<h2>Summary</h2>",
+        "<p class=note>Mean ± sample standard deviation over seeds, from each run's metrics.json. Accuracies "
+        "in percent, forgetting and transfer in percentage points; – where a run has no task sequence "
+        "(joint training).</p>",
+        _summary_html(rows),
+    ]
+    for heading, png, note in write_figures(configurations, out):
+        parts.append(f"<h2>{e(heading)}</h2>")
+        if note:
+            parts.append(f"<p class=note>{e(note)}</p>")
+        if png is None:
+            parts.append("<p class=note>No configuration has data for this figure.</p>")
+        else:
+            parts.append(_image_html(png, heading))
+    parts += ["<h2>Runs</h2>", _runs_html(configurations), "</body></html>"]
+    path = out / "report.html"
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return path

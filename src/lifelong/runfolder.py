@@ -1,0 +1,75 @@
+"""The run folder: refusing folders that hold something, proving them writable, one writer at a
+time (a lock that the operating system releases when the process dies, even by SIGKILL), and
+atomic writes of text files."""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from lifelong.checkpoint import atomic_write_bytes
+from lifelong.errors import ConfigError
+
+RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log", "model.pt")
+
+
+def check_out_dir(path: Path, overwrite: bool) -> None:
+    """Refuse an output folder that holds anything, unless ``overwrite``; refuse a file."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output path {path} is a file, not a folder; choose another --out")
+    if path.is_dir() and any(p.name != "run.lock" for p in path.iterdir()) and not overwrite:
+        raise ConfigError(f"output folder {path} exists and is not empty; pass --overwrite or choose another --out")
+
+
+def create_out_dir(path: Path, *, clear: bool = True) -> None:
+    """Create the folder and prove it writable; with ``clear``, remove a previous run's files
+    (``--overwrite``), metrics first, so that nothing stale looks complete."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        if clear:
+            for name in RUN_FILES:
+                (path / name).unlink(missing_ok=True)
+            checkpoints = path / "checkpoints"
+            if checkpoints.is_dir():
+                for f in checkpoints.iterdir():
+                    f.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {path}: {exc.strerror or exc}; choose another --out") from None
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file, flush it to disk, then rename it over ``path``."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class RunLock:
+    """An exclusive lock on ``<run>/run.lock`` for as long as the run writes there."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / "run.lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to output folder {self.path.parent}: {exc.strerror or exc}; "
+                              f"choose another --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ConfigError(f"another lifelong run (pid {holder}) is writing to {self.path.parent}; "
+                              f"wait for it to finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None

@@ -1,0 +1,177 @@
+"""Finished runs read back from their folders, and grouped into configurations.
+
+A run folder (see :mod:`lifelong.report`) is read with :func:`load_runs`; runs that differ only
+by their seed are one configuration (:func:`group_runs`), labelled by method (and buffer size
+when the method keeps a memory), with any other differing setting appended.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from lifelong.errors import UserError
+
+Matrix = Sequence[Sequence[float]]
+SUPPORTED_SCHEMAS = (1,)  # lifelong.report.SCHEMA_VERSION; checked by the tests
+_REQUIRED = ("schema_version", "complete", "benchmark", "method", "seed", "num_tasks", "class_il", "task_il",
+             "wall_seconds")
+# configuration fields that do not change what is measured, or that follow from the seed
+_NOT_IDENTITY = {"seed", "out", "overwrite", "device", "threads", "data_root", "download", "imports",
+                 "hparams_source", "task_classes", "checkpoint_every"}
+_NO_MEMORY = {"finetune", "joint", "lwf", "ewc", "ewc-online", "si", "mas"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished run: its folder, its ``metrics.json`` and its ``config.yaml``."""
+
+    path: Path
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def seed(self) -> int:
+        return self.metrics["seed"]
+
+    @property
+    def has_memory(self) -> bool:
+        """Whether the method keeps a replay memory (its recipe names one)."""
+        recipe = self.config.get("recipe")
+        if isinstance(recipe, dict):
+            return "memory" in recipe
+        return "buffer_size" in self.config and self.metrics["method"] not in _NO_MEMORY
+
+    def matrix(self, scenario: str) -> list[list[float]]:
+        return self.metrics[scenario]["accuracy_matrix"]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Runs that differ only by their seed, sorted by seed, under a readable label."""
+
+    label: str
+    runs: tuple[Run, ...]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [run.seed for run in self.runs]
+
+    def matrices(self, scenario: str) -> list[list[list[float]]]:
+        """The accuracy matrix of each seed for ``scenario`` (``"class_il"`` or ``"task_il"``)."""
+        return [run.matrix(scenario) for run in self.runs]
+
+
+def _read_run(path: Path) -> Run:
+    if not path.is_dir():
+        raise UserError(f"{path} is not a run folder (no such folder)")
+    metrics_file, config_file = path / "metrics.json", path / "config.yaml"
+    if not metrics_file.is_file():
+        raise UserError(f"{path} has no metrics.json: the run is unfinished or this is not a run folder")
+    try:
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {metrics_file}: {exc}") from None
+    if not isinstance(metrics, dict):
+        raise UserError(f"{metrics_file} is not a metrics file (not a JSON object)")
+    missing = [key for key in _REQUIRED if key not in metrics]
+    if missing:
+        raise UserError(f"{metrics_file} lacks {', '.join(missing)}; is it a lifelong run folder?")
+    if metrics["schema_version"] not in SUPPORTED_SCHEMAS:
+        raise UserError(f"{metrics_file} has schema version {metrics['schema_version']!r}; this lifelong reads "
+                        f"version {', '.join(map(str, SUPPORTED_SCHEMAS))}")
+    if metrics["complete"] is not True:
+        raise UserError(f"{path} is an incomplete run (status {metrics.get('status')!r}); rerun it or leave it out")
+    if not config_file.is_file():
+        raise UserError(f"{path} has no config.yaml; is it a lifelong run folder?")
+    try:
+        config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read {config_file}: {exc}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{config_file} is not a run configuration (not a mapping)")
+    return Run(path, metrics, config)
+
+
+def load_runs(paths: Sequence[Path | str]) -> list[Run]:
+    """Read each run folder; raise :class:`UserError` naming the folder if one is missing,
+    unfinished (no ``metrics.json``, or ``complete`` not true), of another schema version or
+    unreadable. Nothing is skipped."""
+    if not paths:
+        raise UserError("no run folders given")
+    return [_read_run(Path(p)) for p in paths]
+
+
+def _identity_config(run: Run) -> dict[str, Any]:
+    """The configuration without what does not change the measurement; a setting that is null
+    counts as absent (older run folders leave out settings that did not exist yet)."""
+    config = {k: v for k, v in run.config.items() if k not in _NOT_IDENTITY and v is not None}
+    if not run.has_memory:
+        config.pop("buffer_size", None)
+    return config
+
+
+def _identity(run: Run) -> str:
+    return json.dumps(_identity_config(run), sort_keys=True, default=str)
+
+
+def _base_label(run: Run) -> str:
+    extras = []
+    if run.has_memory and "buffer_size" in run.config:
+        extras.append(f"buffer {run.config['buffer_size']}")
+    refresh = run.metrics.get("refresh")
+    if refresh is not None:
+        form = refresh if isinstance(refresh, str) else refresh.get("form", "paper")
+        extras.append(f"refresh {form}")
+    return run.metrics["method"] + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; an empty mapping stays a value (``"{}"``)."""
+    if isinstance(value, dict) and value:
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): json.dumps(value, sort_keys=True, default=str)}
+
+
+def group_runs(runs: Sequence[Run]) -> list[Configuration]:
+    """Group runs whose configurations are equal but for the seed (and for where and how they
+    ran: folder, device, threads), in the order each configuration first appears.
+
+    Labels are the method and, for a method with a memory, its buffer size, and the refresh form,
+    e.g. ``derpp (buffer 200, refresh code)``; configurations that would share a label get the
+    settings that tell them apart appended (``lr=0.03``). Refused with :class:`UserError`: runs of
+    different benchmarks or numbers of tasks, and one configuration with a seed twice."""
+    if not runs:
+        raise UserError("no run folders given")
+    tasks = {(r.metrics["benchmark"], r.metrics["num_tasks"]) for r in runs}
+    if len(tasks) > 1:
+        listed = ", ".join(f"{b} with {t} tasks" for b, t in sorted(tasks, key=str))
+        raise UserError(f"runs of different task sequences ({listed}); report one benchmark at a time")
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(_identity(run), []).append(run)
+    for members in groups.values():
+        by_seed: dict[int, Run] = {}
+        for run in members:
+            if run.seed in by_seed:
+                raise UserError(f"{by_seed[run.seed].path} and {run.path} are the same configuration with the "
+                                f"same seed {run.seed}; leave one out")
+            by_seed[run.seed] = run
+    labels = {key: _base_label(members[0]) for key, members in groups.items()}
+    for label in set(labels.values()):
+        clash = [key for key, lab in labels.items() if lab == label]
+        if len(clash) < 2:
+            continue
+        flat = {key: _flatten(_identity_config(groups[key][0])) for key in clash}
+        names = sorted({name for f in flat.values() for name in f})
+        differing = [n for n in names if len({f.get(n, "-") for f in flat.values()}) > 1]
+        for key in clash:
+            labels[key] = f"{label} " + " ".join(f"{n}={flat[key].get(n, '-')}" for n in differing)
+    return [Configuration(labels[key], tuple(sorted(members, key=lambda r: r.seed)))
+            for key, members in groups.items()]
