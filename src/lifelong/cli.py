@@ -11,11 +11,17 @@ from typing import Any, Sequence
 from lifelong.errors import UserError
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters shown as escapes, so that a
+    message quoting the user's input stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage mistake as one line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"lifelong: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"lifelong: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def _integer(text: str) -> int:
@@ -88,6 +94,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
                    help="Python file or module that registers your own terms or plug-ins (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the configuration, data and model, print the resolved configuration, train nothing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +179,8 @@ def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
     from lifelong.config import load_yaml
 
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("command", "config", "quiet", "param", "refresh_param", "seeds", "jobs", "resume")}
+             if k not in ("command", "config", "quiet", "param", "refresh_param", "seeds", "jobs", "resume",
+                          "dry_run")}
     if args.param:
         flags["params"] = dict(args.param)
     file_values = load_yaml(args.config) if args.config else {}
@@ -226,7 +235,15 @@ def _run(args: argparse.Namespace, started: float) -> int:
             print(f"lifelong: {note}", file=sys.stderr)
     else:
         flags, file_values = _flags(args)
-        run = prepare_run(make_config(file_values, flags))
+        config = make_config(file_values, flags)
+        if args.dry_run:
+            import yaml
+
+            resolved = prepare_run(config, dry_run=True)
+            print(yaml.safe_dump(resolved, sort_keys=False), end="")
+            print("lifelong: configuration, data and model are fine; nothing was trained or written", file=sys.stderr)
+            return 0
+        run = prepare_run(config)
     print(f"lifelong: {run.describe()}", file=sys.stderr)
     progress = _Progress(run.stream.num_tasks, run.log, args.quiet)
     metrics_doc = execute_run(run, progress, started)
@@ -309,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     except UserError as exc:
-        print(f"lifelong: error: {exc}", file=sys.stderr)
+        print(f"lifelong: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nlifelong: interrupted before training started; nothing was written as complete", file=sys.stderr)

@@ -220,7 +220,10 @@ def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Run
 
     merged = {**file_values, **flag_values}
     for key, value in merged.items():
-        merged[key] = _check_type(key, value, "flag" if key in flag_values else "config")
+        where = "flag" if key in flag_values else "config"
+        if key not in _TYPES:
+            raise ConfigError(unknown_key_message(str(key), where))
+        merged[key] = _check_type(key, value, where)
     merged["params"] = {**file_values.get("params", {}), **flag_values.get("params", {})}
     config = RunConfig(**merged)
     if isinstance(config.method, str):

@@ -69,6 +69,7 @@ def build_metrics(result: RunResult, config: dict[str, Any], *, wall_seconds: fl
         "tasks_trained": len(result.class_il),
         **scenarios,
         "steps": result.steps,
+        "skipped_steps": result.skipped_steps,
         "train_seconds": result.train_seconds,
         "wall_seconds": wall_seconds,
         **peak_memory_mb(),

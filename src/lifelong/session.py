@@ -109,11 +109,13 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def prepare_run(config: RunConfig, *, resume: bool = False) -> PreparedRun:
+def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = False) -> PreparedRun | dict:
     """Check every name, value, file and folder before any training; then build the run.
 
     With ``resume``, ``config.out`` is an existing run folder: it is kept as it is and the
-    newest good checkpoint in it is loaded (training starts over when there is none)."""
+    newest good checkpoint in it is loaded (training starts over when there is none). With
+    ``dry_run``, everything is checked and built, nothing is written, and the resolved
+    configuration is returned."""
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     recipe = build_recipe(config.method, config.params)
@@ -130,7 +132,7 @@ def prepare_run(config: RunConfig, *, resume: bool = False) -> PreparedRun:
     device = resolve_device(config.device)
     out = Path(config.out) if config.out else default_out(config)
     lock = RunLock(out)
-    if out.is_dir():
+    if out.is_dir() and not dry_run:
         lock.acquire()  # a folder another run is writing to is refused before anything else
     try:
         if not resume:
@@ -140,7 +142,7 @@ def prepare_run(config: RunConfig, *, resume: bool = False) -> PreparedRun:
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
-        run = _build(config, benchmark, recipe, refresh, backbone, device, out, lock, resume)
+        run = _build(config, benchmark, recipe, refresh, backbone, device, out, lock, resume, dry_run)
     except BaseException:
         lock.release()
         raise
@@ -148,7 +150,7 @@ def prepare_run(config: RunConfig, *, resume: bool = False) -> PreparedRun:
 
 
 def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, refresh, backbone: str, device: torch.device,
-           out: Path, lock: RunLock, resume: bool) -> PreparedRun:
+           out: Path, lock: RunLock, resume: bool, dry_run: bool = False) -> PreparedRun | dict:
     """Data, stream, model, optimiser, run folder and (when resuming) the checkpoint."""
     source = benchmark.load(Path(config.data_root), config.download)
     stream = build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
@@ -175,6 +177,8 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, refresh, bac
         scenario=stream.scenario,
         task_classes=[list(t.classes) for t in stream.tasks],
     )
+    if dry_run:
+        return resolved
     create_out_dir(out, clear=not resume)
     if lock.fd is None:
         lock.acquire()

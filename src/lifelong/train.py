@@ -78,6 +78,7 @@ class RunResult:
     status: str = "complete"
     message: str = ""
     steps: int = 0
+    skipped_steps: int = 0
     train_seconds: float = 0.0
 
 
@@ -163,7 +164,8 @@ def snapshot(state: "TrainState", result: "RunResult", position: Position, rngs:
         "rng": {**{name: g.get_state() for name, g in rngs.items()}, "torch": torch.get_rng_state()},
         "monitor": {"total": monitor.total, "count": monitor.count},
         "result": {"class_il": result.class_il, "task_il": result.task_il, "init_class_il": result.init_class_il,
-                   "init_task_il": result.init_task_il, "train_seconds": elapsed},
+                   "init_task_il": result.init_task_il, "train_seconds": elapsed,
+                   "skipped_steps": result.skipped_steps},
     }
 
 
@@ -188,7 +190,7 @@ def restore(payload: dict[str, Any], state: "TrainState", result: "RunResult", r
     saved = payload["result"]
     result.class_il, result.task_il = saved["class_il"], saved["task_il"]
     result.init_class_il, result.init_task_il = saved["init_class_il"], saved["init_task_il"]
-    result.train_seconds = saved["train_seconds"]
+    result.train_seconds, result.skipped_steps = saved["train_seconds"], int(saved["skipped_steps"])
     p = payload["position"]
     state.step = int(p["step"])
     return Position(int(p["task"]), int(p["epoch"]), int(p["start"]), p["order_state"])
@@ -314,6 +316,7 @@ def train(
                         if on_nan == "stop" or skipped > 100:
                             save(Position(t, epoch, start, order_state))
                             raise
+                        result.skipped_steps += 1
                         optimizer.zero_grad(set_to_none=True)
                         state.step += 1
                         events.step(None)

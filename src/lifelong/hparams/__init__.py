@@ -8,6 +8,7 @@ buffer size has no entry, the nearest listed size is used and the run's config s
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ ENTRY_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "we
 @lru_cache(maxsize=None)
 def load(benchmark: str) -> dict[str, Any]:
     """The parsed file for ``benchmark`` (empty when there is none)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", benchmark):
+        return {}  # not a benchmark name; never a path
     path = HERE / f"{benchmark}.yaml"
     if not path.is_file():
         return {}
