@@ -103,10 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help="train a method on a benchmark and write a run folder")
     _add_run_flags(run)
+    run.add_argument("--seeds", default=None, help="several seeds, e.g. 0-4: one run folder each, then mean ± std")
+    run.add_argument("--jobs", type=_integer, default=1, help="with --seeds: runs in parallel processes")
     compare = sub.add_parser("compare", help="a method with and without refresh learning over several seeds")
     _add_run_flags(compare)
     compare.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,1,2 (default 0-4)")
     compare.add_argument("--jobs", type=_integer, default=1, help="runs in parallel processes (default 1)")
+    sweep = sub.add_parser("sweep", help="a grid of runs from a sweep file, then a summary table")
+    sweep.add_argument("file", metavar="SWEEP.yaml", help="base settings, a grid of values, seeds (see the README)")
+    sweep.add_argument("--jobs", type=_integer, default=1, help="runs in parallel processes (default 1)")
+    sweep.add_argument("--out", default=None, help="folder of the sweep's runs (default: the file's `out:`)")
+    sweep.add_argument("--quiet", action="store_true", help="no line per finished run")
     report = sub.add_parser("report", help="an HTML page and PNG figures of finished runs")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="run folders, or folders holding run folders (e.g. a sweep's or compare's)")
@@ -225,10 +232,94 @@ def _resume_config(args: argparse.Namespace):
     return make_config(values, {})
 
 
+def _check_jobs(jobs: int) -> None:
+    cpus = os.cpu_count() or 1
+    if not 1 <= jobs <= cpus:
+        raise UserError(f"--jobs must lie in 1..{cpus} (the CPUs here), got {jobs}")
+
+
+def _summary_lines(rows: list[dict]) -> list[str]:
+    labels = {"class_il.average_accuracy": "class-IL average accuracy", "task_il.average_accuracy":
+              "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
+              "class_il.backward_transfer": "class-IL backward transfer",
+              "class_il.average_incremental_accuracy": "class-IL avg. incremental acc.", "wall_seconds": "wall seconds"}
+    lines = []
+    for key, label in labels.items():
+        stat = rows[0][key]
+        lines.append(f"  {label:<32}" + ("-" if stat is None else f"{stat['mean']:8.2f} ± {stat['std']:.2f}"))
+    return lines
+
+
+def _run_seeds(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from lifelong.compare import parse_seeds
+    from lifelong.config import make_config
+    from lifelong.parallel import run_all
+    from lifelong.sweep import Point, summarize, write_tables
+
+    if args.resume or args.dry_run:
+        raise UserError("--seeds cannot be combined with --resume or --dry-run")
+    _check_jobs(args.jobs)
+    seeds = parse_seeds(args.seeds)
+    flags, file_values = _flags(args)
+    out = flags.pop("out", None) or file_values.pop("out", None)
+    config = make_config(file_values, flags)
+    method = config.method if isinstance(config.method, str) else str(config.method.get("name", "custom"))
+    root = Path(out) if out else Path("runs") / f"{config.benchmark}-{method}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"
+    configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
+    print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {args.jobs} job(s) -> {root}", file=sys.stderr)
+
+    def report(i: int, doc: dict) -> None:
+        state = "" if doc["complete"] else f" ({doc['status']})"
+        print(f"  seed {doc['seed']}: class-IL {doc['class_il']['average_accuracy']:6.2f}  task-IL "
+              f"{doc['task_il']['average_accuracy']:6.2f}  {doc['wall_seconds']:.1f} s{state}", file=sys.stderr)
+
+    docs = run_all(configs, args.jobs, report)
+    rows = summarize([Point({"method": method}, configs, root)], [docs])
+    write_tables(rows, root)
+    print(f"{config.benchmark} | {method} | seeds {seeds} (mean ± std)")
+    print("\n".join(_summary_lines(rows)))
+    print(f"results in {root} (summary.md, summary.csv)")
+    return 0 if rows[0]["complete"] else 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from lifelong.parallel import run_all
+    from lifelong.sweep import load_sweep, summarize, write_tables
+
+    _check_jobs(args.jobs)
+    points = load_sweep(Path(args.file), args.out)
+    configs = [c for p in points for c in p.configs]
+    root = points[0].folder.parent
+    print(f"lifelong: sweep of {len(points)} configurations x {len(points[0].configs)} seeds = {len(configs)} runs, "
+          f"{args.jobs} job(s) -> {root}", file=sys.stderr)
+    done = [0]
+
+    def report(i: int, doc: dict) -> None:
+        done[0] += 1
+        if not args.quiet:
+            print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: class-IL {doc['class_il']['average_accuracy']:6.2f}"
+                  f"{'' if doc['complete'] else ' (' + doc['status'] + ')'}", file=sys.stderr)
+
+    docs = run_all(configs, args.jobs, report)
+    per_point, i = [], 0
+    for p in points:
+        per_point.append(docs[i:i + len(p.configs)])
+        i += len(p.configs)
+    rows = summarize(points, per_point)
+    _, md = write_tables(rows, root)
+    print(md.read_text(), end="")
+    print(f"results in {root} (summary.md, summary.csv)")
+    return 0 if all(r["complete"] for r in rows) else 1
+
+
 def _run(args: argparse.Namespace, started: float) -> int:
     from lifelong.config import make_config
     from lifelong.session import execute_run, prepare_run
 
+    if args.seeds is not None:
+        return _run_seeds(args)
     if args.resume:
         run = prepare_run(_resume_config(args), resume=True)
         for note in run.notes:
@@ -269,8 +360,7 @@ def _compare(args: argparse.Namespace) -> int:
     from lifelong.config import make_config
 
     seeds = parse_seeds(args.seeds)
-    if args.jobs > (os.cpu_count() or 1):
-        raise UserError(f"--jobs must be at most {os.cpu_count()}, the number of CPUs here")
+    _check_jobs(args.jobs)
     flags, file_values = _flags(args)
     out = flags.pop("out", None)
     config = make_config(file_values, flags)
@@ -323,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "sweep":
+            return _sweep(args)
         parser.print_help()
         return 2
     except UserError as exc:

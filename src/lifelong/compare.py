@@ -6,15 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from lifelong.config import RunConfig
 from lifelong.errors import ConfigError
+from lifelong.parallel import run_all
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -50,21 +49,6 @@ def t95(n: int) -> float:
     return _T95[df - 1] if df <= len(_T95) else 1.96
 
 
-def _one(config: RunConfig, threads: int | None) -> dict[str, Any]:
-    from lifelong.session import execute_run, prepare_run
-
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    metrics = Path(config.out) / "metrics.json"
-    if metrics.is_file():
-        doc = json.loads(metrics.read_text())
-        if doc.get("complete"):
-            return doc
-    return execute_run(prepare_run(replace(config, overwrite=True)))
-
-
 def refresh_tag(refresh: str | dict) -> str:
     """A folder-name tag for a refresh setting: its form and a short hash of its options."""
     options = {"form": refresh} if isinstance(refresh, str) else dict(refresh)
@@ -84,22 +68,13 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     jobs_list = [(name, seed, replace(cfg, seed=seed, out=str(out / f"{folders[name]}-seed{seed}")))
                  for seed in seeds for name, cfg in variants.items()]
     out.mkdir(parents=True, exist_ok=True)
-    docs: dict[tuple[str, int], dict] = {}
-    if jobs <= 1:
-        for name, seed, cfg in jobs_list:
-            docs[(name, seed)] = _one(cfg, None)
-            if report:
-                report(name, seed, docs[(name, seed)])
-    else:
-        import multiprocessing
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(_one, cfg, threads): (name, seed) for name, seed, cfg in jobs_list}
-            for future, (name, seed) in futures.items():
-                docs[(name, seed)] = future.result()
-                if report:
-                    report(name, seed, docs[(name, seed)])
+    def finished(i: int, doc: dict) -> None:
+        if report:
+            report(jobs_list[i][0], jobs_list[i][1], doc)
+
+    results = run_all([cfg for _, _, cfg in jobs_list], jobs, finished)
+    docs = {(name, seed): doc for (name, seed, _), doc in zip(jobs_list, results)}
     summary = summarize(docs, seeds)
     summary["refresh"] = docs[("refresh", seeds[0])].get("refresh")
     summary["benchmark"], summary["method"] = config.benchmark, docs[("base", seeds[0])]["method"]

@@ -173,8 +173,8 @@ def unknown_key_message(key: str, where: str) -> str:
     return f"{where}: unknown key `{key}`{hint}"
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of config keys; unknown keys and wrong types are errors."""
+def load_yaml_document(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; every reading problem is a ConfigError."""
     path = Path(path)
     where = str(path)
     try:
@@ -201,6 +201,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must hold a mapping of keys to values, e.g. `method: er`")
+    return data
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of config keys; unknown keys and wrong types are errors."""
+    path = Path(path)
+    where = str(path)
+    data = load_yaml_document(path)
     out = {}
     for key, value in data.items():
         key_text = str(key).replace("-", "_")

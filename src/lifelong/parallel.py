@@ -1,0 +1,60 @@
+"""Many runs at once: each configuration in its own run folder, several in parallel processes,
+finished runs reused, interrupted ones resumed from their checkpoints. Used by ``--seeds``,
+``lifelong sweep`` and ``lifelong compare``."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from lifelong.config import RunConfig
+
+
+def run_one(config: RunConfig, threads: int | None = None) -> dict[str, Any]:
+    """Run ``config`` into ``config.out``: reuse it if complete there, resume it if it holds a
+    checkpoint, else start it (over). Returns the metrics document."""
+    from lifelong.session import execute_run, prepare_run
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    out = Path(config.out)
+    metrics = out / "metrics.json"
+    if metrics.is_file():
+        try:
+            doc = json.loads(metrics.read_text())
+            if doc.get("complete"):
+                return doc
+        except ValueError:
+            pass
+    if (out / "config.yaml").is_file() and (out / "checkpoints").is_dir():
+        return execute_run(prepare_run(config, resume=True))
+    return execute_run(prepare_run(replace(config, overwrite=True)))
+
+
+def run_all(configs: list[RunConfig], jobs: int = 1,
+            report: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run every configuration (each with its own ``out``); ``jobs`` processes at a time, each
+    with ``cpus // jobs`` threads. ``report(i, doc)`` is called as run ``i`` finishes."""
+    docs: list[dict[str, Any] | None] = [None] * len(configs)
+    if jobs <= 1 or len(configs) <= 1:
+        for i, config in enumerate(configs):
+            docs[i] = run_one(config)
+            if report:
+                report(i, docs[i])
+        return docs  # type: ignore[return-value]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = {pool.submit(run_one, config, threads): i for i, config in enumerate(configs)}
+        for future in as_completed(futures):
+            i = futures[future]
+            docs[i] = future.result()
+            if report:
+                report(i, docs[i])
+    return docs  # type: ignore[return-value]

@@ -1,0 +1,159 @@
+"""Grids of runs over methods, benchmarks, buffer sizes, hyperparameters and seeds, and their
+summary tables (mean ± standard deviation over seeds per configuration).
+
+A sweep file::
+
+    base:                       # settings shared by every run (any run key)
+      epochs: 1
+    grid:                       # every combination of these lists
+      method: [er, derpp]
+      buffer-size: [200, 500]
+      params.alpha: [0.1, 0.5]  # a method parameter
+    seeds: 0-2                  # or a list
+    out: runs/my-sweep          # optional; --out overrides
+
+Each run goes to ``<out>/<values>-<hash>/seed-<k>``; a run already complete there is reused and
+an interrupted one resumed, so a sweep can be stopped and started again at any time.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import re
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from lifelong.compare import parse_seeds
+from lifelong.config import RunConfig, load_yaml_document, make_config
+from lifelong.errors import ConfigError
+from lifelong.methods import build_recipe
+
+SWEEP_KEYS = ("base", "grid", "seeds", "out")
+
+
+@dataclass
+class Point:
+    """One configuration of a sweep: the grid values that define it and its runs, one per seed."""
+
+    values: dict[str, Any]
+    configs: list[RunConfig]
+    folder: Path
+
+
+def _split_params(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``{"params.alpha": 0.1, "lr": 0.03}`` -> ``{"params": {"alpha": 0.1}, "lr": 0.03}``."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key.startswith("params."):
+            out.setdefault("params", {})[key[len("params."):]] = value
+        else:
+            out[key.replace("-", "_")] = value
+    if "seed" in out:
+        raise ConfigError(f"{where}: give seeds with the sweep's `seeds:`, not as a run key")
+    return out
+
+
+def _slug(values: dict[str, Any]) -> str:
+    text = "-".join(str(v) if not isinstance(v, dict) else str(v.get("name", "recipe")) for v in values.values())
+    text = re.sub(r"[^A-Za-z0-9.=_-]+", "_", text)[:60] or "run"
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{text}-{digest}"
+
+
+def load_sweep(path: Path, out: str | None = None) -> list[Point]:
+    """Read a sweep file and expand it into configurations, each checked like a run's."""
+    path = Path(path)
+    doc = load_yaml_document(path)
+    where = str(path)
+    unknown = [k for k in doc if k not in SWEEP_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key `{unknown[0]}`; a sweep has: {', '.join(SWEEP_KEYS)}")
+    base = doc.get("base") or {}
+    grid = doc.get("grid") or {}
+    if not isinstance(base, dict) or not isinstance(grid, dict):
+        raise ConfigError(f"{where}: `base` and `grid` must be mappings")
+    for key, options in grid.items():
+        if not isinstance(options, list) or not options:
+            raise ConfigError(f"{where}: grid entry `{key}` must be a non-empty list of values")
+    seeds_value = doc.get("seeds", "0")
+    seeds = parse_seeds(",".join(map(str, seeds_value)) if isinstance(seeds_value, list) else str(seeds_value))
+    root = Path(out or doc.get("out") or f"runs/sweep-{path.stem}")
+    keys = list(grid)
+    combos = list(itertools.product(*(grid[k] for k in keys))) or [()]
+    if len(combos) * len(seeds) > 10_000:
+        raise ConfigError(f"{where}: {len(combos) * len(seeds)} runs; a sweep holds at most 10000")
+    points = []
+    for combo in combos:
+        values = dict(zip(keys, combo))
+        at = f"{where}, grid point {values}"
+        merged = _split_params({**base, **values}, at)
+        if "params" in base and "params" in merged:
+            merged["params"] = {**base["params"], **merged["params"]}
+        folder = root / _slug(values)
+        try:
+            config = make_config(merged, {})
+            build_recipe(config.method, config.params)  # a method's mistakes show before any run
+        except ConfigError as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+        points.append(Point(values, [replace(config, seed=s, out=str(folder / f"seed-{s}")) for s in seeds], folder))
+    return points
+
+
+def _stat(values: list[float | None]) -> dict[str, float] | None:
+    kept = [v for v in values if v is not None]
+    if not kept:
+        return None
+    return {"mean": statistics.fmean(kept), "std": statistics.stdev(kept) if len(kept) > 1 else 0.0}
+
+
+METRICS = (("class_il", "average_accuracy"), ("task_il", "average_accuracy"), ("class_il", "forgetting"),
+           ("class_il", "backward_transfer"), ("class_il", "average_incremental_accuracy"))
+
+
+def summarize(points: list[Point], docs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per configuration: its grid values, seeds, and mean ± std of the main metrics."""
+    rows = []
+    for point, runs in zip(points, docs):
+        row: dict[str, Any] = {"configuration": point.values, "folder": str(point.folder),
+                               "seeds": [d["seed"] for d in runs], "complete": all(d["complete"] for d in runs)}
+        for scenario, metric in METRICS:
+            row[f"{scenario}.{metric}"] = _stat([d[scenario][metric] for d in runs])
+        row["wall_seconds"] = _stat([d["wall_seconds"] for d in runs])
+        rows.append(row)
+    return rows
+
+
+def _cell(stat: dict[str, float] | None) -> str:
+    return "-" if stat is None else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+
+def write_tables(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
+    """``summary.csv`` (means and stds in separate columns) and ``summary.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(rows[0]["configuration"]) if rows else []
+    metric_names = [f"{s}.{m}" for s, m in METRICS] + ["wall_seconds"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(keys + ["seeds"] + [f"{m}.{x}" for m in metric_names for x in ("mean", "std")])
+    for row in rows:
+        stats = [row[m] for m in metric_names]
+        writer.writerow([json.dumps(row["configuration"][k]) if isinstance(row["configuration"][k], (dict, list))
+                         else row["configuration"][k] for k in keys] + [len(row["seeds"])]
+                        + [("" if s is None else f"{s[x]:.4f}") for s in stats for x in ("mean", "std")])
+    csv_path, md_path = out / "summary.csv", out / "summary.md"
+    csv_path.write_text(buffer.getvalue())
+    header = keys + ["seeds", "class-IL", "task-IL", "forgetting (class-IL)", "BWT (class-IL)", "wall s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row["configuration"][k]) for k in keys] + [str(len(row["seeds"]))]
+        cells += [_cell(row[m]) for m in ("class_il.average_accuracy", "task_il.average_accuracy",
+                                          "class_il.forgetting", "class_il.backward_transfer")]
+        cells.append("-" if row["wall_seconds"] is None else f"{row['wall_seconds']['mean']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
