@@ -91,6 +91,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="on a non-finite loss: stop (default; a checkpoint from before is kept) or skip the step")
     p.add_argument("--deterministic", action="store_true", default=s,
                    help="PyTorch's deterministic algorithms (for bit-exact GPU runs; slower)")
+    p.add_argument("--log", action="append", default=s, choices=["tensorboard", "wandb"],
+                   help="also log to TensorBoard or Weights & Biases (JSON lines and CSV are always written)")
+    p.add_argument("--log-every", type=_integer, default=s, metavar="N", help="log the loss every N steps (default 50)")
     p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
                    help="Python file or module that registers your own terms or plug-ins (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -90,6 +90,8 @@ class RunConfig:
     imports: list = field(default_factory=list)
     refresh: str | dict | None = None
     checkpoint_every: int = 2000
+    log: list = field(default_factory=list)
+    log_every: int = 50
     on_nan: str = "stop"
     deterministic: bool = False
     hparams_source: str = ""
@@ -127,6 +129,8 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "imports": ((list,), False),
     "refresh": ((str, dict), True),
     "checkpoint_every": ((int,), False),
+    "log": ((list,), False),
+    "log_every": ((int,), False),
     "on_nan": ((str,), False),
     "deterministic": ((bool,), False),
 }
@@ -147,6 +151,8 @@ def _check_type(key: str, value: Any, where: str) -> Any:
     if not ok:
         wanted = _TYPE_NAMES_BY_KEY.get(key, _TYPE_NAMES[types[0]]) + (" or null" if nullable else "")
         raise ConfigError(f"{where}: `{key}` must be {wanted}, got {_short(value)}")
+    if key == "log" and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: `log` must be a list of logger names, e.g. [tensorboard]")
     if key == "imports" and not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{where}: `imports` must be a list of Python files or module names")
     if key == "params":
@@ -286,6 +292,14 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"`seed` must lie in 0..2^63-1, got {config.seed}")
     if config.checkpoint_every < 0:
         raise ConfigError(f"`checkpoint-every` must be 0 (task ends only) or positive, got {config.checkpoint_every}")
+    from lifelong.loggers import LOGGERS
+
+    unknown_loggers = [name for name in config.log if name not in LOGGERS]
+    if unknown_loggers:
+        raise ConfigError(f"unknown logger {unknown_loggers[0]!r}; choose among: {', '.join(LOGGERS)} "
+                          f"(JSON lines and CSV are always written)")
+    if config.log_every < 1:
+        raise ConfigError(f"`log-every` must be positive, got {config.log_every}")
     if config.on_nan not in ("stop", "skip"):
         raise ConfigError(f"`on-nan` must be 'stop' or 'skip', got {config.on_nan!r}")
     if config.device not in DEVICES:
@@ -299,7 +313,8 @@ def validate(config: RunConfig) -> None:
     if config.threads is not None and config.threads > cpus:
         raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")
     limit = 2**31 - 1
-    for key in ("buffer_size", "epochs", "batch_size", "replay_batch_size", "num_tasks", "threads", "checkpoint_every"):
+    for key in ("buffer_size", "epochs", "batch_size", "replay_batch_size", "num_tasks", "threads", "checkpoint_every",
+                "log_every"):
         value = getattr(config, key)
         if value is not None and value > limit:
             raise ConfigError(f"`{key.replace('_', '-')}` is too large ({value}); use at most {limit}")

@@ -20,6 +20,7 @@ from lifelong.config import RunConfig, refresh_options
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
+from lifelong.loggers import Fanout, RunLoggers, check_loggers
 from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone
 from lifelong.optim import SGD
@@ -100,7 +101,8 @@ def import_user_code(names: list[str]) -> None:
 
 
 # what does not change results: left out of a run's fingerprint
-_VOLATILE = ("out", "overwrite", "threads", "hparams_source", "checkpoint_every", "download", "data_root")
+_VOLATILE = ("out", "overwrite", "threads", "hparams_source", "checkpoint_every", "download", "data_root", "log",
+             "log_every")
 
 
 def config_hash(resolved: dict[str, Any]) -> str:
@@ -177,6 +179,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, refresh, bac
         scenario=stream.scenario,
         task_classes=[list(t.classes) for t in stream.tasks],
     )
+    check_loggers(config.log)
     if dry_run:
         return resolved
     create_out_dir(out, clear=not resume)
@@ -239,6 +242,15 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
     started = time.perf_counter() if started is None else started
     c = run.resolved
     run.log.write(f"start: {run.describe()}")
+    steps_done = run.resume["position"]["step"] if run.resume else 0
+    try:
+        loggers = RunLoggers(run.out, every=c["log_every"], extra=c["log"], config=c, steps_done=steps_done)
+    except BaseException:
+        run.log.close()
+        run.lock.release()
+        raise
+    events = Fanout(events, loggers)
+    doc = None
     try:
         with _StopFlag() as stop:
             checkpointing = Checkpointing(CheckpointStore(run.out), c["checkpoint_every"], run.resume, stop,
@@ -261,6 +273,8 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
         raise ConfigError(f"cannot write to {run.out}: {exc.strerror or exc}; free space or fix permissions, "
                           f"then resume with `lifelong run --resume {run.out}`") from None
     finally:
+        loggers.close(doc["status"] if doc else "failed", None if doc is None else {
+            "class_il": doc["class_il"]["average_accuracy"], "task_il": doc["task_il"]["average_accuracy"]})
         run.log.close()
         run.lock.release()
     return doc
