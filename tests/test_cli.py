@@ -40,8 +40,8 @@ def test_run_writes_one_complete_folder(fashion_root, tmp_path, capsys):
     code, out, err = run_cli(tiny_args(fashion_root, out_dir, "--epochs", "2"), capsys)
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "accuracy_class_il.csv", "accuracy_task_il.csv", "checkpoints", "config.yaml", "metrics.json", "model.pt",
-        "run.lock", "run.log"]
+        "accuracy_class_il.csv", "accuracy_task_il.csv", "checkpoints", "config.yaml", "events.jsonl", "metrics.json",
+        "model.pt", "run.lock", "run.log", "steps.csv"]
     weights = torch.load(out_dir / "model.pt", weights_only=True)
     assert set(weights) >= {"classifier.weight", "classifier.bias"}
     m = json.loads((out_dir / "metrics.json").read_text())

@@ -10,7 +10,8 @@ from pathlib import Path
 from lifelong.checkpoint import atomic_write_bytes
 from lifelong.errors import ConfigError
 
-RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log", "model.pt")
+RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log", "model.pt",
+             "events.jsonl", "steps.csv")
 
 
 def check_out_dir(path: Path, overwrite: bool) -> None:
@@ -32,10 +33,11 @@ def create_out_dir(path: Path, *, clear: bool = True) -> None:
         if clear:
             for name in RUN_FILES:
                 (path / name).unlink(missing_ok=True)
-            checkpoints = path / "checkpoints"
-            if checkpoints.is_dir():
-                for f in checkpoints.iterdir():
-                    f.unlink()
+            for sub in ("checkpoints", "tensorboard"):
+                if (path / sub).is_dir():
+                    for f in (path / sub).iterdir():
+                        if f.is_file():
+                            f.unlink()
     except OSError as exc:
         raise ConfigError(f"cannot write to output folder {path}: {exc.strerror or exc}; choose another --out") from None
 
