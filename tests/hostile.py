@@ -50,48 +50,34 @@ recipes = st.fixed_dictionaries({}, optional={
 })
 
 
-def check_config(values: dict) -> str:
+def _classify(call) -> str:
     try:
-        make_config(values, {})
+        call()
         return "accepted"
     except UserError:
         return "refused"
     except Exception:
         return "crash"
+
+
+def check_config(values: dict) -> str:
+    return _classify(lambda: make_config(values, {}))
 
 
 def check_yaml(text: str, folder: Path) -> str:
     path = folder / "c.yaml"
     path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-    try:
-        make_config(load_yaml(path), {})
-        return "accepted"
-    except UserError:
-        return "refused"
-    except Exception:
-        return "crash"
+    return _classify(lambda: make_config(load_yaml(path), {}))
 
 
 def check_recipe(spec: dict) -> str:
-    try:
-        recipe_from_spec(spec)
-        return "accepted"
-    except UserError:
-        return "refused"
-    except Exception:
-        return "crash"
+    return _classify(lambda: recipe_from_spec(spec))
 
 
 def check_idx(data: bytes, folder: Path) -> str:
     path = folder / "f"
     path.write_bytes(data)
-    try:
-        read_idx(path, ndim=3)
-        return "accepted"
-    except UserError:
-        return "refused"
-    except Exception:
-        return "crash"
+    return _classify(lambda: read_idx(path, ndim=3))
 
 
 def check_cli(args: list[str], data_root: Path, out: Path) -> str:

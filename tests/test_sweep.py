@@ -113,3 +113,10 @@ def test_several_seeds_of_one_run(tmp_path, data_root, capsys):
         "  ", " ") or f"{mean:8.2f}" in captured.out
     assert (out / "summary.md").is_file() and (out / "summary.csv").is_file()
     assert main(["run", "--seeds", "0-2", "--jobs", "99"]) == 2
+
+
+def test_the_example_sweep_expands():
+    points = load_sweep(Path(__file__).parents[1] / "examples" / "sweep.yaml")
+    assert len(points) == 4 and all(len(p.configs) == 3 for p in points)
+    assert {(p.values["method"], p.values["buffer-size"]) for p in points} == {
+        ("er", 200), ("er", 500), ("derpp", 200), ("derpp", 500)}

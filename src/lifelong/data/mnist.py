@@ -9,6 +9,7 @@ uses: ``<data_root>/FashionMNIST/raw/<file>[.gz]``.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from lifelong.data.download import download_with_torchvision
@@ -50,8 +51,21 @@ def _read_pair(folder: Path, prefix: str, hint: str, checksums: dict[str, str] |
 
 
 def load_mnist(folder: Path | None = None) -> Source:
-    """Load MNIST from the package (default) or from ``folder``, checking every file's SHA-256."""
-    folder = BUNDLED if folder is None else Path(folder)
+    """Load MNIST from the package (default) or from ``folder``, checking every file's SHA-256.
+
+    The bundled copy is read once per process (several seeds in one process share it; its
+    tensors are never changed in place)."""
+    if folder is None:
+        return _bundled_mnist()
+    return _read_mnist(Path(folder))
+
+
+@lru_cache(maxsize=1)
+def _bundled_mnist() -> Source:
+    return _read_mnist(BUNDLED)
+
+
+def _read_mnist(folder: Path) -> Source:
     hint = "; reinstall lifelong (`pip install -e .`) or restore the files from git (`git checkout src/lifelong/data/bundled`)"
     train_x, train_y = _read_pair(folder, "train", hint, MNIST_SHA256)
     test_x, test_y = _read_pair(folder, "t10k", hint, MNIST_SHA256)
