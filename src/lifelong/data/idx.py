@@ -17,7 +17,7 @@ import torch
 from lifelong.errors import DataError
 
 _UBYTE = 0x08
-_CHUNK = 1 << 24
+_CHUNK = 1 << 20
 
 
 def read_idx(path: Path, *, ndim: int, hint: str = "") -> tuple[torch.Tensor, str]:
@@ -48,13 +48,20 @@ def read_idx(path: Path, *, ndim: int, hint: str = "") -> tuple[torch.Tensor, st
             count = 1
             for d in dims:
                 count *= d
-            # read in chunks, so that a header claiming absurd sizes cannot allocate them
-            buffer = bytearray()
-            while len(buffer) < count:
-                chunk = f.read(min(_CHUNK, count - len(buffer)))
-                if not chunk:
-                    raise DataError(f"{path} is truncated: {len(buffer)} of {count} data bytes present{hint}")
-                buffer += chunk
+            # a header claiming more than the file can hold is refused before anything is
+            # allocated (deflate compresses at most about 1032:1)
+            on_disk = path.stat().st_size
+            most = on_disk * 1032 + 1024 if opener is gzip.open else on_disk - 4 - 4 * ndim
+            if count > most:
+                raise DataError(f"{path} is truncated: its header claims {count} data bytes, more than the "
+                                f"file can hold{hint}")
+            buffer = bytearray(count)
+            view, got = memoryview(buffer), 0
+            while got < count:
+                n = f.readinto(view[got:got + _CHUNK])
+                if not n:
+                    raise DataError(f"{path} is truncated: {got} of {count} data bytes present{hint}")
+                got += n
             if f.read(1):
                 raise DataError(f"{path} is longer than its header says{hint}")
     except (OSError, EOFError, zlib.error) as exc:
