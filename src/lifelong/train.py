@@ -60,6 +60,7 @@ class TrainState:
     replay_batch_size: int
     task: Task | None = None
     step: int = 0
+    cache: dict = field(default_factory=dict)  # what hooks compute once and share (e.g. a task's Fisher)
 
 
 @dataclass
@@ -278,6 +279,7 @@ def train(
         for t in range(position.task, len(tasks)):
             task = tasks[t]
             state.task = task
+            state.cache.clear()
             resume_here = position if (t == position.task and position.mid_task) else None
             if resume_here is None:
                 for hook in begin_task:

@@ -104,6 +104,20 @@ def task_batches(state, batch_size: int = 1000, max_examples: int | None = None)
         yield stream.inputs("train", idx, ids), stream.labels("train", idx)
 
 
+def task_fisher(state, probability_weighted: bool = True, max_examples: int | None = None) -> list[torch.Tensor]:
+    """The diagonal empirical Fisher of the finished task at the current parameters: the mean
+    over its training examples of each example's squared gradient (weighted by the model's
+    probability of the true label when ``probability_weighted``). Computed once per task end
+    and shared through ``state.cache`` (EWC and refresh learning both need it)."""
+    n = state.task.num_train if max_examples is None else min(state.task.num_train, max_examples)
+    key = ("fisher", state.task.index, state.step, bool(probability_weighted), n)
+    if key not in state.cache:
+        sums = per_example_sums(state.model, task_batches(state, max_examples=n),
+                                cross_entropy_fisher_loss(probability_weighted), "square")
+        state.cache[key] = [s / max(n, 1) for s in sums]
+    return state.cache[key]
+
+
 class _Penalised(Term):
     """Shared plumbing of the quadratic terms: the penalty and the model's parameter list."""
 
@@ -148,10 +162,7 @@ class EWC(_Penalised):
 
     def end_task(self, state) -> None:
         params = _params(state.model)
-        n = state.task.num_train if self.max_examples is None else min(state.task.num_train, self.max_examples)
-        sums = per_example_sums(state.model, task_batches(state, max_examples=n),
-                                cross_entropy_fisher_loss(self.probability_weighted), "square")
-        fisher = [s / max(n, 1) for s in sums]
+        fisher = task_fisher(state, self.probability_weighted, self.max_examples)
         if self.online:
             self.penalty.replace(fisher, params, self.gamma)
         else:

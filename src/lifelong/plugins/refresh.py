@@ -34,8 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.objective import StepBatch
-from lifelong.objective.importance import cross_entropy_fisher_loss, per_example_sums
-from lifelong.objective.weight import task_batches
+from lifelong.objective.weight import task_fisher
 from lifelong.plugins import register_plugin
 from lifelong.seeding import torch_generator
 
@@ -119,9 +118,7 @@ class Refresh:
 
     @torch.no_grad()
     def end_task(self, state) -> None:
-        n = state.task.num_train
-        sums = per_example_sums(state.model, task_batches(state), cross_entropy_fisher_loss(True), "square")
-        new = [s / max(n, 1) for s in sums]
+        new = task_fisher(state, probability_weighted=True)
         self.fisher = new if self.fisher is None else [self.fisher_decay * f + s for f, s in zip(self.fisher, new)]
         self._precond = None
 
