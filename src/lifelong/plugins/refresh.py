@@ -84,6 +84,8 @@ class Refresh:
             raise ValueError(f"`fisher_decay` must lie in [0, 1], got {self.fisher_decay}")
         self.fisher: list[torch.Tensor] | None = None
         self._precond: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._params: list[torch.Tensor] | None = None
+        self._buffers: list[torch.Tensor] = []
         self.generator: torch.Generator | None = None
         self.calls = 0
         self.refreshes = 0
@@ -157,8 +159,10 @@ class Refresh:
     def unlearn(self, state, batch: StepBatch) -> None:
         """One unlearning step on ``batch``; batch-norm statistics are left as they were."""
         model = state.model
-        params = [p for p in model.parameters() if p.requires_grad]
-        buffers = list(model.buffers())
+        if self._params is None:
+            self._params = [p for p in model.parameters() if p.requires_grad]
+            self._buffers = list(model.buffers())
+        params, buffers = self._params, self._buffers
         saved = [b.clone() for b in buffers]
         with torch.enable_grad():
             grads = torch.autograd.grad(self.batch_loss(state, batch), params, allow_unused=True)
@@ -168,7 +172,8 @@ class Refresh:
         precond, root = self.preconditioners(params)
         with torch.no_grad():
             if self.normalize:  # released code: ascent rescaled to each tensor's own norm
-                steps = [g * (p.norm() / (g.norm() + 1e-20)) for p, g in zip(params, grads)]
+                ratios = torch.stack(torch._foreach_norm(params)) / (torch.stack(torch._foreach_norm(grads)) + 1e-20)
+                steps = torch._foreach_mul(grads, ratios.tolist())
                 if self.noise:
                     torch._foreach_add_(steps, self._normal(params), alpha=self.noise)
                 torch._foreach_addcmul_(params, precond, steps, value=self.gamma)
