@@ -56,3 +56,13 @@ def test_wandb_without_the_package_is_one_line_and_writes_nothing(fashion_root, 
     err = capsys.readouterr().err
     assert code == 2 and "--log wandb needs the wandb package" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb not installed")
+def test_wandb_offline(fashion_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    _run(fashion_root, out, capsys, "--log", "wandb")
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))

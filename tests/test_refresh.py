@@ -163,3 +163,9 @@ def test_seeds_and_paired_summary():
     d = out["difference"]
     assert d["values"] == [1.0, 0.5, 2.0] and d["mean"] == pytest.approx(7 / 6) and d["refresh_better"] == 3
     assert d["ci95"] == pytest.approx(t95(3) * d["std"] / math.sqrt(3)) and t95(3) == 4.303
+
+
+@pytest.mark.parametrize("name", ["finetune", "joint", "er-ace", "der", "lwf", "ewc", "si", "mas", "agem", "icarl"])
+def test_refresh_works_with_every_preset(name):
+    result, _ = _run(name, Refresh("paper", every=1))
+    assert result.status == "complete" and all(math.isfinite(v) for row in result.class_il for v in row)
