@@ -24,6 +24,8 @@ from typing import Any, ClassVar, Sequence
 import torch
 import torch.nn as nn
 
+from lifelong.registry import registrar
+
 
 @dataclass
 class StepBatch:
@@ -92,12 +94,7 @@ class Term:
 TERMS: dict[str, type] = {}
 
 
-def register_term(cls: type) -> type:
-    """Class decorator: make a term available by its ``name`` in recipes and config files."""
-    if not getattr(cls, "name", ""):
-        raise ValueError(f"{cls.__name__} needs a non-empty `name`")
-    TERMS[cls.name] = cls
-    return cls
+register_term = registrar(TERMS, "term")
 
 
 class Objective:

@@ -18,18 +18,14 @@ instead of the model's logits (iCaRL's nearest-mean-of-exemplars classifier).
 """
 from __future__ import annotations
 
+from lifelong.registry import registrar
+
 HOOKS = ("begin_task", "end_task", "before_step", "after_backward", "after_step")
 
 PLUGINS: dict[str, type] = {}
 
 
-def register_plugin(cls: type) -> type:
-    """Class decorator: make a plug-in available by its ``name``."""
-    if not getattr(cls, "name", ""):
-        raise ValueError(f"{cls.__name__} needs a non-empty `name`")
-    PLUGINS[cls.name] = cls
-    return cls
-
+register_plugin = registrar(PLUGINS, "plug-in")
 
 from lifelong.plugins.agem import AGEM  # noqa: E402  (registers itself)
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
