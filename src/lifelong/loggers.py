@@ -6,6 +6,9 @@ TensorBoard and Weights & Biases. Each logger receives the loop's events
   ``steps`` (every ``every`` steps: mean loss over them, steps per second), ``task_end`` (both
   accuracy rows), ``run_end``.
 - ``steps.csv``: the same step records as a table.
+
+After ``--resume`` both files are appended to; the ``run_start`` record gives the step the run
+resumed from, and step records after the last checkpoint appear a second time.
 """
 from __future__ import annotations
 
