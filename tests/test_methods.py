@@ -10,19 +10,19 @@ from lifelong.data.benchmarks import BENCHMARKS
 from lifelong.data.streams import class_incremental
 from lifelong.errors import ConfigError
 from lifelong.methods import PRESETS, build_recipe, recipe_from_spec
-from lifelong.nets import build_backbone
+from lifelong.nets import build_backbone, set_head
 from lifelong.optim import SGD
 from lifelong.train import train
 from tests.conftest import make_source
 
 EXPECTED = {"finetune", "joint", "er", "er-ace", "der", "derpp", "lwf", "ewc", "ewc-online", "si", "mas", "agem",
-            "icarl"}
+            "icarl", "icarl-replay"}
 
 
 def _train(recipe, **kw):
     stream = class_incremental(make_source(num_classes=6, per_class_train=20), 3)
     torch.manual_seed(0)
-    model = build_backbone("mlp", (1, 8, 8), 6)
+    model = set_head(build_backbone("mlp", (1, 8, 8), 6), recipe.head)
     return train(stream, model, recipe, SGD(model.parameters(), lr=0.05), seed=0, epochs=2, batch_size=8,
                  buffer_size=24, replay_batch_size=6, **kw)
 

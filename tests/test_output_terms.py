@@ -67,10 +67,19 @@ def test_lwf_distillation_is_the_kl_bregman_divergence_at_temperature():
         model[1].weight.add_(torch.randn(4, 64, generator=g) * 0.1)  # the student moves away
     x = stream.inputs("train", torch.arange(8), 0)
     b = StepBatch(model, 1, x, torch.zeros(8, dtype=torch.long), [], model(x))
-    assert torch.allclose(lwf(b), 4.0 * breg(b), atol=1e-6)  # T^2 * mean KL
+    assert torch.allclose(lwf(b), breg(b), atol=1e-6)  # mean KL, no T² (Li and Hoiem; Mammoth)
     teacher = lwf.teacher(x)
-    manual = F.kl_div(F.log_softmax(b.logits / 2, 1), F.softmax(teacher / 2, 1), reduction="batchmean") * 4
-    assert torch.allclose(lwf(b), manual)
+    p_old, log_q = F.softmax(teacher / 2, 1), F.log_softmax(b.logits / 2, 1)
+    manual = (p_old * (p_old.log() - log_q)).sum(1).mean()  # written out: catches a T² left in
+    assert torch.allclose(lwf(b), manual, atol=1e-7)
+    scaled = Distillation(temperature=2.0, scale_by_t2=True)
+    scaled.__dict__.update({k: v for k, v in lwf.__dict__.items() if k != "scale_by_t2"})
+    assert torch.allclose(scaled(b), 4.0 * manual, atol=1e-7)
+    # Mammoth's cross-entropy form -Σ p_old log q has the same gradient (it differs by a constant)
+    b.outputs = b.outputs.detach().requires_grad_(True)
+    g1, = torch.autograd.grad(lwf(b), b.outputs)
+    g2, = torch.autograd.grad(-(p_old * F.log_softmax(b.outputs / 2, 1)).sum(1).mean(), b.outputs)
+    assert torch.allclose(g1, g2, atol=1e-7)
 
 
 def test_lwf_is_zero_on_the_first_task():

@@ -9,7 +9,7 @@ from lifelong.config import make_config
 from lifelong.data.streams import class_incremental
 from lifelong.errors import ConfigError
 from lifelong.methods import build_recipe
-from lifelong.nets import build_backbone
+from lifelong.nets import build_backbone, set_head
 from lifelong.objective import StepBatch
 from lifelong.optim import SGD
 from lifelong.plugins import Refresh
@@ -24,8 +24,8 @@ def _stream():
 def _run(method="er", refresh=None):
     stream = _stream()
     torch.manual_seed(0)
-    model = build_backbone("mlp", (1, 8, 8), 6)
     recipe = build_recipe(method)
+    model = set_head(build_backbone("mlp", (1, 8, 8), 6), recipe.head)
     if refresh is not None:
         recipe.plugins.append(refresh)
     result = train(stream, model, recipe, SGD(model.parameters(), lr=0.05), seed=0, epochs=2, batch_size=8,
@@ -131,10 +131,45 @@ def test_one_extra_forward_and_backward_on_the_current_batch_per_refresh():
     handle = state.model.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
     plugin = Refresh("code", every=3)
     for _ in range(7):
-        plugin.after_step(state, batch)
+        plugin.after_step(state, batch)  # the code form acts before the step, not after
+        plugin.before_step(state, batch)
     handle.remove()
     assert plugin.refreshes == 3  # steps 1, 4 and 7 of 7
     assert seen == [len(batch.y)] * 3  # one forward of the current batch each
+
+
+@pytest.mark.parametrize("form, every", [("code", 1), ("paper", 2)])
+def test_each_form_unlearns_the_batch_it_then_relearns_before_the_step(form, every):
+    """The released code calls unlearn() at the start of observe() on the batch that observe() then
+    trains on, at every step; the paper refreshes every second step, also before the step."""
+    stream = _stream()
+    torch.manual_seed(0)
+    model = build_backbone("mlp", (1, 8, 8), 6)
+    recipe = build_recipe("er")
+    plugin = Refresh(form)
+    assert (plugin.when, plugin.every, plugin.loss) == ("before", every, "ce" if form == "code" else "objective")
+    recipe.plugins.append(plugin)
+    calls = []  # (inputs, classifier weights at that moment)
+    handle = model.register_forward_hook(lambda m, args, out: calls.append((args[0].detach().clone(),
+                                                                             m.classifier.weight.detach().clone())))
+    train(stream, model, recipe, SGD(model.parameters(), lr=0.05), seed=0, epochs=1, batch_size=8, buffer_size=24)
+    handle.remove()
+    steps = [c for c in calls if len(c[0]) >= 8]  # evaluation forwards use batches of up to 1000 test examples
+    # with refresh at step k: [unlearning forward, main forward]; the unlearning forward sees the
+    # step's batch (the current examples, and with loss=objective the replayed ones too), and the
+    # main forward runs at the parameters the unlearning step moved
+    i = refreshed = 0
+    while i < len(steps) - 1:
+        first, second = steps[i], steps[i + 1]
+        if torch.equal(first[0], second[0]) or torch.equal(first[0], second[0][: len(first[0])]):
+            assert not torch.equal(first[1], second[1])  # unlearning moved the weights before the step
+            # code: the current batch's cross-entropy only; paper: the whole objective's inputs
+            assert len(first[0]) == (8 if form == "code" else len(second[0]))
+            refreshed += 1
+            i += 2
+        else:
+            i += 1
+    assert refreshed == plugin.refreshes > 0
 
 
 def test_refresh_settings_in_the_config():

@@ -149,13 +149,15 @@ class ReservoirBuffer(Memory):
 
 
 def _task_examples(state, idx_positions: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Un-augmented inputs, labels and task ids of the given positions of the finished task."""
+    """Un-augmented inputs, labels, task ids and source indices (``idx``, so that the examples can
+    be put back into a training set: :mod:`lifelong.plugins.mix`) of the given positions of the
+    finished task."""
     task, stream = state.task, state.stream
     idx = task.train_idx[idx_positions]
     ids = torch.full((len(idx),), task.index, dtype=torch.long, device=idx.device) if task.train_task is None \
         else task.train_task[idx_positions]
     x = stream.inputs("train", idx, task.index if task.train_task is None else ids)
-    return {"x": x, "y": stream.labels("train", idx), "task": ids}
+    return {"x": x, "y": stream.labels("train", idx), "task": ids, "idx": idx}
 
 
 class TaskBalancedBuffer(Memory):

@@ -10,6 +10,9 @@ a small mapping, the same for the presets below and for a user's own method in Y
       - {term: ce, on: replay, draw: 1, weight: ${beta}}
     memory: reservoir                               # reservoir | task-balanced | herding
     plugins: []                                     # e.g. [{plugin: agem}]
+    replay_forward: separate                        # joint (default) | separate forwards per part
+    replay_from: 0                                  # first task (from 0) that replays
+    head: linear                                    # linear (default) | cosine classifier
 
 ``${name}`` refers to a parameter of the method, given by the hyperparameter files, a config's
 ``params:`` or ``--param name=value``.
@@ -33,7 +36,12 @@ class Recipe:
 
     ``memory``: ``None`` or a name from :data:`lifelong.memory.MEMORIES`. ``joint``: train once
     on all tasks' data together instead of task by task (the upper bound). ``plugins``: step
-    plug-ins (see :mod:`lifelong.plugins`). ``spec``: the mapping it was built from.
+    plug-ins (see :mod:`lifelong.plugins`). ``replay_forward``: ``"joint"`` (one forward over
+    current and replayed examples) or ``"separate"`` (one per part; they differ only through
+    batch-norm statistics). ``replay_from``: the index of the first task whose steps draw replay
+    samples (ER-ACE replays from the second). ``head``: ``"linear"`` or ``"cosine"``
+    (:class:`lifelong.nets.heads.CosineLinear` replaces the backbone's classifier). ``spec``:
+    the mapping it was built from.
     """
 
     name: str
@@ -42,6 +50,9 @@ class Recipe:
     plugins: list = field(default_factory=list)
     joint: bool = False
     spec: dict = field(default_factory=dict)
+    replay_forward: str = "joint"
+    replay_from: int = 0
+    head: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -66,19 +77,25 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            {"terms": [_ce(on="both")], "memory": "reservoir"}),
     Preset("er-ace", "ER with asymmetric cross-entropy: new classes do not push old ones down",
            "Caccia et al., New insights on reducing abrupt representation change, ICLR 2022",
-           {"terms": [_ce(mask="past"), _ce(on="replay")], "memory": "reservoir"}),
+           {"terms": [_ce(mask="batch"), _ce(on="replay")], "memory": "reservoir", "replay_from": 1,
+            "replay_forward": "separate", "head": "${head}"},
+           {"head": "cosine"}),
     Preset("der", "dark experience replay: match the logits stored with replayed examples",
            "Buzzega et al., Dark experience for general continual learning, NeurIPS 2020",
-           {"terms": [_ce(), {"term": "logit-mse", "weight": "${alpha}"}], "memory": "reservoir"},
+           {"terms": [_ce(), {"term": "logit-mse", "weight": "${alpha}"}], "memory": "reservoir",
+            "replay_forward": "separate"},
            {"alpha": 0.3}),
     Preset("derpp", "DER++: DER plus cross-entropy on a second replay draw",
            "Buzzega et al., Dark experience for general continual learning, NeurIPS 2020",
            {"terms": [_ce(), {"term": "logit-mse", "weight": "${alpha}"},
-                      _ce(on="replay", draw=1, weight="${beta}")], "memory": "reservoir"},
+                      _ce(on="replay", draw=1, weight="${beta}")], "memory": "reservoir",
+            "replay_forward": "separate"},
            {"alpha": 0.1, "beta": 0.5}),
-    Preset("lwf", "learning without forgetting: distil the previous model's outputs",
+    Preset("lwf", "learning without forgetting: warm up the new head, then distil the previous model's outputs",
            "Li and Hoiem, Learning without forgetting, ECCV 2016",
-           {"terms": [_ce(), {"term": "distill-kl", "weight": "${alpha}", "temperature": "${temperature}"}]},
+           {"terms": [_ce(mask="future"),
+                      {"term": "distill-kl", "weight": "${alpha}", "temperature": "${temperature}"}],
+            "plugins": [{"plugin": "head-warmup"}]},
            {"alpha": 1.0, "temperature": 2.0}),
     Preset("ewc", "elastic weight consolidation, one Fisher and anchor per task",
            "Kirkpatrick et al., Overcoming catastrophic forgetting in neural networks, PNAS 2017",
@@ -89,20 +106,25 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            {"lambda": 100.0, "gamma": 1.0}),
     Preset("si", "synaptic intelligence: importance from the path integral of the loss",
            "Zenke et al., Continual learning through synaptic intelligence, ICML 2017",
-           {"terms": [_ce(), {"term": "si", "xi": "${xi}", "weight": "${c}"}]}, {"c": 1.0, "xi": 1.0}),
+           {"terms": [_ce(), {"term": "si", "xi": "${xi}", "weight": "${c}"}],
+            "plugins": [{"plugin": "clip-grad", "value": 1.0}]}, {"c": 1.0, "xi": 1.0}),
     Preset("mas", "memory aware synapses: importance from the output's sensitivity",
            "Aljundi et al., Memory aware synapses, ECCV 2018",
            {"terms": [_ce(), {"term": "mas", "weight": "${lambda}"}]}, {"lambda": 1.0}),
     Preset("agem", "averaged GEM: project the gradient so the memory loss does not rise",
            "Chaudhry et al., Efficient lifelong learning with A-GEM, ICLR 2019",
            {"terms": [_ce()], "memory": "task-balanced", "plugins": [{"plugin": "agem"}]}),
-    Preset("icarl", "iCaRL: herding exemplars, distillation, nearest-mean-of-exemplars classifier",
+    Preset("icarl", "iCaRL: herding exemplars added to each task's data, distillation, nearest-mean classifier",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017",
+           {"terms": [{"term": "icarl", "on": "current"}], "memory": "herding",
+            "plugins": [{"plugin": "mix-memory"}, {"plugin": "nme"}]}),
+    Preset("icarl-replay", "iCaRL with a batch of exemplars replayed at every step instead of mixed into the data",
+           "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017 (variant)",
            {"terms": [{"term": "icarl", "on": "both"}], "memory": "herding", "plugins": [{"plugin": "nme"}]}),
 ]}
 
 _REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-RECIPE_KEYS = ("name", "terms", "memory", "plugins", "joint")
+RECIPE_KEYS = ("name", "terms", "memory", "plugins", "joint", "replay_forward", "replay_from", "head")
 
 
 def _substitute(value: Any, params: dict[str, Any], used: set[str], where: str) -> Any:
@@ -169,17 +191,31 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     joint = spec.get("joint", False)
     if not isinstance(joint, bool):
         raise ConfigError(f"{where}: `joint` must be true or false")
+    replay_forward = _substitute(spec.get("replay_forward", "joint"), params, used, where)
+    if replay_forward not in ("joint", "separate"):
+        raise ConfigError(f"{where}: `replay_forward` must be 'joint' or 'separate', got {replay_forward!r}")
+    replay_from = _substitute(spec.get("replay_from", 0), params, used, where)
+    if isinstance(replay_from, bool) or not isinstance(replay_from, int) or replay_from < 0:
+        raise ConfigError(f"{where}: `replay_from` must be a task index >= 0, got {replay_from!r}")
+    head = _substitute(spec.get("head", "linear"), params, used, where)
+    if head not in ("linear", "cosine"):
+        raise ConfigError(f"{where}: `head` must be 'linear' or 'cosine', got {head!r}")
     objective = Objective(terms)
     needs_memory = objective.uses_replay or any(getattr(p, "uses_memory", False) for p in plugins)
     if needs_memory and memory is None:
         raise ConfigError(f"{where}: its terms or plug-ins replay examples, so it needs `memory: reservoir` "
                           f"(or task-balanced, herding)")
+    for plugin in plugins:
+        allowed = getattr(plugin, "memories", None)
+        if allowed is not None and memory not in allowed:
+            raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {' or '.join(allowed)}")
     if "logits" in objective.stores and memory not in (None, "reservoir"):
         raise ConfigError(f"{where}: terms that store logits need `memory: reservoir`")
     unused = sorted(set(params) - used)
     if unused:
         raise ConfigError(f"{where}: parameter `{unused[0]}` is not used by this method")
-    return Recipe(str(spec.get("name", name)), objective, memory, plugins, joint, spec)
+    return Recipe(str(spec.get("name", name)), objective, memory, plugins, joint, spec, replay_forward, replay_from,
+                  head)
 
 
 def build_recipe(method: str | dict, params: dict[str, Any] | None = None) -> Recipe:

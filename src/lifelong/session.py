@@ -22,7 +22,7 @@ from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
 from lifelong.loggers import Fanout, RunLoggers, check_loggers
 from lifelong.methods import Recipe, build_recipe
-from lifelong.nets import BACKBONES, build_backbone
+from lifelong.nets import BACKBONES, build_backbone, set_head
 from lifelong.optim import SGD
 from lifelong.checkpoint import CheckpointStore, atomic_write_bytes
 from lifelong.report import RunLog, build_metrics, write_config, write_results
@@ -163,7 +163,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, refresh, bac
         except torch.cuda.OutOfMemoryError:
             raise ConfigError(f"{benchmark.name}'s data do not fit in the memory of {device}; use --device cpu") from None
     torch.manual_seed(derive(config.seed, "init"))
-    model = build_backbone(backbone, source.image_shape, source.num_classes).to(device)
+    model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
     resolved = config.to_dict()

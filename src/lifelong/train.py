@@ -18,6 +18,7 @@ from lifelong.errors import DivergedError
 from lifelong.evaluate import evaluate
 from lifelong.memory import MEMORIES, Memory
 from lifelong.methods import Recipe
+from lifelong.nets.heads import CosineLinear
 from lifelong.objective import StepBatch
 from lifelong.seeding import numpy_generator, torch_generator
 
@@ -60,6 +61,9 @@ class TrainState:
     replay_batch_size: int
     task: Task | None = None
     step: int = 0
+    batch_size: int = 10
+    epochs: int = 1
+    seed: int = 0
     cache: dict = field(default_factory=dict)  # what hooks compute once and share (e.g. a task's Fisher)
 
 
@@ -242,16 +246,22 @@ def train(
     first = next(model.parameters(), None)
     if first is not None and first.device != device:
         raise ValueError(f"the model is on {first.device} but the stream's data on {device}; move one of them")
+    if recipe.head == "cosine" and not isinstance(getattr(model, "classifier", None), CosineLinear):
+        raise ValueError(f"method {recipe.name!r} needs a cosine classifier: call "
+                         f"lifelong.nets.set_head(model, 'cosine') before building the optimiser")
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
     replay_batch_size = batch_size if replay_batch_size is None else replay_batch_size
-    state = TrainState(model, optimizer, stream, recipe, memory, replay_batch_size)
+    state = TrainState(model, optimizer, stream, recipe, memory, replay_batch_size, batch_size=batch_size,
+                       epochs=epochs, seed=seed)
     components = ([memory] if memory is not None else []) + [t for _, t in objective.terms] + list(recipe.plugins)
     begin_task, end_task = _hooks(components, "begin_task"), _hooks(components, "end_task")
+    training_set = _hooks(components, "training_set")
     before_step, after_backward = _hooks(components, "before_step"), _hooks(components, "after_backward")
     after_step = _hooks(components, "after_step")
     scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
     memory_add = getattr(memory, "add", None)
     draws = objective.draws if memory is not None and objective.uses_replay else 0
+    separate = recipe.replay_forward == "separate"
     store_logits = "logits" in objective.stores
     rngs = {"order": torch_generator(seed, "batch-order"), "augment": torch_generator(seed, "augment", device)}
     pad_fill = stream.pad_value() if augment_padding else None
@@ -284,7 +294,11 @@ def train(
             if resume_here is None:
                 for hook in begin_task:
                     hook(state)
-            n = task.num_train
+            train_set = task
+            for hook in training_set:
+                train_set = hook(state, train_set)
+            n = train_set.num_train
+            task_draws = draws if task.index >= recipe.replay_from else 0
             first_epoch = resume_here.epoch if resume_here else 0
             events.task_start(task, (epochs - first_epoch) * math.ceil(n / batch_size)
                               - (resume_here.start // batch_size if resume_here else 0))
@@ -294,22 +308,23 @@ def train(
                     rngs["order"].set_state(resume_here.order_state)
                 order_state = rngs["order"].get_state()
                 perm = torch.randperm(n, generator=rngs["order"]).to(device)
-                order = task.train_idx[perm]
-                order_task = None if task.train_task is None else task.train_task[perm]
+                order = train_set.train_idx[perm]
+                order_task = None if train_set.train_task is None else train_set.train_task[perm]
                 for start in range(resume_here.start if resume_here else 0, n, batch_size):
                     # one step: current batch (+ replay draws) -> one forward -> objective -> update
                     idx = order[start:start + batch_size]
                     task_ids = task_ids_full[: len(idx)] if order_task is None else order_task[start:start + batch_size]
                     x = stream.inputs("train", idx, task.index if order_task is None else task_ids)
                     y = stream.labels("train", idx)
-                    replays = [memory.sample(replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
+                    replays = [memory.sample(replay_batch_size) for _ in range(task_draws)] \
+                        if task_draws and len(memory) else []
                     inputs = torch.cat([x] + [r["x"] for r in replays]) if replays else x
                     if augment_padding:
                         inputs = random_crop_flip(inputs, augment_padding, rngs["augment"], pad_fill)
-                    batch = StepBatch(model, task.index, inputs, y, replays)
+                    batch = StepBatch(model, task.index, inputs, y, replays, separate=separate)
                     for hook in before_step:
                         hook(state, batch)
-                    batch.outputs = model(inputs)
+                    batch.outputs = batch.forward()
                     loss = objective(batch)
                     try:
                         value = monitor.observe(loss, task.index, state.step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from lifelong.errors import ConfigError
+from lifelong.nets.heads import HEADS, CosineLinear, set_head
 from lifelong.nets.mlp import MLP
 from lifelong.nets.resnet import resnet18
 
@@ -24,4 +25,4 @@ def build_backbone(name: str, input_shape: tuple[int, int, int], num_classes: in
     raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
 
 
-__all__ = ["BACKBONES", "MLP", "build_backbone", "resnet18"]
+__all__ = ["BACKBONES", "HEADS", "MLP", "CosineLinear", "build_backbone", "resnet18", "set_head"]

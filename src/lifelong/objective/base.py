@@ -36,7 +36,8 @@ class StepBatch:
     labels; ``replays``: the memory samples, one dict per draw (``x`` as stored, ``y``,
     ``task``, ``index`` and any stored fields). :attr:`x`, :attr:`logits`,
     :meth:`replay_inputs` and :meth:`replay_outputs` cut ``inputs`` and ``outputs`` into their
-    parts. ``task``: the current task's index.
+    parts. ``task``: the current task's index. ``separate``: the model sees the current batch and
+    each replay draw in forwards of their own (:meth:`forward`).
     """
 
     model: nn.Module
@@ -45,6 +46,17 @@ class StepBatch:
     y: torch.Tensor
     replays: list[dict[str, torch.Tensor]] = field(default_factory=list)
     outputs: torch.Tensor | None = None
+    separate: bool = False
+
+    def forward(self, model: nn.Module | None = None) -> torch.Tensor:
+        """The model's output on :attr:`inputs`: one forward over the concatenation (the default,
+        as Mammoth's ER), or with ``separate`` one forward per part, current batch first, as
+        Mammoth's DER, DER++ and ER-ACE do. The two differ only through batch-norm statistics."""
+        model = self.model if model is None else model
+        if not self.separate or not self.replays:
+            return model(self.inputs)
+        sizes = [len(self.y)] + [len(r["y"]) for r in self.replays]
+        return torch.cat([model(part) for part in self.inputs.split(sizes)])
 
     @property
     def x(self) -> torch.Tensor:
@@ -77,6 +89,12 @@ class StepBatch:
     def replay_outputs(self, k: int) -> torch.Tensor | None:
         """The model's output on replay draw ``k`` (``None`` if there is no such draw)."""
         return self.outputs[self._span(k)] if k < len(self.replays) else None
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise a ``ValueError`` naming the option and its choices unless ``value`` is one of them."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
 
 
 class Term:

@@ -12,15 +12,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from lifelong.objective.base import StepBatch, Term, register_term
+from lifelong.objective.base import StepBatch, Term, check_choice, register_term
 from lifelong.objective.teacher import Teacher
 
 _SOURCES = ("current", "replay", "both")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
 
 
 class _SeenClasses:
@@ -41,6 +36,9 @@ class _SeenClasses:
         self.past, self.current = set(state["past"]), set(state["current"])
 
 
+_MASKS = ("none", "past", "batch", "future")
+
+
 @register_term
 class CrossEntropy(Term):
     """Cross-entropy with the true labels.
@@ -51,41 +49,70 @@ class CrossEntropy(Term):
     ``on="both"``: the mean over current and replayed examples together, as experience replay
     is usually implemented (Chaudhry et al., "On tiny episodic memories in continual learning",
     2019; Buzzega et al., 2020); with equal batch sizes, 1/2 CE(current) + 1/2 CE(replay).
-    ``mask="past"``: the current batch's logits of past tasks' classes are masked out, so new
-    classes do not push old ones down: the asymmetric cross-entropy of ER-ACE (Caccia et al.,
-    "New insights on reducing abrupt representation change in online continual learning",
-    ICLR 2022). A loss change, so it is a term rather than a step plug-in.
     Without replayed examples (the first task) every choice reduces to the current batch.
+
+    ``mask`` hides logits of the current batch from the loss (a loss change, so a term option
+    rather than a step plug-in):
+
+    - ``"batch"``: the asymmetric cross-entropy of ER-ACE (Caccia et al., "New insights on
+      reducing abrupt representation change in online continual learning", ICLR 2022) in the
+      form of Mammoth's ``models/er_ace.py``, the reference code of the published results: from
+      the second task on, every class absent from the current batch is hidden, except the
+      classes whose label is at least the largest label seen so far (so classes of future tasks
+      stay in). It contains the past-class mask.
+    - ``"past"``: the classes of past tasks are hidden (the paper's description of ACE).
+    - ``"future"``: the classes not seen yet (those of later tasks) are hidden, so the loss
+      covers the classes seen so far: LwF as Mammoth computes it (``models/lwf.py``).
     """
 
     name = "ce"
 
     def __init__(self, on: str = "current", draw: int = 0, mask: str = "none") -> None:
-        _check_choice("on", on, _SOURCES)
-        _check_choice("mask", mask, ("none", "past"))
-        if mask == "past" and on != "current":
-            raise ValueError("`mask: past` applies to the current batch only; use `on: current`")
+        check_choice("on", on, _SOURCES)
+        check_choice("mask", mask, _MASKS)
+        if mask != "none" and on != "current":
+            raise ValueError(f"`mask: {mask}` applies to the current batch only; use `on: current`")
         self.on, self.draw, self.mask = on, int(draw), mask
         self.uses_replay = on != "current"
-        self.classes = _SeenClasses() if mask == "past" else None
-        self._mask: torch.Tensor | None = None
+        self.classes = _SeenClasses() if mask in ("past", "future") else None
+        self._mask: torch.Tensor | None = None  # fixed per task ("past", "future")
+        self._active = False  # "batch": masking is on (from the second task)
+        self._seen_max: torch.Tensor | None = None  # "batch": the largest label seen so far
 
     def begin_task(self, state) -> None:
+        if self.mask == "batch":
+            self._active = state.task.index > 0
+            return
         if self.classes is not None:
             self.classes.begin_task(state)
-            past = sorted(self.classes.past - self.classes.current)
+            if self.mask == "past":
+                hidden = sorted(self.classes.past - self.classes.current)
+            else:
+                hidden = sorted(set(range(state.stream.num_classes)) - self.classes.past - self.classes.current)
             self._mask = None
-            if past:
+            if hidden:
                 self._mask = torch.zeros(state.stream.num_classes, dtype=torch.bool)
-                self._mask[past] = True
+                self._mask[hidden] = True
 
     def state_dict(self) -> dict:
-        return {"classes": None if self.classes is None else self.classes.state_dict(), "mask": self._mask}
+        return {"classes": None if self.classes is None else self.classes.state_dict(), "mask": self._mask,
+                "active": self._active, "seen_max": self._seen_max}
 
     def load_state_dict(self, state: dict, context=None) -> None:
         if self.classes is not None:
             self.classes.load_state_dict(state["classes"])
         self._mask = state["mask"]
+        self._active, self._seen_max = bool(state.get("active", False)), state.get("seen_max")
+
+    def _batch_mask(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mammoth's ER-ACE mask: hide classes absent from the batch and below the largest label
+        seen so far (all tensor operations: no host synchronisation)."""
+        top = y.max()
+        self._seen_max = top if self._seen_max is None else torch.maximum(self._seen_max, top.to(self._seen_max.device))
+        present = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+        present[y] = True
+        keep = present | (torch.arange(logits.shape[1], device=logits.device) >= self._seen_max)
+        return ~keep
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         replay = batch.draw(self.draw)
@@ -100,6 +127,11 @@ class CrossEntropy(Term):
                 outputs = torch.cat([batch.logits, batch.replay_outputs(self.draw)])
             return F.cross_entropy(outputs, torch.cat([batch.y, replay["y"]]))
         logits = batch.logits
+        if self.mask == "batch":
+            hidden = self._batch_mask(logits, batch.y)
+            if not self._active:
+                return F.cross_entropy(logits, batch.y)
+            return F.cross_entropy(logits.masked_fill(hidden, torch.finfo(logits.dtype).min), batch.y)
         if self._mask is not None:
             if self._mask.device != logits.device:
                 self._mask = self._mask.to(logits.device)
@@ -132,19 +164,27 @@ class LogitMSE(Term):
 
 @register_term
 class Distillation(Term):
-    """Learning without Forgetting (Li and Hoiem, ECCV 2016, Eq. 2), in its usual KL form:
-    ``T² · KL(softmax(z_old / T) ‖ softmax(z / T))`` on the current batch, over the classes seen
-    before the current task, where ``z_old`` are the outputs of the model as it was at the end of
-    the previous task. The KL divergence is the Bregman divergence of the negative entropy
-    ``Φ(p) = Σ p log p`` on the simplex (Wang et al., 2024, Table 1).
+    """Learning without Forgetting (Li and Hoiem, ECCV 2016, Eq. 2):
+    ``KL(softmax(z_old / T) ‖ softmax(z / T))`` on the current batch (mean over examples), over
+    the classes seen before the current task, where ``z_old`` are the outputs of the model as it
+    was at the end of the previous task. The KL divergence is the Bregman divergence of the
+    negative entropy ``Φ(p) = Σ p log p`` on the simplex (Wang et al., 2024, Table 1).
+
+    As in Li and Hoiem and in Mammoth's ``models/lwf.py`` (whose published α this weight is),
+    there is no factor ``T²``; ``scale_by_t2=True`` adds it (Hinton et al.'s convention, which
+    keeps the gradient's size independent of ``T``). Mammoth writes the term as the
+    cross-entropy ``−Σ p_old log p``, which differs from the KL divergence by the entropy of
+    ``p_old``, a constant: the gradients are equal.
     """
 
     name = "distill-kl"
 
-    def __init__(self, temperature: float = 2.0) -> None:
+    def __init__(self, temperature: float = 2.0, scale_by_t2: bool = False) -> None:
         if not temperature > 0:
             raise ValueError(f"`temperature` must be positive, got {temperature}")
-        self.temperature = float(temperature)
+        if not isinstance(scale_by_t2, bool):
+            raise ValueError(f"`scale_by_t2` must be true or false, got {scale_by_t2!r}")
+        self.temperature, self.scale_by_t2 = float(temperature), scale_by_t2
         self.teacher = Teacher()
         self.seen: set[int] = set()
         self._old: torch.Tensor | None = None
@@ -170,7 +210,8 @@ class Distillation(Term):
         T = self.temperature
         target = F.softmax(self.teacher(batch.x).index_select(1, self._old) / T, dim=1)
         log_q = F.log_softmax(batch.logits.index_select(1, self._old) / T, dim=1)
-        return F.kl_div(log_q, target, reduction="batchmean") * T * T
+        kl = F.kl_div(log_q, target, reduction="batchmean")
+        return kl * (T * T) if self.scale_by_t2 else kl
 
 
 def squared_norm(z: torch.Tensor) -> torch.Tensor:
@@ -213,10 +254,10 @@ class Bregman(Term):
     def __init__(self, phi: str | Callable = "squared-norm", target: str = "stored", link: str = "identity",
                  temperature: float = 1.0, draw: int = 0) -> None:
         if isinstance(phi, str):
-            _check_choice("phi", phi, tuple(PHIS))
+            check_choice("phi", phi, tuple(PHIS))
             phi = PHIS[phi]
-        _check_choice("target", target, ("stored", "teacher"))
-        _check_choice("link", link, ("identity", "softmax"))
+        check_choice("target", target, ("stored", "teacher"))
+        check_choice("link", link, ("identity", "softmax"))
         self.phi, self.target, self.link, self.temperature, self.draw = phi, target, link, float(temperature), int(draw)
         self.uses_replay = target == "stored"
         self.stores = ("logits",) if target == "stored" else ()
@@ -264,7 +305,7 @@ class ICaRLDistillation(Term):
     name = "icarl"
 
     def __init__(self, on: str = "both", draw: int = 0) -> None:
-        _check_choice("on", on, ("current", "both"))
+        check_choice("on", on, ("current", "both"))
         self.on, self.draw = on, int(draw)
         self.uses_replay = on == "both"
         self.teacher = Teacher()

@@ -6,7 +6,8 @@
   one anchor per task (``online=False``); online EWC (Schwarz et al., "Progress & compress",
   ICML 2018): ``Ω ← γ Ω + F``, anchored at the latest parameters (``online=True``).
 - SI (Zenke et al., "Continual learning through synaptic intelligence", ICML 2017):
-  ``Ω += ω / (Δθ² + ξ)`` with ``ω`` the path integral ``−Σ_t g(t) · Δθ(t)`` over the task.
+  ``Ω ← max(0, Ω + ω / (Δθ² + ξ))`` with ``ω`` the path integral ``−Σ_t g(t) · Δθ(t)`` of the
+  task loss's gradient over the task.
 - MAS (Aljundi et al., "Memory aware synapses", ECCV 2018): ``Ω`` = mean absolute gradient of
   the squared L2 norm of the output.
 - L2: ``Ω = I``, anchored at the end of the previous task.
@@ -20,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-from lifelong.objective.base import StepBatch, Term, register_term
+from lifelong.objective.base import StepBatch, Term, check_choice, register_term
 from lifelong.objective.importance import cross_entropy_fisher_loss, output_norm_loss, per_example_sums
 
 
@@ -30,15 +31,18 @@ class _Quadratic(torch.autograd.Function):
     operations, which matters at batch size 10."""
 
     @staticmethod
-    def forward(ctx, omega: list, mean: list, *params: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, omega: list, mean: list, record: list | None, *params: torch.Tensor) -> torch.Tensor:
         diff = torch._foreach_sub(params, mean)
         weighted = torch._foreach_mul(diff, omega)
-        ctx.weighted = weighted
+        ctx.weighted, ctx.record = weighted, record
         return sum(torch.dot(w.reshape(-1), d.reshape(-1)) for w, d in zip(weighted, diff))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return (None, None, *torch._foreach_mul(ctx.weighted, 2.0 * grad))
+        grads = torch._foreach_mul(ctx.weighted, 2.0 * grad)
+        if ctx.record is not None:  # the caller wants to know this term's share of the gradient
+            ctx.record[:] = grads
+        return (None, None, None, *grads)
 
 
 class QuadraticPenalty:
@@ -56,10 +60,13 @@ class QuadraticPenalty:
         self._s1: list[torch.Tensor] | None = None  # Σ Ω_k θ*_k
         self._s2 = 0.0  # Σ over elements of Σ_k Ω_k θ*_k²
 
-    def value(self, params: list[torch.Tensor]) -> torch.Tensor | None:
+    def value(self, params: list[torch.Tensor], record: list | None = None) -> torch.Tensor | None:
+        """The penalty at ``params`` (``None`` before any anchor). When ``record`` is a list, the
+        backward pass writes into it the gradient this penalty contributes to each parameter
+        (upstream weights included)."""
         if self.omega is None:
             return None
-        total = _Quadratic.apply(self.omega, self.mean, *params)
+        total = _Quadratic.apply(self.omega, self.mean, record, *params)
         return total + self.const if self.const else total
 
     def replace(self, omega: list[torch.Tensor], anchor: list[torch.Tensor], decay: float = 1.0) -> None:
@@ -199,21 +206,37 @@ class L2(_Penalised):
 
 @register_term
 class SI(_Penalised):
-    """Synaptic intelligence. During a task, after each update, ``ω += −g · Δθ`` (``g`` the
-    gradient the optimiser used, ``Δθ`` the update); at the task's end
-    ``Ω += ω / ((θ_end − θ_start)² + ξ)``, ``ω ← 0``, and the anchor moves to ``θ_end``.
-    With plain SGD, ``−g · Δθ = lr · g²``, the form used in Mammoth."""
+    """Synaptic intelligence (Zenke, Poole and Ganguli, ICML 2017, Eqs. 3-5).
+
+    During a task, after each update, ``ω += −g · Δθ``: ``g`` the gradient of the task loss
+    alone (the objective without this penalty: ``unreg_grads`` in Zenke et al.'s code,
+    ``pathint/protocols.py``; the gradient before the penalty's is added in Mammoth's
+    ``models/si.py``), ``Δθ`` the update the optimiser actually made (after clipping, projection,
+    momentum or weight decay). At the task's end ``Ω ← max(0, Ω + ω / ((θ_end − θ_start)² + ξ))``
+    (the ``relu`` of Zenke et al.'s code; Mammoth leaves it out), ``ω ← 0``, and the anchor moves
+    to ``θ_end``. The penalty is ``Σ Ω (θ − θ_end)²``, weighted by ``c``; Mammoth also clips each
+    gradient entry to [−1, 1] before the update, which the ``si`` preset does with the
+    ``clip-grad`` plug-in.
+
+    ``grad="objective"``: ``g`` is the gradient of the whole objective, the SI penalty included
+    (Mammoth's 2020 code, which added ``lr · g²``, equal for plain SGD when nothing is clipped).
+    ``nonnegative=False``: no ``max(0, ·)``, as Mammoth.
+    """
 
     name = "si"
 
-    def __init__(self, xi: float = 1.0) -> None:
+    def __init__(self, xi: float = 1.0, grad: str = "task", nonnegative: bool = True) -> None:
         super().__init__()
         if not xi > 0:
             raise ValueError(f"`xi` must be positive, got {xi}")
-        self.xi = float(xi)
+        check_choice("grad", grad, ("task", "objective"))
+        if not isinstance(nonnegative, bool):
+            raise ValueError(f"`nonnegative` must be true or false, got {nonnegative!r}")
+        self.xi, self.grad, self.nonnegative = float(xi), grad, nonnegative
         self.path: list[torch.Tensor] | None = None
         self.start: list[torch.Tensor] | None = None
         self._grads: list[torch.Tensor] | None = None
+        self._own: list[torch.Tensor] = []  # this penalty's share of the last backward's gradient
 
     def begin_task(self, state) -> None:
         super().begin_task(state)
@@ -221,12 +244,22 @@ class SI(_Penalised):
             self.start = [p.detach().clone() for p in self.params]
         self.path = [torch.zeros_like(p) for p in self.params]
 
+    def __call__(self, batch: StepBatch) -> torch.Tensor:
+        self._own = []
+        record = self._own if self.grad == "task" else None
+        value = self.penalty.value(self.params, record) if self.params is not None else None
+        return batch.logits.new_zeros(()) if value is None else value
+
     @torch.no_grad()
     def after_backward(self, state, batch: StepBatch) -> None:
         # ω += −g · (θ_after − θ_before), split as + g·θ_before now and − g·θ_after later,
         # so that no copy of the parameters is needed
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        self._grads = torch._foreach_mul(grads, 1.0)  # a copy: later hooks may change .grad
+        if self._own:  # the task loss's gradient: the total minus this penalty's share
+            self._grads = torch._foreach_sub(grads, self._own)
+        else:
+            self._grads = torch._foreach_mul(grads, 1.0)  # a copy: later hooks may change .grad
+        self._own = []
         torch._foreach_addcmul_(self.path, self._grads, [p.detach() for p in self.params])
 
     @torch.no_grad()
@@ -244,5 +277,9 @@ class SI(_Penalised):
     def end_task(self, state) -> None:
         end = [p.detach().clone() for p in self.params]
         omega = [w / ((e - s).square() + self.xi) for w, e, s in zip(self.path, end, self.start)]
-        self.penalty.replace(omega, end, decay=1.0)
+        if self.penalty.omega is not None:
+            omega = [o + n for o, n in zip(self.penalty.omega, omega)]
+        if self.nonnegative:
+            omega = [o.clamp_min(0.0) for o in omega]
+        self.penalty.replace(omega, end, decay=0.0)
         self.start = end

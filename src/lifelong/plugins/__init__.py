@@ -4,6 +4,9 @@ A plug-in (or a term) defines any of these methods; the loop calls those it has,
 then terms, then plug-ins, each in recipe order:
 
 - ``begin_task(state)`` / ``end_task(state)``: around each task.
+- ``training_set(state, task) -> Task``: the examples the task trains on (called after
+  ``begin_task``, and again when a run resumes mid-task, so it must depend only on the state at
+  the task's start); iCaRL's ``mix-memory`` adds the exemplars here.
 - ``before_step(state, batch)``: before the forward of a step (refresh learning unlearns here).
 - ``after_backward(state, batch)``: gradients are in ``.grad``; change them in place (A-GEM
   projects them here).
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from lifelong.registry import registrar
 
-HOOKS = ("begin_task", "end_task", "before_step", "after_backward", "after_step")
+HOOKS = ("begin_task", "training_set", "end_task", "before_step", "after_backward", "after_step")
 
 PLUGINS: dict[str, type] = {}
 
@@ -28,7 +31,11 @@ PLUGINS: dict[str, type] = {}
 register_plugin = registrar(PLUGINS, "plug-in")
 
 from lifelong.plugins.agem import AGEM  # noqa: E402  (registers itself)
+from lifelong.plugins.clip import ClipGrad  # noqa: E402
+from lifelong.plugins.mix import MixMemory  # noqa: E402
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
 from lifelong.plugins.refresh import Refresh  # noqa: E402
+from lifelong.plugins.warmup import HeadWarmup  # noqa: E402
 
-__all__ = ["AGEM", "HOOKS", "NearestMeanOfExemplars", "PLUGINS", "Refresh", "register_plugin"]
+__all__ = ["AGEM", "ClipGrad", "HOOKS", "HeadWarmup", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh",
+           "register_plugin"]

@@ -13,10 +13,13 @@ Two published forms, each a :class:`Refresh` configuration:
   ``noise = 1`` is the exact ``N(0, 2γP)``; the default is 0.01, because at ``γ = 1e-4`` the
   exact noise (standard deviation 0.014 per weight at every refresh) wrecks the MNIST MLP:
   Split-MNIST ER-500 falls from 88 to 63% class-IL (docs/RESULTS.md).
-- ``form="code"`` (the authors' released code, DER++ only; run after the normal step): one
-  step of ascent on the current batch's cross-entropy (``loss="ce"``), the ascent direction
-  rescaled per tensor to the tensor's own norm, ``θ ← θ + δ P ⊙ (‖θ‖/‖g‖ · g + noise · ε)``
-  with ``δ = 1e-5`` (``gamma``) and ``noise = 1e-3``. The perturbation is not undone.
+- ``form="code"`` (the authors' released code, ``models/derpp.py`` at the HEAD of
+  joey-wang123/CL-refresh-learning, DER++ only): at the start of every step (``every = 1``,
+  ``when="before"``), before the normal step relearns the very same batch, one step of ascent
+  on the current batch's cross-entropy (``loss="ce"``), the ascent direction rescaled per tensor
+  to the tensor's own norm, ``θ ← θ + δ P ⊙ (‖θ‖/‖g‖ · g + noise · ε)`` with ``δ = 1e-5``
+  (``gamma``) and ``noise = 1e-3``. The perturbation is not undone. (The repository's first
+  commit ran it after the update; ``when="after"`` keeps that placement as an option.)
 
 Preconditioner: ``P = 1 / (1 + damping · F)`` (``preconditioner="damped"``, the released code's,
 ``damping = 1e-3``) or ``P = 1 / (F + damping)`` (``"inverse"``, the paper's ``F⁻¹`` with
@@ -24,7 +27,8 @@ damping). ``F`` is the diagonal empirical Fisher (each example's squared gradien
 the model's probability of its label) over the task's training data, computed at each task's
 end and kept as ``F ← fisher_decay · F + F_task``: ``1e-5`` replaces it (the released code),
 ``1`` accumulates, values between decay it. Before the first task ends ``F = 0``.
-Refresh runs every ``every`` steps (the paper refreshes every second step).
+Refresh runs every ``every`` steps: every second step in the paper form (the paper's setting),
+every step in the code form (what the released code does).
 """
 from __future__ import annotations
 
@@ -39,8 +43,9 @@ from lifelong.plugins import register_plugin
 from lifelong.seeding import torch_generator
 
 FORMS = {
-    "paper": {"gamma": 1e-4, "steps": 1, "noise": 0.01, "loss": "objective", "when": "before", "normalize": False},
-    "code": {"gamma": 1e-5, "steps": 1, "noise": 1e-3, "loss": "ce", "when": "after", "normalize": True},
+    "paper": {"gamma": 1e-4, "steps": 1, "noise": 0.01, "loss": "objective", "when": "before", "normalize": False,
+              "every": 2},
+    "code": {"gamma": 1e-5, "steps": 1, "noise": 1e-3, "loss": "ce", "when": "before", "normalize": True, "every": 1},
 }
 
 
@@ -56,17 +61,17 @@ class Refresh:
     def __init__(self, form: str = "paper", gamma: float | None = None, steps: int | None = None,
                  noise: float | None = None, loss: str | None = None, when: str | None = None,
                  normalize: bool | None = None, damping: float = 1e-3, preconditioner: str = "damped",
-                 fisher_decay: float = 1e-5, every: int = 2, seed: int = 0) -> None:
+                 fisher_decay: float = 1e-5, every: int | None = None, seed: int = 0) -> None:
         if form not in FORMS:
             raise ValueError(f"`form` must be 'paper' or 'code', got {form!r}")
         chosen = {k: v for k, v in dict(gamma=gamma, steps=steps, noise=noise, loss=loss, when=when,
-                                         normalize=normalize).items() if v is not None}
+                                         normalize=normalize, every=every).items() if v is not None}
         settings = {**FORMS[form], **chosen}
         self.form = form
         self.gamma, self.steps, self.noise = float(settings["gamma"]), int(settings["steps"]), float(settings["noise"])
         self.loss, self.when, self.normalize = settings["loss"], settings["when"], bool(settings["normalize"])
         self.damping, self.preconditioner = float(damping), preconditioner
-        self.fisher_decay, self.every, self.seed = float(fisher_decay), int(every), int(seed)
+        self.fisher_decay, self.every, self.seed = float(fisher_decay), int(settings["every"]), int(seed)
         for name, value in (("gamma", self.gamma), ("noise", self.noise), ("damping", self.damping)):
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value}")
@@ -153,7 +158,8 @@ class Refresh:
         model = state.model
         if self.loss == "ce":
             return F.cross_entropy(model(batch.x), batch.y)
-        probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, model(batch.inputs))
+        probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, batch.forward(model),
+                          separate=batch.separate)
         return state.recipe.objective(probe)
 
     def unlearn(self, state, batch: StepBatch) -> None:

@@ -1,0 +1,270 @@
+"""Mutation check: the tests must fail on plausible wrong variants of the library's formulas.
+
+Each mutant replaces one exact piece of source (it must occur exactly once) in a private copy of
+``src/``, then runs the named tests against that copy. A mutant is *killed* when the tests fail.
+The first group is the list of the issue that asked for this check ("Faithful methods"); the
+others are our own choices across terms, plug-ins, memories, metrics and the loop.
+
+    python tests/mutants.py                 # all mutants, two at a time; a table on stdout
+    python tests/mutants.py --only si-replace der-softmax
+    python tests/mutants.py --list
+    python tests/mutants.py --markdown docs/mutants.md   # also write the table there
+
+Exit status 0 when every listed mutant and at least 90% of all are killed, else 1.
+``pytest -m mutants`` runs it as a test (tests/test_mutants.py).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+FAITHFUL = "tests/test_faithful.py"
+VALUES = "tests/test_values.py"
+REFRESH_VALUES = "tests/test_refresh_values.py"
+REFRESH = "tests/test_refresh.py"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    listed: bool  # named in the issue
+    file: str  # under src/lifelong/
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    what: str
+
+
+M = Mutant
+MUTANTS: list[Mutant] = [
+    # -- the issue's list ------------------------------------------------------------------------
+    M("derpp-one-draw", True, "methods.py", '_ce(on="replay", draw=1, weight="${beta}")',
+      '_ce(on="replay", draw=0, weight="${beta}")', (FAITHFUL,), "DER++ uses one replay draw for both terms"),
+    M("der-softmax", True, "train.py", "memory_add(x=x, y=y, task=task_ids, logits=batch.logits.detach())",
+      "memory_add(x=x, y=y, task=task_ids, logits=batch.logits.detach().softmax(1))", (FAITHFUL,),
+      "DER stores softmax probabilities instead of logits"),
+    M("si-replace", True, "objective/weight.py",
+      "        if self.penalty.omega is not None:\n            omega = [o + n for o, n in zip(self.penalty.omega, omega)]\n",
+      "", (FAITHFUL,), "SI replaces its importance at each task instead of adding"),
+    M("mas-replace", True, "objective/weight.py",
+      "self.penalty.replace([s / max(n, 1) for s in sums], _params(state.model), self.gamma)",
+      "self.penalty.replace([s / max(n, 1) for s in sums], _params(state.model), 0.0)", (VALUES,),
+      "MAS does not accumulate importance across tasks"),
+    M("mas-x3", True, "objective/weight.py",
+      "self.penalty.replace([s / max(n, 1) for s in sums], _params(state.model), self.gamma)",
+      "self.penalty.replace([3 * s / max(n, 1) for s in sums], _params(state.model), self.gamma)", (VALUES,),
+      "MAS importance scaled x3"),
+    M("lwf-all-classes", True, "objective/output.py",
+      "        old = sorted(self.teacher.old_classes)\n        self._old = torch.tensor(old,",
+      "        old = list(range(state.stream.num_classes)) if self.teacher.old_classes else []\n"
+      "        self._old = torch.tensor(old,", (FAITHFUL,), "LwF distils all classes instead of the old ones"),
+    M("refresh-code-no-rescale", True, "plugins/refresh.py", "steps = torch._foreach_mul(grads, ratios.tolist())",
+      "steps = torch._foreach_mul(grads, 1.0)", (REFRESH_VALUES,), "refresh code form without the per-tensor rescaling"),
+    M("refresh-code-objective", True, "plugins/refresh.py",
+      '"code": {"gamma": 1e-5, "steps": 1, "noise": 1e-3, "loss": "ce",',
+      '"code": {"gamma": 1e-5, "steps": 1, "noise": 1e-3, "loss": "objective",', (REFRESH,),
+      "refresh code form unlearns the whole objective"),
+    M("refresh-paper-after", True, "plugins/refresh.py",
+      '"loss": "objective", "when": "before", "normalize": False,',
+      '"loss": "objective", "when": "after", "normalize": False,', (REFRESH,), "refresh paper form runs after the step"),
+    M("refresh-paper-ce", True, "plugins/refresh.py",
+      '"paper": {"gamma": 1e-4, "steps": 1, "noise": 0.01, "loss": "objective",',
+      '"paper": {"gamma": 1e-4, "steps": 1, "noise": 0.01, "loss": "ce",', (REFRESH,),
+      "refresh paper form unlearns plain cross-entropy"),
+    M("refresh-noise-x10", True, "plugins/refresh.py", "scale = math.sqrt(2.0 * self.gamma) * self.noise",
+      "scale = math.sqrt(2.0 * self.gamma) * self.noise * 10", (REFRESH_VALUES,), "refresh noise at 10x the scale"),
+    M("refresh-noise-P", True, "plugins/refresh.py",
+      "torch._foreach_addcmul_(params, root, self._normal(params), value=scale)",
+      "torch._foreach_addcmul_(params, precond, self._normal(params), value=scale)", (REFRESH_VALUES,),
+      "refresh noise scaled by P instead of sqrt(P)"),
+    M("agem-zero", True, "plugins/agem.py", "g.sub_(r * scale)", "g.zero_()", (VALUES,),
+      "an A-GEM projection that returns zero"),
+    # -- terms -----------------------------------------------------------------------------------
+    M("logit-mse-sum", False, "objective/output.py",
+      'return F.mse_loss(batch.replay_outputs(self.draw), replay["logits"])',
+      'return (batch.replay_outputs(self.draw) - replay["logits"]).pow(2).sum(1).mean()', (VALUES,),
+      "DER's MSE summed over classes"),
+    M("ce-both-current-only", False, "objective/output.py",
+      "return F.cross_entropy(outputs, torch.cat([batch.y, replay[\"y\"]]))",
+      "return F.cross_entropy(batch.logits, batch.y)", ("tests/test_output_terms.py",),
+      "ER's cross-entropy ignores the replayed examples"),
+    M("ace-first-task", False, "objective/output.py", "self._active = state.task.index > 0",
+      "self._active = True", (FAITHFUL,), "ER-ACE masks during the first task"),
+    M("ace-masks-future", False, "objective/output.py",
+      "keep = present | (torch.arange(logits.shape[1], device=logits.device) >= self._seen_max)",
+      "keep = present", (FAITHFUL,), "ER-ACE masks future classes too"),
+    M("ace-replays-first-task", False, "methods.py", '"replay_from": 1,', '"replay_from": 0,', (FAITHFUL,),
+      "ER-ACE replays during the first task"),
+    M("lwf-t2", False, "objective/output.py", "return kl * (T * T) if self.scale_by_t2 else kl",
+      "return kl * (T * T)", ("tests/test_output_terms.py",), "LwF multiplies by T squared"),
+    M("lwf-ce-all", False, "methods.py", '{"terms": [_ce(mask="future"),', '{"terms": [_ce(),', (FAITHFUL,),
+      "LwF's cross-entropy covers future classes"),
+    M("warmup-old-rows", False, "plugins/warmup.py",
+      "grads = torch.autograd.grad(F.cross_entropy(logits, targets[rows]), params)",
+      "grads = torch.autograd.grad(F.cross_entropy(classifier(features[rows]), columns[targets[rows]]), params)",
+      (FAITHFUL,), "warm-up cross-entropy over every class's logits"),
+    M("si-objective-grad", False, "objective/weight.py", "        if self._own:", "        if False:", (FAITHFUL,),
+      "SI's path integral uses the whole objective's gradient"),
+    M("si-no-relu", False, "objective/weight.py", "            omega = [o.clamp_min(0.0) for o in omega]",
+      "            pass", (FAITHFUL,), "SI without max(0, ·)"),
+    M("si-no-xi", False, "objective/weight.py", "omega = [w / ((e - s).square() + self.xi)",
+      "omega = [w / ((e - s).square() + 1e-8)", (FAITHFUL,), "SI without the damping xi"),
+    M("icarl-teacher-is-student", False, "objective/output.py",
+      "old = torch.sigmoid(self.teacher(x).index_select(1, self._cols[: self._n_old]))",
+      "old = torch.sigmoid(outputs[:, : self._n_old].detach())", ("tests/test_output_terms.py",),
+      "iCaRL's old-class targets from the current model"),
+    M("icarl-no-mix", False, "plugins/mix.py", "        n = len(memory)\n", "        return task\n", (FAITHFUL,),
+      "iCaRL's exemplars not added to the task's data"),
+    M("ewc-online-gamma-on-new", False, "objective/weight.py",
+      "omega = [decay * o + n for o, n in zip(self.omega, omega)]",
+      "omega = [o + decay * n for o, n in zip(self.omega, omega)]", (VALUES,),
+      "online EWC applies gamma to the new Fisher"),
+    M("fisher-summed", False, "objective/weight.py", "state.cache[key] = [s / max(n, 1) for s in sums]",
+      "state.cache[key] = [s for s in sums]", (VALUES,), "the Fisher summed instead of averaged"),
+    M("fisher-unweighted", False, "objective/importance.py",
+      "return losses, (torch.exp(-losses.detach()) if probability_weighted else None)", "return losses, None",
+      (VALUES,), "the Fisher without the probability weights"),
+    M("penalty-backward-no-upstream", False, "objective/weight.py",
+      "grads = torch._foreach_mul(ctx.weighted, 2.0 * grad)", "grads = torch._foreach_mul(ctx.weighted, 2.0)",
+      (VALUES,), "the penalty's gradient ignores its weight"),
+    # -- plug-ins --------------------------------------------------------------------------------
+    M("clip-off", False, "plugins/clip.py", "            torch._foreach_clamp_max_(grads, self.value)", "            pass",
+      (FAITHFUL,), "gradient clipping clips only from below"),
+    M("refresh-descent", False, "plugins/refresh.py",
+      "torch._foreach_addcmul_(params, precond, grads, value=self.gamma)",
+      "torch._foreach_addcmul_(params, precond, grads, value=-self.gamma)", (REFRESH_VALUES, REFRESH),
+      "refresh descends instead of ascending"),
+    M("refresh-buffers-kept", False, "plugins/refresh.py", "            b.copy_(v)", "            pass",
+      (REFRESH_VALUES,), "refresh leaves batch-norm statistics changed"),
+    M("nme-unnormalised-mean", False, "plugins/nme.py", "means[c] = F.normalize(feats[y == c].mean(0), dim=0)",
+      "means[c] = feats[y == c].mean(0)", (VALUES,), "nearest-mean classifier without re-normalised means"),
+    M("agem-always-project", False, "plugins/agem.py", "    if dot >= 0:\n        return False",
+      "    if False:\n        return False", (VALUES,), "A-GEM projects even without conflict"),
+    # -- memories --------------------------------------------------------------------------------
+    M("reservoir-first-wins", False, "memory.py", "unique, first = np.unique(slots[::-1], return_index=True)",
+      "unique, first = np.unique(slots, return_index=True)", ("tests/test_memory.py",),
+      "reservoir: the earlier of two examples drawing one slot wins"),
+    M("reservoir-off-by-one", False, "memory.py", "slots = (self.rng.random(n) * (t + 1)).astype(np.int64)",
+      "slots = (self.rng.random(n) * t).astype(np.int64)", ("tests/test_memory.py",),
+      "reservoir draws from 0..t-1 instead of 0..t"),
+    M("herding-argmax", False, "memory.py", "        i = int(dist.argmin())", "        i = int(dist.argmax())",
+      ("tests/test_memory.py", "tests/test_plugins_and_memories.py"), "herding picks the farthest example"),
+    M("task-balanced-all", False, "memory.py", "per_task = self.capacity // state.stream.num_tasks",
+      "per_task = self.capacity", ("tests/test_memory.py", "tests/test_plugins_and_memories.py"),
+      "task-balanced memory fills up with the first task"),
+    # -- metrics ---------------------------------------------------------------------------------
+    M("forgetting-first-row", False, "metrics.py", "max(R[l][j] for l in range(j, T - 1))", "R[j][j]",
+      ("tests/test_metrics.py",), "forgetting from the accuracy right after learning, not the best"),
+    M("bwt-sign", False, "metrics.py", "return sum(R[T - 1][j] - R[j][j] for j in range(T - 1)) / (T - 1)",
+      "return sum(R[j][j] - R[T - 1][j] for j in range(T - 1)) / (T - 1)", ("tests/test_metrics.py",),
+      "backward transfer with the wrong sign"),
+    M("fwt-no-baseline", False, "metrics.py", "return sum(R[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)",
+      "return sum(R[j - 1][j] for j in range(1, T)) / (T - 1)", ("tests/test_metrics.py",),
+      "forward transfer without the random-initialisation baseline"),
+    # -- the loop and evaluation -----------------------------------------------------------------
+    M("loop-shared-draw", False, "train.py",
+      "replays = [memory.sample(replay_batch_size) for _ in range(task_draws)] \\",
+      "replays = [memory.sample(replay_batch_size)] * task_draws \\", (FAITHFUL,),
+      "the loop reuses one replay draw for every term"),
+    M("loop-no-zero-grad", False, "train.py",
+      "                    skipped = 0\n                    optimizer.zero_grad(set_to_none=True)\n",
+      "                    skipped = 0\n", ("tests/test_train.py", FAITHFUL), "gradients accumulate across steps"),
+    M("eval-no-task-mask", False, "evaluate.py",
+      'masked = logits.masked_fill(~masks[task.index], float("-inf"))', "masked = logits",
+      ("tests/test_evaluate.py",), "task-IL evaluation without the task's mask"),
+]
+
+
+def run_one(m: Mutant, tmp: Path, python: str = sys.executable) -> tuple[bool, str, float]:
+    """Apply ``m`` to a copy of src/ and run its tests; return (killed, detail, seconds)."""
+    work = tmp / m.name
+    shutil.copytree(SRC, work, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    path = work / "lifelong" / m.file
+    text = path.read_text()
+    count = text.count(m.old)
+    if count != 1:
+        return False, f"STALE: the text to replace occurs {count} times in {m.file}", 0.0
+    mutated = text.replace(m.old, m.new)
+    compile(mutated, str(path), "exec")  # a mutant must stay valid Python: a syntax error kills nothing
+    path.write_text(mutated)
+    env = dict(os.environ, PYTHONPATH=f"{work}{os.pathsep}{ROOT}", PYTHONDONTWRITEBYTECODE="1",
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    start = time.perf_counter()
+    proc = subprocess.run([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not mutants",
+                           *m.tests], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    failed = [line.split(" ", 1)[1].split(" - ")[0] for line in proc.stdout.splitlines() if line.startswith("FAILED ")]
+    if proc.returncode == 1:
+        return True, failed[0] if failed else "failed", seconds
+    if proc.returncode == 0:
+        return False, "SURVIVED: all tests passed", seconds
+    return False, f"ERROR: pytest exited {proc.returncode}: {proc.stdout[-300:]}{proc.stderr[-300:]}", seconds
+
+
+def check_imports_copy(tmp: Path) -> None:
+    """The tests must import the mutated copy, not the installed package."""
+    probe = tmp / "probe"
+    shutil.copytree(SRC, probe, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    env = dict(os.environ, PYTHONPATH=f"{probe}{os.pathsep}{ROOT}")
+    out = subprocess.run([sys.executable, "-c", "import lifelong; print(lifelong.__file__)"], cwd=ROOT, env=env,
+                         capture_output=True, text=True).stdout.strip()
+    if not out.startswith(str(probe)):
+        raise SystemExit(f"mutants: the tests import {out}, not the mutated copy; check PYTHONPATH handling")
+    shutil.rmtree(probe)
+
+
+def table(results: list[tuple[Mutant, bool, str, float]]) -> str:
+    lines = ["| mutant | from the issue | what it breaks | killed | first failing test | s |", "|---|---|---|---|---|---|"]
+    for m, killed, detail, seconds in results:
+        lines.append(f"| `{m.name}` | {'yes' if m.listed else ''} | {m.what} | {'yes' if killed else '**no**'} | "
+                     f"{detail.replace('|', '/')} | {seconds:.0f} |")
+    listed = [r for r in results if r[0].listed]
+    lines.append("")
+    lines.append(f"Killed: {sum(r[1] for r in listed)}/{len(listed)} of the issue's list, "
+                 f"{sum(r[1] for r in results)}/{len(results)} in all.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--markdown", metavar="FILE")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
+    unknown = set(args.only or ()) - {m.name for m in MUTANTS}
+    if unknown:
+        print(f"mutants: unknown mutant(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:28} {'listed' if m.listed else '      '} {m.what}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="lifelong-mutants-") as tmp:
+        check_imports_copy(Path(tmp))
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            outcomes = list(pool.map(lambda m: run_one(m, Path(tmp)), chosen))
+    results = [(m, *o) for m, o in zip(chosen, outcomes)]
+    text = table(results)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    listed_ok = all(k for m, k, _, _ in results if m.listed)
+    overall = sum(k for _, k, _, _ in results) / max(len(results), 1)
+    return 0 if listed_ok and overall >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
