@@ -2,10 +2,16 @@
 several seeds with `lifelong run`, and print mean +- std beside the published numbers.
 
     python benchmarks/reproduce.py split-mnist [--seeds 0 1 2] [--jobs 2] [--out benchmarks/results]
+        [--mammoth benchmarks/results/mammoth.jsonl]
 
 Each run is an ordinary `lifelong run` process writing its own run folder under
 ``<out>/runs``; a configuration whose run folder is complete is not run again. The table is
 printed and written to ``<out>/<group>.md``. Standard deviations are over seeds (n - 1).
+
+When ``<out>/<group>.md`` already holds a table, its means are kept in the new one as the
+"previous" column with the change, so a rerun after a fix shows what moved. ``--mammoth`` adds
+the reference implementation's results, run on this machine with the same data and seeds
+(JSON lines: dataset, model, buffer, seed, class_il, task_il; see docs/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -34,18 +40,24 @@ def _split_mnist() -> dict:
         "si": ("--method si", 19.27, 96.00),
         "mas": ("--method mas", None, None),
     }
-    published = {  # (class-IL, task-IL) for buffer 200 and 500
-        "er": ((80.43, 97.86), (86.12, 99.04)),
+    published = {  # (class-IL, task-IL) for buffer 200, 500 and 5120
+        "er": ((80.43, 97.86), (86.12, 99.04), (93.40, 99.33)),
         "er-ace": ((None, None), (None, None)),
         "agem": ((45.72, 98.61), (46.66, 98.93)),
         "icarl": ((70.51, 98.28), (70.10, 98.32)),
-        "der": ((84.55, 98.80), (90.54, 99.29)),
-        "derpp": ((85.61, 98.76), (91.00, 99.47)),
+        "icarl-replay": ((None, None), (None, None)),
+        "der": ((84.55, 98.80), (90.54, 99.29), (94.90, 99.55)),
+        "derpp": ((85.61, 98.76), (91.00, 99.47), (95.30, 99.47)),
     }
     for method, pubs in published.items():
-        for size, (c, t) in zip((200, 500), pubs):
+        for size, (c, t) in zip((200, 500, 5120), pubs):
             rows[f"{method}-{size}"] = (f"--method {method} --buffer-size {size}", c, t)
     return {k: (*v, BUZZEGA) for k, v in rows.items()}
+
+
+# our configuration name -> the reference implementation's model name
+MAMMOTH_MODELS = {"finetune": "sgd", "ewc-online": "ewc_on", "joint": "joint"}
+MAMMOTH_DATASETS = {"split-mnist": "seq-mnist", "permuted-mnist": "perm-mnist"}
 
 
 def _permuted_mnist() -> dict:
@@ -87,9 +99,62 @@ def run_one(flags: str, seed: int, folder: Path) -> dict:
 
 
 def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
     if len(values) < 2:
         return f"{values[0]:.2f}"
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def previous_means(path: Path) -> dict[str, tuple[float | None, float | None]]:
+    """Class-IL and task-IL means of each configuration in an earlier table of this script."""
+    found: dict[str, tuple[float | None, float | None]] = {}
+    if not path.is_file():
+        return found
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    if not lines:
+        return found
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    try:
+        ci, ti = header.index("class-IL ours"), header.index("task-IL ours")
+    except ValueError:
+        return found
+
+    def mean(cell: str) -> float | None:
+        try:
+            return float(cell.split("±")[0])
+        except ValueError:
+            return None
+
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == len(header):
+            found[cells[0]] = (mean(cells[ci]), mean(cells[ti]))
+    return found
+
+
+def mammoth_results(path: Path | None, group: str, name: str, flags: str, seeds: list[int]) -> tuple[list, list]:
+    """The reference implementation's class-IL and task-IL results for this configuration."""
+    if path is None or not path.is_file():
+        return [], []
+    parts = flags.split()
+    method = parts[parts.index("--method") + 1]
+    buffer = int(parts[parts.index("--buffer-size") + 1]) if "--buffer-size" in parts else None
+    model = MAMMOTH_MODELS.get(method, method.replace("-", "_"))
+    rows = {}
+    for line in path.read_text().splitlines():
+        doc = json.loads(line)
+        if (doc.get("dataset") == MAMMOTH_DATASETS.get(group) and doc.get("model") == model
+                and doc.get("buffer") == buffer and "class_il" in doc and doc.get("seed") in seeds):
+            rows[doc["seed"]] = doc
+    docs = [rows[s] for s in sorted(rows)]
+    return [d["class_il"] for d in docs], [d["task_il"] for d in docs]
+
+
+def change(now: list[float], before: float | None) -> str:
+    if not now or before is None:
+        return "-"
+    return f"{statistics.mean(now) - before:+.2f}"
 
 
 def main() -> None:
@@ -99,8 +164,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="run only these configurations of the group")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--mammoth", help="JSON lines of the reference implementation's runs")
     args = parser.parse_args()
     out = Path(args.out)
+    before = previous_means(out / f"{args.group}.md")
+    mammoth = Path(args.mammoth) if args.mammoth else None
     configs = {k: v for k, v in GROUPS[args.group].items() if not args.only or k in args.only}
     jobs = [(name, seed) for name in configs for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -109,24 +177,29 @@ def main() -> None:
     results = dict(zip(jobs, docs))
     seeds = " ".join(map(str, args.seeds))
     lines = [
-        f"| configuration | command (`lifelong run ...`, seeds {seeds}) | class-IL ours | class-IL published | "
-        "task-IL ours | task-IL published | forgetting (class-IL) | wall s / run |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| configuration | command (`lifelong run ...`, seeds {seeds}) | class-IL ours | class-IL Mammoth (run here) | "
+        "class-IL published | class-IL change vs previous | task-IL ours | task-IL Mammoth (run here) | "
+        "task-IL published | task-IL change vs previous | forgetting (class-IL) | wall s / run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (flags, pub_c, pub_t, source) in configs.items():
         runs = [results[(name, s)] for s in args.seeds]
         failed = [s for s, r in zip(args.seeds, runs) if not r["complete"]]
+        ref_c, ref_t = mammoth_results(mammoth, args.group, name, flags, args.seeds)
+        prev_c, prev_t = before.get(name, (None, None))
         if failed:
-            lines.append(f"| {name} | `{flags}` | diverged (seeds {' '.join(map(str, failed))}) | "
-                         f"{pub_c if pub_c is not None else '-'} | - | {pub_t if pub_t is not None else '-'} | - | - |")
+            lines.append(f"| {name} | `{flags}` | diverged (seeds {' '.join(map(str, failed))}) | {mean_std(ref_c)} | "
+                         f"{pub_c if pub_c is not None else '-'} | - | - | {mean_std(ref_t)} | "
+                         f"{pub_t if pub_t is not None else '-'} | - | - | - |")
             continue
         cil = [r["class_il"]["average_accuracy"] for r in runs]
         til = [r["task_il"]["average_accuracy"] for r in runs]
         fgt = [r["class_il"]["forgetting"] for r in runs if r["class_il"]["forgetting"] is not None]
         wall = statistics.mean(r["wall_seconds"] for r in runs)
         lines.append(
-            f"| {name} | `{flags}` | {mean_std(cil)} | {pub_c if pub_c is not None else '-'} | {mean_std(til)} | "
-            f"{pub_t if pub_t is not None else '-'} | {mean_std(fgt) if fgt else '-'} | {wall:.1f} |")
+            f"| {name} | `{flags}` | {mean_std(cil)} | {mean_std(ref_c)} | {pub_c if pub_c is not None else '-'} | "
+            f"{change(cil, prev_c)} | {mean_std(til)} | {mean_std(ref_t)} | {pub_t if pub_t is not None else '-'} | "
+            f"{change(til, prev_t)} | {mean_std(fgt) if fgt else '-'} | {wall:.1f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     out.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,25 @@ class _Draws:
         return self.uniforms[:n]
 
 
+def test_each_slot_draw_is_uniform_on_zero_to_t():
+    """Algorithm R: the t-th offered example (from 0) draws j ~ U{0..t} and takes slot j if
+    j < capacity. Pinned with given uniforms: u in [k/(t+1), (k+1)/(t+1)) must give j = k.
+    Catches U{0..t-1} (keeping new examples too often) and U{1..t}."""
+    capacity = 4
+    for t in (4, 5, 9):
+        for k in range(t + 1):
+            buffer = ReservoirBuffer(capacity, np.random.default_rng(0))
+            _offer(buffer, 0, t)  # examples 0..t-1: the buffer is full from t = 4 on
+            before = buffer.fields["y"].tolist()
+            buffer.rng = _Draws([(k + 0.5) / (t + 1)])
+            _offer(buffer, t, 1)
+            after = buffer.fields["y"].tolist()
+            if k < capacity:
+                assert after[k] == t and after[:k] + after[k + 1:] == before[:k] + before[k + 1:], (t, k)
+            else:
+                assert after == before, (t, k)
+
+
 def test_collisions_in_a_batch_resolve_as_if_offered_one_by_one():
     buffer = ReservoirBuffer(4, np.random.default_rng(0))
     _offer(buffer, 0, 4)

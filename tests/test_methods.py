@@ -27,10 +27,8 @@ def _train(recipe, **kw):
                  buffer_size=24, replay_batch_size=6, **kw)
 
 
-def test_every_issue_preset_exists_with_a_paper():
+def test_every_issue_preset_exists():
     assert EXPECTED <= set(PRESETS)
-    for p in PRESETS.values():
-        assert p.description and (p.paper == "-" or "20" in p.paper)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

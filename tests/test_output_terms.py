@@ -1,4 +1,6 @@
 """Output-space terms: each one's defining property, and the named ones against the Bregman form."""
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -135,12 +137,20 @@ def test_icarl_targets_mix_old_model_sigmoids_and_new_one_hot_labels():
     state.model = Fixed()
     term.end_task(state)  # teacher = Fixed
     _begin(term, [(0, 1), (2, 3), (4, 5)], 1)
-    outputs = torch.zeros(2, 6, requires_grad=True)
+    # the student's logits are not zero: at zero, BCE with logits is log 2 whatever the targets
+    outputs = torch.tensor([[0.3, -0.7, 1.1, -0.2, 0.9, 0.4], [-1.3, 0.6, 0.2, 0.8, -0.5, 1.5]], requires_grad=True)
     b = StepBatch(None, 1, torch.zeros(2, 2), torch.tensor([3, 2]), [], outputs)
     value = term(b)
-    # columns: old classes 0, 1 (targets sigmoid(2), sigmoid(-1)), current 2, 3 (one-hot); 4, 5 left out
-    targets = torch.tensor([[torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(-1.0)), 0.0, 1.0],
-                            [torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(-1.0)), 1.0, 0.0]])
-    assert torch.allclose(value, F.binary_cross_entropy_with_logits(torch.zeros(2, 4), targets))
+    # columns: old classes 0, 1 (targets sigmoid(2), sigmoid(-1) from the teacher), current 2, 3
+    # (one-hot); 4, 5 left out. Written out: mean over the 2 x 4 entries of
+    # -(t log s(z) + (1 - t) log(1 - s(z)))
+    t_old = [1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))]
+    targets = [[*t_old, 0.0, 1.0], [*t_old, 1.0, 0.0]]
+    z = outputs.detach()[:, :4].tolist()
+    manual = -sum(t * math.log(1 / (1 + math.exp(-v))) + (1 - t) * math.log(1 - 1 / (1 + math.exp(-v)))
+                  for zr, tr in zip(z, targets) for v, t in zip(zr, tr)) / 8
+    assert abs(value.item() - manual) < 1e-6  # catches old-class targets from the student itself
     value.backward()
     assert torch.count_nonzero(outputs.grad[:, 4:]) == 0
+    expected_grad = (torch.sigmoid(outputs.detach()[:, :4]) - torch.tensor(targets)) / 8
+    assert torch.allclose(outputs.grad[:, :4], expected_grad, atol=1e-7)
