@@ -156,12 +156,12 @@ def test_head_warmup_trains_only_the_new_classes_rows_as_a_hand_written_loop():
     torch.manual_seed(1)
     model = build_backbone("mlp", (1, 8, 8), 6)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    HeadWarmup().begin_task(_warmup_state(model, stream, 0))
+    plugin = HeadWarmup()
+    plugin.begin_task(_warmup_state(model, stream, 0))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # task 1: nothing
 
     reference = build_backbone("mlp", (1, 8, 8), 6)
     reference.load_state_dict(before)
-    plugin = HeadWarmup()
     plugin.begin_task(_warmup_state(model, stream, 1))
     task = stream.tasks[1]
     order = torch_generator(3, "head-warmup:1")
@@ -188,6 +188,21 @@ def test_head_warmup_trains_only_the_new_classes_rows_as_a_hand_written_loop():
         else:
             assert torch.equal(v, before[k]), k  # features frozen
     assert plugin.steps == 2 * math.ceil(task.num_train / 4)
+
+
+def test_head_warmup_does_nothing_when_a_task_brings_no_new_classes():
+    """Domain-incremental streams: every task has every class, there is no new head to warm up."""
+    source = make_source(num_classes=4, per_class_train=10)
+    stream = class_incremental(source, 1)
+    stream.tasks = [stream.tasks[0], type(stream.tasks[0])(1, stream.tasks[0].classes, stream.tasks[0].train_idx,
+                                                           stream.tasks[0].test_idx)]
+    torch.manual_seed(1)
+    model = build_backbone("mlp", (1, 8, 8), 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plugin = HeadWarmup()
+    for t in (0, 1):
+        plugin.begin_task(_warmup_state(model, stream, t))
+    assert plugin.steps == 0 and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 # -- SI (Zenke et al. 2017, pathint/protocols.py; Mammoth models/si.py) ------------------------
