@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from lifelong.config import RunConfig
 from lifelong.errors import ConfigError
+from lifelong.metrics import mean_std
 from lifelong.parallel import run_all
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
@@ -85,8 +85,7 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
 
 def _stats(values: list[float]) -> dict[str, float]:
     n = len(values)
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if n > 1 else 0.0
+    mean, std = mean_std(values)
     half = t95(n) * std / math.sqrt(n) if n > 1 else float("nan")
     return {"mean": mean, "std": std, "ci95": half}
 

@@ -100,6 +100,14 @@ class RunConfig:
         return asdict(self)
 
 
+# Settings of a resolved configuration that do not define the run: where and how it is written,
+# how fast it goes, where data and user code are read from, and the device. Left out of the
+# fingerprint that --resume checks and of the configuration a report groups seeds by.
+NOT_IDENTITY = ("out", "overwrite", "threads", "hparams_source", "checkpoint_every", "download", "data_root", "log",
+                "log_every", "device", "imports")
+# ...and the settings that differ between the seeds of one configuration
+PER_SEED = ("seed", "task_classes")
+
 LIBRARY_DEFAULTS = {"lr": 0.1, "batch_size": 10, "epochs": 1, "momentum": 0.0, "weight_decay": 0.0}
 HPARAM_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay")
 

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
+from lifelong.metrics import mean_std
 from lifelong.runs import Configuration, Matrix
 
 Stats = dict[str, Any]
@@ -28,8 +29,10 @@ SCENARIO_NAMES = {"class_il": "class-IL", "task_il": "task-IL"}
 # data: pure functions of the matrices of one configuration's seeds
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+    stats = mean_std(values)
+    if stats is None:
+        raise ValueError("no values to average")
+    return stats
 
 
 def _per_seed(values_per_seed: Sequence[Sequence[float]]) -> Stats:

@@ -7,6 +7,7 @@ row (joint training) has no sequence, so the sequence metrics return ``None`` fo
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 Matrix = Sequence[Sequence[float]]
@@ -67,6 +68,20 @@ def forward_transfer(R: Matrix, b: Sequence[float]) -> float | None:
     if len(R) != T or T < 2:
         return None
     return sum(R[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+    """Mean and sample standard deviation (``n − 1`` in the denominator; 0 for one value) of a
+    metric over seeds: the one rule for every table, figure and comparison. ``None`` values (a
+    metric a run does not have, such as forgetting after joint training) are left out; ``None``
+    when nothing is left."""
+    kept = [float(v) for v in values if v is not None]
+    if not kept:
+        return None
+    mean = sum(kept) / len(kept)
+    if len(kept) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in kept) / (len(kept) - 1))
 
 
 def summarize(R: Matrix, b: Sequence[float]) -> dict[str, float | None]:

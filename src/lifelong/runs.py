@@ -13,16 +13,15 @@ from typing import Any, Sequence
 
 import yaml
 
+from lifelong.config import NOT_IDENTITY, PER_SEED
 from lifelong.errors import UserError
+from lifelong.methods import PRESETS
 
 Matrix = Sequence[Sequence[float]]
 SUPPORTED_SCHEMAS = (1,)  # lifelong.report.SCHEMA_VERSION; checked by the tests
 _REQUIRED = ("schema_version", "complete", "benchmark", "method", "seed", "num_tasks", "class_il", "task_il",
              "wall_seconds")
-# configuration fields that do not change what is measured, or that follow from the seed
-_NOT_IDENTITY = {"seed", "out", "overwrite", "device", "threads", "data_root", "download", "imports",
-                 "hparams_source", "task_classes", "checkpoint_every"}
-_NO_MEMORY = {"finetune", "joint", "lwf", "ewc", "ewc-online", "si", "mas"}
+_NOT_IDENTITY = set(NOT_IDENTITY) | set(PER_SEED)  # the seeds of one configuration differ only in these
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,8 @@ class Run:
         recipe = self.config.get("recipe")
         if isinstance(recipe, dict):
             return "memory" in recipe
-        return "buffer_size" in self.config and self.metrics["method"] not in _NO_MEMORY
+        preset = PRESETS.get(self.metrics["method"])  # folders written before config.yaml held the recipe
+        return "buffer_size" in self.config and preset is not None and preset.recipe.get("memory") is not None
 
     def matrix(self, scenario: str) -> list[list[float]]:
         return self.metrics[scenario]["accuracy_matrix"]

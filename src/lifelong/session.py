@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lifelong.config import RunConfig, refresh_options
+from lifelong.config import NOT_IDENTITY, RunConfig, refresh_options
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
@@ -100,14 +100,10 @@ def import_user_code(names: list[str]) -> None:
             raise ConfigError(f"cannot import {name}: {type(exc).__name__}: {exc}") from None
 
 
-# what does not change results: left out of a run's fingerprint
-_VOLATILE = ("out", "overwrite", "threads", "hparams_source", "checkpoint_every", "download", "data_root", "log",
-             "log_every")
-
-
 def config_hash(resolved: dict[str, Any]) -> str:
-    """A fingerprint of everything in a resolved config that can change the results."""
-    kept = {k: v for k, v in resolved.items() if k not in _VOLATILE}
+    """A fingerprint of everything in a resolved config that defines the run (see
+    :data:`lifelong.config.NOT_IDENTITY`)."""
+    kept = {k: v for k, v in resolved.items() if k not in NOT_IDENTITY}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -126,7 +122,7 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     if options is not None:
         from lifelong.plugins import Refresh
 
-        refresh = Refresh(**options, seed=config.seed)
+        refresh = Refresh(**options)  # its noise follows the run's seed (TrainState.seed)
         recipe.plugins.append(refresh)
     backbone = config.backbone or benchmark.backbone
     if backbone not in BACKBONES:

@@ -23,13 +23,13 @@ import io
 import itertools
 import json
 import re
-import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lifelong.compare import parse_seeds
 from lifelong.config import RunConfig, load_yaml_document, make_config
+from lifelong.metrics import mean_std
 from lifelong.errors import ConfigError
 from lifelong.methods import build_recipe
 
@@ -105,10 +105,8 @@ def load_sweep(path: Path, out: str | None = None) -> list[Point]:
 
 
 def _stat(values: list[float | None]) -> dict[str, float] | None:
-    kept = [v for v in values if v is not None]
-    if not kept:
-        return None
-    return {"mean": statistics.fmean(kept), "std": statistics.stdev(kept) if len(kept) > 1 else 0.0}
+    stats = mean_std(values)
+    return None if stats is None else {"mean": stats[0], "std": stats[1]}
 
 
 METRICS = (("class_il", "average_accuracy"), ("task_il", "average_accuracy"), ("class_il", "forgetting"),

@@ -53,7 +53,8 @@ FORMS = {
 class Refresh:
     """Unlearn-then-relearn around the normal step of any method (see the module docstring).
 
-    Any argument left ``None`` takes the value of the chosen ``form``. ``seed`` drives the noise.
+    Any argument left ``None`` takes the value of the chosen ``form``. The noise comes from a
+    generator derived from the run's seed (``seed`` overrides it, for use outside a run).
     """
 
     name = "refresh"
@@ -61,7 +62,7 @@ class Refresh:
     def __init__(self, form: str = "paper", gamma: float | None = None, steps: int | None = None,
                  noise: float | None = None, loss: str | None = None, when: str | None = None,
                  normalize: bool | None = None, damping: float = 1e-3, preconditioner: str = "damped",
-                 fisher_decay: float = 1e-5, every: int | None = None, seed: int = 0) -> None:
+                 fisher_decay: float = 1e-5, every: int | None = None, seed: int | None = None) -> None:
         if form not in FORMS:
             raise ValueError(f"`form` must be 'paper' or 'code', got {form!r}")
         chosen = {k: v for k, v in dict(gamma=gamma, steps=steps, noise=noise, loss=loss, when=when,
@@ -71,7 +72,7 @@ class Refresh:
         self.gamma, self.steps, self.noise = float(settings["gamma"]), int(settings["steps"]), float(settings["noise"])
         self.loss, self.when, self.normalize = settings["loss"], settings["when"], bool(settings["normalize"])
         self.damping, self.preconditioner = float(damping), preconditioner
-        self.fisher_decay, self.every, self.seed = float(fisher_decay), int(settings["every"]), int(seed)
+        self.fisher_decay, self.every, self.seed = float(fisher_decay), int(settings["every"]), seed
         for name, value in (("gamma", self.gamma), ("noise", self.noise), ("damping", self.damping)):
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value}")
@@ -111,8 +112,11 @@ class Refresh:
         self.generator = None
         if state["generator"] is not None:
             device = next(context.model.parameters()).device
-            self.generator = torch_generator(self.seed, "refresh", device)
+            self.generator = torch_generator(self._seed(context), "refresh", device)
             self.generator.set_state(state["generator"])
+
+    def _seed(self, state) -> int:
+        return int(self.seed if self.seed is not None else getattr(state, "seed", 0))
 
     # -- hooks ---------------------------------------------------------------------------
     def before_step(self, state, batch: StepBatch) -> None:
@@ -148,7 +152,7 @@ class Refresh:
             return
         if self.generator is None:
             device = next(state.model.parameters()).device
-            self.generator = torch_generator(self.seed, "refresh", device)
+            self.generator = torch_generator(self._seed(state), "refresh", device)
         for _ in range(self.steps):
             self.unlearn(state, batch)
         self.refreshes += 1

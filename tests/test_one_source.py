@@ -1,0 +1,95 @@
+"""Facts kept in one place (issue: one source of truth per fact): each test failed on the code
+that had two copies."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lifelong.config import NOT_IDENTITY, make_config
+from lifelong.metrics import mean_std
+from lifelong.plugins import Refresh
+from lifelong.runs import Run, group_runs
+from lifelong.seeding import torch_generator
+from lifelong.session import config_hash, execute_run, prepare_run
+from tests.conftest import write_fashion_mnist
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fashion")
+    write_fashion_mnist(root, per_class_train=8, per_class_test=2)
+    return root
+
+
+def _config(root, out, **values):
+    return make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(root), "out": str(out),
+                            "batch_size": 4, "buffer_size": 12, "threads": 1, "lr": 0.05, **values})
+
+
+def test_a_refresh_plugin_in_a_recipe_follows_the_run_seed(fashion, tmp_path):
+    """It used to draw its noise from seed 0 whatever the run's seed; now `--refresh` and the same
+    plug-in written in the recipe are one thing and give the same run."""
+    recipe = {"name": "er+refresh", "terms": [{"term": "ce", "on": "both"}], "memory": "reservoir",
+              "plugins": [{"plugin": "refresh", "form": "paper", "every": 1}]}
+    via_flag = execute_run(prepare_run(_config(fashion, tmp_path / "flag", method="er", seed=3,
+                                               refresh={"form": "paper", "every": 1})))
+    via_recipe = execute_run(prepare_run(_config(fashion, tmp_path / "recipe", method=recipe, seed=3)))
+    assert via_flag["class_il"]["accuracy_matrix"] == via_recipe["class_il"]["accuracy_matrix"]
+    a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("flag", "recipe"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = execute_run(prepare_run(_config(fashion, tmp_path / "seed4", method=recipe, seed=4)))
+    assert other["class_il"]["accuracy_matrix"] != via_recipe["class_il"]["accuracy_matrix"]
+
+
+def test_refresh_generator_comes_from_the_state_seed():
+    class State:
+        seed = 5
+        model = torch.nn.Linear(2, 2)
+
+    plugin = Refresh("paper")
+    plugin._maybe_refresh = Refresh._maybe_refresh.__get__(plugin)
+    plugin.unlearn = lambda state, batch: None
+    plugin._maybe_refresh(State, None)
+    expected = torch_generator(5, "refresh")
+    assert torch.equal(plugin.generator.get_state(), expected.get_state())
+
+
+def _run(tmp_path, name, seed, **config):
+    folder = tmp_path / name
+    folder.mkdir()
+    base = {"benchmark": "split-mnist", "method": "er", "buffer_size": 200, "lr": 0.1, "seed": seed,
+            "recipe": {"terms": [{"term": "ce", "on": "both"}], "memory": "reservoir"}, **config}
+    metrics = {"schema_version": 1, "complete": True, "benchmark": "split-mnist", "method": "er", "seed": seed,
+               "num_tasks": 2, "wall_seconds": 1.0,
+               "class_il": {"accuracy_matrix": [[90.0, 0.0], [80.0, 95.0]]},
+               "task_il": {"accuracy_matrix": [[99.0, 50.0], [97.0, 99.0]]}}
+    return Run(folder, metrics, base)
+
+
+def test_report_and_resume_agree_on_what_defines_a_run(tmp_path):
+    """Seeds run with and without --log tensorboard (or on another device) are one
+    configuration in a report, and their fingerprints for --resume are equal."""
+    a = _run(tmp_path, "a", 0, log=[], device="cpu", out="x")
+    b = _run(tmp_path, "b", 1, log=["tensorboard"], device="cuda", out="y", log_every=10)
+    assert len(group_runs([a, b])) == 1
+    assert config_hash(dict(a.config, seed=0)) == config_hash(dict(b.config, seed=0))
+    c = _run(tmp_path, "c", 0, lr=0.2)
+    assert len(group_runs([a, c])) == 2 and config_hash(a.config) != config_hash(c.config)
+    assert {"log", "log_every", "device", "out", "threads"} <= set(NOT_IDENTITY)
+
+
+def test_mean_std_is_one_rule():
+    assert mean_std([1.0, None, 3.0]) == (2.0, math.sqrt(2.0))  # missing values left out, n - 1
+    assert mean_std([5.0]) == (5.0, 0.0)
+    assert mean_std([None, None]) is None
+    from lifelong import compare, figures, sweep
+
+    values = [81.0, 83.0, 86.0]
+    assert figures._mean_std(values) == mean_std(values)
+    assert (sweep._stat(values)["mean"], sweep._stat(values)["std"]) == mean_std(values)
+    stats = compare._stats(values)
+    assert (stats["mean"], stats["std"]) == mean_std(values)
