@@ -383,7 +383,7 @@ def test_joint_and_separate_forwards_agree_without_batch_norm_and_differ_with_it
     assert a.class_il == b.class_il
     for p, q in zip(ma.state_dict().values(), mb.state_dict().values()):
         assert torch.allclose(p, q, atol=1e-5)
-    (c, mc), (d, md) = _run_forward("joint", _BNNet), _run_forward("separate", _BNNet)
+    (_, mc), (_, md) = _run_forward("joint", _BNNet), _run_forward("separate", _BNNet)
     assert not torch.allclose(mc.features[2].running_mean, md.features[2].running_mean)
 
 

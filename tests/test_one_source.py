@@ -2,7 +2,6 @@
 that had two copies."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -93,3 +92,20 @@ def test_mean_std_is_one_rule():
     assert (sweep._stat(values)["mean"], sweep._stat(values)["std"]) == mean_std(values)
     stats = compare._stats(values)
     assert (stats["mean"], stats["std"]) == mean_std(values)
+
+
+def test_run_log_has_the_task_lines_however_the_run_is_started(fashion, tmp_path):
+    """They used to come from the CLI's progress printer, so runs started from Python (and by
+    --seeds, sweeps and comparisons) lacked them."""
+    execute_run(prepare_run(_config(fashion, tmp_path / "api", method="er")))
+    text = (tmp_path / "api" / "run.log").read_text()
+    assert text.count(": classes [") == 5 and text.count(" done: mean loss ") == 5
+
+
+def test_default_folders_come_from_one_place(monkeypatch, tmp_path):
+    from lifelong import config as config_module
+    from lifelong.session import default_out
+
+    monkeypatch.setattr(config_module, "RUNS_ROOT", tmp_path / "elsewhere")
+    out = default_out(make_config({}, {"method": {"name": "mine", "terms": [{"term": "ce"}]}, "seed": 7}))
+    assert out.parent == tmp_path / "elsewhere" and out.name.startswith("split-mnist-mine-7-")

@@ -150,15 +150,14 @@ def _list() -> int:
 
 
 class _Progress:
-    """A progress bar per task (quiet when asked or when stderr is not a terminal) and the log."""
+    """A progress bar per task (quiet when asked or when stderr is not a terminal)."""
 
-    def __init__(self, num_tasks: int, log, quiet: bool) -> None:
-        self.num_tasks, self.log, self.quiet = num_tasks, log, quiet
+    def __init__(self, num_tasks: int, quiet: bool) -> None:
+        self.num_tasks, self.quiet = num_tasks, quiet
         self.bar = None
         self.count, self.loss_sum = 0, 0.0
 
     def task_start(self, task, steps: int) -> None:
-        self.log.write(f"task {task.index + 1}/{self.num_tasks}: classes {list(task.classes)}, {steps} steps")
         if not self.quiet:
             from tqdm import tqdm
 
@@ -179,9 +178,6 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        mean_loss = self.loss_sum / max(self.count, 1)
-        self.log.write(f"task {task.index + 1} done: mean loss {mean_loss:.4f}; class-IL "
-                       f"{[round(a, 2) for a in class_il]}; task-IL {[round(a, 2) for a in task_il]}")
 
 
 def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -257,7 +253,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from lifelong.compare import parse_seeds
-    from lifelong.config import make_config
+    from lifelong.config import default_folder, make_config, method_name
     from lifelong.parallel import run_all
     from lifelong.sweep import Point, summarize, write_tables
 
@@ -268,8 +264,8 @@ def _run_seeds(args: argparse.Namespace) -> int:
     flags, file_values = _flags(args)
     out = flags.pop("out", None) or file_values.pop("out", None)
     config = make_config(file_values, flags)
-    method = config.method if isinstance(config.method, str) else str(config.method.get("name", "custom"))
-    root = Path(out) if out else Path("runs") / f"{config.benchmark}-{method}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"
+    method = method_name(config.method)
+    root = Path(out) if out else default_folder(config.benchmark, method, "seeds")
     configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
     print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {args.jobs} job(s) -> {root}", file=sys.stderr)
 
@@ -339,7 +335,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
             return 0
         run = prepare_run(config)
     print(f"lifelong: {run.describe()}", file=sys.stderr)
-    progress = _Progress(run.stream.num_tasks, run.log, args.quiet)
+    progress = _Progress(run.stream.num_tasks, args.quiet)
     metrics_doc = execute_run(run, progress, started)
     from lifelong.report import format_table
 
@@ -360,15 +356,15 @@ def _compare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from lifelong.compare import format_comparison, parse_seeds, run_comparison
-    from lifelong.config import make_config
+    from lifelong.config import default_folder, make_config, method_name
 
     seeds = parse_seeds(args.seeds)
     _check_jobs(args.jobs)
     flags, file_values = _flags(args)
     out = flags.pop("out", None)
     config = make_config(file_values, flags)
-    method = config.method if isinstance(config.method, str) else str(config.method.get("name", "custom"))
-    root = Path(out) if out else Path("runs") / f"compare-{config.benchmark}-{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    method = method_name(config.method)
+    root = Path(out) if out else default_folder("compare", config.benchmark, method)
     if root.exists() and not root.is_dir():
         raise UserError(f"output path {root} is a file, not a folder; choose another --out")
     print(f"lifelong: comparing {method} on {config.benchmark} without and with refresh "

@@ -3,6 +3,8 @@ before anything is trained. Every mistake becomes a :class:`ConfigError` with on
 what to fix."""
 from __future__ import annotations
 
+import time
+
 import difflib
 import math
 import os
@@ -98,6 +100,23 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+RUNS_ROOT = Path("runs")  # where run folders go when no --out is given
+
+
+def method_name(method: str | dict) -> str:
+    """A method's name for folders and messages: the preset's, or a recipe's ``name`` (``custom``)."""
+    return method if isinstance(method, str) else str(method.get("name", "custom"))
+
+
+def default_folder(*parts: object) -> Path:
+    """``runs/<part>-<part>-...-<YYYYmmdd-HHMMSS>``, with ``-2``, ``-3``... if it exists already."""
+    base = RUNS_ROOT / "-".join([*(str(p) for p in parts), time.strftime("%Y%m%d-%H%M%S")])
+    out, n = base, 2
+    while out.exists():
+        out, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return out
 
 
 # Settings of a resolved configuration that do not define the run: where and how it is written,

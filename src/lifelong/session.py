@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lifelong.config import NOT_IDENTITY, RunConfig, refresh_options
+from lifelong.config import NOT_IDENTITY, RunConfig, default_folder, method_name, refresh_options
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
@@ -69,13 +69,30 @@ def resolve_device(name: str) -> torch.device:
 
 
 def default_out(config: RunConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    method = config.method if isinstance(config.method, str) else str(config.method.get("name", "custom"))
-    base = Path("runs") / f"{config.benchmark}-{method}-{config.seed}-{stamp}"
-    out, n = base, 2
-    while out.exists():
-        out, n = base.with_name(f"{base.name}-{n}"), n + 1
-    return out
+    return default_folder(config.benchmark, method_name(config.method), config.seed)
+
+
+class _LogLines:
+    """The lines of ``run.log`` at each task's start and end, however the run was started (the
+    CLI, ``--seeds``, a sweep, a comparison or the Python API)."""
+
+    def __init__(self, log: RunLog, num_tasks: int) -> None:
+        self.log, self.num_tasks = log, num_tasks
+        self.count, self.loss_sum = 0, 0.0
+
+    def task_start(self, task, steps: int) -> None:
+        self.log.write(f"task {task.index + 1}/{self.num_tasks}: classes {list(task.classes)}, {steps} steps")
+        self.count, self.loss_sum = 0, 0.0
+
+    def step(self, loss: float | None) -> None:
+        if loss is not None:
+            self.count += 1
+            self.loss_sum += loss
+
+    def task_end(self, task, class_il: list[float], task_il: list[float]) -> None:
+        mean_loss = self.loss_sum / max(self.count, 1)
+        self.log.write(f"task {task.index + 1} done: mean loss {mean_loss:.4f}; class-IL "
+                       f"{[round(a, 2) for a in class_il]}; task-IL {[round(a, 2) for a in task_il]}")
 
 
 def import_user_code(names: list[str]) -> None:
@@ -245,7 +262,7 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
         run.log.close()
         run.lock.release()
         raise
-    events = Fanout(events, loggers)
+    events = Fanout(events, _LogLines(run.log, run.stream.num_tasks), loggers)
     doc = None
     try:
         with _StopFlag() as stop:

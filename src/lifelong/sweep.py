@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.compare import parse_seeds
-from lifelong.config import RunConfig, load_yaml_document, make_config
+from lifelong.config import RUNS_ROOT, RunConfig, load_yaml_document, make_config
 from lifelong.metrics import mean_std
 from lifelong.errors import ConfigError
 from lifelong.methods import build_recipe
@@ -82,7 +82,7 @@ def load_sweep(path: Path, out: str | None = None) -> list[Point]:
             raise ConfigError(f"{where}: grid entry `{key}` must be a non-empty list of values")
     seeds_value = doc.get("seeds", "0")
     seeds = parse_seeds(",".join(map(str, seeds_value)) if isinstance(seeds_value, list) else str(seeds_value))
-    root = Path(out or doc.get("out") or f"runs/sweep-{path.stem}")
+    root = Path(out or doc.get("out") or RUNS_ROOT / f"sweep-{path.stem}")
     keys = list(grid)
     combos = list(itertools.product(*(grid[k] for k in keys))) or [()]
     if len(combos) * len(seeds) > 10_000:
