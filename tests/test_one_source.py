@@ -109,3 +109,23 @@ def test_default_folders_come_from_one_place(monkeypatch, tmp_path):
     monkeypatch.setattr(config_module, "RUNS_ROOT", tmp_path / "elsewhere")
     out = default_out(make_config({}, {"method": {"name": "mine", "terms": [{"term": "ce"}]}, "seed": 7}))
     assert out.parent == tmp_path / "elsewhere" and out.name.startswith("split-mnist-mine-7-")
+
+
+def test_one_thread_per_run_and_one_job_per_cpu_by_default(monkeypatch, tmp_path):
+    """Runs side by side must not spin threads against each other (benchmarks/concurrent.py)."""
+    from lifelong import cli
+    from lifelong.errors import UserError
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        prepare_run(make_config({}, {"out": str(tmp_path / "dry")}), dry_run=True)
+        assert torch.get_num_threads() == 1
+        prepare_run(make_config({}, {"out": str(tmp_path / "dry"), "threads": 2}), dry_run=True)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr(cli, "available_cpus", lambda: 2)
+    assert (cli._jobs(None, 5), cli._jobs(None, 1), cli._jobs(1, 5)) == (2, 1, 1)
+    with pytest.raises(UserError, match="--jobs must lie in 1..2"):
+        cli._jobs(3, 5)

@@ -80,7 +80,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")
     p.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
     p.add_argument("--device", default=s, help="cpu, cuda or auto (default)")
-    p.add_argument("--threads", type=_integer, default=s, help="CPU threads for torch; default: torch's")
+    p.add_argument("--threads", type=_integer, default=s,
+                   help="CPU threads for torch (default 1: at continual-learning batch sizes a second thread buys "
+                        "nothing, and runs side by side do not fight over the cores)")
     p.add_argument("--refresh", nargs="?", const="paper", default=s, metavar="FORM",
                    help="add refresh learning to the method: 'paper' (default) or 'code' form")
     p.add_argument("--refresh-param", action="append", metavar="NAME=VALUE", type=_param,
@@ -107,14 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train a method on a benchmark and write a run folder")
     _add_run_flags(run)
     run.add_argument("--seeds", default=None, help="several seeds, e.g. 0-4: one run folder each, then mean ± std")
-    run.add_argument("--jobs", type=_integer, default=1, help="with --seeds: runs in parallel processes")
+    run.add_argument("--jobs", type=_integer, default=None,
+                     help="with --seeds: runs in parallel processes (default: one per CPU, at most one per run)")
     compare = sub.add_parser("compare", help="a method with and without refresh learning over several seeds")
     _add_run_flags(compare)
     compare.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,1,2 (default 0-4)")
-    compare.add_argument("--jobs", type=_integer, default=1, help="runs in parallel processes (default 1)")
+    compare.add_argument("--jobs", type=_integer, default=None,
+                         help="runs in parallel processes (default: one per CPU, at most one per run)")
     sweep = sub.add_parser("sweep", help="a grid of runs from a sweep file, then a summary table")
     sweep.add_argument("file", metavar="SWEEP.yaml", help="base settings, a grid of values, seeds (see the README)")
-    sweep.add_argument("--jobs", type=_integer, default=1, help="runs in parallel processes (default 1)")
+    sweep.add_argument("--jobs", type=_integer, default=None,
+                       help="runs in parallel processes (default: one per CPU, at most one per run)")
     sweep.add_argument("--out", default=None, help="folder of the sweep's runs (default: the file's `out:`)")
     sweep.add_argument("--quiet", action="store_true", help="no line per finished run")
     report = sub.add_parser("report", help="an HTML page and PNG figures of finished runs")
@@ -231,10 +236,22 @@ def _resume_config(args: argparse.Namespace):
     return make_config(values, {})
 
 
-def _check_jobs(jobs: int) -> None:
-    cpus = os.cpu_count() or 1
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _jobs(jobs: int | None, runs: int) -> int:
+    """``--jobs`` checked, or its default: one process per CPU, at most one per run."""
+    cpus = available_cpus()
+    if jobs is None:
+        return max(1, min(cpus, runs))
     if not 1 <= jobs <= cpus:
         raise UserError(f"--jobs must lie in 1..{cpus} (the CPUs here), got {jobs}")
+    return jobs
 
 
 def _summary_lines(rows: list[dict]) -> list[str]:
@@ -259,22 +276,22 @@ def _run_seeds(args: argparse.Namespace) -> int:
 
     if args.resume or args.dry_run:
         raise UserError("--seeds cannot be combined with --resume or --dry-run")
-    _check_jobs(args.jobs)
     seeds = parse_seeds(args.seeds)
+    jobs = _jobs(args.jobs, len(seeds))
     flags, file_values = _flags(args)
     out = flags.pop("out", None) or file_values.pop("out", None)
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder(config.benchmark, method, "seeds")
     configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
-    print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {args.jobs} job(s) -> {root}", file=sys.stderr)
+    print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}", file=sys.stderr)
 
     def report(i: int, doc: dict) -> None:
         state = "" if doc["complete"] else f" ({doc['status']})"
         print(f"  seed {doc['seed']}: class-IL {doc['class_il']['average_accuracy']:6.2f}  task-IL "
               f"{doc['task_il']['average_accuracy']:6.2f}  {doc['wall_seconds']:.1f} s{state}", file=sys.stderr)
 
-    docs = run_all(configs, args.jobs, report)
+    docs = run_all(configs, jobs, report)
     rows = summarize([Point({"method": method}, configs, root)], [docs])
     write_tables(rows, root)
     print(f"{config.benchmark} | {method} | seeds {seeds} (mean ± std)")
@@ -287,12 +304,12 @@ def _sweep(args: argparse.Namespace) -> int:
     from lifelong.parallel import run_all
     from lifelong.sweep import load_sweep, summarize, write_tables
 
-    _check_jobs(args.jobs)
     points = load_sweep(Path(args.file), args.out)
     configs = [c for p in points for c in p.configs]
+    jobs = _jobs(args.jobs, len(configs))
     root = points[0].folder.parent
     print(f"lifelong: sweep of {len(points)} configurations x {len(points[0].configs)} seeds = {len(configs)} runs, "
-          f"{args.jobs} job(s) -> {root}", file=sys.stderr)
+          f"{jobs} job(s) -> {root}", file=sys.stderr)
     done = [0]
 
     def report(i: int, doc: dict) -> None:
@@ -301,7 +318,7 @@ def _sweep(args: argparse.Namespace) -> int:
             print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: class-IL {doc['class_il']['average_accuracy']:6.2f}"
                   f"{'' if doc['complete'] else ' (' + doc['status'] + ')'}", file=sys.stderr)
 
-    docs = run_all(configs, args.jobs, report)
+    docs = run_all(configs, jobs, report)
     per_point, i = [], 0
     for p in points:
         per_point.append(docs[i:i + len(p.configs)])
@@ -359,7 +376,7 @@ def _compare(args: argparse.Namespace) -> int:
     from lifelong.config import default_folder, make_config, method_name
 
     seeds = parse_seeds(args.seeds)
-    _check_jobs(args.jobs)
+    jobs = _jobs(args.jobs, 2 * len(seeds))
     flags, file_values = _flags(args)
     out = flags.pop("out", None)
     config = make_config(file_values, flags)
@@ -376,7 +393,7 @@ def _compare(args: argparse.Namespace) -> int:
               f"task-IL {doc['task_il']['average_accuracy']:6.2f}{state}", file=sys.stderr)
 
     try:
-        summary = run_comparison(replace(config, out=None), seeds, root, jobs=args.jobs, report=report)
+        summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
     except OSError as exc:
         raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
     print(format_comparison(summary))

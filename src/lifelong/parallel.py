@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
@@ -40,7 +39,8 @@ def run_one(config: RunConfig, threads: int | None = None) -> dict[str, Any]:
 def run_all(configs: list[RunConfig], jobs: int = 1,
             report: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Run every configuration (each with its own ``out``); ``jobs`` processes at a time, each
-    with ``cpus // jobs`` threads. ``report(i, doc)`` is called as run ``i`` finishes."""
+    with its configuration's threads (one unless it says otherwise). ``report(i, doc)`` is
+    called as run ``i`` finishes."""
     docs: list[dict[str, Any] | None] = [None] * len(configs)
     if jobs <= 1 or len(configs) <= 1:
         for i, config in enumerate(configs):
@@ -48,10 +48,9 @@ def run_all(configs: list[RunConfig], jobs: int = 1,
             if report:
                 report(i, docs[i])
         return docs  # type: ignore[return-value]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_one, config, threads): i for i, config in enumerate(configs)}
+        futures = {pool.submit(run_one, config): i for i, config in enumerate(configs)}
         for future in as_completed(futures):
             i = futures[future]
             docs[i] = future.result()

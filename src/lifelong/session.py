@@ -117,6 +117,12 @@ def import_user_code(names: list[str]) -> None:
             raise ConfigError(f"cannot import {name}: {type(exc).__name__}: {exc}") from None
 
 
+# One intra-op thread unless asked otherwise: at the batch sizes of continual learning (10 to 128
+# examples) a second thread does not shorten a step, and threads that spin while another run
+# holds the cores slow both runs by up to two orders of magnitude (benchmarks/concurrent.py).
+DEFAULT_THREADS = 1
+
+
 def config_hash(resolved: dict[str, Any]) -> str:
     """A fingerprint of everything in a resolved config that defines the run (see
     :data:`lifelong.config.NOT_IDENTITY`)."""
@@ -152,8 +158,7 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     try:
         if not resume:
             check_out_dir(out, config.overwrite)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        torch.set_num_threads(config.threads or DEFAULT_THREADS)
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
