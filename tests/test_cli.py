@@ -35,6 +35,16 @@ def test_list_names_every_benchmark_and_method(capsys):
     assert "Buzzega et al." in out and "logit-mse" in out and "reservoir" in out and "agem" in out
 
 
+def test_list_one_method_prints_its_recipe_parameters_and_published_settings(capsys):
+    code, out, _ = run_cli(["list", "--method", "derpp"], capsys)
+    assert code == 0
+    assert "{term: logit-mse, weight: '${alpha}'}" in out and "replay_forward: separate" in out
+    assert "parameters: alpha=0.1, beta=0.5" in out
+    assert "split-mnist, buffer 200: lr=0.03, batch_size=10, replay_batch_size=128; alpha=0.2, beta=1.0" in out
+    code, out, err = run_cli(["list", "--method", "dper"], capsys)
+    assert code == 2 and "unknown method 'dper'; choose one of: finetune" in err and out == ""
+
+
 def test_run_writes_one_complete_folder(fashion_root, tmp_path, capsys):
     out_dir = tmp_path / "run"
     code, out, err = run_cli(tiny_args(fashion_root, out_dir, "--epochs", "2"), capsys)

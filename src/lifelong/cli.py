@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="run folders, or folders holding run folders (e.g. a sweep's or compare's)")
     report.add_argument("--out", default="report", help="folder for report.html and the figures (default ./report)")
-    sub.add_parser("list", help="list the benchmarks and methods")
+    listing = sub.add_parser("list", help="list the benchmarks and methods")
+    listing.add_argument("--method", default=None, metavar="NAME",
+                         help="one preset in full: its recipe, parameters and published settings")
     return parser
 
 
@@ -151,6 +153,40 @@ def _list() -> int:
     print(f"  {'terms':<22} {', '.join(sorted(TERMS))}")
     print(f"  {'memories':<22} {', '.join(MEMORIES)}")
     print(f"  {'plug-ins':<22} {', '.join(sorted(PLUGINS))}")
+    return 0
+
+
+def _list_method(name: str) -> int:
+    """One preset: description, source, its recipe as YAML, parameters, published settings."""
+    import yaml
+
+    from lifelong import hparams
+    from lifelong.data.benchmarks import BENCHMARKS
+    from lifelong.methods import PRESETS
+
+    if name not in PRESETS:
+        raise UserError(f"unknown method {name!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    print(f"{preset.name}: {preset.description}")
+    if preset.paper != "-":
+        print(f"source: {preset.paper}")
+    print("recipe:")
+    print("  " + yaml.safe_dump(preset.recipe, sort_keys=False, default_flow_style=None).rstrip().replace("\n", "\n  "))
+    print("parameters: " + (", ".join(f"{k}={v}" for k, v in preset.params.items()) or "none"))
+    print("published settings (src/lifelong/hparams/):")
+    found = False
+    for benchmark in BENCHMARKS:
+        entries = (hparams.load(benchmark).get("methods") or {}).get(name) or {}
+        for key, entry in entries.items():
+            found = True
+            where = "any buffer" if key == "any" else f"buffer {key}"
+            values = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("params", "note"))
+            params = ", ".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
+            print(f"  {benchmark}, {where}: {values}" + (f"; {params}" if params else "")
+                  + (f"  ({entry['note']})" if entry.get("note") else ""))
+    if not found:
+        print("  none")
+    print("every difference from the paper and its reference code: docs/METHODS.md")
     return 0
 
 
@@ -424,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, started)
         if args.command == "list":
-            return _list()
+            return _list_method(args.method) if args.method else _list()
         if args.command == "compare":
             return _compare(args)
         if args.command == "report":
