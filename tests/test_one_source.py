@@ -129,3 +129,38 @@ def test_one_thread_per_run_and_one_job_per_cpu_by_default(monkeypatch, tmp_path
     assert (cli._jobs(None, 5), cli._jobs(None, 1), cli._jobs(1, 5)) == (2, 1, 1)
     with pytest.raises(UserError, match="--jobs must lie in 1..2"):
         cli._jobs(3, 5)
+
+
+def test_a_stateful_component_without_state_dict_is_refused_before_the_run(fashion, tmp_path):
+    """It used to be resumed silently with fresh state."""
+    from lifelong.components import check_resumable
+    from lifelong.errors import ConfigError
+    from lifelong.objective import TERMS, Term, register_term
+
+    @register_term
+    class Counter(Term):
+        name = "test-counter"
+
+        def __init__(self):
+            self.tasks = 0
+
+        def end_task(self, state):
+            self.tasks += 1
+
+        def __call__(self, batch):
+            return batch.logits.new_zeros(()) + self.tasks
+
+    recipe = {"terms": [{"term": "ce"}, {"term": "test-counter"}]}
+    try:
+        with pytest.raises(ConfigError, match=r"Counter \('test-counter'\) keeps state through end_task but has "
+                                              r"no state_dict or load_state_dict"):
+            prepare_run(_config(fashion, tmp_path / "x", method=recipe))
+        assert not (tmp_path / "x").exists()
+        Counter.stateless = True
+        check_resumable([Counter()])  # declared stateless: accepted
+    finally:
+        TERMS.pop("test-counter", None)
+    from lifelong.methods import PRESETS, build_recipe
+    for name in PRESETS:  # every built-in component is resumable
+        recipe = build_recipe(name)
+        check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))

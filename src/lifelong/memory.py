@@ -78,7 +78,7 @@ class Memory:
             "sample_rng": self.sample_rng.bit_generator.state,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, context=None) -> None:
         if int(state["capacity"]) != self.capacity:
             raise ValueError(f"buffer capacity {self.capacity} differs from the saved {state['capacity']}")
         self.count = int(state["count"])
@@ -143,8 +143,8 @@ class ReservoirBuffer(Memory):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "seen": self.seen}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict, context=None) -> None:
+        super().load_state_dict(state, context)
         self.seen = int(state["seen"])
 
 
@@ -247,8 +247,8 @@ class HerdingBuffer(Memory):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "order": [(c, rows) for c, rows in self.order.items()]}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict, context=None) -> None:
+        super().load_state_dict(state, context)
         self.order = {int(c): rows.to(self.device) for c, rows in state["order"]}
 
 

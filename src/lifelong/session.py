@@ -25,6 +25,7 @@ from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone, set_head
 from lifelong.optim import SGD
 from lifelong.checkpoint import CheckpointStore, atomic_write_bytes
+from lifelong.components import check_resumable
 from lifelong.report import RunLog, build_metrics, write_config, write_results
 from lifelong.runfolder import RunLock, check_out_dir, create_out_dir
 from lifelong.seeding import derive
@@ -140,6 +141,10 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     recipe = build_recipe(config.method, config.params)
+    try:  # every run writes checkpoints: a component that could not be restored is refused now
+        check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     refresh = None
     options = refresh_options(config.refresh)
     if options is not None:

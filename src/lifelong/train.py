@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from lifelong.checkpoint import CheckpointStore
+from lifelong.components import check_resumable, hooks
 from lifelong.data.streams import Stream, Task
 from lifelong.data.transforms import random_crop_flip
 from lifelong.errors import DivergedError
@@ -85,10 +86,6 @@ class RunResult:
     steps: int = 0
     skipped_steps: int = 0
     train_seconds: float = 0.0
-
-
-def _hooks(components: list[Any], name: str) -> list:
-    return [getattr(c, name) for c in components if hasattr(c, name)]
 
 
 class LossMonitor:
@@ -181,7 +178,7 @@ def restore(payload: dict[str, Any], state: "TrainState", result: "RunResult", r
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     if state.memory is not None:
-        state.memory.load_state_dict(payload["memory"])
+        state.memory.load_state_dict(payload["memory"], state)
     for (_, term), saved in zip(recipe.objective.terms, payload["terms"]):
         if saved is not None:
             term.load_state_dict(saved, state)
@@ -254,10 +251,12 @@ def train(
     state = TrainState(model, optimizer, stream, recipe, memory, replay_batch_size, batch_size=batch_size,
                        epochs=epochs, seed=seed)
     components = ([memory] if memory is not None else []) + [t for _, t in objective.terms] + list(recipe.plugins)
-    begin_task, end_task = _hooks(components, "begin_task"), _hooks(components, "end_task")
-    training_set = _hooks(components, "training_set")
-    before_step, after_backward = _hooks(components, "before_step"), _hooks(components, "after_backward")
-    after_step = _hooks(components, "after_step")
+    if checkpointing is not None:
+        check_resumable(components)
+    begin_task, end_task = hooks(components, "begin_task"), hooks(components, "end_task")
+    training_set = hooks(components, "training_set")
+    before_step, after_backward = hooks(components, "before_step"), hooks(components, "after_backward")
+    after_step = hooks(components, "after_step")
     scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
     memory_add = getattr(memory, "add", None)
     draws = objective.draws if memory is not None and objective.uses_replay else 0

@@ -18,6 +18,7 @@ class ClipGrad:
     Runs after the terms' own ``after_backward`` hooks (SI records its unclipped gradient there)."""
 
     name = "clip-grad"
+    stateless = True
 
     def __init__(self, value: float | None = 1.0, norm: float | None = None) -> None:
         for key, v in (("value", value), ("norm", norm)):

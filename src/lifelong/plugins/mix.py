@@ -19,6 +19,7 @@ class MixMemory:
     store each example's index in the source."""
 
     name = "mix-memory"
+    stateless = True
     uses_memory = True
     memories = ("herding", "task-balanced")
 

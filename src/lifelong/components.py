@@ -1,0 +1,56 @@
+"""The one protocol of a run's components: memories, terms and plug-ins.
+
+A component defines any of the hooks below; the loop calls those it has, memory first, then
+terms, then plug-ins, each in recipe order:
+
+- ``begin_task(state)`` / ``end_task(state)``: around each task.
+- ``training_set(state, task) -> Task``: the examples the task trains on (called after
+  ``begin_task``, and again when a run resumes mid-task, so it must depend only on the state at
+  the task's start); iCaRL's ``mix-memory`` adds the exemplars here.
+- ``before_step(state, batch)``: before the forward of a step (refresh learning unlearns here).
+- ``after_backward(state, batch)``: gradients are in ``.grad``; change them in place (A-GEM
+  projects them here, ``clip-grad`` clips them).
+- ``after_step(state, batch)``: after the optimiser's update.
+
+``state`` is the loop's :class:`lifelong.train.TrainState`; ``batch`` the step's
+:class:`lifelong.objective.StepBatch`.
+
+A component that keeps anything between steps or tasks saves it with ``state_dict() -> dict``
+and restores it with ``load_state_dict(state, context)`` (``context``: the run's ``TrainState``,
+for components that need the model or the seed), so that a resumed run equals an uninterrupted
+one. One that defines a hook but holds nothing worth saving says so with ``stateless = True``;
+a run with checkpoints refuses a component with hooks and neither, rather than resume it with
+fresh state.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+HOOKS = ("begin_task", "training_set", "end_task", "before_step", "after_backward", "after_step")
+
+
+def hooks(components: Iterable[Any], name: str) -> list:
+    """The bound ``name`` hooks of the components that define it, in order."""
+    if name not in HOOKS:
+        raise ValueError(f"unknown hook {name!r}; hooks: {', '.join(HOOKS)}")
+    return [getattr(c, name) for c in components if hasattr(c, name)]
+
+
+def describe(component: Any) -> str:
+    kind = getattr(component, "name", "") or type(component).__name__
+    return f"{type(component).__name__} ({kind!r})" if getattr(component, "name", "") else kind
+
+
+def check_resumable(components: Iterable[Any]) -> None:
+    """Raise ``ValueError`` for the first component with hooks but neither ``state_dict`` and
+    ``load_state_dict`` nor ``stateless = True``: a checkpoint could not restore it."""
+    for component in components:
+        used = [h for h in HOOKS if hasattr(component, h)]
+        if not used or getattr(component, "stateless", False):
+            continue
+        missing = [m for m in ("state_dict", "load_state_dict") if not hasattr(component, m)]
+        if missing:
+            raise ValueError(
+                f"{describe(component)} keeps state through {', '.join(used)} but has no {' or '.join(missing)}, "
+                f"so a resumed run would start it afresh; give it state_dict() and load_state_dict(state, context), "
+                f"or set `stateless = True` if it holds nothing between steps")
