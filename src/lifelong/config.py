@@ -280,25 +280,18 @@ def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Run
     return config
 
 
-def refresh_options(refresh: str | dict | None) -> dict | None:
-    """The keyword arguments of :class:`lifelong.plugins.Refresh` for a config's ``refresh``."""
+def refresh_plugins(refresh: str | dict | None) -> list[dict]:
+    """``refresh:`` (``--refresh``) is shorthand for a ``refresh`` entry in the recipe's
+    ``plugins:``: ``"code"`` means ``{plugin: refresh, form: code}``. The entry is checked where
+    every plug-in entry is (:func:`lifelong.methods.build_recipe`)."""
     if refresh is None:
-        return None
+        return []
     options = {"form": refresh} if isinstance(refresh, str) else dict(refresh)
-    from lifelong.plugins.refresh import Refresh
-
-    try:
-        Refresh(**options)
-    except TypeError as exc:
-        import inspect
-
-        accepted = [p for p in inspect.signature(Refresh).parameters if p != "seed"]
-        raise ConfigError(f"`refresh`: {exc}; its options: {', '.join(accepted)}") from None
-    except ValueError as exc:
-        raise ConfigError(f"`refresh`: {exc}") from None
     if "seed" in options:
         raise ConfigError("`refresh`: the noise follows the run's `seed`; do not set one here")
-    return options
+    if "plugin" in options:
+        raise ConfigError("`refresh`: give the refresh settings only (form, gamma, ...), not `plugin`")
+    return [{"plugin": "refresh", **options}]
 
 
 def validate(config: RunConfig) -> None:
@@ -335,7 +328,10 @@ def validate(config: RunConfig) -> None:
         value = getattr(config, key)
         if isinstance(value, str) and not value.strip():
             raise ConfigError(f"`{key.replace('_', '-')}` must not be empty")
-    refresh_options(config.refresh)  # raises on unknown forms and options
+    from lifelong.methods import build_plugin
+
+    for entry in refresh_plugins(config.refresh):  # its options and values, before any data is read
+        build_plugin(entry, where="`refresh`")
     cpus = os.cpu_count() or 1
     if config.threads is not None and config.threads > cpus:
         raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")

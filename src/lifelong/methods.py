@@ -159,6 +159,12 @@ def _construct(registry: dict[str, type], kind: str, entry: Any, params: dict, u
         raise ConfigError(f"{where}: {kind} {name!r}: {exc}") from None
 
 
+def build_plugin(entry: dict, where: str = "plugin") -> Any:
+    """One plug-in from its entry (``{plugin: name, option: value, ...}``), with the same
+    one-line errors as in a recipe."""
+    return _construct(PLUGINS, "plugin", entry, {}, set(), where)
+
+
 def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: str = "custom",
                      where: str = "method") -> Recipe:
     """Build a recipe from its mapping (see the module docstring); every mistake is a
@@ -218,12 +224,20 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
                   head)
 
 
-def build_recipe(method: str | dict, params: dict[str, Any] | None = None) -> Recipe:
-    """A fresh recipe (terms keep state, so never share one) for a preset name or a mapping.
+def build_recipe(method: str | dict, params: dict[str, Any] | None = None,
+                 plugins: list[dict] | None = None) -> Recipe:
+    """A fresh recipe (terms keep state, so never share one) for a preset name or a mapping,
+    with ``plugins`` (entries like those of ``plugins:``, e.g. ``--refresh``'s) added after its own.
 
     For a preset, ``params`` override its defaults; unknown names are errors."""
+    def with_plugins(spec: dict) -> dict:
+        if not plugins:
+            return spec
+        own = spec.get("plugins") or []
+        return {**spec, "plugins": (list(own) if isinstance(own, list) else own) + list(plugins)}
+
     if isinstance(method, dict):
-        return recipe_from_spec(method, params, name=str(method.get("name", "custom")))
+        return recipe_from_spec(with_plugins(method), params, name=str(method.get("name", "custom")))
     if method not in PRESETS:
         raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(PRESETS)}")
     preset = PRESETS[method]
@@ -232,4 +246,4 @@ def build_recipe(method: str | dict, params: dict[str, Any] | None = None) -> Re
     if unknown:
         known = ", ".join(preset.params) if preset.params else "none"
         raise ConfigError(f"method {method!r} has no parameter `{unknown[0]}`; its parameters: {known}")
-    return recipe_from_spec(preset.recipe, merged, name=method, where=f"method {method!r}")
+    return recipe_from_spec(with_plugins(preset.recipe), merged, name=method, where=f"method {method!r}")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lifelong.config import NOT_IDENTITY, RunConfig, default_folder, method_name, refresh_options
+from lifelong.config import NOT_IDENTITY, RunConfig, default_folder, method_name, refresh_plugins
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
@@ -140,18 +140,11 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     configuration is returned."""
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
-    recipe = build_recipe(config.method, config.params)
+    recipe = build_recipe(config.method, config.params, refresh_plugins(config.refresh))
     try:  # every run writes checkpoints: a component that could not be restored is refused now
         check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    refresh = None
-    options = refresh_options(config.refresh)
-    if options is not None:
-        from lifelong.plugins import Refresh
-
-        refresh = Refresh(**options)  # its noise follows the run's seed (TrainState.seed)
-        recipe.plugins.append(refresh)
     backbone = config.backbone or benchmark.backbone
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
@@ -167,14 +160,14 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
-        run = _build(config, benchmark, recipe, refresh, backbone, device, out, lock, resume, dry_run)
+        run = _build(config, benchmark, recipe, backbone, device, out, lock, resume, dry_run)
     except BaseException:
         lock.release()
         raise
     return run
 
 
-def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, refresh, backbone: str, device: torch.device,
+def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: str, device: torch.device,
            out: Path, lock: RunLock, resume: bool, dry_run: bool = False) -> PreparedRun | dict:
     """Data, stream, model, optimiser, run folder and (when resuming) the checkpoint."""
     source = benchmark.load(Path(config.data_root), config.download)
@@ -196,7 +189,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, refresh, bac
         replay_batch_size=config.replay_batch_size or config.batch_size,
         method_name=recipe.name,
         recipe=recipe.spec,
-        refresh=None if refresh is None else refresh.settings(),
+        refresh=next((p.settings() for p in recipe.plugins if getattr(p, "name", "") == "refresh"), None),
         device=str(device),
         out=str(out),
         scenario=stream.scenario,
