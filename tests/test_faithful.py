@@ -20,7 +20,7 @@ from lifelong.optim import SGD
 from lifelong.plugins import ClipGrad, HeadWarmup
 from lifelong.seeding import torch_generator
 from lifelong.session import execute_run, prepare_run
-from lifelong.train import TrainState, train
+from lifelong.loop import TrainState, train
 from tests.conftest import make_source, write_fashion_mnist
 
 g = torch.Generator().manual_seed(0)
@@ -416,7 +416,7 @@ def fashion_root(tmp_path_factory):
 def test_resume_mid_task_equals_an_uninterrupted_run(method, extra, fashion_root, tmp_path, monkeypatch):
     """A crash in the third task (the terms hold state from two task ends: SI's Ω and path,
     LwF's teacher, iCaRL's teacher and exemplars, refresh's Fisher and noise generator)."""
-    import lifelong.train as train_module
+    import lifelong.loop as train_module
 
     def config(out):
         return make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(fashion_root), "out": str(out),

@@ -12,7 +12,7 @@ from lifelong.errors import ConfigError
 from lifelong.methods import PRESETS, build_recipe, recipe_from_spec
 from lifelong.nets import build_backbone, set_head
 from lifelong.optim import SGD
-from lifelong.train import train
+from lifelong.loop import train
 from tests.conftest import make_source
 
 EXPECTED = {"finetune", "joint", "er", "er-ace", "der", "derpp", "lwf", "ewc", "ewc-online", "si", "mas", "agem",

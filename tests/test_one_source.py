@@ -2,6 +2,7 @@
 that had two copies."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -164,3 +165,31 @@ def test_a_stateful_component_without_state_dict_is_refused_before_the_run(fashi
     for name in PRESETS:  # every built-in component is resumable
         recipe = build_recipe(name)
         check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
+
+
+def test_the_readme_python_example_runs_with_the_public_api(tmp_path, monkeypatch):
+    """The README's example, on a few Split-MNIST examples per task (the same calls)."""
+    import re
+
+    import lifelong
+    from lifelong.objective import TERMS
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"## Using it from Python.*?```python\n(.*?)```", text, re.S).group(1)
+    assert "from lifelong." not in code and "import lifelong\n" in code  # only the curated API
+    real_stream = lifelong.build_stream
+
+    def small_stream(*args, **kwargs):
+        stream = real_stream(*args, **kwargs)
+        stream.tasks = [lifelong.Task(t.index, t.classes, t.train_idx[:40], t.test_idx[:40]) for t in stream.tasks]
+        return stream
+
+    monkeypatch.setattr(lifelong, "build_stream", small_stream, raising=False)
+    monkeypatch.setattr("lifelong.session.build_stream", small_stream)
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    finally:
+        TERMS.pop("logit-penalty", None)
+    doc = json.loads((tmp_path / "runs" / "er-penalty" / "metrics.json").read_text())
+    assert doc["complete"] and doc["method"] == "er+penalty"

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from lifelong.data.streams import class_incremental
 from lifelong.objective import Bregman, CrossEntropy, Distillation, ICaRLDistillation, LogitMSE, StepBatch
 from lifelong.objective.output import bregman, negative_entropy, squared_norm
-from lifelong.train import TrainState
+from lifelong.loop import TrainState
 from tests.conftest import make_source
 
 g = torch.Generator().manual_seed(0)

@@ -5,7 +5,7 @@ from lifelong.data.streams import class_incremental
 from lifelong.memory import HerdingBuffer, TaskBalancedBuffer, herding
 from lifelong.plugins import AGEM, NearestMeanOfExemplars
 from lifelong.plugins.agem import project
-from lifelong.train import TrainState
+from lifelong.loop import TrainState
 from tests.conftest import make_source
 
 g = torch.Generator().manual_seed(0)

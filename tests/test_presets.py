@@ -16,7 +16,7 @@ from lifelong.data.streams import Task, class_incremental
 from lifelong.methods import PRESETS, build_recipe
 from lifelong.nets import build_backbone, set_head
 from lifelong.optim import SGD
-from lifelong.train import train
+from lifelong.loop import train
 
 REPLAY = ("er", "er-ace", "der", "derpp", "icarl", "icarl-replay")
 REGULARISERS = ("lwf", "ewc", "ewc-online", "si", "mas")

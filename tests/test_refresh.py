@@ -13,7 +13,7 @@ from lifelong.nets import build_backbone, set_head
 from lifelong.objective import StepBatch
 from lifelong.optim import SGD
 from lifelong.plugins import Refresh
-from lifelong.train import TrainState, train
+from lifelong.loop import TrainState, train
 from tests.conftest import make_source
 
 

@@ -14,7 +14,7 @@ import torch.nn as nn
 from lifelong.data.streams import class_incremental
 from lifelong.objective import CrossEntropy, LogitMSE, Objective, StepBatch
 from lifelong.plugins import Refresh
-from lifelong.train import TrainState
+from lifelong.loop import TrainState
 from tests.conftest import make_source
 
 D, H, C = 4, 5, 3

@@ -78,7 +78,7 @@ def test_resume_after_a_crash_anywhere_equals_an_uninterrupted_run(kind, at, dat
                                                                     monkeypatch):
     """Crash mid-task (at a step), during an evaluation (the n-th), or between tasks (after a
     task's results, before its checkpoint); resuming from the files gives the same run."""
-    import lifelong.train as train_module
+    import lifelong.loop as train_module
 
     if kind == "step":
         original = train_module.LossMonitor.observe
@@ -145,7 +145,7 @@ def test_graceful_stop_then_resume(data_root, reference, tmp_path, monkeypatch):
 
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(data_root, reference, tmp_path, monkeypatch):
-    import lifelong.train as train_module
+    import lifelong.loop as train_module
 
     original = train_module.LossMonitor.observe
 

@@ -8,7 +8,7 @@ from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import build_backbone
 from lifelong.objective import CrossEntropy, Objective, Term
 from lifelong.optim import SGD
-from lifelong.train import train
+from lifelong.loop import train
 from tests.conftest import make_source
 
 

@@ -14,7 +14,7 @@ from lifelong.memory import ReservoirBuffer
 from lifelong.objective import EWC, L2, MAS, Bregman, LogitMSE, Objective, StepBatch
 from lifelong.objective.weight import QuadraticPenalty, task_fisher
 from lifelong.plugins import AGEM, NearestMeanOfExemplars
-from lifelong.train import TrainState
+from lifelong.loop import TrainState
 from tests.conftest import make_source
 
 D, C = 4, 3  # input features, classes of the output-term models

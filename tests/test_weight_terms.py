@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from lifelong.data.streams import class_incremental
 from lifelong.objective import EWC, MAS, SI, QuadraticPenalty, StepBatch
 from lifelong.objective.importance import cross_entropy_fisher_loss, output_norm_loss, per_example_sums
-from lifelong.train import TrainState
+from lifelong.loop import TrainState
 from tests.conftest import make_source
 
 g = torch.Generator().manual_seed(0)

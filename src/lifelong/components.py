@@ -12,7 +12,7 @@ terms, then plug-ins, each in recipe order:
   projects them here, ``clip-grad`` clips them).
 - ``after_step(state, batch)``: after the optimiser's update.
 
-``state`` is the loop's :class:`lifelong.train.TrainState`; ``batch`` the step's
+``state`` is the loop's :class:`lifelong.loop.TrainState`; ``batch`` the step's
 :class:`lifelong.objective.StepBatch`.
 
 A component that keeps anything between steps or tasks saves it with ``state_dict() -> dict``

@@ -1,6 +1,6 @@
 """What a run tells while it trains: structured logs in the run folder (always), and optionally
 TensorBoard and Weights & Biases. Each logger receives the loop's events
-(:class:`lifelong.train.Events`): ``task_start``, ``step`` and ``task_end``.
+(:class:`lifelong.loop.Events`): ``task_start``, ``step`` and ``task_end``.
 
 - ``events.jsonl``: the canonical record, one JSON object per line: ``run_start``, ``task_start``,
   ``steps`` (every ``every`` steps: mean loss over them, steps per second), ``task_end`` (both

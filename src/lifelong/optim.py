@@ -11,7 +11,7 @@ importance of initialization and momentum in deep learning", ICML 2013, in PyTor
 It exists because at batch size 10 the optimiser's own overhead is a large share of a step:
 this one takes a third of the time of ``torch.optim.SGD.step`` and does not import
 ``torch._dynamo`` (about 2 s and 60 MB at start-up). Any ``torch.optim`` optimiser can be
-passed to :func:`lifelong.train.train` instead.
+passed to :func:`lifelong.loop.train` instead.
 """
 from __future__ import annotations
 

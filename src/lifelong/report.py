@@ -20,7 +20,7 @@ import yaml
 
 from lifelong import metrics
 from lifelong.runfolder import atomic_write
-from lifelong.train import RunResult
+from lifelong.loop import RunResult
 
 SCHEMA_VERSION = 1
 def peak_memory_mb() -> dict[str, float]:

@@ -29,7 +29,7 @@ from lifelong.components import check_resumable
 from lifelong.report import RunLog, build_metrics, write_config, write_results
 from lifelong.runfolder import RunLock, check_out_dir, create_out_dir
 from lifelong.seeding import derive
-from lifelong.train import Checkpointing, Events, train
+from lifelong.loop import Checkpointing, Events, train
 
 
 @dataclass
