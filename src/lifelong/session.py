@@ -120,7 +120,7 @@ def import_user_code(names: list[str]) -> None:
 
 # One intra-op thread unless asked otherwise: at the batch sizes of continual learning (10 to 128
 # examples) a second thread does not shorten a step, and threads that spin while another run
-# holds the cores slow both runs by up to two orders of magnitude (benchmarks/concurrent.py).
+# holds the cores slow both runs by up to two orders of magnitude (benchmarks/side_by_side.py).
 DEFAULT_THREADS = 1
 
 

@@ -3,9 +3,9 @@ of N `lifelong run` processes started at once, against the same N one after anot
 spinning intra-op threads, runs that share the cores slow each other by orders of magnitude;
 the default of one thread per run must keep N at once at most 1.1x the time of N in turn.
 
-    python benchmarks/concurrent.py [--runs 2 4] [--method finetune] [--threads T]
+    python benchmarks/side_by_side.py [--runs 2 4] [--method finetune] [--threads T]
 
-Prints a markdown table and writes benchmarks/concurrent.md (``--threads`` passes an explicit
+Prints a markdown table and writes benchmarks/side_by_side.md (``--threads`` passes an explicit
 thread count to every run, to show what the old default did).
 """
 from __future__ import annotations
@@ -72,11 +72,11 @@ def main() -> None:
         lines.append(f"| {n} | {seq:.1f} | {'not done in %.0f' % args.timeout if par is None else f'{par:.1f}'} "
                      f"| {ratio} |")
         print(lines[-1], flush=True)
-    lines += ["", "Command: `python benchmarks/concurrent.py " + " ".join(sys.argv[1:]) + "`"]
+    lines += ["", "Command: `python benchmarks/side_by_side.py " + " ".join(sys.argv[1:]) + "`"]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.threads:
-        (HERE / "concurrent.md").write_text(text)
+        (HERE / "side_by_side.md").write_text(text)
 
 
 if __name__ == "__main__":
