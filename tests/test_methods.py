@@ -66,7 +66,7 @@ def test_preset_parameters_and_their_errors():
     ({"terms": [{"term": "ce", "weight": "heavy"}]}, "`weight` must be a finite number"),
     ({"terms": [{"term": "ce", "weight": "${alpha}"}]}, "refers to a parameter that is not set"),
     ({"terms": [{"term": "ce", "on": "both"}]}, "needs `memory: reservoir`"),
-    ({"terms": [{"term": "logit-mse"}], "memory": "herding"}, "terms that store logits need `memory: reservoir`"),
+    ({"terms": [{"term": "logit-mse"}], "memory": "herding"}, "terms that store logits need a memory filled at every step"),
     ({"terms": [{"term": "ce"}], "memory": "fifo"}, "unknown memory 'fifo'"),
     ({"terms": [{"term": "ce"}], "plugins": [{"plugin": "gem"}]}, "unknown plugin 'gem'"),
     ({"terms": [{"term": "ce"}], "lr": 0.1}, "unknown recipe key `lr`"),

@@ -28,14 +28,17 @@ _API = {
     "Objective": "lifelong.objective", "StepBatch": "lifelong.objective", "Term": "lifelong.objective",
     "TERMS": "lifelong.objective", "register_term": "lifelong.objective",
     "PLUGINS": "lifelong.plugins", "register_plugin": "lifelong.plugins",
-    "MEMORIES": "lifelong.memory", "Memory": "lifelong.memory",
+    "MEMORIES": "lifelong.memory", "Memory": "lifelong.memory", "register_memory": "lifelong.memory",
     # data and networks
     "Source": "lifelong.data.source", "Stream": "lifelong.data.streams", "Task": "lifelong.data.streams",
     "class_incremental": "lifelong.data.streams", "permuted": "lifelong.data.streams",
     "rotated": "lifelong.data.streams",
     "BENCHMARKS": "lifelong.data.benchmarks", "get_benchmark": "lifelong.data.benchmarks",
     "build_stream": "lifelong.data.benchmarks", "load_mnist": "lifelong.data.mnist",
+    "register_benchmark": "lifelong.data.user", "source_from_arrays": "lifelong.data.user",
+    "source_from_torchvision": "lifelong.data.user", "source_from_image_folder": "lifelong.data.user",
     "BACKBONES": "lifelong.nets", "build_backbone": "lifelong.nets", "set_head": "lifelong.nets",
+    "register_backbone": "lifelong.nets", "split_head": "lifelong.nets",
     # the loop and its results
     "train": "lifelong.loop", "RunResult": "lifelong.loop", "TrainState": "lifelong.loop",
     "SGD": "lifelong.optim", "metrics": "lifelong",

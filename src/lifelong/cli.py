@@ -129,30 +129,42 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list the benchmarks and methods")
     listing.add_argument("--method", default=None, metavar="NAME",
                          help="one preset in full: its recipe, parameters and published settings")
+    listing.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE_OR_MODULE",
+                         help="your Python file or module that registers benchmarks, backbones, memories, terms or "
+                              "plug-ins: they are listed too (repeatable)")
     return parser
 
 
 def _list() -> int:
     from lifelong.data.benchmarks import BENCHMARKS
-    from lifelong.methods import PRESETS
-
     from lifelong.memory import MEMORIES
+    from lifelong.methods import PRESETS
+    from lifelong.nets import BACKBONES
     from lifelong.objective import TERMS
     from lifelong.plugins import PLUGINS
 
+    mine = " (registered)"
     print("benchmarks:")
     for b in BENCHMARKS.values():
-        print(f"  {b.name:<22} {b.description}")
+        print(f"  {b.name:<22} {b.description}{'' if b.builtin else mine}")
     print("methods:")
     for m in PRESETS.values():
         params = ", ".join(f"{k}={v}" for k, v in m.params.items())
         print(f"  {m.name:<22} {m.description}" + (f" [{params}]" if params else ""))
         if m.paper != "-":
             print(f"  {'':<22}   {m.paper}")
-    print("for your own recipe (see examples/):")
-    print(f"  {'terms':<22} {', '.join(sorted(TERMS))}")
-    print(f"  {'memories':<22} {', '.join(MEMORIES)}")
-    print(f"  {'plug-ins':<22} {', '.join(sorted(PLUGINS))}")
+    print("backbones:")
+    for bb in BACKBONES.values():
+        print(f"  {bb.name:<22} {bb.description}{'' if bb.builtin else mine}")
+    print("for your own recipe (see examples/; `lifelong list --method NAME` shows a preset's):")
+    builtin_modules = ("lifelong.",)
+
+    def names(table: dict) -> str:
+        return ", ".join(n + ("" if cls.__module__.startswith(builtin_modules) else mine) for n, cls in table.items())
+
+    print(f"  {'terms':<22} {names(dict(sorted(TERMS.items())))}")
+    print(f"  {'memories':<22} {names(MEMORIES)}")
+    print(f"  {'plug-ins':<22} {names(dict(sorted(PLUGINS.items())))}")
     return 0
 
 
@@ -460,6 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, started)
         if args.command == "list":
+            from lifelong.session import import_user_code
+
+            import_user_code(args.imports)
             return _list_method(args.method) if args.method else _list()
         if args.command == "compare":
             return _compare(args)

@@ -17,16 +17,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lifelong.registry import registrar
+
 
 class Memory:
     """Storage shared by all policies: named fields (``x``, ``y``, ``task``, ``logits``, ...)
     allocated on ``device`` when first written, and uniform sampling without replacement.
+
+    A policy is a subclass registered by name with :func:`register_memory`; it fills the
+    storage either at every step, with ``add(**fields)`` (the loop offers ``x``, ``y``, ``task``
+    and the fields its terms store, such as ``logits``), or at task ends, with
+    ``end_task(state)`` (then it sets ``keeps_source_index = True`` if it stores ``idx``, each
+    example's index in the source, which :mod:`lifelong.plugins.mix` needs). It is built as
+    ``cls(capacity, generator, sample_generator=..., max_rows=..., device=...)``.
 
     ``generator`` decides what is written, ``sample_generator`` (default: the same) what is
     sampled, so that the contents do not depend on how often or how much is sampled.
     ``max_rows`` bounds the storage (e.g. by the number of training examples: a reservoir
     larger than the stream never evicts, so the extra rows would stay empty).
     """
+
+    name = ""
+    keeps_source_index = False
 
     def __init__(self, capacity: int, generator: np.random.Generator, *,
                  sample_generator: np.random.Generator | None = None, max_rows: int | None = None,
@@ -94,6 +106,8 @@ class Memory:
 
 class ReservoirBuffer(Memory):
     """Reservoir sampling over the stream of examples, one batch at a time (see module doc)."""
+
+    name = "reservoir"
 
     def __init__(self, capacity: int, generator: np.random.Generator, **kwargs) -> None:
         super().__init__(capacity, generator, **kwargs)
@@ -164,6 +178,9 @@ class TaskBalancedBuffer(Memory):
     """At the end of each task, ``capacity // T`` of its training examples chosen at random are
     stored next to those of earlier tasks (``T``: the stream's number of tasks)."""
 
+    name = "task-balanced"
+    keeps_source_index = True
+
     @torch.no_grad()
     def end_task(self, state) -> None:
         per_task = self.capacity // state.stream.num_tasks
@@ -203,6 +220,9 @@ class HerdingBuffer(Memory):
     """iCaRL's exemplar memory: after each task, every class seen so far keeps
     ``capacity // classes seen`` exemplars; old classes keep the first ones of their herding
     order, new classes are chosen by :func:`herding` on L2-normalised ``model.features``."""
+
+    name = "herding"
+    keeps_source_index = True
 
     def __init__(self, capacity: int, generator: np.random.Generator, batch_size: int = 1000, **kwargs) -> None:
         super().__init__(capacity, generator, **kwargs)
@@ -252,4 +272,7 @@ class HerdingBuffer(Memory):
         self.order = {int(c): rows.to(self.device) for c, rows in state["order"]}
 
 
-MEMORIES = {"reservoir": ReservoirBuffer, "task-balanced": TaskBalancedBuffer, "herding": HerdingBuffer}
+MEMORIES: dict[str, type] = {}
+register_memory = registrar(MEMORIES, "memory")
+for _policy in (ReservoirBuffer, TaskBalancedBuffer, HerdingBuffer):
+    register_memory(_policy)

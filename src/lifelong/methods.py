@@ -211,12 +211,14 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     if needs_memory and memory is None:
         raise ConfigError(f"{where}: its terms or plug-ins replay examples, so it needs `memory: reservoir` "
                           f"(or task-balanced, herding)")
+    indexed = [name for name, cls in MEMORIES.items() if getattr(cls, "keeps_source_index", False)]
     for plugin in plugins:
-        allowed = getattr(plugin, "memories", None)
-        if allowed is not None and memory not in allowed:
-            raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {' or '.join(allowed)}")
-    if "logits" in objective.stores and memory not in (None, "reservoir"):
-        raise ConfigError(f"{where}: terms that store logits need `memory: reservoir`")
+        if getattr(plugin, "needs_source_index", False) and not getattr(MEMORIES.get(memory), "keeps_source_index", False):
+            raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {' or '.join(indexed)} "
+                              f"(a memory that keeps each example's source index)")
+    if "logits" in objective.stores and memory is not None and not hasattr(MEMORIES[memory], "add"):
+        raise ConfigError(f"{where}: terms that store logits need a memory filled at every step, "
+                          f"e.g. `memory: reservoir`")
     unused = sorted(set(params) - used)
     if unused:
         raise ConfigError(f"{where}: parameter `{unused[0]}` is not used by this method")

@@ -1,5 +1,6 @@
 """The named benchmarks: a source, how it is cut into tasks, the backbone and augmentation used
-for it in the literature. ``lifelong list`` prints this table."""
+for it in the literature. ``lifelong list`` prints this table; :func:`lifelong.data.user.register_benchmark`
+adds one of your own."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Benchmark:
     num_tasks: int
     backbone: str
     augment_padding: int = 0
+    builtin: bool = True
 
 
 BENCHMARKS: dict[str, Benchmark] = {

@@ -5,7 +5,7 @@ A plug-in follows the protocol of every run component (:mod:`lifelong.components
 ``end_task``, and ``state_dict``/``load_state_dict``). It may also define ``scores(model, x)``:
 evaluation then ranks classes by these scores instead of the model's logits (iCaRL's
 nearest-mean-of-exemplars classifier), ``uses_memory = True`` when it reads the replay memory,
-and ``memories`` (the memory names it works with). Plug-ins are registered by name with
+and ``needs_source_index = True`` when the memory must keep each example's source index. Plug-ins are registered by name with
 :func:`register_plugin` so that recipes and YAML files can use them.
 """
 from __future__ import annotations

@@ -15,13 +15,13 @@ from lifelong.plugins import register_plugin
 @register_plugin
 class MixMemory:
     """Add the memory's examples to each task's training set (see above). The memory must know
-    where its examples come from: memories filled at task ends (``herding``, ``task-balanced``)
+    where its examples come from (``keeps_source_index``): ``herding`` and ``task-balanced``
     store each example's index in the source."""
 
     name = "mix-memory"
     stateless = True
     uses_memory = True
-    memories = ("herding", "task-balanced")
+    needs_source_index = True
 
     def training_set(self, state, task: Task) -> Task:
         memory = state.memory
