@@ -232,6 +232,9 @@ def test_write_report_writes_the_page_and_every_figure(tmp_path, run_dirs):
     assert "<td>derpp (buffer 200, refresh code)</td>" in text
     assert "Not shown: joint" in text  # no curves or forgetting for joint training
     assert str(run_dirs[0]) in text
+    # the summary fits the page: one table per scenario, eight columns each, in a scrolling box
+    tables = re.findall(r"<div class=wide><table>(.*?)</table></div>", text, re.S)
+    assert len(tables) == 2 and all(t.split("</tr>")[0].count("<th>") == 8 for t in tables)
 
 
 def test_report_escapes_text_and_reports_one_seed_without_std(tmp_path):
@@ -254,3 +257,12 @@ def test_importing_figures_does_not_import_matplotlib():
     code = "import sys, lifelong.figures, lifelong.html_report; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_accuracy_axes_follow_the_data():
+    from lifelong.figures import accuracy_limits
+
+    assert accuracy_limits([95.2, 98.9, 99.4]) == (90.0, 101.0)  # not 0-100 for task-IL accuracies
+    assert accuracy_limits([19.7, 85.0]) == (15.0, 90.0)
+    assert accuracy_limits([0.0, 100.0]) == (0.0, 101.0)
+    assert accuracy_limits([]) == (0.0, 101.0)

@@ -12,6 +12,7 @@ imported inside them, so importing this module stays cheap.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
@@ -222,6 +223,17 @@ def plot_accuracy_matrices(data: dict[str, Stats], title: str, path: Path) -> Pa
     return _save(fig, path)
 
 
+def accuracy_limits(values: Sequence[float], pad: float = 3.0) -> tuple[float, float]:
+    """y-axis limits for accuracies: the data's range with some room, on multiples of 5, within
+    [0, 101] (a plot of accuracies between 95 and 99 no longer shows 0-100)."""
+    finite = [v for v in values if v == v]
+    if not finite:
+        return 0.0, 101.0
+    low = max(0.0, 5.0 * math.floor((min(finite) - pad) / 5.0))
+    high = min(101.0, 5.0 * math.ceil((max(finite) + pad) / 5.0))
+    return (low, high) if high > low else (max(0.0, low - 5.0), min(101.0, high + 5.0))
+
+
 def plot_average_accuracy(data: dict[str, Stats], title: str, path: Path, *,
                           colors: dict[str, tuple] | None = None) -> Path:
     """Average accuracy on the tasks seen so far after each task, one line per configuration,
@@ -252,7 +264,8 @@ def plot_average_accuracy(data: dict[str, Stats], title: str, path: Path, *,
     ax.set_ylabel("average accuracy on tasks seen (%)")
     _task_ticks(ax, T)
     ax.set_xlim(-0.2, T - 0.8)
-    ax.set_ylim(0, 101)
+    ax.set_ylim(*accuracy_limits([m + sign * sd for s in data.values() for m, sd in zip(s["mean"], s["std"])
+                                  for sign in (-1, 1)]))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     return _save(fig, path)
@@ -269,6 +282,8 @@ def plot_task_accuracy_curves(data: dict[str, Stats], title: str, path: Path) ->
     fig.suptitle(title, fontsize=12)
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     colors = _colors(T)
+    limits = accuracy_limits([m + sign * sd for s in data.values() for mean, std in zip(s["mean"], s["std"])
+                              for m, sd in zip(mean, std) for sign in (-1, 1)])
     for ax, (label, stats) in zip(axes.flat, data.items()):
         for j, (mean, std) in enumerate(zip(stats["mean"], stats["std"])):
             xs = list(range(j, T))
@@ -279,7 +294,7 @@ def plot_task_accuracy_curves(data: dict[str, Stats], title: str, path: Path) ->
         ax.set_title(label if stats["seeds"] == 1 else f"{label}, {stats['seeds']} seeds", fontsize=9)
         _task_ticks(ax, T)
         ax.set_xlim(-0.2, T - 0.8)
-        ax.set_ylim(0, 101)
+        ax.set_ylim(*limits)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
     for k, ax in enumerate(axes.flat):

@@ -30,6 +30,7 @@ _COLUMNS = (("average_accuracy", "avg. accuracy (%)"), ("average_incremental_acc
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 1em; }
+.wide { overflow-x: auto; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th { background: #f0f0f0; }
@@ -46,20 +47,22 @@ def _fmt(stat: dict[str, float] | None, seeds: int) -> str:
 
 
 def _summary_html(rows: list[dict[str, Any]]) -> str:
+    """One table per scenario (class-IL, task-IL), so that the table fits the page's width."""
     e = html.escape
-    head = ["<tr><th rowspan=2>configuration</th><th rowspan=2>seeds</th>"]
-    head += [f"<th colspan={len(_COLUMNS)}>{e(figures.SCENARIO_NAMES[s])}</th>" for s in figures.SCENARIOS]
-    head.append("<th rowspan=2>wall time (s)</th></tr><tr>")
-    head += [f"<th>{e(name)}</th>" for _ in figures.SCENARIOS for _, name in _COLUMNS]
-    head.append("</tr>")
-    body = []
-    for row in rows:
-        n = len(row["seeds"])
-        cells = [f"<td>{e(row['label'])}</td>", f"<td class=num>{n}</td>"]
-        cells += [f"<td class=num>{e(_fmt(row[s][key], n))}</td>" for s in figures.SCENARIOS for key, _ in _COLUMNS]
-        cells.append(f"<td class=num>{e(_fmt(row['wall_seconds'], n))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return "<table>\n" + "".join(head) + "\n" + "\n".join(body) + "\n</table>"
+    tables = []
+    for scenario in figures.SCENARIOS:
+        head = [f"<tr><th>configuration ({e(figures.SCENARIO_NAMES[scenario])})</th><th>seeds</th>"]
+        head += [f"<th>{e(name)}</th>" for _, name in _COLUMNS]
+        head.append("<th>wall time (s)</th></tr>")
+        body = []
+        for row in rows:
+            n = len(row["seeds"])
+            cells = [f"<td>{e(row['label'])}</td>", f"<td class=num>{n}</td>"]
+            cells += [f"<td class=num>{e(_fmt(row[scenario][key], n))}</td>" for key, _ in _COLUMNS]
+            cells.append(f"<td class=num>{e(_fmt(row['wall_seconds'], n))}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        tables.append("<div class=wide><table>\n" + "".join(head) + "\n" + "\n".join(body) + "\n</table></div>")
+    return "\n".join(tables)
 
 
 def _runs_html(configurations: list[runs.Configuration]) -> str:
