@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from lifelong.yamlio import parse_yaml
+
 
 HERE = Path(__file__).parent
 ENTRY_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay", "params", "note")
@@ -26,8 +28,6 @@ def load(benchmark: str) -> dict[str, Any]:
     path = HERE / f"{benchmark}.yaml"
     if not path.is_file():
         return {}
-    from lifelong.config import parse_yaml
-
     return parse_yaml(path.read_text()) or {}
 
 
