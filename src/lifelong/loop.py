@@ -1,6 +1,10 @@
 """The training loop: for each task, for each batch, one step; hooks around tasks and steps;
 evaluation of every task after every task. Everything a method does lives in its recipe's
-memory, terms and plug-ins, so this file is the same for all of them."""
+memory, terms and plug-ins, so this file is the same for all of them.
+
+:func:`train` reads top to bottom: tasks, batches (:func:`batches`), one :class:`Step` each,
+checkpoints at step and task boundaries (:mod:`lifelong.resume`), evaluation after each task.
+What it needs before the first step is built by :func:`_setup`."""
 from __future__ import annotations
 
 import math
@@ -11,7 +15,6 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.nn as nn
 
-from lifelong.checkpoint import CheckpointStore
 from lifelong.components import check_resumable, hooks
 from lifelong.data.streams import Stream, Task
 from lifelong.data.transforms import random_crop_flip
@@ -21,6 +24,7 @@ from lifelong.memory import MEMORIES, Memory
 from lifelong.methods import Recipe
 from lifelong.nets.heads import CosineLinear
 from lifelong.objective import StepBatch
+from lifelong.resume import Checkpointing, Position, StopRequested, restore, snapshot  # noqa: F401
 from lifelong.seeding import numpy_generator, torch_generator
 
 
@@ -89,17 +93,23 @@ class RunResult:
 
 
 class LossMonitor:
-    """Stops training on a non-finite loss. On the CPU it looks at every step's loss before
-    the update; on a GPU reading a value waits for the device, so it sums the losses there and
-    looks every ``every`` steps (a bad step may then already be applied; the run stops anyway)."""
+    """Watches the loss for non-finite values and applies the run's policy. On the CPU it looks at
+    every step's loss before the update; on a GPU reading a value waits for the device, so it
+    sums the losses there and looks every ``every`` steps (a bad step may then already be
+    applied; the run stops anyway). ``on_nan="stop"`` ends the run; ``"skip"`` drops the
+    step's update, and ends the run after 100 bad steps in a row."""
 
-    def __init__(self, every: int = 1) -> None:
-        self.every = every
+    def __init__(self, every: int = 1, on_nan: str = "stop") -> None:
+        if on_nan not in ("stop", "skip"):
+            raise ValueError(f"on_nan must be 'stop' or 'skip', got {on_nan!r}")
+        self.every, self.on_nan = every, on_nan
         self.total: torch.Tensor | None = None
         self.count = 0
+        self.bad_in_a_row = 0
 
     def observe(self, loss: torch.Tensor, task: int, step: int) -> float | None:
-        """The loss as a number when it was read this step, else ``None``."""
+        """The loss as a number when it was read this step, else ``None``; a non-finite one
+        raises :class:`DivergedError`."""
         if self.every == 1:
             value = loss.item()
         else:
@@ -113,89 +123,17 @@ class LossMonitor:
             raise DivergedError(f"the loss became {value} at task {task}, {span}", task=task, step=step)
         return value
 
-
-class StopRequested(Exception):
-    """Raised inside the loop when the process was asked to stop (SIGINT, SIGTERM)."""
-
-
-@dataclass
-class Position:
-    """Where training stands: the next step is batch ``start`` of epoch ``epoch`` of the
-    ``task``-th task; ``order_state`` is the batch-order generator's state at that epoch's start."""
-
-    task: int = 0
-    epoch: int = 0
-    start: int = 0
-    order_state: torch.Tensor | None = None
-
-    @property
-    def mid_task(self) -> bool:
-        return self.epoch > 0 or self.start > 0
-
-
-@dataclass
-class Checkpointing:
-    """Checkpoints for :func:`train`: where (``store``), how often in steps besides every task end
-    (``every``, 0 for task ends only), the checkpoint to resume from (``resume``), a test of
-    whether the process was asked to stop, and a fingerprint of the run's configuration."""
-
-    store: CheckpointStore
-    every: int = 0
-    resume: dict | None = None
-    stop_requested: Callable[[], bool] = lambda: False
-    config_hash: str = ""
-
-
-def _state_of(component: Any) -> Any:
-    return component.state_dict() if hasattr(component, "state_dict") else None
-
-
-def snapshot(state: "TrainState", result: "RunResult", position: Position, rngs: dict[str, torch.Generator],
-             monitor: "LossMonitor", elapsed: float, config_hash: str) -> dict[str, Any]:
-    """Everything needed to continue exactly, as plain containers and tensors."""
-    recipe = state.recipe
-    return {
-        "config_hash": config_hash,
-        "position": {"task": position.task, "epoch": position.epoch, "start": position.start,
-                     "order_state": position.order_state, "step": state.step},
-        "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "memory": None if state.memory is None else state.memory.state_dict(),
-        "terms": [_state_of(term) for _, term in recipe.objective.terms],
-        "plugins": [_state_of(plugin) for plugin in recipe.plugins],
-        "rng": {**{name: g.get_state() for name, g in rngs.items()}, "torch": torch.get_rng_state()},
-        "monitor": {"total": monitor.total, "count": monitor.count},
-        "result": {"class_il": result.class_il, "task_il": result.task_il, "init_class_il": result.init_class_il,
-                   "init_task_il": result.init_task_il, "train_seconds": elapsed,
-                   "skipped_steps": result.skipped_steps},
-    }
-
-
-def restore(payload: dict[str, Any], state: "TrainState", result: "RunResult", rngs: dict[str, torch.Generator],
-            monitor: "LossMonitor") -> Position:
-    """Put a :func:`snapshot` back into the live objects; return where to continue."""
-    recipe = state.recipe
-    state.model.load_state_dict(payload["model"])
-    state.optimizer.load_state_dict(payload["optimizer"])
-    if state.memory is not None:
-        state.memory.load_state_dict(payload["memory"], state)
-    for (_, term), saved in zip(recipe.objective.terms, payload["terms"]):
-        if saved is not None:
-            term.load_state_dict(saved, state)
-    for plugin, saved in zip(recipe.plugins, payload["plugins"]):
-        if saved is not None:
-            plugin.load_state_dict(saved, state)
-    for name, g in rngs.items():
-        g.set_state(payload["rng"][name])
-    torch.set_rng_state(payload["rng"]["torch"])
-    monitor.total, monitor.count = payload["monitor"]["total"], payload["monitor"]["count"]
-    saved = payload["result"]
-    result.class_il, result.task_il = saved["class_il"], saved["task_il"]
-    result.init_class_il, result.init_task_il = saved["init_class_il"], saved["init_task_il"]
-    result.train_seconds, result.skipped_steps = saved["train_seconds"], int(saved["skipped_steps"])
-    p = payload["position"]
-    state.step = int(p["step"])
-    return Position(int(p["task"]), int(p["epoch"]), int(p["start"]), p["order_state"])
+    def check(self, loss: torch.Tensor, task: int, step: int) -> tuple[bool, float | None]:
+        """``(apply the update?, the loss read this step or None)`` under the policy."""
+        try:
+            value = self.observe(loss, task, step)
+        except DivergedError:
+            self.bad_in_a_row += 1
+            if self.on_nan == "stop" or self.bad_in_a_row > 100:
+                raise
+            return False, None
+        self.bad_in_a_row = 0
+        return True, value
 
 
 def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs: int) -> Memory | None:
@@ -208,6 +146,83 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
     return MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
                                    sample_generator=numpy_generator(seed, "memory-sample"),
                                    max_rows=offers, device=stream.source.train_x.device)
+
+
+@dataclass
+class Hooks:
+    """Each hook of the run's components (memory, terms, plug-ins; :mod:`lifelong.components`)."""
+
+    begin_task: list
+    training_set: list
+    before_step: list
+    after_backward: list
+    after_step: list
+    end_task: list
+
+    @classmethod
+    def of(cls, components: list[Any]) -> "Hooks":
+        return cls(*(hooks(components, name) for name in
+                     ("begin_task", "training_set", "before_step", "after_backward", "after_step", "end_task")))
+
+
+def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size: int, order: torch.Generator,
+            resume: Position):
+    """``(epoch, start, order_state, x, y, task_ids)`` for every batch of ``train_set``, from
+    ``resume`` on; each epoch is a permutation drawn from ``order`` (its state at the epoch's
+    start is ``order_state``, what a checkpoint needs to draw it again)."""
+    device, n = train_set.train_idx.device, train_set.num_train
+    same_task = torch.full((batch_size,), task.index, dtype=torch.long, device=device)
+    for epoch in range(resume.epoch, epochs):
+        if epoch == resume.epoch and resume.order_state is not None:
+            order.set_state(resume.order_state)
+        order_state = order.get_state()
+        perm = torch.randperm(n, generator=order).to(device)
+        idx_all = train_set.train_idx[perm]
+        ids_all = None if train_set.train_task is None else train_set.train_task[perm]
+        for start in range(resume.start if epoch == resume.epoch else 0, n, batch_size):
+            idx = idx_all[start:start + batch_size]
+            ids = same_task[: len(idx)] if ids_all is None else ids_all[start:start + batch_size]
+            x = stream.inputs("train", idx, task.index if ids_all is None else ids)
+            yield epoch, start, order_state, x, stream.labels("train", idx), ids
+
+
+@dataclass
+class Step:
+    """One step: the current batch and its replay draws, one forward, the objective, the update,
+    the hooks around them, and the memory offered the batch. Returns whether the update was
+    applied (the loss monitor may skip it) and the loss if it was read."""
+
+    state: TrainState
+    hooks: Hooks
+    monitor: LossMonitor
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
+        state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
+        replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
+        inputs = torch.cat([x] + [r["x"] for r in replays]) if replays else x
+        if self.augment is not None:
+            inputs = self.augment(inputs)
+        batch = StepBatch(state.model, state.task.index, inputs, y, replays,
+                          separate=state.recipe.replay_forward == "separate")
+        for hook in self.hooks.before_step:
+            hook(state, batch)
+        batch.outputs = batch.forward()
+        loss = objective(batch)
+        applied, value = self.monitor.check(loss, state.task.index, state.step)
+        state.optimizer.zero_grad(set_to_none=True)
+        if applied:
+            loss.backward()
+            for hook in self.hooks.after_backward:
+                hook(state, batch)
+            state.optimizer.step()
+            for hook in self.hooks.after_step:
+                hook(state, batch)
+            if hasattr(memory, "add"):
+                extra = {"logits": batch.logits.detach()} if "logits" in objective.stores else {}
+                memory.add(x=x, y=y, task=task_ids, **extra)
+        state.step += 1
+        return applied, value
 
 
 def train(
@@ -235,11 +250,127 @@ def train(
     kept) or skips that step's update (``"skip"``; after 100 in a row it stops); the result then
     holds the rows measured so far and ``status == "diverged"``.
     """
-    if on_nan not in ("stop", "skip"):
-        raise ValueError(f"on_nan must be 'stop' or 'skip', got {on_nan!r}")
-    events = events or _Quiet()
-    objective = recipe.objective
+    run = _setup(stream, model, recipe, optimizer, seed, epochs, batch_size, buffer_size, replay_batch_size,
+                 augment_padding, checkpointing, on_nan)
+    state, result, events = run.state, run.result, events or _Quiet()
+    try:
+        if not result.init_class_il:
+            result.init_class_il, result.init_task_il = evaluate(model, stream, scores=run.scores)
+        model.train()
+        for t in range(run.position.task, len(run.tasks)):
+            task, train_set, resume, draws = run.begin_task(t)
+            events.task_start(task, (epochs - resume.epoch) * math.ceil(train_set.num_train / batch_size)
+                              - resume.start // batch_size)
+            for epoch, start, order_state, x, y, ids in batches(stream, task, train_set, epochs, batch_size,
+                                                                 run.rngs["order"], resume):
+                applied, value = run.step_at(Position(t, epoch, start, order_state), x, y, ids, draws)
+                result.skipped_steps += not applied
+                events.step(value)
+                if applied:
+                    run.after_step(Position(t, epoch, start + batch_size, order_state))
+            class_il, task_il = run.end_task()
+            events.task_end(task, class_il, task_il)
+            run.after_task(t)
+    except (DivergedError, StopRequested, KeyboardInterrupt) as exc:
+        result.status, result.message = _why_stopped(exc, state)
+    result.steps = state.step
+    result.train_seconds = run.elapsed()
+    return result
+
+
+def _why_stopped(exc: BaseException, state: TrainState) -> tuple[str, str]:
+    if isinstance(exc, DivergedError):
+        return "diverged", str(exc)
+    if isinstance(exc, StopRequested):
+        return "interrupted", f"stopped at task {state.task.index}, step {state.step}"
+    where = f"task {state.task.index}, step {state.step}" if state.task is not None else "the start"
+    return "interrupted", f"interrupted at {where}"
+
+
+@dataclass
+class _Run:
+    """What :func:`train` builds before its first step (see :func:`_setup`)."""
+
+    state: TrainState
+    result: RunResult
+    hooks: Hooks
+    step: Step
+    rngs: dict[str, torch.Generator]
+    tasks: list[Task]
+    draws: int
+    scores: Callable | None
+    position: Position
+    checkpointing: Checkpointing | None
+    started: float
+    previous_seconds: float
+
+    def elapsed(self) -> float:
+        return self.previous_seconds + time.perf_counter() - self.started
+
+    def stop_requested(self) -> bool:
+        return self.checkpointing is not None and self.checkpointing.stop_requested()
+
+    def save(self, at: Position) -> None:
+        if self.checkpointing is not None:
+            payload = snapshot(self.state, self.result, at, self.rngs, self.step.monitor, self.elapsed(),
+                               self.checkpointing.config_hash)
+            self.checkpointing.store.save(payload, self.state.step)
+
+    def begin_task(self, t: int) -> tuple[Task, Task, Position, int]:
+        """Start task ``t`` (or continue it after a resume): its begin-task hooks, its training
+        set, where in it to start, and its number of replay draws per step."""
+        state, task = self.state, self.tasks[t]
+        state.task = task
+        state.cache.clear()
+        resume = self.position if t == self.position.task and self.position.mid_task else Position(t)
+        if not resume.mid_task:  # a resumed task has run them already
+            for hook in self.hooks.begin_task:
+                hook(state)
+        train_set = task
+        for hook in self.hooks.training_set:
+            train_set = hook(state, train_set)
+        return task, train_set, resume, self.draws if task.index >= state.recipe.replay_from else 0
+
+    def step_at(self, at: Position, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor,
+                draws: int) -> tuple[bool, float | None]:
+        """One step; if the run diverges, the checkpoint from before it (at ``at``) is written."""
+        try:
+            return self.step(x, y, ids, draws)
+        except DivergedError:
+            self.save(at)
+            raise
+
+    def after_step(self, next_at: Position) -> None:
+        """A checkpoint when one is due or a stop was asked for; then stop if asked."""
+        every = self.checkpointing.every if self.checkpointing is not None else 0
+        if (every and self.state.step % every == 0) or self.stop_requested():
+            self.save(next_at)
+        if self.stop_requested():
+            raise StopRequested
+
+    def end_task(self) -> tuple[list[float], list[float]]:
+        """The end-task hooks, then the evaluation on every task (a new row of each matrix)."""
+        for hook in self.hooks.end_task:
+            hook(self.state)
+        class_il, task_il = evaluate(self.state.model, self.state.stream, scores=self.scores)
+        self.result.class_il.append(class_il)
+        self.result.task_il.append(task_il)
+        return class_il, task_il
+
+    def after_task(self, t: int) -> None:
+        """The task-end checkpoint; then stop if asked."""
+        self.save(Position(t + 1))
+        if self.stop_requested():
+            raise StopRequested
+
+
+def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimizer, seed: int, epochs: int,
+           batch_size: int, buffer_size: int, replay_batch_size: int | None, augment_padding: int,
+           checkpointing: Checkpointing | None, on_nan: str) -> _Run:
+    """Check the arguments; build the state, memory, hooks, generators and the step; restore
+    them from ``checkpointing.resume`` when given."""
     device = stream.source.train_x.device
+    monitor = LossMonitor(every=1 if device.type == "cpu" or on_nan == "skip" else 25, on_nan=on_nan)
     first = next(model.parameters(), None)
     if first is not None and first.device != device:
         raise ValueError(f"the model is on {first.device} but the stream's data on {device}; move one of them")
@@ -247,134 +378,24 @@ def train(
         raise ValueError(f"method {recipe.name!r} needs a cosine classifier: call "
                          f"lifelong.nets.set_head(model, 'cosine') before building the optimiser")
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
-    replay_batch_size = batch_size if replay_batch_size is None else replay_batch_size
-    state = TrainState(model, optimizer, stream, recipe, memory, replay_batch_size, batch_size=batch_size,
-                       epochs=epochs, seed=seed)
-    components = ([memory] if memory is not None else []) + [t for _, t in objective.terms] + list(recipe.plugins)
+    state = TrainState(model, optimizer, stream, recipe, memory,
+                       batch_size if replay_batch_size is None else replay_batch_size,
+                       batch_size=batch_size, epochs=epochs, seed=seed)
+    components = ([memory] if memory is not None else []) + [t for _, t in recipe.objective.terms] + recipe.plugins
     if checkpointing is not None:
         check_resumable(components)
-    begin_task, end_task = hooks(components, "begin_task"), hooks(components, "end_task")
-    training_set = hooks(components, "training_set")
-    before_step, after_backward = hooks(components, "before_step"), hooks(components, "after_backward")
-    after_step = hooks(components, "after_step")
-    scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
-    memory_add = getattr(memory, "add", None)
-    draws = objective.draws if memory is not None and objective.uses_replay else 0
-    separate = recipe.replay_forward == "separate"
-    store_logits = "logits" in objective.stores
     rngs = {"order": torch_generator(seed, "batch-order"), "augment": torch_generator(seed, "augment", device)}
-    pad_fill = stream.pad_value() if augment_padding else None
-    monitor = LossMonitor(every=1 if device.type == "cpu" or on_nan == "skip" else 25)
-    tasks = [stream.joint()] if recipe.joint else stream.tasks
-
-    result = RunResult()
-    started, previous_seconds = time.perf_counter(), 0.0
-    position = Position()
+    augment = None
+    if augment_padding:
+        fill = stream.pad_value()
+        augment = lambda inputs: random_crop_flip(inputs, augment_padding, rngs["augment"], fill)  # noqa: E731
+    hooks_ = Hooks.of(components)
+    result, position, previous = RunResult(), Position(), 0.0
     if checkpointing is not None and checkpointing.resume is not None:
         position = restore(checkpointing.resume, state, result, rngs, monitor)
-        previous_seconds = result.train_seconds
-
-    def save(at: Position) -> None:
-        if checkpointing is not None:
-            elapsed = previous_seconds + time.perf_counter() - started
-            payload = snapshot(state, result, at, rngs, monitor, elapsed, checkpointing.config_hash)
-            checkpointing.store.save(payload, state.step)
-
-    skipped = 0
-    try:
-        if not result.init_class_il:
-            result.init_class_il, result.init_task_il = evaluate(model, stream, scores=scores)
-        model.train()
-        for t in range(position.task, len(tasks)):
-            task = tasks[t]
-            state.task = task
-            state.cache.clear()
-            resume_here = position if (t == position.task and position.mid_task) else None
-            if resume_here is None:
-                for hook in begin_task:
-                    hook(state)
-            train_set = task
-            for hook in training_set:
-                train_set = hook(state, train_set)
-            n = train_set.num_train
-            task_draws = draws if task.index >= recipe.replay_from else 0
-            first_epoch = resume_here.epoch if resume_here else 0
-            events.task_start(task, (epochs - first_epoch) * math.ceil(n / batch_size)
-                              - (resume_here.start // batch_size if resume_here else 0))
-            task_ids_full = torch.full((batch_size,), task.index, dtype=torch.long, device=device)
-            for epoch in range(first_epoch, epochs):
-                if resume_here is not None and resume_here.order_state is not None:
-                    rngs["order"].set_state(resume_here.order_state)
-                order_state = rngs["order"].get_state()
-                perm = torch.randperm(n, generator=rngs["order"]).to(device)
-                order = train_set.train_idx[perm]
-                order_task = None if train_set.train_task is None else train_set.train_task[perm]
-                for start in range(resume_here.start if resume_here else 0, n, batch_size):
-                    # one step: current batch (+ replay draws) -> one forward -> objective -> update
-                    idx = order[start:start + batch_size]
-                    task_ids = task_ids_full[: len(idx)] if order_task is None else order_task[start:start + batch_size]
-                    x = stream.inputs("train", idx, task.index if order_task is None else task_ids)
-                    y = stream.labels("train", idx)
-                    replays = [memory.sample(replay_batch_size) for _ in range(task_draws)] \
-                        if task_draws and len(memory) else []
-                    inputs = torch.cat([x] + [r["x"] for r in replays]) if replays else x
-                    if augment_padding:
-                        inputs = random_crop_flip(inputs, augment_padding, rngs["augment"], pad_fill)
-                    batch = StepBatch(model, task.index, inputs, y, replays, separate=separate)
-                    for hook in before_step:
-                        hook(state, batch)
-                    batch.outputs = batch.forward()
-                    loss = objective(batch)
-                    try:
-                        value = monitor.observe(loss, task.index, state.step)
-                    except DivergedError:
-                        skipped += 1
-                        if on_nan == "stop" or skipped > 100:
-                            save(Position(t, epoch, start, order_state))
-                            raise
-                        result.skipped_steps += 1
-                        optimizer.zero_grad(set_to_none=True)
-                        state.step += 1
-                        events.step(None)
-                        continue
-                    skipped = 0
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    for hook in after_backward:
-                        hook(state, batch)
-                    optimizer.step()
-                    for hook in after_step:
-                        hook(state, batch)
-                    if memory_add is not None:
-                        if store_logits:
-                            memory_add(x=x, y=y, task=task_ids, logits=batch.logits.detach())
-                        else:
-                            memory_add(x=x, y=y, task=task_ids)
-                    state.step += 1
-                    events.step(value)
-                    if checkpointing is not None:
-                        due = checkpointing.every and state.step % checkpointing.every == 0
-                        if due or checkpointing.stop_requested():
-                            save(Position(t, epoch, start + batch_size, order_state))
-                        if checkpointing.stop_requested():
-                            raise StopRequested
-                resume_here = None
-            for hook in end_task:
-                hook(state)
-            class_il, task_il = evaluate(model, stream, scores=scores)
-            result.class_il.append(class_il)
-            result.task_il.append(task_il)
-            events.task_end(task, class_il, task_il)
-            save(Position(t + 1))
-            if checkpointing is not None and checkpointing.stop_requested():
-                raise StopRequested
-    except DivergedError as exc:
-        result.status, result.message = "diverged", str(exc)
-    except StopRequested:
-        result.status, result.message = "interrupted", f"stopped at task {state.task.index}, step {state.step}"
-    except KeyboardInterrupt:
-        where = f"task {state.task.index}, step {state.step}" if state.task is not None else "the start"
-        result.status, result.message = "interrupted", f"interrupted at {where}"
-    result.steps = state.step
-    result.train_seconds = previous_seconds + time.perf_counter() - started
-    return result
+        previous = result.train_seconds
+    uses_replay = memory is not None and recipe.objective.uses_replay
+    return _Run(state, result, hooks_, Step(state, hooks_, monitor, augment), rngs,
+                [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
+                next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None), position, checkpointing,
+                time.perf_counter(), previous)
