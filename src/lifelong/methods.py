@@ -20,6 +20,7 @@ a small mapping, the same for the presets below and for a user's own method in Y
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,50 +166,51 @@ def build_plugin(entry: dict, where: str = "plugin") -> Any:
     return _construct(PLUGINS, "plugin", entry, {}, set(), where)
 
 
-def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: str = "custom",
-                     where: str = "method") -> Recipe:
-    """Build a recipe from its mapping (see the module docstring); every mistake is a
-    :class:`ConfigError` saying where and what to fix."""
-    params = dict(params or {})
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: a recipe must be a mapping with `terms:`")
-    unknown = [k for k in spec if k not in RECIPE_KEYS]
-    if unknown:
-        raise ConfigError(f"{where}: unknown recipe key `{unknown[0]}`; recipe keys: {', '.join(RECIPE_KEYS)}")
-    raw_terms = spec.get("terms")
-    if not isinstance(raw_terms, list) or not raw_terms:
+def _terms(raw: Any, params: dict, used: set[str], where: str) -> list[tuple[float, Any]]:
+    if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{where}: `terms` must be a non-empty list, e.g. `terms: [{{term: ce}}]`")
-    used: set[str] = set()
     terms = []
-    for i, entry in enumerate(raw_terms):
+    for i, entry in enumerate(raw):
         at = f"{where}, term {i + 1}"
         term = _construct(TERMS, "term", entry, params, used, at)
         weight = _substitute(entry.get("weight", 1.0), params, used, at)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight != weight or abs(weight) == float("inf"):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise ConfigError(f"{at}: `weight` must be a finite number, got {weight!r}")
         terms.append((float(weight), term))
-    memory = spec.get("memory")
+    return terms
+
+
+def _plugins(raw: Any, params: dict, used: set[str], where: str) -> list:
+    raw = raw or []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: `plugins` must be a list, e.g. `plugins: [{{plugin: agem}}]`")
+    return [_construct(PLUGINS, "plugin", p, params, used, f"{where}, plugin {i + 1}") for i, p in enumerate(raw)]
+
+
+# recipe key -> (default, allowed values or a test, what to say when it fails)
+_OPTIONS: dict[str, tuple[Any, Any, str]] = {
+    "joint": (False, (True, False), "true or false"),
+    "replay_forward": ("joint", ("joint", "separate"), "'joint' or 'separate'"),
+    "replay_from": (0, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a task index >= 0"),
+    "head": ("linear", ("linear", "cosine"), "'linear' or 'cosine'"),
+}
+
+
+def _option(spec: dict, key: str, params: dict, used: set[str], where: str) -> Any:
+    default, allowed, wanted = _OPTIONS[key]
+    value = _substitute(spec.get(key, default), params, used, where)
+    ok = allowed(value) if callable(allowed) else any(value is a or (value == a and type(value) is type(a))
+                                                      for a in allowed)
+    if not ok:
+        raise ConfigError(f"{where}: `{key}` must be {wanted}, got {value!r}")
+    return value
+
+
+def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) -> None:
+    """The memory exists and suits the terms and plug-ins that use it."""
     if memory is not None and memory not in MEMORIES:
         raise ConfigError(f"{where}: unknown memory {memory!r}; choose one of: {', '.join(MEMORIES)}")
-    raw_plugins = spec.get("plugins") or []
-    if not isinstance(raw_plugins, list):
-        raise ConfigError(f"{where}: `plugins` must be a list, e.g. `plugins: [{{plugin: agem}}]`")
-    plugins = [_construct(PLUGINS, "plugin", p, params, used, f"{where}, plugin {i + 1}") for i, p in enumerate(raw_plugins)]
-    joint = spec.get("joint", False)
-    if not isinstance(joint, bool):
-        raise ConfigError(f"{where}: `joint` must be true or false")
-    replay_forward = _substitute(spec.get("replay_forward", "joint"), params, used, where)
-    if replay_forward not in ("joint", "separate"):
-        raise ConfigError(f"{where}: `replay_forward` must be 'joint' or 'separate', got {replay_forward!r}")
-    replay_from = _substitute(spec.get("replay_from", 0), params, used, where)
-    if isinstance(replay_from, bool) or not isinstance(replay_from, int) or replay_from < 0:
-        raise ConfigError(f"{where}: `replay_from` must be a task index >= 0, got {replay_from!r}")
-    head = _substitute(spec.get("head", "linear"), params, used, where)
-    if head not in ("linear", "cosine"):
-        raise ConfigError(f"{where}: `head` must be 'linear' or 'cosine', got {head!r}")
-    objective = Objective(terms)
-    needs_memory = objective.uses_replay or any(getattr(p, "uses_memory", False) for p in plugins)
-    if needs_memory and memory is None:
+    if memory is None and (objective.uses_replay or any(getattr(p, "uses_memory", False) for p in plugins)):
         raise ConfigError(f"{where}: its terms or plug-ins replay examples, so it needs `memory: reservoir` "
                           f"(or task-balanced, herding)")
     indexed = [name for name, cls in MEMORIES.items() if getattr(cls, "keeps_source_index", False)]
@@ -219,11 +221,27 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     if "logits" in objective.stores and memory is not None and not hasattr(MEMORIES[memory], "add"):
         raise ConfigError(f"{where}: terms that store logits need a memory filled at every step, "
                           f"e.g. `memory: reservoir`")
+
+
+def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: str = "custom",
+                     where: str = "method") -> Recipe:
+    """Build a recipe from its mapping (see the module docstring); every mistake is a
+    :class:`ConfigError` saying where and what to fix."""
+    params = dict(params or {})
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: a recipe must be a mapping with `terms:`")
+    unknown = [k for k in spec if k not in RECIPE_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown recipe key `{unknown[0]}`; recipe keys: {', '.join(RECIPE_KEYS)}")
+    used: set[str] = set()
+    objective = Objective(_terms(spec.get("terms"), params, used, where))
+    plugins = _plugins(spec.get("plugins"), params, used, where)
+    options = {key: _option(spec, key, params, used, where) for key in _OPTIONS}
+    _check_memory(spec.get("memory"), objective, plugins, where)
     unused = sorted(set(params) - used)
     if unused:
         raise ConfigError(f"{where}: parameter `{unused[0]}` is not used by this method")
-    return Recipe(str(spec.get("name", name)), objective, memory, plugins, joint, spec, replay_forward, replay_from,
-                  head)
+    return Recipe(str(spec.get("name", name)), objective, spec.get("memory"), plugins, spec=spec, **options)
 
 
 def build_recipe(method: str | dict, params: dict[str, Any] | None = None,
