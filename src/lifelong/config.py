@@ -146,16 +146,20 @@ def _check_type(key: str, value: Any, where: str) -> Any:
     if key == "imports" and not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{where}: `imports` must be a list of Python files or module names")
     if key == "params":
-        for name, v in value.items():
-            if not isinstance(name, str) or isinstance(v, (dict, list)) or v is None:
-                raise ConfigError(f"{where}: `params` must map names to numbers, strings or booleans; got {name!r}: {_short(v)}")
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{where}: parameter `{name}` must be finite, got {v!r}")
+        _check_params(value, where)
     if float in types:
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{where}: `{key}` must be a finite number, got {value!r}")
     return value
+
+
+def _check_params(params: dict, where: str) -> None:
+    for name, v in params.items():
+        if not isinstance(name, str) or isinstance(v, (dict, list)) or v is None:
+            raise ConfigError(f"{where}: `params` must map names to numbers, strings or booleans; got {name!r}: {_short(v)}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where}: parameter `{name}` must be finite, got {v!r}")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -258,6 +262,16 @@ def refresh_plugins(refresh: str | dict | None) -> list[dict]:
 
 def validate(config: RunConfig) -> None:
     """Range checks that do not need the data (names are checked where they are looked up)."""
+    _check_ranges(config)
+    _check_choices(config)
+    from lifelong.methods import build_plugin
+
+    for entry in refresh_plugins(config.refresh):  # its options and values, before any data is read
+        build_plugin(entry, where="`refresh`")
+    _check_limits(config)
+
+
+def _check_ranges(config: RunConfig) -> None:
     for key in ("buffer_size", "epochs", "batch_size", "lr"):
         value = getattr(config, key)
         if value <= 0:
@@ -274,6 +288,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"`seed` must lie in 0..2^63-1, got {config.seed}")
     if config.checkpoint_every < 0:
         raise ConfigError(f"`checkpoint-every` must be 0 (task ends only) or positive, got {config.checkpoint_every}")
+
+
+def _check_choices(config: RunConfig) -> None:
     from lifelong.loggers import LOGGERS
 
     unknown_loggers = [name for name in config.log if name not in LOGGERS]
@@ -290,10 +307,9 @@ def validate(config: RunConfig) -> None:
         value = getattr(config, key)
         if isinstance(value, str) and not value.strip():
             raise ConfigError(f"`{key.replace('_', '-')}` must not be empty")
-    from lifelong.methods import build_plugin
 
-    for entry in refresh_plugins(config.refresh):  # its options and values, before any data is read
-        build_plugin(entry, where="`refresh`")
+
+def _check_limits(config: RunConfig) -> None:
     cpus = os.cpu_count() or 1
     if config.threads is not None and config.threads > cpus:
         raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")
