@@ -207,20 +207,23 @@ def plot_accuracy_matrices(data: dict[str, Stats], title: str, path: Path) -> Pa
         else:
             ax.set_yticks([0], ["all (joint)"])
         ax.tick_params(labelsize=7, length=0)
-        if T > 10:
-            continue
-        show_std = stats["seeds"] > 1 and T <= 6
-        for i in range(n_rows):
-            for j in range(T):
-                if upper[i, j]:
-                    continue
-                text = f"{mean[i, j]:.1f}" + (f"\n±{std[i, j]:.1f}" if show_std else "")
-                ax.text(j, i, text, ha="center", va="center", fontsize=7 if T <= 6 else 6,
-                        color="black" if mean[i, j] >= 60 else "white", linespacing=1.1)
+        if T <= 10:
+            _annotate_cells(ax, mean, std, upper, stats["seeds"] > 1 and T <= 6, 7 if T <= 6 else 6)
     for ax in list(axes.flat)[len(data):]:
         ax.set_visible(False)
     fig.colorbar(image, ax=axes, shrink=min(0.8, 1.6 / rows), label="accuracy (%)", aspect=20)
     return _save(fig, path)
+
+
+def _annotate_cells(ax, mean, std, hidden, show_std: bool, size: int) -> None:
+    """Each visible cell's mean (and ± std) as text on a heatmap."""
+    for i in range(mean.shape[0]):
+        for j in range(mean.shape[1]):
+            if hidden[i, j]:
+                continue
+            text = f"{mean[i, j]:.1f}" + (f"\n±{std[i, j]:.1f}" if show_std else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=size,
+                    color="black" if mean[i, j] >= 60 else "white", linespacing=1.1)
 
 
 def accuracy_limits(values: Sequence[float], pad: float = 3.0) -> tuple[float, float]:

@@ -157,12 +157,24 @@ def group_runs(runs: Sequence[Run]) -> list[Configuration]:
     for run in runs:
         groups.setdefault(_identity(run), []).append(run)
     for members in groups.values():
-        by_seed: dict[int, Run] = {}
-        for run in members:
-            if run.seed in by_seed:
-                raise UserError(f"{by_seed[run.seed].path} and {run.path} are the same configuration with the "
-                                f"same seed {run.seed}; leave one out")
-            by_seed[run.seed] = run
+        _check_seeds_unique(members)
+    labels = _labels(groups)
+    return [Configuration(labels[key], tuple(sorted(members, key=lambda r: r.seed)))
+            for key, members in groups.items()]
+
+
+def _check_seeds_unique(members: list[Run]) -> None:
+    by_seed: dict[int, Run] = {}
+    for run in members:
+        if run.seed in by_seed:
+            raise UserError(f"{by_seed[run.seed].path} and {run.path} are the same configuration with the "
+                            f"same seed {run.seed}; leave one out")
+        by_seed[run.seed] = run
+
+
+def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:
+    """A readable label per configuration; those that would share one get the settings that
+    tell them apart appended."""
     labels = {key: _base_label(members[0]) for key, members in groups.items()}
     for label in set(labels.values()):
         clash = [key for key, lab in labels.items() if lab == label]
@@ -173,5 +185,4 @@ def group_runs(runs: Sequence[Run]) -> list[Configuration]:
         differing = [n for n in names if len({f.get(n, "-") for f in flat.values()}) > 1]
         for key in clash:
             labels[key] = f"{label} " + " ".join(f"{n}={flat[key].get(n, '-')}" for n in differing)
-    return [Configuration(labels[key], tuple(sorted(members, key=lambda r: r.seed)))
-            for key, members in groups.items()]
+    return labels

@@ -65,9 +65,8 @@ def _slug(values: dict[str, Any]) -> str:
     return f"{text}-{digest}"
 
 
-def load_sweep(path: Path, out: str | None = None) -> list[Point]:
-    """Read a sweep file and expand it into configurations, each checked like a run's."""
-    path = Path(path)
+def _read_sweep(path: Path) -> tuple[dict, dict, dict, list[int]]:
+    """The sweep file's document, base settings, grid and seeds, checked."""
     doc = load_yaml_document(path)
     where = str(path)
     unknown = [k for k in doc if k not in SWEEP_KEYS]
@@ -82,26 +81,34 @@ def load_sweep(path: Path, out: str | None = None) -> list[Point]:
             raise ConfigError(f"{where}: grid entry `{key}` must be a non-empty list of values")
     seeds_value = doc.get("seeds", "0")
     seeds = parse_seeds(",".join(map(str, seeds_value)) if isinstance(seeds_value, list) else str(seeds_value))
+    return doc, base, grid, seeds
+
+
+def _point(base: dict, values: dict, seeds: list[int], root: Path, where: str) -> Point:
+    """One grid point: its configuration for every seed, checked like a run's."""
+    at = f"{where}, grid point {values}"
+    merged = _split_params({**base, **values}, at)
+    if "params" in base and "params" in merged:
+        merged["params"] = {**base["params"], **merged["params"]}
+    folder = root / _slug(values)
+    try:
+        config = make_config(merged, {})
+        build_recipe(config.method, config.params)  # a method's mistakes show before any run
+    except ConfigError as exc:
+        raise ConfigError(f"{at}: {exc}") from None
+    return Point(values, [replace(config, seed=s, out=str(folder / f"seed-{s}")) for s in seeds], folder)
+
+
+def load_sweep(path: Path, out: str | None = None) -> list[Point]:
+    """Read a sweep file and expand it into configurations, each checked like a run's."""
+    path = Path(path)
+    doc, base, grid, seeds = _read_sweep(path)
     root = Path(out or doc.get("out") or RUNS_ROOT / f"sweep-{path.stem}")
     keys = list(grid)
     combos = list(itertools.product(*(grid[k] for k in keys))) or [()]
     if len(combos) * len(seeds) > 10_000:
-        raise ConfigError(f"{where}: {len(combos) * len(seeds)} runs; a sweep holds at most 10000")
-    points = []
-    for combo in combos:
-        values = dict(zip(keys, combo))
-        at = f"{where}, grid point {values}"
-        merged = _split_params({**base, **values}, at)
-        if "params" in base and "params" in merged:
-            merged["params"] = {**base["params"], **merged["params"]}
-        folder = root / _slug(values)
-        try:
-            config = make_config(merged, {})
-            build_recipe(config.method, config.params)  # a method's mistakes show before any run
-        except ConfigError as exc:
-            raise ConfigError(f"{at}: {exc}") from None
-        points.append(Point(values, [replace(config, seed=s, out=str(folder / f"seed-{s}")) for s in seeds], folder))
-    return points
+        raise ConfigError(f"{path}: {len(combos) * len(seeds)} runs; a sweep holds at most 10000")
+    return [_point(base, dict(zip(keys, combo)), seeds, root, str(path)) for combo in combos]
 
 
 def _stat(values: list[float | None]) -> dict[str, float] | None:
