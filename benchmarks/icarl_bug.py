@@ -20,7 +20,7 @@ from lifelong.config import make_config
 from lifelong.data.mnist import load_mnist
 from lifelong.data.streams import Task
 from lifelong.plugins.mix import MixMemory
-from lifelong.session import execute_run, prepare_run
+from lifelong.runs.session import execute_run, prepare_run
 
 
 _MIX = MixMemory.training_set

@@ -29,7 +29,7 @@ def compare(benchmark: str, method: str, refresh: dict, seeds: str, jobs: int, o
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
-    from lifelong.compare import refresh_tag
+    from lifelong.runs.compare import refresh_tag
 
     return json.loads((out / f"compare-{refresh_tag(refresh)}.json").read_text())
 

@@ -19,7 +19,7 @@ from lifelong.objective import SI, CrossEntropy, StepBatch
 from lifelong.optim import SGD
 from lifelong.plugins import ClipGrad, HeadWarmup
 from lifelong.seeding import torch_generator
-from lifelong.session import execute_run, prepare_run
+from lifelong.runs.session import execute_run, prepare_run
 from lifelong.loop import TrainState, train
 from tests.conftest import make_source, write_fashion_mnist
 

@@ -12,9 +12,9 @@ import torch
 from lifelong.config import NOT_IDENTITY, make_config
 from lifelong.metrics import mean_std
 from lifelong.plugins import Refresh
-from lifelong.runs import Run, group_runs
+from lifelong.runs.finished import Run, group_runs
 from lifelong.seeding import torch_generator
-from lifelong.session import config_hash, execute_run, prepare_run
+from lifelong.runs.session import config_hash, execute_run, prepare_run
 from tests.conftest import write_fashion_mnist
 
 
@@ -86,7 +86,7 @@ def test_mean_std_is_one_rule():
     assert mean_std([1.0, None, 3.0]) == (2.0, math.sqrt(2.0))  # missing values left out, n - 1
     assert mean_std([5.0]) == (5.0, 0.0)
     assert mean_std([None, None]) is None
-    from lifelong import compare, figures, sweep
+    from lifelong.runs import compare, figures, sweep
 
     values = [81.0, 83.0, 86.0]
     assert figures._mean_std(values) == mean_std(values)
@@ -105,7 +105,7 @@ def test_run_log_has_the_task_lines_however_the_run_is_started(fashion, tmp_path
 
 def test_default_folders_come_from_one_place(monkeypatch, tmp_path):
     from lifelong import config as config_module
-    from lifelong.session import default_out
+    from lifelong.runs.session import default_out
 
     monkeypatch.setattr(config_module, "RUNS_ROOT", tmp_path / "elsewhere")
     out = default_out(make_config({}, {"method": {"name": "mine", "terms": [{"term": "ce"}]}, "seed": 7}))
@@ -185,7 +185,7 @@ def test_the_readme_python_example_runs_with_the_public_api(tmp_path, monkeypatc
         return stream
 
     monkeypatch.setattr(lifelong, "build_stream", small_stream, raising=False)
-    monkeypatch.setattr("lifelong.session.build_stream", small_stream)
+    monkeypatch.setattr("lifelong.runs.session.build_stream", small_stream)
     monkeypatch.chdir(tmp_path)
     try:
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelong.compare import parse_seeds, summarize, t95
+from lifelong.runs.compare import parse_seeds, summarize, t95
 from lifelong.config import make_config
 from lifelong.data.streams import class_incremental
 from lifelong.errors import ConfigError

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lifelong import figures, metrics, runs
+from lifelong import metrics
+from lifelong.runs import figures
+from lifelong.runs import finished as runs
 from lifelong.errors import UserError
-from lifelong.html_report import write_report
+from lifelong.runs.html_report import write_report
 
 S2 = math.sqrt(2)
 
@@ -194,7 +196,7 @@ def test_other_schema_versions_and_missing_configs_are_refused(tmp_path):
 
 
 def test_the_supported_schema_is_the_one_runs_write():
-    from lifelong.report import SCHEMA_VERSION
+    from lifelong.runs.report import SCHEMA_VERSION
 
     assert SCHEMA_VERSION in runs.SUPPORTED_SCHEMAS
 
@@ -254,13 +256,13 @@ def test_report_refuses_an_output_that_is_a_file(tmp_path, run_dirs):
 
 
 def test_importing_figures_does_not_import_matplotlib():
-    code = "import sys, lifelong.figures, lifelong.html_report; print('matplotlib' in sys.modules)"
+    code = "import sys, lifelong.runs.figures, lifelong.runs.html_report; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
 
 def test_accuracy_axes_follow_the_data():
-    from lifelong.figures import accuracy_limits
+    from lifelong.runs.figures import accuracy_limits
 
     assert accuracy_limits([95.2, 98.9, 99.4]) == (90.0, 101.0)  # not 0-100 for task-IL accuracies
     assert accuracy_limits([19.7, 85.0]) == (15.0, 90.0)

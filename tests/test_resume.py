@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lifelong import checkpoint as ckpt
+from lifelong.runs import checkpoint as ckpt
 from lifelong.cli import main
 from lifelong.config import make_config
 from lifelong.errors import UserError
-from lifelong.runfolder import RunLock
-from lifelong.session import execute_run, prepare_run
+from lifelong.runs.folder import RunLock
+from lifelong.runs.session import execute_run, prepare_run
 from tests.conftest import write_fashion_mnist
 
 VOLATILE = {"wall_seconds", "train_seconds", "peak_rss_mb", "peak_cuda_mb", "command", "versions"}
@@ -119,7 +119,7 @@ def test_resume_after_a_crash_anywhere_equals_an_uninterrupted_run(kind, at, dat
 
 
 def test_graceful_stop_then_resume(data_root, reference, tmp_path, monkeypatch):
-    import lifelong.session as session
+    import lifelong.runs.session as session
 
     class StopAfter:
         def __init__(self, *a):

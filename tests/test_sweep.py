@@ -10,7 +10,7 @@ import pytest
 
 from lifelong.cli import main
 from lifelong.errors import ConfigError
-from lifelong.sweep import load_sweep
+from lifelong.runs.sweep import load_sweep
 from tests.conftest import write_fashion_mnist
 
 SRC = str(Path(__file__).parents[1] / "src")

@@ -15,7 +15,7 @@ from lifelong.data.benchmarks import BENCHMARKS
 from lifelong.errors import ConfigError, DataError
 from lifelong.memory import MEMORIES
 from lifelong.nets import BACKBONES
-from lifelong.session import import_user_code
+from lifelong.runs.session import import_user_code
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

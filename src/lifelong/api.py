@@ -14,7 +14,7 @@ def run(config: RunConfig | None = None, *, resume: bool = False, **values: Any)
     ``seed=0``, ``out="runs/x"``, ...); settings left out come from the published settings for the
     benchmark and method, as on the command line. Mistakes raise
     :class:`lifelong.errors.ConfigError` with one line saying what to fix."""
-    from lifelong.session import execute_run, prepare_run
+    from lifelong.runs.session import execute_run, prepare_run
 
     if config is None:
         config = make_config({}, values)

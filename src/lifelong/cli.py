@@ -317,10 +317,10 @@ def _summary_lines(rows: list[dict]) -> list[str]:
 def _run_seeds(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from lifelong.compare import parse_seeds
+    from lifelong.runs.compare import parse_seeds
     from lifelong.config import default_folder, make_config, method_name
-    from lifelong.parallel import run_all
-    from lifelong.sweep import Point, summarize, write_tables
+    from lifelong.runs.parallel import run_all
+    from lifelong.runs.sweep import Point, summarize, write_tables
 
     if args.resume or args.dry_run:
         raise UserError("--seeds cannot be combined with --resume or --dry-run")
@@ -349,8 +349,8 @@ def _run_seeds(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from lifelong.parallel import run_all
-    from lifelong.sweep import load_sweep, summarize, write_tables
+    from lifelong.runs.parallel import run_all
+    from lifelong.runs.sweep import load_sweep, summarize, write_tables
 
     points = load_sweep(Path(args.file), args.out)
     configs = [c for p in points for c in p.configs]
@@ -380,7 +380,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, started: float) -> int:
     from lifelong.config import make_config
-    from lifelong.session import execute_run, prepare_run
+    from lifelong.runs.session import execute_run, prepare_run
 
     if args.seeds is not None:
         return _run_seeds(args)
@@ -402,7 +402,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
     print(f"lifelong: {run.describe()}", file=sys.stderr)
     progress = _Progress(run.stream.num_tasks, args.quiet)
     metrics_doc = execute_run(run, progress, started)
-    from lifelong.report import format_table
+    from lifelong.runs.report import format_table
 
     print(format_table(metrics_doc, run.out))
     if metrics_doc["status"] == "interrupted":
@@ -420,7 +420,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from lifelong.compare import format_comparison, parse_seeds, run_comparison
+    from lifelong.runs.compare import format_comparison, parse_seeds, run_comparison
     from lifelong.config import default_folder, make_config, method_name
 
     seeds = parse_seeds(args.seeds)
@@ -450,7 +450,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lifelong.html_report import write_report
+    from lifelong.runs.html_report import write_report
 
     folders: list[Path] = []
     for given in map(Path, args.runs):
@@ -472,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, started)
         if args.command == "list":
-            from lifelong.session import import_user_code
+            from lifelong.runs.session import import_user_code
 
             import_user_code(args.imports)
             return _list_method(args.method) if args.method else _list()

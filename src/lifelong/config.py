@@ -291,7 +291,7 @@ def _check_ranges(config: RunConfig) -> None:
 
 
 def _check_choices(config: RunConfig) -> None:
-    from lifelong.loggers import LOGGERS
+    from lifelong.runs.loggers import LOGGERS
 
     unknown_loggers = [name for name in config.log if name not in LOGGERS]
     if unknown_loggers:

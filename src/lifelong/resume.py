@@ -1,15 +1,13 @@
 """Checkpoint payloads: what a run needs to continue exactly where it stopped, and putting it
 back (the model, the optimiser, the memory, every term's and plug-in's state, all random
 generators, the position in the stream and the results so far). Written and read by
-:func:`lifelong.loop.train`; stored by :class:`lifelong.checkpoint.CheckpointStore`."""
+:func:`lifelong.loop.train`; stored by :class:`lifelong.runs.checkpoint.CheckpointStore`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
-
-from lifelong.checkpoint import CheckpointStore
 
 if TYPE_CHECKING:  # only for annotations: the loop imports this module
     from lifelong.loop import LossMonitor, RunResult, TrainState
@@ -34,13 +32,20 @@ class Position:
         return self.epoch > 0 or self.start > 0
 
 
+class Store(Protocol):
+    """Where checkpoints go: :class:`lifelong.runs.checkpoint.CheckpointStore` (files, atomic,
+    checksummed) or anything with this method."""
+
+    def save(self, payload: dict[str, Any], step: int) -> Any: ...
+
+
 @dataclass
 class Checkpointing:
     """Checkpoints for :func:`train`: where (``store``), how often in steps besides every task end
     (``every``, 0 for task ends only), the checkpoint to resume from (``resume``), a test of
     whether the process was asked to stop, and a fingerprint of the run's configuration."""
 
-    store: CheckpointStore
+    store: Store
     every: int = 0
     resume: dict | None = None
     stop_requested: Callable[[], bool] = lambda: False

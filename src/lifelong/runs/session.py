@@ -20,14 +20,14 @@ from lifelong.config import NOT_IDENTITY, RunConfig, default_folder, method_name
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
-from lifelong.loggers import Fanout, RunLoggers, check_loggers
+from lifelong.runs.loggers import Fanout, RunLoggers, check_loggers
 from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone, set_head
 from lifelong.optim import SGD
-from lifelong.checkpoint import CheckpointStore, atomic_write_bytes
+from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes
 from lifelong.components import check_resumable
-from lifelong.report import RunLog, build_metrics, write_config, write_results
-from lifelong.runfolder import RunLock, check_out_dir, create_out_dir
+from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
+from lifelong.runs.folder import RunLock, check_out_dir, create_out_dir
 from lifelong.seeding import derive
 from lifelong.loop import Checkpointing, Events, train
 

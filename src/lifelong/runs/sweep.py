@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lifelong.compare import parse_seeds
+from lifelong.runs.compare import parse_seeds
 from lifelong.config import RUNS_ROOT, RunConfig, load_yaml_document, make_config
 from lifelong.metrics import mean_std
 from lifelong.errors import ConfigError

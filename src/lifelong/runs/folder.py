@@ -7,7 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from lifelong.checkpoint import atomic_write_bytes
+from lifelong.runs.checkpoint import atomic_write_bytes
 from lifelong.errors import ConfigError
 
 RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log", "model.pt",

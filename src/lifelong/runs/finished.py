@@ -1,6 +1,6 @@
 """Finished runs read back from their folders, and grouped into configurations.
 
-A run folder (see :mod:`lifelong.report`) is read with :func:`load_runs`; runs that differ only
+A run folder (see :mod:`lifelong.runs.report`) is read with :func:`load_runs`; runs that differ only
 by their seed are one configuration (:func:`group_runs`), labelled by method (and buffer size
 when the method keeps a memory), with any other differing setting appended.
 """
@@ -18,7 +18,7 @@ from lifelong.errors import UserError
 from lifelong.methods import PRESETS
 
 Matrix = Sequence[Sequence[float]]
-SUPPORTED_SCHEMAS = (1,)  # lifelong.report.SCHEMA_VERSION; checked by the tests
+SUPPORTED_SCHEMAS = (1,)  # lifelong.runs.report.SCHEMA_VERSION; checked by the tests
 _REQUIRED = ("schema_version", "complete", "benchmark", "method", "seed", "num_tasks", "class_il", "task_il",
              "wall_seconds")
 _NOT_IDENTITY = set(NOT_IDENTITY) | set(PER_SEED)  # the seeds of one configuration differ only in these

@@ -10,7 +10,8 @@ import html
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from lifelong import figures, runs
+from lifelong.runs import figures
+from lifelong.runs import finished as runs
 from lifelong.errors import UserError
 
 _FIGURES: tuple[tuple[str, str, Callable[[Sequence], Any], Callable[..., Path], bool], ...] = (

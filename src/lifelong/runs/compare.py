@@ -13,7 +13,7 @@ from typing import Any, Callable
 from lifelong.config import RunConfig
 from lifelong.errors import ConfigError
 from lifelong.metrics import mean_std
-from lifelong.parallel import run_all
+from lifelong.runs.parallel import run_all
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,

@@ -16,7 +16,7 @@ from lifelong.config import RunConfig
 def run_one(config: RunConfig, threads: int | None = None) -> dict[str, Any]:
     """Run ``config`` into ``config.out``: reuse it if complete there, resume it if it holds a
     checkpoint, else start it (over). Returns the metrics document."""
-    from lifelong.session import execute_run, prepare_run
+    from lifelong.runs.session import execute_run, prepare_run
 
     if threads:
         import torch

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from lifelong import metrics
-from lifelong.runfolder import atomic_write
+from lifelong.runs.folder import atomic_write
 from lifelong.loop import RunResult
 
 SCHEMA_VERSION = 1

@@ -1,6 +1,6 @@
 """Figures of finished runs: what is plotted (pure functions on accuracy matrices) and the plots.
 
-Runs are read and grouped by :mod:`lifelong.runs`. For one configuration and one scenario
+Runs are read and grouped by :mod:`lifelong.runs.finished`. For one configuration and one scenario
 (class-IL or task-IL) the data functions take the accuracy matrices of its seeds, ``R[i][j]``
 (percent; row ``i`` after training task ``i``, column ``j`` task ``j``), and return plain lists of
 floats: a statistic per seed, then its mean and sample standard deviation over the seeds (the
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lifelong.metrics import mean_std
-from lifelong.runs import Configuration, Matrix
+from lifelong.runs.finished import Configuration, Matrix
 
 Stats = dict[str, Any]
 
