@@ -126,7 +126,9 @@ def test_one_thread_per_run_and_one_job_per_cpu_by_default(monkeypatch, tmp_path
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
-    monkeypatch.setattr(cli, "available_cpus", lambda: 2)
+    from lifelong.runs import parallel
+
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
     assert (cli._jobs(None, 5), cli._jobs(None, 1), cli._jobs(1, 5)) == (2, 1, 1)
     with pytest.raises(UserError, match="--jobs must lie in 1..2"):
         cli._jobs(3, 5)

@@ -135,70 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _list() -> int:
-    from lifelong.data.benchmarks import BENCHMARKS
-    from lifelong.memory import MEMORIES
-    from lifelong.methods import PRESETS
-    from lifelong.nets import BACKBONES
-    from lifelong.objective import TERMS
-    from lifelong.plugins import PLUGINS
+def _list(args: argparse.Namespace) -> int:
+    from lifelong.catalog import catalog, method_card
+    from lifelong.runs.session import import_user_code
 
-    mine = " (registered)"
-    print("benchmarks:")
-    for b in BENCHMARKS.values():
-        print(f"  {b.name:<22} {b.description}{'' if b.builtin else mine}")
-    print("methods:")
-    for m in PRESETS.values():
-        params = ", ".join(f"{k}={v}" for k, v in m.params.items())
-        print(f"  {m.name:<22} {m.description}" + (f" [{params}]" if params else ""))
-        if m.paper != "-":
-            print(f"  {'':<22}   {m.paper}")
-    print("backbones:")
-    for bb in BACKBONES.values():
-        print(f"  {bb.name:<22} {bb.description}{'' if bb.builtin else mine}")
-    print("for your own recipe (see examples/; `lifelong list --method NAME` shows a preset's):")
-    builtin_modules = ("lifelong.",)
-
-    def names(table: dict) -> str:
-        return ", ".join(n + ("" if cls.__module__.startswith(builtin_modules) else mine) for n, cls in table.items())
-
-    print(f"  {'terms':<22} {names(dict(sorted(TERMS.items())))}")
-    print(f"  {'memories':<22} {names(MEMORIES)}")
-    print(f"  {'plug-ins':<22} {names(dict(sorted(PLUGINS.items())))}")
-    return 0
-
-
-def _list_method(name: str) -> int:
-    """One preset: description, source, its recipe as YAML, parameters, published settings."""
-    import yaml
-
-    from lifelong import hparams
-    from lifelong.data.benchmarks import BENCHMARKS
-    from lifelong.methods import PRESETS
-
-    if name not in PRESETS:
-        raise UserError(f"unknown method {name!r}; choose one of: {', '.join(PRESETS)}")
-    preset = PRESETS[name]
-    print(f"{preset.name}: {preset.description}")
-    if preset.paper != "-":
-        print(f"source: {preset.paper}")
-    print("recipe:")
-    print("  " + yaml.safe_dump(preset.recipe, sort_keys=False, default_flow_style=None).rstrip().replace("\n", "\n  "))
-    print("parameters: " + (", ".join(f"{k}={v}" for k, v in preset.params.items()) or "none"))
-    print("published settings (src/lifelong/hparams/):")
-    found = False
-    for benchmark in BENCHMARKS:
-        entries = (hparams.load(benchmark).get("methods") or {}).get(name) or {}
-        for key, entry in entries.items():
-            found = True
-            where = "any buffer" if key == "any" else f"buffer {key}"
-            values = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("params", "note"))
-            params = ", ".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
-            print(f"  {benchmark}, {where}: {values}" + (f"; {params}" if params else "")
-                  + (f"  ({entry['note']})" if entry.get("note") else ""))
-    if not found:
-        print("  none")
-    print("every difference from the paper and its reference code: docs/METHODS.md")
+    import_user_code(args.imports)
+    print("\n".join(method_card(args.method) if args.method else catalog()))
     return 0
 
 
@@ -252,54 +194,20 @@ def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
 
 def _resume_config(args: argparse.Namespace):
     """The configuration stored in the run folder given to --resume (no other run flags)."""
-    import json
-
-    from lifelong.config import KEYS, make_config, parse_yaml
+    from lifelong.config import KEYS
+    from lifelong.runs.session import config_to_resume
 
     given = [k for k, v in vars(args).items() if k in KEYS and k != "threads"] + (["config"] if args.config else [])
     if given or args.param or args.refresh_param:
         flag = "--" + (given[0] if given else "param").replace("_", "-")
         raise UserError(f"--resume continues a run with its own configuration; drop {flag}")
-    run_dir = Path(args.resume)
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise UserError(f"{run_dir} is not a lifelong run folder (no config.yaml); give the folder of the run to resume")
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file():
-        try:
-            if json.loads(metrics.read_text()).get("complete"):
-                raise UserError(f"the run in {run_dir} is already complete; nothing to resume")
-        except ValueError:
-            pass
-    try:
-        resolved = parse_yaml(config_file.read_text(encoding="utf-8"))
-    except Exception:
-        raise UserError(f"{config_file} cannot be read; the run cannot be resumed") from None
-    if not isinstance(resolved, dict):
-        raise UserError(f"{config_file} is not a run configuration; the run cannot be resumed")
-    values = {k: v for k, v in resolved.items() if k in KEYS}
-    values["out"] = str(run_dir)
-    if getattr(args, "threads", None):
-        values["threads"] = args.threads
-    return make_config(values, {})
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return config_to_resume(Path(args.resume), getattr(args, "threads", None))
 
 
 def _jobs(jobs: int | None, runs: int) -> int:
-    """``--jobs`` checked, or its default: one process per CPU, at most one per run."""
-    cpus = available_cpus()
-    if jobs is None:
-        return max(1, min(cpus, runs))
-    if not 1 <= jobs <= cpus:
-        raise UserError(f"--jobs must lie in 1..{cpus} (the CPUs here), got {jobs}")
-    return jobs
+    from lifelong.runs.parallel import choose_jobs
+
+    return choose_jobs(jobs, runs)
 
 
 def _summary_lines(rows: list[dict]) -> list[str]:
@@ -472,10 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, started)
         if args.command == "list":
-            from lifelong.runs.session import import_user_code
-
-            import_user_code(args.imports)
-            return _list_method(args.method) if args.method else _list()
+            return _list(args)
         if args.command == "compare":
             return _compare(args)
         if args.command == "report":
@@ -490,3 +395,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nlifelong: interrupted before training started; nothing was written as complete", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `lifelong list | head`: the reader went away; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -5,12 +5,32 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from lifelong.config import RunConfig
+from lifelong.errors import ConfigError
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def choose_jobs(jobs: int | None, runs: int) -> int:
+    """``jobs`` checked, or its default: one process per CPU, at most one per run."""
+    cpus = available_cpus()
+    if jobs is None:
+        return max(1, min(cpus, runs))
+    if not 1 <= jobs <= cpus:
+        raise ConfigError(f"--jobs must lie in 1..{cpus} (the CPUs here), got {jobs}")
+    return jobs
 
 
 def run_one(config: RunConfig, threads: int | None = None) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lifelong.config import NOT_IDENTITY, RunConfig, default_folder, method_name, refresh_plugins
+from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name, parse_yaml,
+                             refresh_plugins)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
@@ -94,6 +95,32 @@ class _LogLines:
         mean_loss = self.loss_sum / max(self.count, 1)
         self.log.write(f"task {task.index + 1} done: mean loss {mean_loss:.4f}; class-IL "
                        f"{[round(a, 2) for a in class_il]}; task-IL {[round(a, 2) for a in task_il]}")
+
+
+def config_to_resume(run_dir: Path, threads: int | None = None) -> RunConfig:
+    """The configuration stored in a run folder, to continue it (``--resume``); one-line errors
+    for a folder that is not a run, a run already complete, or an unreadable configuration."""
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"{run_dir} is not a lifelong run folder (no config.yaml); give the folder of the run to resume")
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        try:
+            if json.loads(metrics.read_text()).get("complete"):
+                raise ConfigError(f"the run in {run_dir} is already complete; nothing to resume")
+        except ValueError:
+            pass
+    try:
+        resolved = parse_yaml(config_file.read_text(encoding="utf-8"))
+    except Exception:
+        raise ConfigError(f"{config_file} cannot be read; the run cannot be resumed") from None
+    if not isinstance(resolved, dict):
+        raise ConfigError(f"{config_file} is not a run configuration; the run cannot be resumed")
+    values = {k: v for k, v in resolved.items() if k in KEYS}
+    values["out"] = str(run_dir)
+    if threads:
+        values["threads"] = threads
+    return make_config(values, {})
 
 
 def import_user_code(names: list[str]) -> None:
