@@ -145,10 +145,13 @@ def mammoth_results(path: Path | None, group: str, name: str, flags: str, seeds:
     for line in path.read_text().splitlines():
         doc = json.loads(line)
         if (doc.get("dataset") == MAMMOTH_DATASETS.get(group) and doc.get("model") == model
-                and doc.get("buffer") == buffer and "class_il" in doc and doc.get("seed") in seeds):
+                and doc.get("buffer") == buffer and doc.get("seed") in seeds):
             rows[doc["seed"]] = doc
     docs = [rows[s] for s in sorted(rows)]
-    return [d["class_il"] for d in docs], [d["task_il"] for d in docs]
+    # domain-IL (Permuted-MNIST): one accuracy, reported as both
+    cil = [d["class_il"] if d.get("class_il") is not None else d["domain_il"] for d in docs]
+    til = [d["task_il"] if d.get("task_il") is not None else d["domain_il"] for d in docs]
+    return cil, til
 
 
 def change(now: list[float], before: float | None) -> str:
@@ -186,6 +189,7 @@ def main() -> None:
         runs = [results[(name, s)] for s in args.seeds]
         failed = [s for s, r in zip(args.seeds, runs) if not r["complete"]]
         ref_c, ref_t = mammoth_results(mammoth, args.group, name, flags, args.seeds)
+        ref_n = f" (n={len(ref_c)})" if 0 < len(ref_c) < len(args.seeds) else ""
         prev_c, prev_t = before.get(name, (None, None))
         if failed:
             lines.append(f"| {name} | `{flags}` | diverged (seeds {' '.join(map(str, failed))}) | {mean_std(ref_c)} | "
@@ -197,8 +201,8 @@ def main() -> None:
         fgt = [r["class_il"]["forgetting"] for r in runs if r["class_il"]["forgetting"] is not None]
         wall = statistics.mean(r["wall_seconds"] for r in runs)
         lines.append(
-            f"| {name} | `{flags}` | {mean_std(cil)} | {mean_std(ref_c)} | {pub_c if pub_c is not None else '-'} | "
-            f"{change(cil, prev_c)} | {mean_std(til)} | {mean_std(ref_t)} | {pub_t if pub_t is not None else '-'} | "
+            f"| {name} | `{flags}` | {mean_std(cil)} | {mean_std(ref_c)}{ref_n} | {pub_c if pub_c is not None else '-'} | "
+            f"{change(cil, prev_c)} | {mean_std(til)} | {mean_std(ref_t)}{ref_n} | {pub_t if pub_t is not None else '-'} | "
             f"{change(til, prev_t)} | {mean_std(fgt) if fgt else '-'} | {wall:.1f} |")
     text = "\n".join(lines) + "\n"
     print(text)
