@@ -22,24 +22,38 @@ def check_out_dir(path: Path, overwrite: bool) -> None:
         raise ConfigError(f"output folder {path} exists and is not empty; pass --overwrite or choose another --out")
 
 
-def create_out_dir(path: Path, *, clear: bool = True) -> None:
-    """Create the folder and prove it writable; with ``clear``, remove a previous run's files
-    (``--overwrite``), metrics first, so that nothing stale looks complete."""
+def open_out_dir(path: Path, lock: "RunLock", *, clear: bool = True, overwrite: bool = False) -> None:
+    """Create the folder, take its lock, prove it writable; with ``clear`` (a new run) refuse it
+    if it holds anything besides ``run.lock`` unless ``overwrite``, then remove a previous run's
+    files (metrics first, so that nothing stale looks complete). The lock comes before any look
+    inside, so a second run started at the same moment is refused having changed nothing."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {path}: {exc.strerror or exc}; choose another --out") from None
+    if lock.fd is None:
+        lock.acquire()
+    if clear:
+        check_out_dir(path, overwrite)
+    try:
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
         if clear:
-            for name in RUN_FILES:
-                (path / name).unlink(missing_ok=True)
-            for sub in ("checkpoints", "tensorboard"):
-                if (path / sub).is_dir():
-                    for f in (path / sub).iterdir():
-                        if f.is_file():
-                            f.unlink()
+            _clear(path)
     except OSError as exc:
         raise ConfigError(f"cannot write to output folder {path}: {exc.strerror or exc}; choose another --out") from None
+
+
+def _clear(path: Path) -> None:
+    """Remove the files a run writes (``--overwrite``); other files stay."""
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+    for sub in ("checkpoints", "tensorboard"):
+        if (path / sub).is_dir():
+            for f in (path / sub).iterdir():
+                if f.is_file():
+                    f.unlink()
 
 
 def atomic_write(path: Path, text: str) -> None:

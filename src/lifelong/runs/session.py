@@ -28,7 +28,7 @@ from lifelong.optim import SGD
 from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes
 from lifelong.components import check_resumable
 from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
-from lifelong.runs.folder import RunLock, check_out_dir, create_out_dir
+from lifelong.runs.folder import RunLock, check_out_dir, open_out_dir
 from lifelong.seeding import derive
 from lifelong.loop import Checkpointing, Events, train
 
@@ -178,10 +178,10 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     device = resolve_device(config.device)
     out = Path(config.out) if config.out else default_out(config)
     lock = RunLock(out)
-    if out.is_dir() and not dry_run:
-        lock.acquire()  # a folder another run is writing to is refused before anything else
+    if lock.path.is_file() and not dry_run:
+        lock.acquire()  # a folder another run is writing to is refused before the data are read
     try:
-        if not resume:
+        if not resume:  # checked early, read only; checked again under the lock (open_out_dir)
             check_out_dir(out, config.overwrite)
         torch.set_num_threads(config.threads or DEFAULT_THREADS)
         if config.deterministic:
@@ -225,9 +225,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     check_loggers(config.log)
     if dry_run:
         return resolved
-    create_out_dir(out, clear=not resume)
-    if lock.fd is None:
-        lock.acquire()
+    open_out_dir(out, lock, clear=not resume, overwrite=config.overwrite)
     payload, notes = None, []
     if resume:
         store = CheckpointStore(out)

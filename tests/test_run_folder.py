@@ -1,0 +1,83 @@
+"""A single run's folder: one writer from the first file on, damaged checkpoints set aside, a
+second Ctrl-C reported as it happened, task lines that survive a resume, the lock file left
+behind, and task numbers counted from 1 in what the user reads."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+import lifelong.loop as loop
+import lifelong.runs.session as session
+from lifelong.cli import main
+from lifelong.runs import checkpoint as ckpt
+from lifelong.runs.folder import RunLock
+from lifelong.runs.session import execute_run, prepare_run
+from tests.test_resume import Crash, _config, _run, _same_results, data_root, reference  # noqa: F401
+
+WINNER_FILES = ("config.yaml", "run.log", "events.jsonl", "steps.csv")
+
+
+def _cli_args(data_root: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", "--benchmark", "split-fashion-mnist", "--data-root", str(data_root), "--out", str(out),
+            "--method", "derpp", "--batch-size", "4", "--buffer-size", "20", "--checkpoint-every", "3",
+            "--threads", "1", "--lr", "0.05", "--quiet", *extra]
+
+
+def _crash_at(monkeypatch, at: int) -> None:
+    """The process dies at step ``at`` (only the files on disk remain)."""
+    original = loop.LossMonitor.observe
+
+    def observe(self, loss, task, step):
+        if step == at:
+            raise Crash
+        return original(self, loss, task, step)
+
+    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
+
+
+@pytest.mark.parametrize("winner", ["writing", "finished"])
+def test_a_second_run_on_the_same_new_folder_changes_nothing(winner, data_root, tmp_path, monkeypatch, capsys):
+    """Two runs started at once on a new ``--out``: both see no folder; the first creates it and
+    writes its files while the second loads its data. The second must then be refused (another
+    writer, or a folder that is no longer empty) without deleting anything."""
+    out = tmp_path / "run"
+    held = RunLock(out)
+    real_build_stream = session.build_stream
+
+    def the_other_run_gets_there_first(*args, **kwargs):
+        out.mkdir()
+        held.acquire()
+        for name in WINNER_FILES:
+            (out / name).write_text(f"the first run's {name}\n")
+        if winner == "finished":
+            held.release()
+        return real_build_stream(*args, **kwargs)
+
+    monkeypatch.setattr(session, "build_stream", the_other_run_gets_there_first)
+    try:
+        code = main(_cli_args(data_root, out))
+    finally:
+        held.release()
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    if winner == "writing":
+        assert "another lifelong run (pid" in err and "is writing to" in err
+    else:
+        assert "exists and is not empty" in err
+    for name in WINNER_FILES:
+        assert (out / name).read_text() == f"the first run's {name}\n", name
+    assert sorted(p.name for p in out.iterdir()) == sorted(WINNER_FILES + ("run.lock",))
+
+
+def test_a_refused_folder_gets_no_lock_file(data_root, tmp_path, capsys):
+    """A folder that is not empty (someone's own files) is refused without leaving run.lock in it."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    assert main(_cli_args(data_root, out)) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
