@@ -180,7 +180,9 @@ def test_truncated_and_unfinished_checkpoints_are_skipped(tmp_path):
     assert path.name == "ckpt-000000001.pt" and payload["x"].tolist() == [0, 1, 2]
     (tmp_path / "checkpoints" / "ckpt-000000009.pt").write_bytes(b"half")  # no .sha256: never finished
     assert ckpt.CheckpointStore(tmp_path).load_latest()[1].name == "ckpt-000000001.pt"
-    assert len(store.paths()) == 3 and len(list((tmp_path / "checkpoints").glob("*.sha256"))) == 2
+    assert [p.name for p in store.paths()] == ["ckpt-000000001.pt"]  # the others moved aside, digests too
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "damaged").iterdir()) == [
+        "ckpt-000000002.pt", "ckpt-000000002.pt.sha256", "ckpt-000000009.pt"]
 
 
 def test_only_the_newest_checkpoints_are_kept(tmp_path):

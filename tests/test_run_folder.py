@@ -81,3 +81,36 @@ def test_a_refused_folder_gets_no_lock_file(data_root, tmp_path, capsys):
     assert main(_cli_args(data_root, out)) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_when_every_checkpoint_is_damaged_the_new_ones_are_kept(data_root, reference, tmp_path, monkeypatch):
+    """Every checkpoint unreadable: the run starts over, the damaged ones are moved aside (and the
+    notes say so), and the new checkpoints survive pruning, so the next resume uses them."""
+    out = tmp_path / "run"
+    _crash_at(monkeypatch, 17)
+    with pytest.raises(Crash):
+        _run(_config(data_root, out))
+    damaged = ckpt.CheckpointStore(out).paths()
+    assert [p.name for p in damaged] == ["ckpt-000000015.pt", "ckpt-000000012.pt"]
+    for path in damaged:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    monkeypatch.undo()
+    _crash_at(monkeypatch, 7)
+    run = prepare_run(_config(data_root, out), resume=True)
+    for path in damaged:
+        assert any(path.name in n and "checkpoints/damaged" in n for n in run.notes), run.notes
+        assert (out / "checkpoints" / "damaged" / path.name).is_file()
+    assert "no usable checkpoint; starting from the beginning" in run.notes
+    with pytest.raises(Crash):
+        execute_run(run)
+    monkeypatch.undo()
+    assert [p.name for p in ckpt.CheckpointStore(out).paths()] == ["ckpt-000000006.pt", "ckpt-000000003.pt"]
+    run = prepare_run(_config(data_root, out), resume=True)
+    assert any(n.startswith("resuming from ckpt-000000006.pt") for n in run.notes), run.notes
+    assert "checkpoints/damaged" in (out / "run.log").read_text()
+    assert execute_run(run)["complete"]
+    _same_results(reference, out)
+    assert _run(_config(data_root, out, overwrite=True))["complete"]  # --overwrite clears them too
+    assert not any((out / "checkpoints" / "damaged").iterdir())

@@ -5,7 +5,9 @@ objects), loaded back with ``torch.load(weights_only=True)``. Each file is writt
 temporary name, flushed to disk and renamed; its SHA-256 is then written the same way next to
 it (``.sha256``), so a checkpoint without a matching digest is one whose writing was cut
 short. The newest :data:`KEEP` checkpoints are kept; reading falls back from a damaged one to
-the one before and says so. A checkpoint records :data:`FORMAT_VERSION`; others are refused.
+the one before and says so, and moves the damaged one to ``checkpoints/damaged/``, so that it
+never again counts among the newest (pruning would otherwise delete the good ones written after
+it). A checkpoint records :data:`FORMAT_VERSION`; others are refused.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from lifelong.errors import UserError
 
 FORMAT_VERSION = 1
 KEEP = 2
+DAMAGED = "damaged"  # the subfolder of checkpoints that could not be used
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 
 
@@ -81,7 +84,7 @@ class CheckpointStore:
             good = next((p.name for p in self.paths() if p != path and self._digest_ok(p)), None)
             keep = f"; the last good checkpoint is {good}" if good else ""
             raise CheckpointError(f"cannot write a checkpoint to {self.folder}: {exc.strerror or exc}{keep}") from None
-        for old in self.paths()[KEEP:]:
+        for old in [p for p in self.paths() if p != path][KEEP - 1:]:
             old.unlink(missing_ok=True)
             old.with_name(old.name + ".sha256").unlink(missing_ok=True)
         return path
@@ -94,21 +97,34 @@ class CheckpointStore:
         except OSError:
             return False
 
+    def _set_aside(self, path: Path) -> str:
+        """Move an unusable checkpoint and its digest to ``checkpoints/damaged/``; say where."""
+        target = self.folder / DAMAGED
+        try:
+            target.mkdir(exist_ok=True)
+            for p in (path, path.with_name(path.name + ".sha256")):
+                if p.exists():
+                    os.replace(p, target / p.name)
+        except OSError as exc:
+            return f"it could not be moved aside ({exc.strerror or exc})"
+        return f"moved to checkpoints/{DAMAGED}/"
+
     def load_latest(self) -> tuple[dict[str, Any], Path] | None:
         """The newest checkpoint that is whole and readable, or ``None`` if there is none.
 
-        Damaged or unfinished ones are skipped with a note in :attr:`notes`; a checkpoint of
-        another format version is an error (it will not become readable by skipping it)."""
+        Damaged or unfinished ones are moved aside (:meth:`_set_aside`) with a note in
+        :attr:`notes`; a checkpoint of another format version is an error (it will not become
+        readable by skipping it)."""
         for path in self.paths():
             if not self._digest_ok(path):
                 self.notes.append(f"checkpoint {path.name} is damaged or was not finished (its SHA-256 does not "
-                                  f"match); falling back to an earlier one")
+                                  f"match); {self._set_aside(path)}, falling back to an earlier one")
                 continue
             try:
                 payload = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
             except Exception as exc:  # a file with a valid digest but unreadable contents
                 self.notes.append(f"checkpoint {path.name} cannot be read ({type(exc).__name__}); "
-                                  f"falling back to an earlier one")
+                                  f"{self._set_aside(path)}, falling back to an earlier one")
                 continue
             version = payload.get("format_version") if isinstance(payload, dict) else None
             if version != FORMAT_VERSION:

@@ -49,7 +49,7 @@ def _clear(path: Path) -> None:
     """Remove the files a run writes (``--overwrite``); other files stay."""
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
-    for sub in ("checkpoints", "tensorboard"):
+    for sub in ("checkpoints/damaged", "checkpoints", "tensorboard"):
         if (path / sub).is_dir():
             for f in (path / sub).iterdir():
                 if f.is_file():
