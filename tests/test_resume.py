@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -138,7 +139,8 @@ def test_graceful_stop_then_resume(data_root, reference, tmp_path, monkeypatch):
     monkeypatch.setattr(session, "_StopFlag", StopAfter)
     out = tmp_path / "run"
     doc = _run(_config(data_root, out))
-    assert doc["status"] == "interrupted" and not doc["complete"] and "stopped at task" in doc["message"]
+    assert doc["status"] == "interrupted" and not doc["complete"]
+    assert re.match(r"stopped at task [1-5]/5, step \d+", doc["message"]), doc["message"]
     monkeypatch.undo()
     assert _run(_config(data_root, out), resume=True)["complete"]
     _same_results(reference, out)

@@ -114,3 +114,20 @@ def test_when_every_checkpoint_is_damaged_the_new_ones_are_kept(data_root, refer
     _same_results(reference, out)
     assert _run(_config(data_root, out, overwrite=True))["complete"]  # --overwrite clears them too
     assert not any((out / "checkpoints" / "damaged").iterdir())
+
+
+def test_divergence_and_resume_messages_count_tasks_from_one(data_root, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    original = loop.LossMonitor.observe
+
+    def observe(self, loss, task, step):
+        return original(self, loss * float("nan") if step == 8 else loss, task, step)
+
+    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
+    doc = _run(_config(data_root, out))
+    assert doc["status"] == "diverged"
+    assert doc["message"] == "the loss became nan at task 2/5, step 8", doc["message"]
+    monkeypatch.undo()
+    run = prepare_run(_config(data_root, out), resume=True)
+    assert "resuming from ckpt-000000008.pt (task 2/5, step 8)" in run.notes
+    assert execute_run(run)["complete"]

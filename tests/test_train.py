@@ -67,7 +67,7 @@ def test_non_finite_loss_stops_and_keeps_what_was_measured():
     recipe = Recipe("nan", Objective([(1.0, CrossEntropy()), (1.0, NaNAt(step=30))]))
     result, _ = _run(recipe)
     assert result.status == "diverged"
-    assert "the loss became nan at task 1, step 30" in result.message
+    assert "the loss became nan at task 2/3, step 30" in result.message
     assert len(result.class_il) == 1  # task 0 finished and was evaluated
 
 

@@ -97,12 +97,13 @@ class LossMonitor:
     every step's loss before the update; on a GPU reading a value waits for the device, so it
     sums the losses there and looks every ``every`` steps (a bad step may then already be
     applied; the run stops anyway). ``on_nan="stop"`` ends the run; ``"skip"`` drops the
-    step's update, and ends the run after 100 bad steps in a row."""
+    step's update, and ends the run after 100 bad steps in a row. Messages count tasks from 1
+    (``task 2/5``), as the tables do."""
 
-    def __init__(self, every: int = 1, on_nan: str = "stop") -> None:
+    def __init__(self, every: int = 1, on_nan: str = "stop", num_tasks: int | None = None) -> None:
         if on_nan not in ("stop", "skip"):
             raise ValueError(f"on_nan must be 'stop' or 'skip', got {on_nan!r}")
-        self.every, self.on_nan = every, on_nan
+        self.every, self.on_nan, self.num_tasks = every, on_nan, num_tasks
         self.total: torch.Tensor | None = None
         self.count = 0
         self.bad_in_a_row = 0
@@ -120,7 +121,8 @@ class LossMonitor:
             value, self.total, self.count = self.total.item() / self.count, None, 0
         if not math.isfinite(value):
             span = f"step {step}" if self.every == 1 else f"one of steps {step - self.every + 1}..{step}"
-            raise DivergedError(f"the loss became {value} at task {task}, {span}", task=task, step=step)
+            raise DivergedError(f"the loss became {value} at {task_name(task, self.num_tasks)}, {span}",
+                                task=task, step=step)
         return value
 
     def check(self, loss: torch.Tensor, task: int, step: int) -> tuple[bool, float | None]:
@@ -278,13 +280,17 @@ def train(
     return result
 
 
+def task_name(index: int, num_tasks: int | None = None) -> str:
+    """A task as the user reads it, counted from 1 like the tables: ``task 2/5`` for index 1."""
+    return f"task {index + 1}" + (f"/{num_tasks}" if num_tasks else "")
+
+
 def _why_stopped(exc: BaseException, state: TrainState) -> tuple[str, str]:
     if isinstance(exc, DivergedError):
         return "diverged", str(exc)
-    if isinstance(exc, StopRequested):
-        return "interrupted", f"stopped at task {state.task.index}, step {state.step}"
-    where = f"task {state.task.index}, step {state.step}" if state.task is not None else "the start"
-    return "interrupted", f"interrupted at {where}"
+    where = (f"{task_name(state.task.index, state.stream.num_tasks)}, step {state.step}" if state.task is not None
+             else "the start")
+    return "interrupted", f"{'stopped' if isinstance(exc, StopRequested) else 'interrupted'} at {where}"
 
 
 @dataclass
@@ -370,7 +376,8 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     """Check the arguments; build the state, memory, hooks, generators and the step; restore
     them from ``checkpointing.resume`` when given."""
     device = stream.source.train_x.device
-    monitor = LossMonitor(every=1 if device.type == "cpu" or on_nan == "skip" else 25, on_nan=on_nan)
+    monitor = LossMonitor(every=1 if device.type == "cpu" or on_nan == "skip" else 25, on_nan=on_nan,
+                          num_tasks=stream.num_tasks)
     first = next(model.parameters(), None)
     if first is not None and first.device != device:
         raise ValueError(f"the model is on {first.device} but the stream's data on {device}; move one of them")

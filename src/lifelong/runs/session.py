@@ -30,7 +30,7 @@ from lifelong.components import check_resumable
 from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
 from lifelong.runs.folder import RunLock, check_out_dir, open_out_dir
 from lifelong.seeding import derive
-from lifelong.loop import Checkpointing, Events, train
+from lifelong.loop import Checkpointing, Events, task_name, train
 
 
 @dataclass
@@ -236,8 +236,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
             if payload.get("config_hash") != config_hash(resolved):
                 raise ConfigError(f"the checkpoint in {out} was written by a different configuration; "
                                   f"resume only with the run's own config.yaml")
-            notes.append(f"resuming from {path.name} (task {payload['position']['task'] + 1}, "
-                         f"step {payload['position']['step']})")
+            notes.append(f"resuming from {path.name} ({_where(payload['position'], stream.num_tasks)})")
         else:
             notes.append("no usable checkpoint; starting from the beginning")
     else:
@@ -247,6 +246,13 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
         log.write(note)
     return PreparedRun(config, resolved, benchmark, stream, recipe, model, optimizer, device, out, log, lock,
                        payload, notes)
+
+
+def _where(position: dict[str, Any], num_tasks: int) -> str:
+    """Where a checkpoint stands, tasks counted from 1: ``task 2/5, step 8``."""
+    task = int(position["task"])
+    what = task_name(task, num_tasks) if task < num_tasks else "all tasks trained"
+    return f"{what}, step {position['step']}"
 
 
 class _StopFlag:
