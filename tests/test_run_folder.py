@@ -116,6 +116,80 @@ def test_when_every_checkpoint_is_damaged_the_new_ones_are_kept(data_root, refer
     assert not any((out / "checkpoints" / "damaged").iterdir())
 
 
+def _signals_at(monkeypatch, at: int, count: int) -> None:
+    """At step ``at``, ``count`` SIGINTs reach the process (as from Ctrl-C pressed quickly)."""
+    original = loop.LossMonitor.observe
+
+    def observe(self, loss, task, step):
+        if step == at:
+            for _ in range(count):
+                signal.raise_signal(signal.SIGINT)
+        return original(self, loss, task, step)
+
+    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
+
+
+def test_a_second_ctrl_c_before_any_checkpoint_says_there_is_nothing_to_resume(data_root, tmp_path, monkeypatch,
+                                                                              capsys):
+    out = tmp_path / "run"
+    _signals_at(monkeypatch, 1, 2)
+    code = main(_cli_args(data_root, out))
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert not ckpt.CheckpointStore(out).paths()
+    assert "a checkpoint was written" not in err and "Resume with" not in err
+    assert "no checkpoint" in err and "nothing to resume" in err
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["status"] == "interrupted" and not doc["complete"]
+    assert doc["message"].startswith("interrupted at task 1/5, step 1") and "no checkpoint" in doc["message"]
+
+
+def test_a_second_ctrl_c_names_the_checkpoint_there_is(data_root, reference, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _signals_at(monkeypatch, 7, 2)
+    code = main(_cli_args(data_root, out))
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert ckpt.CheckpointStore(out).paths()[0].name == "ckpt-000000006.pt"
+    assert "ckpt-000000006.pt" in err and f"Resume with: lifelong run --resume {out}" in err
+    assert "a checkpoint was written" not in err
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["message"].startswith("interrupted at task 2/5, step 7") and "ckpt-000000006.pt" in doc["message"]
+    monkeypatch.undo()
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    _same_results(reference, out)
+
+
+def test_one_ctrl_c_writes_a_checkpoint_and_names_it(data_root, reference, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _signals_at(monkeypatch, 7, 1)
+    code = main(_cli_args(data_root, out))
+    err = capsys.readouterr().err
+    assert code == 130
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["message"].startswith("stopped at task 2/5, step 8") and "ckpt-000000008.pt" in doc["message"]
+    assert "ckpt-000000008.pt" in err and f"Resume with: lifelong run --resume {out}" in err
+    monkeypatch.undo()
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    _same_results(reference, out)
+
+
+def test_a_ctrl_c_while_the_results_are_written_says_what_there_is(data_root, tmp_path, monkeypatch, capsys):
+    """A signal after training (the first one is then ignored; a second one interrupts the
+    writing of the results): the message names the newest checkpoint, not 'before training'."""
+    out = tmp_path / "run"
+
+    def interrupted(*args):
+        signal.raise_signal(signal.SIGINT)  # ignored: training is over
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(session, "write_results", interrupted)
+    code = main(_cli_args(data_root, out))
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err and "before training started" not in err
+    assert "the newest checkpoint is ckpt-000000030.pt" in err and "Resume with" in err
+
+
 def test_divergence_and_resume_messages_count_tasks_from_one(data_root, tmp_path, monkeypatch):
     out = tmp_path / "run"
     original = loop.LossMonitor.observe

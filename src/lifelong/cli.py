@@ -288,7 +288,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, started: float) -> int:
     from lifelong.config import make_config
-    from lifelong.runs.session import execute_run, prepare_run
+    from lifelong.runs.session import execute_run, prepare_run, resume_point
 
     if args.seeds is not None:
         return _run_seeds(args)
@@ -309,13 +309,18 @@ def _run(args: argparse.Namespace, started: float) -> int:
         run = prepare_run(config)
     print(f"lifelong: {run.describe()}", file=sys.stderr)
     progress = _Progress(run.stream.num_tasks, args.quiet)
-    metrics_doc = execute_run(run, progress, started)
+    resume_with = f" Resume with: lifelong run --resume {run.out}"
+    try:
+        metrics_doc = execute_run(run, progress, started)
+    except KeyboardInterrupt:  # a second signal after training, while the results were written
+        print(f"\nlifelong: interrupted; {resume_point(run.store)}.{resume_with if run.store.newest else ''}",
+              file=sys.stderr)
+        return 130
     from lifelong.runs.report import format_table
 
     print(format_table(metrics_doc, run.out))
-    if metrics_doc["status"] == "interrupted":
-        print(f"lifelong: stopped ({metrics_doc['message']}); a checkpoint was written. "
-              f"Resume with: lifelong run --resume {run.out}", file=sys.stderr)
+    if metrics_doc["status"] == "interrupted":  # the message says which checkpoint there is, if any
+        print(f"lifelong: {metrics_doc['message']}.{resume_with if run.store.newest else ''}", file=sys.stderr)
         return 130
     if not metrics_doc["complete"]:
         print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "

@@ -56,12 +56,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def step_of(path: Path) -> int:
+    """The step a checkpoint was written at, from its name (``ckpt-000000123.pt``: 123)."""
+    return int(_NAME.match(path.name).group(1))
+
+
 class CheckpointStore:
-    """The checkpoints of one run folder, in ``<run>/checkpoints``."""
+    """The checkpoints of one run folder, in ``<run>/checkpoints``. :attr:`newest` is the newest
+    one known to be whole: the one loaded, then each one written (``None`` before either), what
+    a message may offer to resume from."""
 
     def __init__(self, run_dir: Path) -> None:
         self.folder = Path(run_dir) / "checkpoints"
         self.notes: list[str] = []  # what loading had to skip, for the log and the user
+        self.newest: Path | None = None
 
     def paths(self) -> list[Path]:
         """Checkpoint files, newest first (by the step in their name)."""
@@ -84,6 +92,7 @@ class CheckpointStore:
             good = next((p.name for p in self.paths() if p != path and self._digest_ok(p)), None)
             keep = f"; the last good checkpoint is {good}" if good else ""
             raise CheckpointError(f"cannot write a checkpoint to {self.folder}: {exc.strerror or exc}{keep}") from None
+        self.newest = path
         for old in [p for p in self.paths() if p != path][KEEP - 1:]:
             old.unlink(missing_ok=True)
             old.with_name(old.name + ".sha256").unlink(missing_ok=True)
@@ -130,5 +139,6 @@ class CheckpointStore:
             if version != FORMAT_VERSION:
                 raise CheckpointError(f"checkpoint {path} has format version {version!r}; this lifelong reads "
                                       f"version {FORMAT_VERSION} only (use the lifelong version that wrote it)")
+            self.newest = path
             return payload, path
         return None

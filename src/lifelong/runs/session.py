@@ -25,12 +25,12 @@ from lifelong.runs.loggers import Fanout, RunLoggers, check_loggers
 from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone, set_head
 from lifelong.optim import SGD
-from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes
+from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes, step_of
 from lifelong.components import check_resumable
 from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
 from lifelong.runs.folder import RunLock, check_out_dir, open_out_dir
 from lifelong.seeding import derive
-from lifelong.loop import Checkpointing, Events, task_name, train
+from lifelong.loop import Checkpointing, Events, RunResult, task_name, train
 
 
 @dataclass
@@ -50,6 +50,11 @@ class PreparedRun:
     lock: RunLock
     resume: dict | None = None
     notes: list[str] = field(default_factory=list)
+    store: CheckpointStore | None = None  # the folder's checkpoints; ``store.newest`` is what resumes
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = CheckpointStore(self.out)
 
     def describe(self) -> str:
         c = self.resolved
@@ -226,9 +231,8 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     if dry_run:
         return resolved
     open_out_dir(out, lock, clear=not resume, overwrite=config.overwrite)
-    payload, notes = None, []
+    payload, notes, store = None, [], CheckpointStore(out)
     if resume:
-        store = CheckpointStore(out)
         found = store.load_latest()
         notes = list(store.notes)
         if found is not None:
@@ -245,7 +249,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     for note in notes:
         log.write(note)
     return PreparedRun(config, resolved, benchmark, stream, recipe, model, optimizer, device, out, log, lock,
-                       payload, notes)
+                       payload, notes, store)
 
 
 def _where(position: dict[str, Any], num_tasks: int) -> str:
@@ -282,10 +286,22 @@ class _StopFlag:
         return self.requested
 
 
+def resume_point(store: CheckpointStore, steps: int | None = None) -> str:
+    """What a stopped run can be resumed from, in words: the newest whole checkpoint (and whether
+    it holds the step ``steps`` where training stopped), or that there is none."""
+    if store.newest is None:
+        return "no checkpoint was written, nothing to resume from"
+    at = step_of(store.newest)
+    if at == steps:
+        return f"checkpoint {store.newest.name} holds this point"
+    return f"the newest checkpoint is {store.newest.name}, from step {at}"
+
+
 def execute_run(run: PreparedRun, events: Events | None = None, started: float | None = None) -> dict[str, Any]:
     """Train (from the checkpoint when resuming), write the matrices, ``metrics.json`` and the
     final weights (``model.pt``); return the metrics document. ``status`` in it tells whether
-    the run completed, diverged or was stopped (then a checkpoint allows ``--resume``)."""
+    the run completed, diverged or was stopped; the message of a stopped run says which
+    checkpoint, if any, it can be resumed from (:func:`resume_point`)."""
     started = time.perf_counter() if started is None else started
     c = run.resolved
     run.log.write(f"start: {run.describe()}")
@@ -299,23 +315,17 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
     events = Fanout(events, _LogLines(run.log, run.stream.num_tasks), loggers)
     doc = None
     try:
-        with _StopFlag() as stop:
-            checkpointing = Checkpointing(CheckpointStore(run.out), c["checkpoint_every"], run.resume, stop,
-                                          config_hash(c))
+        with _StopFlag() as stop:  # until the results are written: a first signal then changes nothing
+            checkpointing = Checkpointing(run.store, c["checkpoint_every"], run.resume, stop, config_hash(c))
             result = train(
                 run.stream, run.model, run.recipe, run.optimizer,
                 seed=c["seed"], epochs=c["epochs"], batch_size=c["batch_size"], buffer_size=c["buffer_size"],
                 replay_batch_size=c["replay_batch_size"], augment_padding=run.benchmark.augment_padding,
                 events=events, checkpointing=checkpointing, on_nan=c["on_nan"],
             )
-        doc = build_metrics(result, c, wall_seconds=time.perf_counter() - started, num_tasks=run.stream.num_tasks)
-        if result.status == "complete":
-            buffer = io.BytesIO()
-            torch.save(run.model.state_dict(), buffer)
-            atomic_write_bytes(run.out / "model.pt", buffer.getvalue())
-        write_results(run.out, result, doc)
-        run.log.write(f"end: {result.status}{': ' + result.message if result.message else ''}; "
-                      f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}")
+            if result.status == "interrupted":
+                result.message += f"; {resume_point(run.store, result.steps)}"
+            doc = _write_results(run, result, started)
     except OSError as exc:
         raise ConfigError(f"cannot write to {run.out}: {exc.strerror or exc}; free space or fix permissions, "
                           f"then resume with `lifelong run --resume {run.out}`") from None
@@ -324,4 +334,18 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
             "class_il": doc["class_il"]["average_accuracy"], "task_il": doc["task_il"]["average_accuracy"]})
         run.log.close()
         run.lock.release()
+    return doc
+
+
+def _write_results(run: PreparedRun, result: RunResult, started: float) -> dict[str, Any]:
+    """The matrices, ``model.pt`` (a complete run only) and ``metrics.json`` last; the end line."""
+    doc = build_metrics(result, run.resolved, wall_seconds=time.perf_counter() - started,
+                        num_tasks=run.stream.num_tasks)
+    if result.status == "complete":
+        buffer = io.BytesIO()
+        torch.save(run.model.state_dict(), buffer)
+        atomic_write_bytes(run.out / "model.pt", buffer.getvalue())
+    write_results(run.out, result, doc)
+    run.log.write(f"end: {result.status}{': ' + result.message if result.message else ''}; "
+                  f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}")
     return doc
