@@ -190,6 +190,30 @@ def test_a_ctrl_c_while_the_results_are_written_says_what_there_is(data_root, tm
     assert "the newest checkpoint is ckpt-000000030.pt" in err and "Resume with" in err
 
 
+def _task_done_lines(run_log: Path) -> dict[str, str]:
+    """The last ``task N done`` line of each task, without its time stamp."""
+    lines = {}
+    for line in run_log.read_text().splitlines():
+        match = re.match(r"^\S+ \S+ (task (\d+) done: .*)$", line)
+        if match:
+            lines[match.group(2)] = match.group(1)
+    return lines
+
+
+@pytest.mark.parametrize("at", [5, 12, 16])
+def test_a_resumed_run_logs_the_mean_loss_of_the_whole_task(at, data_root, reference, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    _crash_at(monkeypatch, at)
+    with pytest.raises(Crash):
+        _run(_config(data_root, out))
+    monkeypatch.undo()
+    assert _run(_config(data_root, out), resume=True)["complete"]
+    expected = _task_done_lines(reference / "run.log")
+    assert len(expected) == 5
+    assert _task_done_lines(out / "run.log") == expected
+    _same_results(reference, out)
+
+
 def test_divergence_and_resume_messages_count_tasks_from_one(data_root, tmp_path, monkeypatch):
     out = tmp_path / "run"
     original = loop.LossMonitor.observe

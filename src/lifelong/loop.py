@@ -98,7 +98,9 @@ class LossMonitor:
     sums the losses there and looks every ``every`` steps (a bad step may then already be
     applied; the run stops anyway). ``on_nan="stop"`` ends the run; ``"skip"`` drops the
     step's update, and ends the run after 100 bad steps in a row. Messages count tasks from 1
-    (``task 2/5``), as the tables do."""
+    (``task 2/5``), as the tables do. ``task_loss`` and ``task_reads`` sum the losses read in the
+    task in progress; a checkpoint keeps them, so that a resumed run's mean loss of the task
+    (``run.log``) covers the steps before the resume too."""
 
     def __init__(self, every: int = 1, on_nan: str = "stop", num_tasks: int | None = None) -> None:
         if on_nan not in ("stop", "skip"):
@@ -107,6 +109,7 @@ class LossMonitor:
         self.total: torch.Tensor | None = None
         self.count = 0
         self.bad_in_a_row = 0
+        self.task_loss, self.task_reads = 0.0, 0
 
     def observe(self, loss: torch.Tensor, task: int, step: int) -> float | None:
         """The loss as a number when it was read this step, else ``None``; a non-finite one
@@ -135,6 +138,9 @@ class LossMonitor:
                 raise
             return False, None
         self.bad_in_a_row = 0
+        if value is not None:
+            self.task_loss += value
+            self.task_reads += 1
         return True, value
 
 
@@ -359,6 +365,7 @@ class _Run:
         for hook in self.hooks.end_task:
             hook(self.state)
         class_il, task_il = evaluate(self.state.model, self.state.stream, scores=self.scores)
+        self.step.monitor.task_loss, self.step.monitor.task_reads = 0.0, 0  # the next task's sums
         self.result.class_il.append(class_il)
         self.result.task_il.append(task_il)
         return class_il, task_il

@@ -70,11 +70,19 @@ def snapshot(state: "TrainState", result: "RunResult", position: Position, rngs:
         "terms": [_state_of(term) for _, term in recipe.objective.terms],
         "plugins": [_state_of(plugin) for plugin in recipe.plugins],
         "rng": {**{name: g.get_state() for name, g in rngs.items()}, "torch": torch.get_rng_state()},
-        "monitor": {"total": monitor.total, "count": monitor.count},
+        "monitor": {"total": monitor.total, "count": monitor.count, "task_loss": monitor.task_loss,
+                    "task_reads": monitor.task_reads},
         "result": {"class_il": result.class_il, "task_il": result.task_il, "init_class_il": result.init_class_il,
                    "init_task_il": result.init_task_il, "train_seconds": elapsed,
                    "skipped_steps": result.skipped_steps},
     }
+
+
+def task_loss(payload: dict[str, Any] | None) -> tuple[float, int]:
+    """The sum and count of the losses read in the task in progress at a checkpoint (zeros at a
+    task end, in none, or in one written before they were kept)."""
+    saved = (payload or {}).get("monitor", {})
+    return float(saved.get("task_loss", 0.0)), int(saved.get("task_reads", 0))
 
 
 def restore(payload: dict[str, Any], state: "TrainState", result: "RunResult", rngs: dict[str, torch.Generator],
@@ -95,6 +103,7 @@ def restore(payload: dict[str, Any], state: "TrainState", result: "RunResult", r
         g.set_state(payload["rng"][name])
     torch.set_rng_state(payload["rng"]["torch"])
     monitor.total, monitor.count = payload["monitor"]["total"], payload["monitor"]["count"]
+    monitor.task_loss, monitor.task_reads = task_loss(payload)
     saved = payload["result"]
     result.class_il, result.task_il = saved["class_il"], saved["task_il"]
     result.init_class_il, result.init_task_il = saved["init_class_il"], saved["init_task_il"]

@@ -31,6 +31,7 @@ from lifelong.runs.report import RunLog, build_metrics, write_config, write_resu
 from lifelong.runs.folder import RunLock, check_out_dir, open_out_dir
 from lifelong.seeding import derive
 from lifelong.loop import Checkpointing, Events, RunResult, task_name, train
+from lifelong.resume import task_loss
 
 
 @dataclass
@@ -81,15 +82,18 @@ def default_out(config: RunConfig) -> Path:
 
 class _LogLines:
     """The lines of ``run.log`` at each task's start and end, however the run was started (the
-    CLI, ``--seeds``, a sweep, a comparison or the Python API)."""
+    CLI, ``--seeds``, a sweep, a comparison or the Python API). After a resume, the mean loss of
+    the task in progress starts from the checkpoint's sums (``resumed``, :func:`task_loss`), so
+    that it covers the whole task, as in an uninterrupted run."""
 
-    def __init__(self, log: RunLog, num_tasks: int) -> None:
+    def __init__(self, log: RunLog, num_tasks: int, resumed: dict | None = None) -> None:
         self.log, self.num_tasks = log, num_tasks
         self.count, self.loss_sum = 0, 0.0
+        self.carried = task_loss(resumed)
 
     def task_start(self, task, steps: int) -> None:
         self.log.write(f"task {task.index + 1}/{self.num_tasks}: classes {list(task.classes)}, {steps} steps")
-        self.count, self.loss_sum = 0, 0.0
+        (self.loss_sum, self.count), self.carried = self.carried, (0.0, 0)
 
     def step(self, loss: float | None) -> None:
         if loss is not None:
@@ -312,7 +316,7 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
         run.log.close()
         run.lock.release()
         raise
-    events = Fanout(events, _LogLines(run.log, run.stream.num_tasks), loggers)
+    events = Fanout(events, _LogLines(run.log, run.stream.num_tasks, run.resume), loggers)
     doc = None
     try:
         with _StopFlag() as stop:  # until the results are written: a first signal then changes nothing
