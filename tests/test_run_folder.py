@@ -214,6 +214,17 @@ def test_a_resumed_run_logs_the_mean_loss_of_the_whole_task(at, data_root, refer
     _same_results(reference, out)
 
 
+def test_a_finished_run_leaves_an_empty_unlocked_run_lock(data_root, tmp_path):
+    """run.lock stays (removing a lock file another process may have opened is racy), holds no
+    process id once the run is over, and does not stop the next writer."""
+    out = tmp_path / "run"
+    assert _run(_config(data_root, out))["complete"]
+    assert (out / "run.lock").read_bytes() == b""
+    lock = RunLock(out)
+    lock.acquire()
+    lock.release()
+
+
 def test_divergence_and_resume_messages_count_tasks_from_one(data_root, tmp_path, monkeypatch):
     out = tmp_path / "run"
     original = loop.LossMonitor.observe

@@ -62,7 +62,10 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 class RunLock:
-    """An exclusive lock on ``<run>/run.lock`` for as long as the run writes there."""
+    """An exclusive lock on ``<run>/run.lock`` for as long as the run writes there; the file holds
+    the writer's process id. The file stays when the run ends, emptied: deleting it would let a
+    run that had opened it before the deletion lock the removed file while a third locks a new
+    one, two writers at once."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / "run.lock"
@@ -86,6 +89,11 @@ class RunLock:
         self.fd = fd
 
     def release(self) -> None:
+        """Empty the file (no stale process id), then close it, which releases the lock."""
         if self.fd is not None:
-            os.close(self.fd)  # closing releases the lock
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)
             self.fd = None
