@@ -358,15 +358,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from lifelong.runs.finished import find_run_folders
     from lifelong.runs.html_report import write_report
 
-    folders: list[Path] = []
-    for given in map(Path, args.runs):
-        if given.is_dir() and not (given / "metrics.json").is_file():
-            inner = sorted(p for p in given.iterdir() if (p / "metrics.json").is_file())
-            folders += inner or [given]  # an empty one is reported by the loader
-        else:
-            folders.append(given)
+    folders = find_run_folders(args.runs)
     path = write_report(folders, Path(args.out))
     print(f"lifelong: report of {len(folders)} runs in {path}")
     return 0

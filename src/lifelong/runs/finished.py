@@ -7,6 +7,7 @@ when the method keeps a memory), with any other differing setting appended.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -94,6 +95,66 @@ def _read_run(path: Path) -> Run:
     if not isinstance(config, dict):
         raise UserError(f"{config_file} is not a run configuration (not a mapping)")
     return Run(path, metrics, config)
+
+
+def _is_run_folder(path: Path) -> bool:
+    return (path / "metrics.json").is_file()
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """What tells folders apart however they are reached (through links); ``None`` if unreachable."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _runs_below(given: Path) -> list[Path]:
+    """``given`` if it is a run folder, else every run folder at any depth below it, sorted.
+    Nothing inside a run folder (its checkpoints, its TensorBoard files) is searched, and a
+    folder reached a second time (a symbolic link back up, two links to one run) is skipped."""
+    if not given.exists():
+        raise UserError(f"{given}: no such folder")
+    if not given.is_dir():
+        raise UserError(f"{given} is a file, not a run folder; give the folder that holds metrics.json")
+    if _is_run_folder(given):
+        return [given]
+    found, visited = [], {_inode(given)}
+    for top, dirs, _ in os.walk(given, followlinks=True):
+        descend = []
+        for name in dirs:
+            sub = Path(top, name)
+            inode = _inode(sub)
+            if inode is None or inode in visited:
+                continue
+            visited.add(inode)
+            if _is_run_folder(sub):
+                found.append(sub)
+            else:
+                descend.append(name)
+        dirs[:] = descend  # os.walk goes on into these only
+    if not found:
+        raise UserError(f"{given} holds no run folder (no metrics.json at any depth below it): its runs are "
+                        f"unfinished, or it is not a folder of runs")
+    return sorted(found)
+
+
+def find_run_folders(paths: Sequence[Path | str]) -> list[Path]:
+    """The run folders (those holding ``metrics.json``) given, or at any depth below the folders
+    given: a sweep's ``<sweep>/<point>/seed-<k>``, a comparison's ``<root>/<variant>-seed<k>``.
+    In the order given, each folder's runs sorted by path; a run reached twice counts once.
+    Raises :class:`UserError` for a path that does not exist, is a file, or has no run below it."""
+    if not paths:
+        raise UserError("no run folders given")
+    found, seen = [], set()
+    for given in map(Path, paths):
+        for folder in _runs_below(given):
+            key = _inode(folder)
+            if key not in seen:
+                seen.add(key)
+                found.append(folder)
+    return found
 
 
 def load_runs(paths: Sequence[Path | str]) -> list[Run]:
