@@ -2,14 +2,19 @@
 metrics.json documents with odd content, and runs that did not finish."""
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lifelong.cli import main
 from lifelong.errors import UserError
 from lifelong.runs import finished as runs
+from lifelong.runs.html_report import write_report
 from tests.test_report import ER, ER_TASK, FINETUNE, make_run
 
 
@@ -108,3 +113,158 @@ def test_the_cli_reports_a_sweep_and_a_comparison(tmp_path, capsys):
     (tmp_path / "nothing").mkdir()
     code, out, err = run_cli(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r3")], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and "nothing holds no run folder" in err
+
+
+# --- 2. metrics.json with odd content: one line naming the file and what is wrong, or a report
+
+def _set(doc: dict, path: str, value) -> None:
+    """Change a metrics document: ``path`` is dotted keys and list indices (``class_il.accuracy_matrix.1.0``)."""
+    *parents, last = path.split(".")
+    target = doc
+    for key in parents:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    index = int(last) if isinstance(target, list) else last
+    if value is _DELETE:
+        del target[index]
+    else:
+        target[index] = value
+
+
+_DELETE = object()
+NAN, INF = float("nan"), float("inf")
+
+# (key, its new value in a valid complete 3-task run, what the one line says; None: a report is written)
+ODD_DOCUMENTS = [
+    ("class_il.accuracy_matrix.1.0", NAN, r"class_il\.accuracy_matrix row 2, task 1 is nan, not an accuracy"),
+    ("task_il.accuracy_matrix.0.2", INF, r"task_il\.accuracy_matrix row 1, task 3 is inf, not an accuracy"),
+    ("class_il.accuracy_matrix.2.2", 101.5, r"row 3, task 3 is 101\.5, not an accuracy \(0 to 100\)"),
+    ("class_il.accuracy_matrix.0.1", "90", r"row 1, task 2 is '90', not an accuracy"),
+    ("class_il.accuracy_matrix.0.1", True, r"row 1, task 2 is True, not an accuracy"),
+    ("class_il.accuracy_matrix.1", [95.0, 80.0], r"class_il\.accuracy_matrix row 2 has 2 values for 3 tasks"),
+    ("class_il.accuracy_matrix.1", 95.0, r"class_il\.accuracy_matrix row 2 is 95\.0, not a list"),
+    ("class_il.accuracy_matrix", ER[0][:2], r"class_il\.accuracy_matrix has 2 rows for 3 tasks, but the run "
+                                            r"is marked complete"),
+    ("class_il.accuracy_matrix", [], r"class_il\.accuracy_matrix has 0 rows"),
+    ("class_il.accuracy_matrix", "R", r"class_il\.accuracy_matrix is 'R', not a list of rows"),
+    ("class_il.accuracy_matrix", _DELETE, r"lacks class_il\.accuracy_matrix"),
+    ("task_il", _DELETE, r"lacks task_il"),
+    ("task_il", [1, 2], r"task_il is \[1, 2\], not a mapping"),
+    ("task_il.accuracy_matrix", [[97.0, 95.0, 96.0]], r"class_il\.accuracy_matrix has 3 rows but "
+                                                      r"task_il\.accuracy_matrix 1"),
+    ("seed", "zero", r"seed is 'zero', not a whole number"),
+    ("seed", 1.5, r"seed is 1\.5, not a whole number"),
+    ("seed", False, r"seed is False, not a whole number"),
+    ("seed", _DELETE, r"lacks seed"),
+    ("num_tasks", 0, r"num_tasks is 0, not a whole number of at least 1"),
+    ("num_tasks", "3", r"num_tasks is '3', not a whole number"),
+    ("num_tasks", 4, r"class_il\.accuracy_matrix has 3 rows for 4 tasks, but the run is marked complete"),
+    ("benchmark", 5, r"benchmark is 5, not a text"),
+    ("method", ["er"], r"method is \['er'\], not a text"),
+    ("complete", "yes", r"complete is 'yes', not true or false"),
+    ("status", 3, r"status is 3, not a text"),
+    ("refresh", [1, 2], r"refresh is \[1, 2\], not null, a text or a mapping"),
+    ("class_il.forgetting", "high", r"class_il\.forgetting is 'high', not a number or null"),
+    ("wall_seconds", "fast", r"wall_seconds is 'fast', not a number or null"),
+    ("wall_seconds", -1.0, r"wall_seconds is -1\.0, not a number of seconds"),
+    ("schema_version", "1", r"has schema version '1'"),
+    # legitimate states: a report, showing what is missing as missing
+    ("class_il.forgetting", NAN, None),
+    ("task_il.forward_transfer", None, None),
+    ("wall_seconds", NAN, None),
+    ("seed", 10**30, None),
+    ("class_il.accuracy_matrix.0.0", 90, None),  # an integer accuracy is an accuracy
+]
+
+
+def _write_odd(root: Path, key: str, value) -> Path:
+    run = make_run(root, "odd", "er", 0, ER[0], ER_TASK)
+    doc = json.loads((run / "metrics.json").read_text())
+    _set(doc, key, value)
+    (run / "metrics.json").write_text(json.dumps(doc))  # NaN and Infinity as Python's json writes them
+    return run
+
+
+@pytest.mark.parametrize("key, value, message", ODD_DOCUMENTS,
+                         ids=[f"{k}={'deleted' if v is _DELETE else repr(v)[:20]}" for k, v, _ in ODD_DOCUMENTS])
+def test_odd_metrics_give_one_line_or_a_report(tmp_path, capsys, key, value, message):
+    run = _write_odd(tmp_path / "runs", key, value)
+    code, out, err = run_cli(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report")], capsys)
+    if message is None:
+        assert (code, err) == (0, "") and (tmp_path / "report" / "report.html").is_file()
+        return
+    assert code == 2 and out == ""
+    assert err.startswith("lifelong: error: ") and err.count("\n") == 1, err
+    assert str(run / "metrics.json") in err and re.search(message, err), err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"a": 1', "not JSON"),
+    ("[1, 2]", "not a JSON object"),
+    ("\xff\xfe", "not JSON"),
+], ids=["deep", "cut short", "a list", "not text"])
+def test_metrics_files_that_are_not_documents_are_one_line(tmp_path, capsys, text, message):
+    run = make_run(tmp_path / "runs", "odd", "er", 0, ER[0])
+    (run / "metrics.json").write_bytes(text.encode("latin-1"))
+    code, out, err = run_cli(["report", str(run), "--out", str(tmp_path / "report")], capsys)
+    assert code == 2 and err.count("\n") == 1 and str(run / "metrics.json") in err and message in err, err
+
+
+def test_a_run_config_with_odd_keys_still_groups(tmp_path):
+    a = make_run(tmp_path, "a", "er", 0, ER[0], params={1: "one", "two": 2})
+    b = make_run(tmp_path, "b", "er", 1, ER[1], params={1: "one", "two": 2})
+    assert [c.seeds for c in runs.group_runs(runs.load_runs([a, b]))] == [[0, 1]]
+
+
+def test_seeds_of_one_configuration_with_different_shapes_are_one_line(tmp_path):
+    a = make_run(tmp_path, "a", "er", 0, ER[0])
+    b = make_run(tmp_path, "b", "er", 1, [ER[1][-1]])  # one row, as joint training writes
+    with pytest.raises(UserError, match=r"a and .*b are one configuration but hold accuracy matrices of 3 and 1 rows"):
+        runs.group_runs(runs.load_runs([a, b]))
+
+
+def test_nan_metrics_of_a_run_show_as_missing(tmp_path):
+    run = _write_odd(tmp_path, "class_il.backward_transfer", NAN)
+    loaded = runs.load_runs([run])[0]
+    assert loaded.metrics["class_il"]["backward_transfer"] is None
+    text = write_report([run], tmp_path / "report").read_text(encoding="utf-8")
+    text = re.sub(r'<img src="[^"]*"', "<img", text).lower()
+    assert not re.search(r"\bnan\b", text) and "<td class=num>–</td>" in text
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**20) | st.floats() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                 max_size=3),
+                     max_leaves=12)
+_KEYS = ["schema_version", "complete", "status", "benchmark", "method", "refresh", "seed", "num_tasks",
+         "wall_seconds", "class_il", "task_il", "class_il.accuracy_matrix", "task_il.accuracy_matrix",
+         "class_il.accuracy_matrix.0", "class_il.accuracy_matrix.2.1", "task_il.accuracy_matrix.1.2",
+         "class_il.average_accuracy", "class_il.forgetting", "task_il.forward_transfer"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(_KEYS), _JSON | st.just(_DELETE)), min_size=1, max_size=3))
+def test_whatever_a_metrics_file_holds_the_report_data_is_made_or_one_error(tmp_path_factory, changes):
+    """Reading, grouping, the summary table and every figure's data (the plots are left out to
+    stay fast): a UserError or a result, never another exception."""
+    from lifelong.runs import figures
+
+    run = make_run(tmp_path_factory.mktemp("runs"), "odd", "er", 0, ER[0], ER_TASK)
+    doc = json.loads((run / "metrics.json").read_text())
+    for key, value in changes:
+        try:
+            _set(doc, key, value)
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass  # the path no longer exists in the changed document
+    (run / "metrics.json").write_text(json.dumps(doc))
+    try:
+        confs = runs.group_runs(runs.load_runs(runs.find_run_folders([run])))
+    except UserError:
+        return
+    figures.summary_table(confs)
+    for conf in confs:
+        for scenario in figures.SCENARIOS:
+            if conf.matrices(scenario):
+                for data in (figures.matrix_mean_std, figures.average_accuracy_after_each_task,
+                             figures.task_accuracy_curves, figures.forgetting_per_task):
+                    data(conf.matrices(scenario))

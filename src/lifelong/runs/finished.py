@@ -17,11 +17,9 @@ import yaml
 from lifelong.config import NOT_IDENTITY, PER_SEED
 from lifelong.errors import UserError
 from lifelong.methods import PRESETS
+from lifelong.runs.metrics_file import SUPPORTED_SCHEMAS, read_metrics  # noqa: F401  (SUPPORTED_SCHEMAS: API)
 
 Matrix = Sequence[Sequence[float]]
-SUPPORTED_SCHEMAS = (1,)  # lifelong.runs.report.SCHEMA_VERSION; checked by the tests
-_REQUIRED = ("schema_version", "complete", "benchmark", "method", "seed", "num_tasks", "class_il", "task_il",
-             "wall_seconds")
 _NOT_IDENTITY = set(NOT_IDENTITY) | set(PER_SEED)  # the seeds of one configuration differ only in these
 
 
@@ -72,25 +70,14 @@ def _read_run(path: Path) -> Run:
     metrics_file, config_file = path / "metrics.json", path / "config.yaml"
     if not metrics_file.is_file():
         raise UserError(f"{path} has no metrics.json: the run is unfinished or this is not a run folder")
-    try:
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {metrics_file}: {exc}") from None
-    if not isinstance(metrics, dict):
-        raise UserError(f"{metrics_file} is not a metrics file (not a JSON object)")
-    missing = [key for key in _REQUIRED if key not in metrics]
-    if missing:
-        raise UserError(f"{metrics_file} lacks {', '.join(missing)}; is it a lifelong run folder?")
-    if metrics["schema_version"] not in SUPPORTED_SCHEMAS:
-        raise UserError(f"{metrics_file} has schema version {metrics['schema_version']!r}; this lifelong reads "
-                        f"version {', '.join(map(str, SUPPORTED_SCHEMAS))}")
+    metrics = read_metrics(metrics_file)
     if metrics["complete"] is not True:
         raise UserError(f"{path} is an incomplete run (status {metrics.get('status')!r}); rerun it or leave it out")
     if not config_file.is_file():
         raise UserError(f"{path} has no config.yaml; is it a lifelong run folder?")
     try:
         config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as exc:
         raise UserError(f"cannot read {config_file}: {exc}") from None
     if not isinstance(config, dict):
         raise UserError(f"{config_file} is not a run configuration (not a mapping)")
@@ -175,8 +162,17 @@ def _identity_config(run: Run) -> dict[str, Any]:
     return config
 
 
+def _text_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys as text, so that it sorts (YAML keys can be numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value
+
+
 def _identity(run: Run) -> str:
-    return json.dumps(_identity_config(run), sort_keys=True, default=str)
+    return json.dumps(_text_keys(_identity_config(run)), sort_keys=True, default=str)
 
 
 def _base_label(run: Run) -> str:
@@ -219,6 +215,7 @@ def group_runs(runs: Sequence[Run]) -> list[Configuration]:
         groups.setdefault(_identity(run), []).append(run)
     for members in groups.values():
         _check_seeds_unique(members)
+        _check_one_shape(members)
     labels = _labels(groups)
     return [Configuration(labels[key], tuple(sorted(members, key=lambda r: r.seed)))
             for key, members in groups.items()]
@@ -231,6 +228,16 @@ def _check_seeds_unique(members: list[Run]) -> None:
             raise UserError(f"{by_seed[run.seed].path} and {run.path} are the same configuration with the "
                             f"same seed {run.seed}; leave one out")
         by_seed[run.seed] = run
+
+
+def _check_one_shape(members: list[Run]) -> None:
+    """The complete runs of one configuration have matrices of one shape (their figures average them)."""
+    complete = [run for run in members if run.metrics["complete"]]
+    for run in complete[1:]:
+        rows, first = len(run.matrix("class_il")), len(complete[0].matrix("class_il"))
+        if rows != first:
+            raise UserError(f"{complete[0].path} and {run.path} are one configuration but hold accuracy matrices "
+                            f"of {first} and {rows} rows; leave one out")
 
 
 def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:
