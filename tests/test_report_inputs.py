@@ -11,11 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lifelong import metrics
 from lifelong.cli import main
 from lifelong.errors import UserError
+from lifelong.runs import figures
 from lifelong.runs import finished as runs
 from lifelong.runs.html_report import write_report
-from tests.test_report import ER, ER_TASK, FINETUNE, make_run
+from lifelong.runs.metrics_file import METRICS
+from tests.test_report import ER, ER_TASK, FINETUNE, INIT, S2, make_run
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -173,6 +176,7 @@ ODD_DOCUMENTS = [
     ("wall_seconds", NAN, None),
     ("seed", 10**30, None),
     ("class_il.accuracy_matrix.0.0", 90, None),  # an integer accuracy is an accuracy
+    ("complete", False, None),  # listed as incomplete
 ]
 
 
@@ -247,8 +251,6 @@ _KEYS = ["schema_version", "complete", "status", "benchmark", "method", "refresh
 def test_whatever_a_metrics_file_holds_the_report_data_is_made_or_one_error(tmp_path_factory, changes):
     """Reading, grouping, the summary table and every figure's data (the plots are left out to
     stay fast): a UserError or a result, never another exception."""
-    from lifelong.runs import figures
-
     run = make_run(tmp_path_factory.mktemp("runs"), "odd", "er", 0, ER[0], ER_TASK)
     doc = json.loads((run / "metrics.json").read_text())
     for key, value in changes:
@@ -268,3 +270,53 @@ def test_whatever_a_metrics_file_holds_the_report_data_is_made_or_one_error(tmp_
                 for data in (figures.matrix_mean_std, figures.average_accuracy_after_each_task,
                              figures.task_accuracy_curves, figures.forgetting_per_task):
                     data(conf.matrices(scenario))
+
+
+# --- 3. runs that did not finish: counted, marked, left out of means and figures ------------
+
+def _stopped(root: Path, name: str, seed: int, rows: list, status: str = "diverged") -> Path:
+    """A run that stopped early, as `lifelong run` writes it: the rows measured so far."""
+    run = make_run(root, name, "er", seed, ER[0], ER_TASK)
+    doc = json.loads((run / "metrics.json").read_text())
+    summary = metrics.summarize(rows, INIT) if rows else dict.fromkeys(METRICS)
+    for scenario in ("class_il", "task_il"):
+        doc[scenario] = {**summary, "accuracy_matrix": rows, "initial_accuracy": INIT}
+    doc.update(status=status, complete=False, message="non-finite loss at task 2, step 7")
+    (run / "metrics.json").write_text(json.dumps(doc))
+    return run
+
+
+def test_incomplete_runs_are_read_and_left_out_of_the_means(tmp_path):
+    done = [make_run(tmp_path, f"er-seed{s}", "er", s, ER[s], ER_TASK) for s in (0, 1)]
+    stopped = _stopped(tmp_path, "er-seed2", 2, [[10.0, 0.0, 0.0], [5.0, 6.0, 0.0]])
+    (conf,) = runs.group_runs(runs.load_runs([*done, stopped]))
+    assert conf.seeds == [0, 1, 2] and [r.complete for r in conf.runs] == [True, True, False]
+    assert conf.matrices("class_il") == [ER[0], ER[1]]  # what the figures average
+    (row,) = figures.summary_table([conf])
+    assert row["seeds"] == [0, 1] and row["runs"] == 3
+    assert row["class_il"]["average_accuracy"] == pytest.approx({"mean": (160 / 3 + 190 / 3) / 2, "std": 10 / S2})
+
+
+def test_the_report_counts_and_marks_incomplete_runs(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for s in (0, 1):
+        make_run(root, f"er-seed{s}", "er", s, ER[s], ER_TASK)
+    _stopped(root, "er-seed2", 2, [[10.0, 0.0, 0.0], [5.0, 6.0, 0.0]])
+    _stopped(root, "er-seed3", 3, [], status="interrupted")  # stopped before the first task ended
+    make_run(root, "finetune-seed0", "finetune", 0, FINETUNE[0])
+    code, out, err = run_cli(["report", str(root), "--out", str(tmp_path / "report")], capsys)
+    assert (code, err) == (0, "")
+    assert "report of 5 runs (2 incomplete, left out of the means and figures)" in out
+    text = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<td class=num>2 / 4</td>" in text and "<td class=num>1 / 1</td>" in text
+    assert "58.33 ± 7.07" in text  # er's class-IL average accuracy over its two complete seeds
+    assert "incomplete: diverged after 2 of 3 tasks" in text and "incomplete: interrupted after 0 of 3 tasks" in text
+
+
+def test_a_configuration_without_a_complete_run_is_listed_without_figures(tmp_path):
+    done = make_run(tmp_path, "finetune-seed0", "finetune", 0, FINETUNE[0])
+    stopped = _stopped(tmp_path, "er-seed0", 0, [[90.0, 0.0, 0.0]])
+    text = write_report([done, stopped], tmp_path / "report").read_text(encoding="utf-8")
+    assert "<td class=num>0 / 1</td>" in text and "er (buffer 200) (no complete run)" in text
+    only = write_report([stopped], tmp_path / "only").read_text(encoding="utf-8")
+    assert "<img" not in only and "No configuration has data for this figure." in only

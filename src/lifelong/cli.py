@@ -358,12 +358,14 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lifelong.runs.finished import find_run_folders
-    from lifelong.runs.html_report import write_report
+    from lifelong.runs.finished import find_run_folders, load_runs
+    from lifelong.runs.html_report import write_runs_report
 
-    folders = find_run_folders(args.runs)
-    path = write_report(folders, Path(args.out))
-    print(f"lifelong: report of {len(folders)} runs in {path}")
+    loaded = load_runs(find_run_folders(args.runs))
+    path = write_runs_report(loaded, Path(args.out))
+    incomplete = sum(not run.complete for run in loaded)
+    left_out = f" ({incomplete} incomplete, left out of the means and figures)" if incomplete else ""
+    print(f"lifelong: report of {len(loaded)} runs{left_out} in {path}")
     return 0
 
 

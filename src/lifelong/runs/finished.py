@@ -36,6 +36,16 @@ class Run:
         return self.metrics["seed"]
 
     @property
+    def complete(self) -> bool:
+        """Whether the run finished; one that diverged or was interrupted is listed, but left
+        out of means and figures."""
+        return self.metrics["complete"] is True
+
+    @property
+    def tasks_trained(self) -> int:
+        return len(self.matrix("class_il"))
+
+    @property
     def has_memory(self) -> bool:
         """Whether the method keeps a replay memory (its recipe names one)."""
         recipe = self.config.get("recipe")
@@ -50,7 +60,8 @@ class Run:
 
 @dataclass(frozen=True)
 class Configuration:
-    """Runs that differ only by their seed, sorted by seed, under a readable label."""
+    """Runs that differ only by their seed, sorted by seed, under a readable label; complete or
+    not (:attr:`complete_runs` are those that means and figures are made of)."""
 
     label: str
     runs: tuple[Run, ...]
@@ -59,9 +70,14 @@ class Configuration:
     def seeds(self) -> list[int]:
         return [run.seed for run in self.runs]
 
+    @property
+    def complete_runs(self) -> tuple[Run, ...]:
+        return tuple(run for run in self.runs if run.complete)
+
     def matrices(self, scenario: str) -> list[list[list[float]]]:
-        """The accuracy matrix of each seed for ``scenario`` (``"class_il"`` or ``"task_il"``)."""
-        return [run.matrix(scenario) for run in self.runs]
+        """The accuracy matrix of each complete seed for ``scenario`` (``"class_il"`` or
+        ``"task_il"``); empty when no run of the configuration is complete."""
+        return [run.matrix(scenario) for run in self.complete_runs]
 
 
 def _read_run(path: Path) -> Run:
@@ -71,8 +87,6 @@ def _read_run(path: Path) -> Run:
     if not metrics_file.is_file():
         raise UserError(f"{path} has no metrics.json: the run is unfinished or this is not a run folder")
     metrics = read_metrics(metrics_file)
-    if metrics["complete"] is not True:
-        raise UserError(f"{path} is an incomplete run (status {metrics.get('status')!r}); rerun it or leave it out")
     if not config_file.is_file():
         raise UserError(f"{path} has no config.yaml; is it a lifelong run folder?")
     try:
@@ -145,9 +159,10 @@ def find_run_folders(paths: Sequence[Path | str]) -> list[Path]:
 
 
 def load_runs(paths: Sequence[Path | str]) -> list[Run]:
-    """Read each run folder; raise :class:`UserError` naming the folder if one is missing,
-    unfinished (no ``metrics.json``, or ``complete`` not true), of another schema version or
-    unreadable. Nothing is skipped."""
+    """Read each run folder, complete or not (:attr:`Run.complete`); raise :class:`UserError`
+    naming the folder or file if one is missing, unfinished (no ``metrics.json``), of another
+    schema version, unreadable or not what a run writes (:mod:`lifelong.runs.metrics_file`).
+    Nothing is skipped."""
     if not paths:
         raise UserError("no run folders given")
     return [_read_run(Path(p)) for p in paths]
@@ -232,7 +247,7 @@ def _check_seeds_unique(members: list[Run]) -> None:
 
 def _check_one_shape(members: list[Run]) -> None:
     """The complete runs of one configuration have matrices of one shape (their figures average them)."""
-    complete = [run for run in members if run.metrics["complete"]]
+    complete = [run for run in members if run.complete]
     for run in complete[1:]:
         rows, first = len(run.matrix("class_il")), len(complete[0].matrix("class_il"))
         if rows != first:
