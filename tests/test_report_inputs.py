@@ -320,3 +320,40 @@ def test_a_configuration_without_a_complete_run_is_listed_without_figures(tmp_pa
     assert "<td class=num>0 / 1</td>" in text and "er (buffer 200) (no complete run)" in text
     only = write_report([stopped], tmp_path / "only").read_text(encoding="utf-8")
     assert "<img" not in only and "No configuration has data for this figure." in only
+
+
+# --- 4. class-IL forward transfer measures the initialisation: not shown as transfer --------
+
+def _finished_doc(tmp_path: Path) -> dict:
+    """A complete run's metrics.json, with what the end-of-run table reads besides."""
+    run = make_run(tmp_path, "run", "er", 0, ER[0], ER_TASK)
+    return {**json.loads((run / "metrics.json").read_text()), "message": "", "peak_rss_mb": 600.0}
+
+
+def test_the_end_of_run_table_shows_forward_transfer_for_task_il_only(tmp_path):
+    from lifelong.runs.report import format_table
+
+    doc = _finished_doc(tmp_path)
+    assert doc["class_il"]["forward_transfer"] == pytest.approx(-13.0)  # what metrics.json keeps: -mean(b[1:])
+    lines = format_table(doc).splitlines()
+    (row,) = [line for line in lines if line.startswith("forward transfer")]
+    assert row.split()[-2:] == ["n/a", f"{doc['task_il']['forward_transfer']:.2f}"]
+    assert "-13.00" not in row
+    assert any(line.startswith("n/a:") and "initialisation" in line for line in lines)
+
+
+def test_the_report_shows_forward_transfer_for_task_il_only(tmp_path):
+    run = make_run(tmp_path, "run", "er", 0, ER[0], ER_TASK)
+    text = write_report([run], tmp_path / "report").read_text(encoding="utf-8")
+    class_il, task_il = re.findall(r"<div class=wide><table>(.*?)</table></div>", text, re.S)
+    assert "<td class=num>n/a</td>" in class_il and "-13.00" not in class_il
+    assert "<td class=num>44.50</td>" in task_il  # ((60 - 12) + (55 - 14)) / 2
+    assert "class-IL forward transfer" in text and "initialisation" in text
+
+
+def test_class_il_forward_transfer_is_minus_the_initial_accuracy_when_future_classes_score_zero():
+    """Why it is not shown: in class-IL the classes of task j are never predicted before task j
+    is trained (R[j-1][j] = 0, as in every class-IL run), so FWT = -mean(b[1:]) for any method."""
+    R = [[90.0, 0.0, 0.0], [60.0, 85.0, 0.0], [40.0, 50.0, 80.0]]
+    assert metrics.forward_transfer(R, INIT) == pytest.approx(-(12.0 + 14.0) / 2)
+    assert ("class_il", "forward_transfer") in metrics.NOT_SHOWN

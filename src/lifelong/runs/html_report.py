@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 from lifelong.runs import figures
 from lifelong.runs import finished as runs
 from lifelong.errors import UserError
+from lifelong.metrics import NOT_SHOWN
 
 _FIGURES: tuple[tuple[str, str, Callable[[Sequence], Any], Callable[..., Path], bool], ...] = (
     # (file stem, heading, data function, plot function, whether it colours by configuration)
@@ -47,6 +48,11 @@ def _fmt(stat: dict[str, float] | None, seeds: int) -> str:
     return f"{stat['mean']:.2f}" + (f" ± {stat['std']:.2f}" if seeds > 1 else "")
 
 
+def _cell(row: dict[str, Any], scenario: str, key: str, seeds: int) -> str:
+    """A metric's cell; n/a for one that does not measure its name in this scenario."""
+    return "n/a" if (scenario, key) in NOT_SHOWN else _fmt(row[scenario][key], seeds)
+
+
 def _summary_html(rows: list[dict[str, Any]]) -> str:
     """One table per scenario (class-IL, task-IL), so that the table fits the page's width."""
     e = html.escape
@@ -59,7 +65,7 @@ def _summary_html(rows: list[dict[str, Any]]) -> str:
         for row in rows:
             n = len(row["seeds"])
             cells = [f"<td>{e(row['label'])}</td>", f"<td class=num>{n} / {row['runs']}</td>"]
-            cells += [f"<td class=num>{e(_fmt(row[scenario][key], n))}</td>" for key, _ in _COLUMNS]
+            cells += [f"<td class=num>{e(_cell(row, scenario, key, n))}</td>" for key, _ in _COLUMNS]
             cells.append(f"<td class=num>{e(_fmt(row['wall_seconds'], n))}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
         tables.append("<div class=wide><table>\n" + "".join(head) + "\n" + "\n".join(body) + "\n</table></div>")
@@ -151,7 +157,8 @@ def write_runs_report(loaded: Sequence[runs.Run], out: Path) -> Path:
         "<p class=note>Mean ± sample standard deviation over the complete runs' seeds, from each run's "
         "metrics.json; runs that diverged or were interrupted are counted in <em>complete / runs</em> and "
         "left out of the means and the figures. Accuracies in percent, forgetting and transfer in percentage "
-        "points; – where a run has no task sequence (joint training) or no run is complete.</p>",
+        "points; – where a run has no task sequence (joint training) or no run is complete. "
+        + " ".join(f"n/a: {why}." for why in NOT_SHOWN.values()) + "</p>",
         _summary_html(rows),
     ]
     for heading, png, note in write_figures(configurations, out):
