@@ -1,8 +1,11 @@
 """Finished runs read back from their folders, and grouped into configurations.
 
-A run folder (see :mod:`lifelong.runs.report`) is read with :func:`load_runs`; runs that differ only
-by their seed are one configuration (:func:`group_runs`), labelled by method (and buffer size
-when the method keeps a memory), with any other differing setting appended.
+Run folders (those holding ``metrics.json``, see :mod:`lifelong.runs.report`) are found at any
+depth below the folders given with :func:`find_run_folders` and read with :func:`load_runs`, which
+checks each ``metrics.json`` (:mod:`lifelong.runs.metrics_file`) and keeps incomplete runs, marked
+(:attr:`Run.complete`). Runs that differ only by their seed are one configuration
+(:func:`group_runs`), labelled by method (and buffer size when the method keeps a memory), with
+any other differing setting appended.
 """
 from __future__ import annotations
 
