@@ -103,6 +103,25 @@ def test_a_folder_without_any_run_below_it_is_one_clear_error(tmp_path):
         runs.find_run_folders([tmp_path / "file.txt"])
 
 
+def test_folders_that_cannot_be_looked_into_are_one_line_or_skipped(tmp_path, monkeypatch):
+    """As for a folder without read or search permission (the tests may run as root, who has them)."""
+    expected = sweep_tree(tmp_path / "sweep")
+    (tmp_path / "sweep" / "locked").mkdir()
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if "locked" in self.parts:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert runs.find_run_folders([tmp_path / "sweep"]) == sorted(expected)  # the locked folder is skipped
+    with pytest.raises(UserError, match=r"cannot read .*locked: Permission denied"):
+        runs.find_run_folders([tmp_path / "sweep" / "locked"])
+    with pytest.raises(UserError, match=r"cannot read .*locked: Permission denied"):
+        runs.load_runs([tmp_path / "sweep" / "locked"])
+
+
 def test_the_cli_reports_a_sweep_and_a_comparison(tmp_path, capsys):
     sweep_tree(tmp_path / "sweep")
     code, out, err = run_cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "r1")], capsys)

@@ -84,6 +84,13 @@ class Configuration:
 
 
 def _read_run(path: Path) -> Run:
+    try:
+        return _read_run_files(path)
+    except OSError as exc:  # e.g. a folder without the permission to look inside it
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_run_files(path: Path) -> Run:
     if not path.is_dir():
         raise UserError(f"{path} is not a run folder (no such folder)")
     metrics_file, config_file = path / "metrics.json", path / "config.yaml"
@@ -102,7 +109,10 @@ def _read_run(path: Path) -> Run:
 
 
 def _is_run_folder(path: Path) -> bool:
-    return (path / "metrics.json").is_file()
+    try:
+        return (path / "metrics.json").is_file()
+    except OSError:  # a folder that cannot be looked into holds no run that can be read
+        return False
 
 
 def _inode(path: Path) -> tuple[int, int] | None:
@@ -118,9 +128,13 @@ def _runs_below(given: Path) -> list[Path]:
     """``given`` if it is a run folder, else every run folder at any depth below it, sorted.
     Nothing inside a run folder (its checkpoints, its TensorBoard files) is searched, and a
     folder reached a second time (a symbolic link back up, two links to one run) is skipped."""
-    if not given.exists():
+    try:
+        exists, is_dir = given.exists(), given.is_dir()
+    except OSError as exc:
+        raise UserError(f"cannot read {given}: {exc.strerror or exc}") from None
+    if not exists:
         raise UserError(f"{given}: no such folder")
-    if not given.is_dir():
+    if not is_dir:
         raise UserError(f"{given} is a file, not a run folder; give the folder that holds metrics.json")
     if _is_run_folder(given):
         return [given]
