@@ -133,6 +133,9 @@ def test_the_cli_reports_a_sweep_and_a_comparison(tmp_path, capsys):
     text = (tmp_path / "r2" / "report.html").read_text(encoding="utf-8")
     assert "er (buffer 200)" in text and "er (buffer 200, refresh paper)" in text
     (tmp_path / "nothing").mkdir()
+    code, out, err = run_cli(["report", str(tmp_path / "sweep" / "lr=0.1-1a2b3c" / "seed-0"), "--out",
+                              str(tmp_path / "r3")], capsys)
+    assert (code, err) == (0, "") and "report of 1 run in" in out
     code, out, err = run_cli(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r3")], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and "nothing holds no run folder" in err
 

@@ -365,7 +365,7 @@ def _report(args: argparse.Namespace) -> int:
     path = write_runs_report(loaded, Path(args.out))
     incomplete = sum(not run.complete for run in loaded)
     left_out = f" ({incomplete} incomplete, left out of the means and figures)" if incomplete else ""
-    print(f"lifelong: report of {len(loaded)} runs{left_out} in {path}")
+    print(f"lifelong: report of {len(loaded)} run{'s' if len(loaded) != 1 else ''}{left_out} in {path}")
     return 0
 
 
