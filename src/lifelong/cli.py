@@ -363,17 +363,14 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lifelong.runs.html_report import write_report
+    from lifelong.runs.finished import find_run_folders, load_runs
+    from lifelong.runs.html_report import write_runs_report
 
-    folders: list[Path] = []
-    for given in map(Path, args.runs):
-        if given.is_dir() and not (given / "metrics.json").is_file():
-            inner = sorted(p for p in given.iterdir() if (p / "metrics.json").is_file())
-            folders += inner or [given]  # an empty one is reported by the loader
-        else:
-            folders.append(given)
-    path = write_report(folders, Path(args.out))
-    print(f"lifelong: report of {len(folders)} runs in {path}")
+    loaded = load_runs(find_run_folders(args.runs))
+    path = write_runs_report(loaded, Path(args.out))
+    incomplete = sum(not run.complete for run in loaded)
+    left_out = f" ({incomplete} incomplete, left out of the means and figures)" if incomplete else ""
+    print(f"lifelong: report of {len(loaded)} run{'s' if len(loaded) != 1 else ''}{left_out} in {path}")
     return 0
 
 

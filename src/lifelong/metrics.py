@@ -4,6 +4,9 @@
 ``0..i``; ``T`` is the number of tasks; ``b[j]`` is the accuracy on task ``j`` of the model at
 its random initialisation. Each function states its formula and source. A matrix with a single
 row (joint training) has no sequence, so the sequence metrics return ``None`` for it.
+
+Class-IL forward transfer is computed but not shown (:data:`NOT_SHOWN`): there it measures the
+random initialisation, not transfer (see :func:`forward_transfer`).
 """
 from __future__ import annotations
 
@@ -11,6 +14,14 @@ import math
 from typing import Sequence
 
 Matrix = Sequence[Sequence[float]]
+
+#: (scenario, metric) pairs that the accuracy matrix defines but that do not measure what their name
+#: says in that scenario, with why. ``metrics.json`` keeps them; the end-of-run table and the report
+#: show them as ``n/a`` with this note.
+NOT_SHOWN: dict[tuple[str, str], str] = {
+    ("class_il", "forward_transfer"): "class-IL forward transfer reflects only the initialisation: "
+                                      "classes not yet trained are never predicted",
+}
 
 
 def _check(R: Matrix) -> int:
@@ -61,7 +72,13 @@ def backward_transfer(R: Matrix) -> float | None:
 def forward_transfer(R: Matrix, b: Sequence[float]) -> float | None:
     """Forward transfer (Lopez-Paz and Ranzato, NeurIPS 2017, Eq. 4):
     ``FWT = 1/(T-1) * sum_{j>=1} (R[j-1][j] - b[j])``: accuracy on a task before training on it,
-    relative to a randomly initialised model."""
+    relative to a randomly initialised model.
+
+    Meaningful in task-IL (and domain-IL), where a task is predicted among its own classes. In
+    class-IL the classes of task ``j`` have never been a target before task ``j`` is trained, so
+    the single head all but never predicts them: ``R[j-1][j]`` is 0 in practice, whatever the
+    method, and the value is ``-1/(T-1) * sum_{j>=1} b[j]``, a property of the initialisation.
+    It is kept in ``metrics.json`` but shown as n/a (:data:`NOT_SHOWN`)."""
     T = _check(R)
     if len(b) != T:
         raise ValueError(f"need the initial accuracy of each of the {T} tasks, got {len(b)}")

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from lifelong.metrics import mean_std
 from lifelong.runs.finished import Configuration, Matrix
+from lifelong.runs.metrics_file import METRICS
 
 Stats = dict[str, Any]
 
@@ -100,28 +101,30 @@ def forgetting_per_task(matrices: Sequence[Matrix]) -> Stats | None:
                       for R in matrices])
 
 
-SUMMARY_METRICS = ("average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer",
-                   "forward_transfer")
+SUMMARY_METRICS = METRICS
 
 
 def _summary_stat(values: list[float | None]) -> dict[str, float] | None:
-    if any(v is None for v in values):
+    """Mean and std of every seed's value; ``None`` when a seed has none, or there are no seeds."""
+    if not values or any(v is None for v in values):
         return None
     mean, std = _mean_std(values)  # type: ignore[arg-type]
     return {"mean": mean, "std": std}
 
 
 def summary_table(configurations: Sequence[Configuration]) -> list[dict[str, Any]]:
-    """One row per configuration: ``label``, ``seeds`` (list), ``wall_seconds`` and, under
-    ``class_il`` and ``task_il``, each of :data:`SUMMARY_METRICS` as ``{"mean", "std"}`` over
-    the seeds' ``metrics.json`` values (``None`` where a seed has none, e.g. forgetting of joint
-    training)."""
+    """One row per configuration: ``label``, ``seeds`` (the complete runs' seeds, a list),
+    ``runs`` (how many runs, complete or not), ``wall_seconds`` and, under ``class_il`` and
+    ``task_il``, each of :data:`SUMMARY_METRICS` as ``{"mean", "std"}`` over the complete runs'
+    ``metrics.json`` values (``None`` where a seed has none, e.g. forgetting of joint training,
+    or no run is complete). Incomplete runs (diverged, interrupted) are left out of the means."""
     rows = []
     for conf in configurations:
-        row: dict[str, Any] = {"label": conf.label, "seeds": conf.seeds,
-                               "wall_seconds": _summary_stat([r.metrics["wall_seconds"] for r in conf.runs])}
+        done = conf.complete_runs
+        row: dict[str, Any] = {"label": conf.label, "seeds": [r.seed for r in done], "runs": len(conf.runs),
+                               "wall_seconds": _summary_stat([r.metrics["wall_seconds"] for r in done])}
         for scenario in SCENARIOS:
-            row[scenario] = {name: _summary_stat([r.metrics[scenario].get(name) for r in conf.runs])
+            row[scenario] = {name: _summary_stat([r.metrics[scenario].get(name) for r in done])
                              for name in SUMMARY_METRICS}
         rows.append(row)
     return rows

@@ -1,12 +1,16 @@
 """Finished runs read back from their folders, and grouped into configurations.
 
-A run folder (see :mod:`lifelong.runs.report`) is read with :func:`load_runs`; runs that differ only
-by their seed are one configuration (:func:`group_runs`), labelled by method (and buffer size
-when the method keeps a memory), with any other differing setting appended.
+Run folders (those holding ``metrics.json``, see :mod:`lifelong.runs.report`) are found at any
+depth below the folders given with :func:`find_run_folders` and read with :func:`load_runs`, which
+checks each ``metrics.json`` (:mod:`lifelong.runs.metrics_file`) and keeps incomplete runs, marked
+(:attr:`Run.complete`). Runs that differ only by their seed are one configuration
+(:func:`group_runs`), labelled by method (and buffer size when the method keeps a memory), with
+any other differing setting appended.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,11 +20,9 @@ import yaml
 from lifelong.config import NOT_IDENTITY, PER_SEED
 from lifelong.errors import UserError
 from lifelong.methods import PRESETS
+from lifelong.runs.metrics_file import SUPPORTED_SCHEMAS, read_metrics  # noqa: F401  (SUPPORTED_SCHEMAS: API)
 
 Matrix = Sequence[Sequence[float]]
-SUPPORTED_SCHEMAS = (1,)  # lifelong.runs.report.SCHEMA_VERSION; checked by the tests
-_REQUIRED = ("schema_version", "complete", "benchmark", "method", "seed", "num_tasks", "class_il", "task_il",
-             "wall_seconds")
 _NOT_IDENTITY = set(NOT_IDENTITY) | set(PER_SEED)  # the seeds of one configuration differ only in these
 
 
@@ -37,6 +39,16 @@ class Run:
         return self.metrics["seed"]
 
     @property
+    def complete(self) -> bool:
+        """Whether the run finished; one that diverged or was interrupted is listed, but left
+        out of means and figures."""
+        return self.metrics["complete"] is True
+
+    @property
+    def tasks_trained(self) -> int:
+        return len(self.matrix("class_il"))
+
+    @property
     def has_memory(self) -> bool:
         """Whether the method keeps a replay memory (its recipe names one)."""
         recipe = self.config.get("recipe")
@@ -51,7 +63,8 @@ class Run:
 
 @dataclass(frozen=True)
 class Configuration:
-    """Runs that differ only by their seed, sorted by seed, under a readable label."""
+    """Runs that differ only by their seed, sorted by seed, under a readable label; complete or
+    not (:attr:`complete_runs` are those that means and figures are made of)."""
 
     label: str
     runs: tuple[Run, ...]
@@ -60,46 +73,113 @@ class Configuration:
     def seeds(self) -> list[int]:
         return [run.seed for run in self.runs]
 
+    @property
+    def complete_runs(self) -> tuple[Run, ...]:
+        return tuple(run for run in self.runs if run.complete)
+
     def matrices(self, scenario: str) -> list[list[list[float]]]:
-        """The accuracy matrix of each seed for ``scenario`` (``"class_il"`` or ``"task_il"``)."""
-        return [run.matrix(scenario) for run in self.runs]
+        """The accuracy matrix of each complete seed for ``scenario`` (``"class_il"`` or
+        ``"task_il"``); empty when no run of the configuration is complete."""
+        return [run.matrix(scenario) for run in self.complete_runs]
 
 
 def _read_run(path: Path) -> Run:
+    try:
+        return _read_run_files(path)
+    except OSError as exc:  # e.g. a folder without the permission to look inside it
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_run_files(path: Path) -> Run:
     if not path.is_dir():
         raise UserError(f"{path} is not a run folder (no such folder)")
     metrics_file, config_file = path / "metrics.json", path / "config.yaml"
     if not metrics_file.is_file():
         raise UserError(f"{path} has no metrics.json: the run is unfinished or this is not a run folder")
-    try:
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {metrics_file}: {exc}") from None
-    if not isinstance(metrics, dict):
-        raise UserError(f"{metrics_file} is not a metrics file (not a JSON object)")
-    missing = [key for key in _REQUIRED if key not in metrics]
-    if missing:
-        raise UserError(f"{metrics_file} lacks {', '.join(missing)}; is it a lifelong run folder?")
-    if metrics["schema_version"] not in SUPPORTED_SCHEMAS:
-        raise UserError(f"{metrics_file} has schema version {metrics['schema_version']!r}; this lifelong reads "
-                        f"version {', '.join(map(str, SUPPORTED_SCHEMAS))}")
-    if metrics["complete"] is not True:
-        raise UserError(f"{path} is an incomplete run (status {metrics.get('status')!r}); rerun it or leave it out")
+    metrics = read_metrics(metrics_file)
     if not config_file.is_file():
         raise UserError(f"{path} has no config.yaml; is it a lifelong run folder?")
     try:
         config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as exc:
         raise UserError(f"cannot read {config_file}: {exc}") from None
     if not isinstance(config, dict):
         raise UserError(f"{config_file} is not a run configuration (not a mapping)")
     return Run(path, metrics, config)
 
 
+def _is_run_folder(path: Path) -> bool:
+    try:
+        return (path / "metrics.json").is_file()
+    except OSError:  # a folder that cannot be looked into holds no run that can be read
+        return False
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """What tells folders apart however they are reached (through links); ``None`` if unreachable."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _runs_below(given: Path) -> list[Path]:
+    """``given`` if it is a run folder, else every run folder at any depth below it, sorted.
+    Nothing inside a run folder (its checkpoints, its TensorBoard files) is searched, and a
+    folder reached a second time (a symbolic link back up, two links to one run) is skipped."""
+    try:
+        exists, is_dir = given.exists(), given.is_dir()
+    except OSError as exc:
+        raise UserError(f"cannot read {given}: {exc.strerror or exc}") from None
+    if not exists:
+        raise UserError(f"{given}: no such folder")
+    if not is_dir:
+        raise UserError(f"{given} is a file, not a run folder; give the folder that holds metrics.json")
+    if _is_run_folder(given):
+        return [given]
+    found, visited = [], {_inode(given)}
+    for top, dirs, _ in os.walk(given, followlinks=True):
+        descend = []
+        for name in dirs:
+            sub = Path(top, name)
+            inode = _inode(sub)
+            if inode is None or inode in visited:
+                continue
+            visited.add(inode)
+            if _is_run_folder(sub):
+                found.append(sub)
+            else:
+                descend.append(name)
+        dirs[:] = descend  # os.walk goes on into these only
+    if not found:
+        raise UserError(f"{given} holds no run folder (no metrics.json at any depth below it): its runs are "
+                        f"unfinished, or it is not a folder of runs")
+    return sorted(found)
+
+
+def find_run_folders(paths: Sequence[Path | str]) -> list[Path]:
+    """The run folders (those holding ``metrics.json``) given, or at any depth below the folders
+    given: a sweep's ``<sweep>/<point>/seed-<k>``, a comparison's ``<root>/<variant>-seed<k>``.
+    In the order given, each folder's runs sorted by path; a run reached twice counts once.
+    Raises :class:`UserError` for a path that does not exist, is a file, or has no run below it."""
+    if not paths:
+        raise UserError("no run folders given")
+    found, seen = [], set()
+    for given in map(Path, paths):
+        for folder in _runs_below(given):
+            key = _inode(folder)
+            if key not in seen:
+                seen.add(key)
+                found.append(folder)
+    return found
+
+
 def load_runs(paths: Sequence[Path | str]) -> list[Run]:
-    """Read each run folder; raise :class:`UserError` naming the folder if one is missing,
-    unfinished (no ``metrics.json``, or ``complete`` not true), of another schema version or
-    unreadable. Nothing is skipped."""
+    """Read each run folder, complete or not (:attr:`Run.complete`); raise :class:`UserError`
+    naming the folder or file if one is missing, unfinished (no ``metrics.json``), of another
+    schema version, unreadable or not what a run writes (:mod:`lifelong.runs.metrics_file`).
+    Nothing is skipped."""
     if not paths:
         raise UserError("no run folders given")
     return [_read_run(Path(p)) for p in paths]
@@ -114,8 +194,17 @@ def _identity_config(run: Run) -> dict[str, Any]:
     return config
 
 
+def _text_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys as text, so that it sorts (YAML keys can be numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value
+
+
 def _identity(run: Run) -> str:
-    return json.dumps(_identity_config(run), sort_keys=True, default=str)
+    return json.dumps(_text_keys(_identity_config(run)), sort_keys=True, default=str)
 
 
 def _base_label(run: Run) -> str:
@@ -158,6 +247,7 @@ def group_runs(runs: Sequence[Run]) -> list[Configuration]:
         groups.setdefault(_identity(run), []).append(run)
     for members in groups.values():
         _check_seeds_unique(members)
+        _check_one_shape(members)
     labels = _labels(groups)
     return [Configuration(labels[key], tuple(sorted(members, key=lambda r: r.seed)))
             for key, members in groups.items()]
@@ -170,6 +260,16 @@ def _check_seeds_unique(members: list[Run]) -> None:
             raise UserError(f"{by_seed[run.seed].path} and {run.path} are the same configuration with the "
                             f"same seed {run.seed}; leave one out")
         by_seed[run.seed] = run
+
+
+def _check_one_shape(members: list[Run]) -> None:
+    """The complete runs of one configuration have matrices of one shape (their figures average them)."""
+    complete = [run for run in members if run.complete]
+    for run in complete[1:]:
+        rows, first = len(run.matrix("class_il")), len(complete[0].matrix("class_il"))
+        if rows != first:
+            raise UserError(f"{complete[0].path} and {run.path} are one configuration but hold accuracy matrices "
+                            f"of {first} and {rows} rows; leave one out")
 
 
 def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 from lifelong.runs import figures
 from lifelong.runs import finished as runs
 from lifelong.errors import UserError
+from lifelong.metrics import NOT_SHOWN
 
 _FIGURES: tuple[tuple[str, str, Callable[[Sequence], Any], Callable[..., Path], bool], ...] = (
     # (file stem, heading, data function, plot function, whether it colours by configuration)
@@ -47,31 +48,43 @@ def _fmt(stat: dict[str, float] | None, seeds: int) -> str:
     return f"{stat['mean']:.2f}" + (f" ± {stat['std']:.2f}" if seeds > 1 else "")
 
 
+def _cell(row: dict[str, Any], scenario: str, key: str, seeds: int) -> str:
+    """A metric's cell; n/a for one that does not measure its name in this scenario."""
+    return "n/a" if (scenario, key) in NOT_SHOWN else _fmt(row[scenario][key], seeds)
+
+
 def _summary_html(rows: list[dict[str, Any]]) -> str:
     """One table per scenario (class-IL, task-IL), so that the table fits the page's width."""
     e = html.escape
     tables = []
     for scenario in figures.SCENARIOS:
-        head = [f"<tr><th>configuration ({e(figures.SCENARIO_NAMES[scenario])})</th><th>seeds</th>"]
+        head = [f"<tr><th>configuration ({e(figures.SCENARIO_NAMES[scenario])})</th><th>complete / runs</th>"]
         head += [f"<th>{e(name)}</th>" for _, name in _COLUMNS]
         head.append("<th>wall time (s)</th></tr>")
         body = []
         for row in rows:
             n = len(row["seeds"])
-            cells = [f"<td>{e(row['label'])}</td>", f"<td class=num>{n}</td>"]
-            cells += [f"<td class=num>{e(_fmt(row[scenario][key], n))}</td>" for key, _ in _COLUMNS]
+            cells = [f"<td>{e(row['label'])}</td>", f"<td class=num>{n} / {row['runs']}</td>"]
+            cells += [f"<td class=num>{e(_cell(row, scenario, key, n))}</td>" for key, _ in _COLUMNS]
             cells.append(f"<td class=num>{e(_fmt(row['wall_seconds'], n))}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
         tables.append("<div class=wide><table>\n" + "".join(head) + "\n" + "\n".join(body) + "\n</table></div>")
     return "\n".join(tables)
 
 
+def _run_html(run: runs.Run) -> str:
+    """One run in the listing; an incomplete one says how far it got."""
+    text = f"seed {run.seed}: <code>{html.escape(str(run.path))}</code>"
+    if run.complete:
+        return text
+    status = run.metrics.get("status") or "stopped"
+    return (f"{text} <strong>(incomplete: {html.escape(status)} after {run.tasks_trained} of "
+            f"{run.metrics['num_tasks']} tasks; left out of the means and figures)</strong>")
+
+
 def _runs_html(configurations: list[runs.Configuration]) -> str:
-    e = html.escape
-    items = []
-    for conf in configurations:
-        listed = ", ".join(f"seed {r.seed}: <code>{e(str(r.path))}</code>" for r in conf.runs)
-        items.append(f"<li>{e(conf.label)}: {listed}</li>")
+    items = [f"<li>{html.escape(conf.label)}: {', '.join(_run_html(r) for r in conf.runs)}</li>"
+             for conf in configurations]
     return "<ul class=note>\n" + "\n".join(items) + "\n</ul>"
 
 
@@ -80,21 +93,29 @@ def _image_html(png: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}">'
 
 
+def _left_out_note(incomplete: list[str], joint: list[str]) -> str:
+    """Why configurations are not in a figure: no complete run, or one row (joint training)."""
+    reasons = [f"{label} (no complete run)" for label in incomplete]
+    if joint:
+        reasons.append(f"{', '.join(joint)} (one row: trained on all tasks at once)")
+    return f"Not shown: {'; '.join(reasons)}." if reasons else ""
+
+
 def write_figures(configurations: list[runs.Configuration], out: Path) -> list[tuple[str, Path | None, str]]:
     """Write every figure of ``configurations`` into ``out`` as ``<figure>_<scenario>.png``.
     Returns ``(heading, png or None, note)`` per figure, in report order; a figure that no
     configuration has data for (per-task curves and forgetting when all runs are joint training)
     is ``None`` with a note saying why. Configurations without data for a figure are named in
-    its note."""
+    its note, as are those without a complete run (figures are made of complete runs only)."""
     written = []
     colors = figures.label_colors([c.label for c in configurations])
     for stem, heading, data_fn, plot_fn, colored in _FIGURES:
         for scenario in figures.SCENARIOS:
             name = figures.SCENARIO_NAMES[scenario]
-            data = {c.label: data_fn(c.matrices(scenario)) for c in configurations}
-            left_out = [label for label, d in data.items() if d is None]
+            data = {c.label: data_fn(c.matrices(scenario)) for c in configurations if c.complete_runs}
+            note = _left_out_note([c.label for c in configurations if not c.complete_runs],
+                                  [label for label, d in data.items() if d is None])
             data = {label: d for label, d in data.items() if d is not None}
-            note = (f"Not shown: {', '.join(left_out)} (one row: trained on all tasks at once)." if left_out else "")
             title = f"{heading}, {name}"
             png = None
             if data:
@@ -104,16 +125,22 @@ def write_figures(configurations: list[runs.Configuration], out: Path) -> list[t
     return written
 
 
-def write_report(run_dirs: list[Path], out: Path) -> Path:
-    """Read the run folders, write the figures into ``out`` and ``out/report.html`` (the summary
-    table, the figures embedded, and the run folders), and return the HTML path. ``out`` is
+def write_report(run_dirs: Sequence[Path], out: Path) -> Path:
+    """Read the run folders (:func:`lifelong.runs.finished.load_runs`) and write their report
+    (:func:`write_runs_report`); returns the HTML path."""
+    return write_runs_report(runs.load_runs(run_dirs), out)
+
+
+def write_runs_report(loaded: Sequence[runs.Run], out: Path) -> Path:
+    """Write the figures into ``out`` and ``out/report.html`` (the summary table, the figures
+    embedded, and the run folders), and return the HTML path. Incomplete runs are counted in the
+    table and marked in the listing, but left out of the means and the figures. ``out`` is
     created if needed; an ``out`` that is a file is refused with :class:`UserError`, as are the
-    run folders that :func:`lifelong.runs.load_runs` and :func:`~lifelong.runs.group_runs`
-    refuse."""
+    runs that :func:`~lifelong.runs.finished.group_runs` refuses."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"report output {out} is a file, not a folder; choose another output folder")
-    configurations = runs.group_runs(runs.load_runs(run_dirs))
+    configurations = runs.group_runs(loaded)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -127,9 +154,11 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
         f"<style>{_STYLE}</style></head><body>", f"<h1>{e(title)}</h1>",
         "<h2>Summary</h2>",
-        "<p class=note>Mean ± sample standard deviation over seeds, from each run's metrics.json. Accuracies "
-        "in percent, forgetting and transfer in percentage points; – where a run has no task sequence "
-        "(joint training).</p>",
+        "<p class=note>Mean ± sample standard deviation over the complete runs' seeds, from each run's "
+        "metrics.json; runs that diverged or were interrupted are counted in <em>complete / runs</em> and "
+        "left out of the means and the figures. Accuracies in percent, forgetting and transfer in percentage "
+        "points; – where a run has no task sequence (joint training) or no run is complete. "
+        + " ".join(f"n/a: {why}." for why in NOT_SHOWN.values()) + "</p>",
         _summary_html(rows),
     ]
     for heading, png, note in write_figures(configurations, out):

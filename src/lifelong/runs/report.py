@@ -93,8 +93,16 @@ def _fmt(value: float | None, width: int = 7) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
 
 
+def _cell(metrics_doc: dict[str, Any], scenario: str, key: str) -> str:
+    """A metric in the table; n/a for one that does not measure its name in this scenario."""
+    if (scenario, key) in metrics.NOT_SHOWN:
+        return f"{'n/a':>10}"
+    return _fmt(metrics_doc[scenario][key], 10)
+
+
 def format_table(metrics_doc: dict[str, Any], out: Path | None = None) -> str:
-    """A readable summary: per-task accuracy after the last task, averages, forgetting, time."""
+    """A readable summary: per-task accuracy after the last task, averages, forgetting, transfer
+    (class-IL forward transfer as n/a, :data:`lifelong.metrics.NOT_SHOWN`), time."""
     lines = []
     cil, til = metrics_doc["class_il"], metrics_doc["task_il"]
     T = metrics_doc["num_tasks"]
@@ -111,11 +119,11 @@ def format_table(metrics_doc: dict[str, Any], out: Path | None = None) -> str:
         lines.append(f"{name:<14}" + "".join(_fmt(v) for v in last) + f" |{_fmt(block['average_accuracy'])}")
     lines.append("")
     lines.append(f"{'':<30}{'class-IL':>10}{'task-IL':>10}")
-    for key, label in (("average_incremental_accuracy", "average incremental acc. (%)"),
-                       ("forgetting", "forgetting (points)"),
-                       ("backward_transfer", "backward transfer (points)"),
-                       ("forward_transfer", "forward transfer (points)")):
-        lines.append(f"{label:<30}{_fmt(cil[key], 10)}{_fmt(til[key], 10)}")
+    keys = (("average_incremental_accuracy", "average incremental acc. (%)"), ("forgetting", "forgetting (points)"),
+            ("backward_transfer", "backward transfer (points)"), ("forward_transfer", "forward transfer (points)"))
+    for key, label in keys:
+        lines.append(f"{label:<30}{_cell(metrics_doc, 'class_il', key)}{_cell(metrics_doc, 'task_il', key)}")
+    lines += [f"n/a: {why}" for (_, key), why in metrics.NOT_SHOWN.items() if key in dict(keys)]
     lines.append("")
     lines.append(f"time {metrics_doc['wall_seconds']:.1f} s ({metrics_doc['steps']} steps), "
                  f"peak memory {metrics_doc['peak_rss_mb']:.0f} MiB")
