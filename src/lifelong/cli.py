@@ -104,7 +104,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lifelong import __version__
+
     parser = _Parser(prog="lifelong", description="Continual learning with PyTorch.")
+    parser.add_argument("--version", action="version", version=f"lifelong {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help="train a method on a benchmark and write a run folder")
     _add_run_flags(run)
