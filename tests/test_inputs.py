@@ -39,3 +39,32 @@ def test_the_version_has_one_source():
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in text and 'attr = "lifelong.__version__"' in text
     assert "\nversion = " not in text.split("[project]")[1].split("\n[")[0]
+
+
+# -- parameter errors name the parameter -------------------------------------------------------
+
+@pytest.mark.parametrize("extra, wanted", [
+    (["--method", "der", "--param", "alpha=abc"], "method 'der': parameter `alpha` must be a number (default 0.3), "
+                                                  "got 'abc'"),
+    (["--method", "derpp", "--param", "beta=true"], "parameter `beta` must be a number (default 0.5), got True"),
+    (["--method", "lwf", "--param", "temperature=-1"], "parameter `temperature` (-1) is refused by term 2 "
+                                                       "(distill-kl): `temperature` must be positive"),
+    (["--method", "er-ace", "--param", "head=conv"], "parameter `head` must be 'linear' or 'cosine', got 'conv'"),
+    (["--method", "er-ace", "--param", "head=1"], "parameter `head` must be a string (default 'cosine'), got 1"),
+])
+def test_a_bad_preset_parameter_is_named(extra, wanted, capsys):
+    line = one_line_error(*run_cli(["run", "--dry-run", *extra], capsys))
+    assert wanted in line, line
+
+
+def test_a_bad_recipe_parameter_is_named():
+    from lifelong.errors import ConfigError
+    from lifelong.methods import recipe_from_spec
+
+    spec = {"terms": [{"term": "ce"}, {"term": "logit-mse", "weight": "${w}"}], "memory": "reservoir"}
+    with pytest.raises(ConfigError) as info:
+        recipe_from_spec(spec, {"w": "abc"})
+    assert "method, term 2: parameter `w` must be a finite number (it is the `weight`), got 'abc'" in str(info.value)
+    spec = {"terms": [{"term": "ewc", "online": True, "gamma": "${g}"}]}
+    with pytest.raises(ConfigError, match=r"parameter `g` \(2\.0\) is refused by term 1 \(ewc\): `gamma` must lie"):
+        recipe_from_spec(spec, {"g": 2.0})
