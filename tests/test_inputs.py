@@ -68,3 +68,53 @@ def test_a_bad_recipe_parameter_is_named():
     spec = {"terms": [{"term": "ewc", "online": True, "gamma": "${g}"}]}
     with pytest.raises(ConfigError, match=r"parameter `g` \(2\.0\) is refused by term 1 \(ewc\): `gamma` must lie"):
         recipe_from_spec(spec, {"g": 2.0})
+
+
+# -- --refresh and --refresh-param override the file's `refresh:` key by key -------------------
+
+def _refresh_settings(tmp_path, file_text: str | None, *flags: str) -> dict | None:
+    """The refresh settings a run would use, from a config file and the command line."""
+    from lifelong.cli import _flags, build_parser
+    from lifelong.config import make_config, refresh_plugins
+    from lifelong.methods import build_plugin
+
+    args = ["run"]
+    if file_text is not None:
+        (tmp_path / "c.yaml").write_text(file_text)
+        args += ["--config", str(tmp_path / "c.yaml")]
+    flag_values, file_values = _flags(build_parser().parse_args(args + list(flags)))
+    entries = refresh_plugins(make_config(file_values, flag_values).refresh)
+    return build_plugin(entries[0]).settings() if entries else None
+
+
+FILE = "refresh: {form: code, every: 1, gamma: 0.5}\n"
+
+
+def test_refresh_form_flag_keeps_the_files_other_settings(tmp_path):
+    s = _refresh_settings(tmp_path, FILE, "--refresh", "code")
+    assert (s["form"], s["every"], s["gamma"], s["noise"]) == ("code", 1, 0.5, 1e-3)
+
+
+def test_bare_refresh_keeps_the_files_form(tmp_path):
+    s = _refresh_settings(tmp_path, FILE, "--refresh")
+    assert (s["form"], s["every"], s["gamma"]) == ("code", 1, 0.5)
+    assert _refresh_settings(tmp_path, "refresh: code\n", "--refresh")["form"] == "code"
+    assert _refresh_settings(tmp_path, None, "--refresh")["form"] == "paper"  # no file: the paper form
+    assert _refresh_settings(tmp_path, "refresh: null\n", "--refresh")["form"] == "paper"
+    assert _refresh_settings(tmp_path, None) is None and _refresh_settings(tmp_path, "lr: 0.1\n") is None
+
+
+def test_another_form_keeps_the_files_explicit_settings(tmp_path):
+    """Documented rule: --refresh FORM sets only `form`; what the file sets explicitly still
+    applies, everything else takes the new form's defaults."""
+    s = _refresh_settings(tmp_path, FILE, "--refresh", "paper")
+    assert (s["form"], s["every"], s["gamma"], s["noise"], s["loss"]) == ("paper", 1, 0.5, 0.01, "objective")
+
+
+def test_refresh_param_overrides_single_keys(tmp_path):
+    s = _refresh_settings(tmp_path, FILE, "--refresh-param", "gamma=1e-3")
+    assert (s["form"], s["every"], s["gamma"]) == ("code", 1, 1e-3)
+    s = _refresh_settings(tmp_path, FILE, "--refresh", "paper", "--refresh-param", "every=3")
+    assert (s["form"], s["every"], s["gamma"]) == ("paper", 3, 0.5)
+    s = _refresh_settings(tmp_path, None, "--refresh-param", "steps=2")
+    assert (s["form"], s["steps"]) == ("paper", 2)

@@ -83,10 +83,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_integer, default=s,
                    help="CPU threads for torch (default 1: at continual-learning batch sizes a second thread buys "
                         "nothing, and runs side by side do not fight over the cores)")
-    p.add_argument("--refresh", nargs="?", const="paper", default=s, metavar="FORM",
-                   help="add refresh learning to the method: 'paper' (default) or 'code' form")
+    p.add_argument("--refresh", nargs="?", const=True, default=s, metavar="FORM",
+                   help="add refresh learning to the method: 'paper' or 'code' form (alone: the config file's "
+                        "form, else paper); sets only the form, the file's other refresh settings are kept")
     p.add_argument("--refresh-param", action="append", metavar="NAME=VALUE", type=_param,
-                   help="a refresh setting, e.g. --refresh-param gamma=1e-4 (repeatable; see docs)")
+                   help="one refresh setting, over the file's, e.g. --refresh-param gamma=1e-4 (repeatable; "
+                        "see the README)")
     p.add_argument("--checkpoint-every", type=_integer, default=s, metavar="N",
                    help="checkpoint every N steps as well as at every task end; 0: task ends only (default 2000)")
     p.add_argument("--on-nan", choices=["stop", "skip"], default=s,
@@ -180,7 +182,7 @@ class _Progress:
 
 def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
     """The flags given (absent ones stay absent) and the config file's values."""
-    from lifelong.config import load_yaml
+    from lifelong.config import load_yaml, merge_refresh
 
     flags = {k: v for k, v in vars(args).items()
              if k not in ("command", "config", "quiet", "param", "refresh_param", "seeds", "jobs", "resume",
@@ -188,10 +190,9 @@ def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
     if args.param:
         flags["params"] = dict(args.param)
     file_values = load_yaml(args.config) if args.config else {}
-    if args.refresh_param:
-        base = flags.get("refresh", file_values.get("refresh")) or "paper"
-        base = {"form": base} if isinstance(base, str) else dict(base)
-        flags["refresh"] = {**base, **dict(args.refresh_param)}
+    if "refresh" in flags or args.refresh_param:  # key by key over the file's `refresh:`
+        flags["refresh"] = merge_refresh(file_values.get("refresh"), flags.get("refresh"),
+                                         dict(args.refresh_param or []))
     return flags, file_values
 
 
@@ -343,8 +344,9 @@ def _compare(args: argparse.Namespace) -> int:
     root = Path(out) if out else default_folder("compare", config.benchmark, method)
     if root.exists() and not root.is_dir():
         raise UserError(f"output path {root} is a file, not a folder; choose another --out")
+    form = config.refresh.get("form", "paper") if isinstance(config.refresh, dict) else config.refresh or "paper"
     print(f"lifelong: comparing {method} on {config.benchmark} without and with refresh "
-          f"({config.refresh or 'paper'}), seeds {seeds} -> {root}", file=sys.stderr)
+          f"({form}), seeds {seeds} -> {root}", file=sys.stderr)
 
     def report(variant: str, seed: int, doc: dict) -> None:
         state = "" if doc["complete"] else f" ({doc['status']})"

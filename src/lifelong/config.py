@@ -246,6 +246,19 @@ def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Run
     return config
 
 
+def merge_refresh(file_value: str | dict | None, form: str | bool | None, settings: dict | None = None) -> dict:
+    """The ``refresh`` setting when flags change a config file's, key by key: ``form`` (a form
+    name from ``--refresh FORM``; ``True`` for a bare ``--refresh``, which keeps the file's form,
+    else the paper form) replaces only the file's ``form``; every other setting the file gives is
+    kept, also when the form changes (what the file does not set takes the form's defaults);
+    ``settings`` (``--refresh-param``) then override single keys."""
+    merged = {"form": file_value} if isinstance(file_value, str) else dict(file_value or {})
+    if isinstance(form, str):
+        merged["form"] = form
+    merged.setdefault("form", "paper")
+    return {**merged, **(settings or {})}
+
+
 def refresh_plugins(refresh: str | dict | None) -> list[dict]:
     """``refresh:`` (``--refresh``) is shorthand for a ``refresh`` entry in the recipe's
     ``plugins:``: ``"code"`` means ``{plugin: refresh, form: code}``. The entry is checked where
