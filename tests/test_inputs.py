@@ -118,3 +118,67 @@ def test_refresh_param_overrides_single_keys(tmp_path):
     assert (s["form"], s["every"], s["gamma"]) == ("paper", 3, 0.5)
     s = _refresh_settings(tmp_path, None, "--refresh-param", "steps=2")
     assert (s["form"], s["steps"]) == ("paper", 2)
+
+
+# -- bounded inputs ----------------------------------------------------------------------------
+
+_LIMITED = """
+import resource, sys
+import torch  # imported before the limit: it maps gigabytes of address space
+from lifelong.cli import main
+with open("/proc/self/status") as f:
+    size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30), size + (1 << 30)))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _limited_cli(*args: str):
+    """The command in a child process allowed 1 GiB more address space than it starts with, and
+    60 s, so that a reader without a bound fails the test instead of exhausting the machine."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    return subprocess.run([sys.executable, "-c", _LIMITED, *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("command", [["run", "--dry-run", "--config"], ["sweep"]])
+def test_an_endless_file_is_refused_in_one_line(command):
+    proc = _limited_cli(*command, "/dev/zero")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-500:]
+    assert proc.stderr == "lifelong: error: /dev/zero is not a regular file (a device or socket); give a YAML file\n"
+
+
+def test_a_file_over_one_mib_is_refused(tmp_path, capsys):
+    from lifelong.config import MAX_FILE_BYTES
+
+    big = tmp_path / "big.yaml"
+    big.write_text("lr: 0.1\n" + "#" * MAX_FILE_BYTES + "\n")
+    for command in (["run", "--dry-run", "--config", str(big)], ["sweep", str(big)]):
+        line = one_line_error(*run_cli(command, capsys))
+        assert line.endswith(f"{big} is too large (over 1 MiB); a configuration is a few lines of YAML")
+    exact = tmp_path / "exact.yaml"
+    exact.write_text("lr: 0.1\n" + "#" * (MAX_FILE_BYTES - 9) + "\n")
+    from lifelong.config import load_yaml
+
+    assert exact.stat().st_size == MAX_FILE_BYTES and load_yaml(exact) == {"lr": 0.1}
+
+
+def test_a_pipe_is_read_like_a_file(tmp_path):
+    """`--config <(envsubst < template.yaml)` works: a pipe is read, up to the same bound."""
+    import os
+    import threading
+
+    from lifelong.config import load_yaml
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("lr: 0.2\n"))
+    writer.start()
+    try:
+        assert load_yaml(fifo) == {"lr": 0.2}
+    finally:
+        writer.join(5)

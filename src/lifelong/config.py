@@ -8,6 +8,7 @@ import time
 import difflib
 import math
 import os
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -173,20 +174,42 @@ def unknown_key_message(key: str, where: str) -> str:
     return f"{where}: unknown key `{key}`{hint}"
 
 
+MAX_FILE_BYTES = 1 << 20  # config and sweep files: a configuration is a few lines, never a megabyte
+
+
+def read_small_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file or a pipe (``--config <(...)``) of at most ``limit`` bytes;
+    at most ``limit + 1`` are read, so that ``/dev/zero`` or a huge file cannot exhaust memory."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+            raise ConfigError(f"{path} is not a regular file (a device or socket); give a YAML file")
+        if info.st_size > limit:  # a regular file says its size: no need to read it
+            data = b"x" * (limit + 1)
+        else:
+            with path.open("rb") as handle:
+                data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{path} is too large (over {limit // (1 << 20)} MiB); a configuration is a few lines of YAML")
+    return data
+
+
 def load_yaml_document(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; every reading problem is a ConfigError."""
     path = Path(path)
     where = str(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder; give a YAML file") from None
+        text = read_small_file(path).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{where} is not UTF-8 text; save it as UTF-8 YAML") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
         data = parse_yaml(text)
     except ConfigError as exc:
