@@ -182,3 +182,86 @@ def test_a_pipe_is_read_like_a_file(tmp_path):
         assert load_yaml(fifo) == {"lr": 0.2}
     finally:
         writer.join(5)
+
+
+# -- registrations do not replace what is there ------------------------------------------------
+
+CLASHES = {
+    "term": ("from lifelong.objective import Term, register_term\n"
+             "@register_term\nclass Mine(Term):\n    name = 'ce'\n", "term 'ce' is built in"),
+    "plugin": ("from lifelong.plugins import register_plugin\n"
+               "@register_plugin\nclass Mine:\n    name = 'agem'\n", "plug-in 'agem' is built in"),
+    "memory": ("import lifelong\n@lifelong.register_memory\nclass Mine(lifelong.Memory):\n    name = 'reservoir'\n",
+               "memory 'reservoir' is built in"),
+    "backbone": ("import lifelong\nlifelong.register_backbone('mlp', lambda shape, n: None)\n",
+                 "backbone 'mlp' is built in"),
+    "benchmark": ("import lifelong\nlifelong.register_benchmark('split-mnist', lambda: None, num_tasks=5)\n",
+                  "'split-mnist' is a built-in benchmark"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CLASHES))
+def test_a_built_in_name_cannot_be_taken(kind, tmp_path, capsys):
+    from lifelong.data.benchmarks import BENCHMARKS
+    from lifelong.memory import MEMORIES
+    from lifelong.nets import BACKBONES
+    from lifelong.objective import TERMS
+    from lifelong.plugins import PLUGINS
+
+    before = {id(t): dict(t) for t in (TERMS, PLUGINS, MEMORIES, BACKBONES, BENCHMARKS)}
+    text, wanted = CLASHES[kind]
+    path = tmp_path / f"clash_{kind}.py"
+    path.write_text(text)
+    line = one_line_error(*run_cli(["list", "--import", str(path)], capsys))
+    assert f"cannot import {path}: " in line and wanted in line and "another name" in line, line
+    for table in (TERMS, PLUGINS, MEMORIES, BACKBONES, BENCHMARKS):
+        assert table == before[id(table)]  # nothing replaced, nothing added
+
+
+def test_importing_the_same_file_again_is_fine(tmp_path):
+    """A re-import (a second run in one process, a notebook cell run again) re-registers the
+    same definition: that is allowed; another definition under a taken name is not."""
+    from lifelong.nets import BACKBONES
+    from lifelong.objective import TERMS
+    from lifelong.runs.session import import_user_code
+
+    mine = tmp_path / "mine.py"
+    mine.write_text("import lifelong\n"
+                    "@lifelong.register_term\nclass Mine(lifelong.Term):\n    name = 'test-mine'\n"
+                    "@lifelong.register_backbone('test-net')\ndef net(shape, n):\n    return None\n")
+    other = tmp_path / "other.py"
+    other.write_text("import lifelong\n@lifelong.register_term\nclass Other(lifelong.Term):\n    name = 'test-mine'\n")
+    try:
+        import_user_code([str(mine)])
+        first = TERMS["test-mine"]
+        import_user_code([str(mine)])
+        assert TERMS["test-mine"] is not first and TERMS["test-mine"].__qualname__ == "Mine"
+        with pytest.raises(lifelong.errors.ConfigError,
+                           match=r"term 'test-mine' is already registered \(lifelong_user_mine\.Mine\); "
+                                 r"register yours under another name"):
+            import_user_code([str(other)])
+        assert TERMS["test-mine"].__qualname__ == "Mine"
+    finally:
+        TERMS.pop("test-mine", None)
+        BACKBONES.pop("test-net", None)
+
+
+# -- an imported file that exits or raises a BaseException -------------------------------------
+
+@pytest.mark.parametrize("body, wanted", [
+    ("import sys\nsys.exit(3)\n", "it called sys.exit(3); an imported file must only define and register"),
+    ("raise SystemExit\n", "it called sys.exit(None); an imported file must only define and register"),
+    ("class Boom(BaseException):\n    pass\nraise Boom('bang')\n", "Boom: bang"),
+])
+def test_an_imported_file_that_exits_is_one_line(body, wanted, tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text(body)
+    line = one_line_error(*run_cli(["list", "--import", str(bad)], capsys))
+    assert line == f"lifelong: error: cannot import {bad}: {wanted}", line
+
+
+def test_ctrl_c_during_an_import_still_interrupts(tmp_path, capsys):
+    bad = tmp_path / "slow.py"
+    bad.write_text("raise KeyboardInterrupt\n")
+    code, _, err = run_cli(["list", "--import", str(bad)], capsys)
+    assert code == 130 and "interrupted" in err
