@@ -265,3 +265,34 @@ def test_ctrl_c_during_an_import_still_interrupts(tmp_path, capsys):
     bad.write_text("raise KeyboardInterrupt\n")
     code, _, err = run_cli(["list", "--import", str(bad)], capsys)
     assert code == 130 and "interrupted" in err
+
+
+# -- settings that would run for ever ----------------------------------------------------------
+
+@pytest.mark.parametrize("values, wanted", [
+    ({"epochs": 1001}, "`epochs` is too large (1001); use at most 1000"),
+    ({"batch_size": 100_001}, "`batch-size` is too large (100001); use at most 100000"),
+    ({"replay_batch_size": 10**6}, "`replay-batch-size` is too large (1000000); use at most 100000"),
+    ({"num_tasks": 1001}, "`num-tasks` is too large (1001); use at most 1000"),
+    ({"refresh": {"steps": 1_000_000_000}}, "`steps` must be at most 100 unlearning steps per refresh"),
+    ({"refresh": {"every": 10**7}}, "`every` must be at most 1000000 steps"),
+    ({"method": {"terms": [{"term": "ce"}], "plugins": [{"plugin": "head-warmup", "epochs": 10**6}]}},
+     "`epochs` must be an integer in 0..1000 or null"),
+])
+def test_settings_that_mean_hang_are_refused(values, wanted):
+    from lifelong.config import make_config
+    from lifelong.errors import ConfigError
+    from lifelong.methods import build_recipe
+
+    with pytest.raises(ConfigError) as info:
+        config = make_config({}, values)
+        build_recipe(config.method, config.params)
+    assert wanted in str(info.value)
+
+
+def test_the_bounds_admit_the_published_settings():
+    from lifelong.config import make_config
+
+    config = make_config({}, {"epochs": 1000, "batch_size": 100_000, "num_tasks": None,
+                              "refresh": {"steps": 100, "every": 1_000_000}})
+    assert config.epochs == 1000

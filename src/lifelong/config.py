@@ -345,13 +345,17 @@ def _check_choices(config: RunConfig) -> None:
             raise ConfigError(f"`{key.replace('_', '-')}` must not be empty")
 
 
+# Upper bounds of the settings whose huge values would only make a run that never ends (a typo
+# such as `epochs: 10000000`): far above every published setting. Other counts stop at 2^31 - 1.
+UPPER_BOUNDS = {"epochs": 1000, "batch_size": 100_000, "replay_batch_size": 100_000, "num_tasks": 1000}
+
+
 def _check_limits(config: RunConfig) -> None:
     cpus = os.cpu_count() or 1
     if config.threads is not None and config.threads > cpus:
         raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")
-    limit = 2**31 - 1
     for key in ("buffer_size", "epochs", "batch_size", "replay_batch_size", "num_tasks", "threads", "checkpoint_every",
                 "log_every"):
-        value = getattr(config, key)
+        value, limit = getattr(config, key), UPPER_BOUNDS.get(key, 2**31 - 1)
         if value is not None and value > limit:
             raise ConfigError(f"`{key.replace('_', '-')}` is too large ({value}); use at most {limit}")

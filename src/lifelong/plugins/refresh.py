@@ -48,6 +48,9 @@ FORMS = {
     "code": {"gamma": 1e-5, "steps": 1, "noise": 1e-3, "loss": "ce", "when": "before", "normalize": True, "every": 1},
 }
 
+MAX_STEPS = 100  # unlearning steps per refresh: each is a forward and backward pass
+MAX_EVERY = 1_000_000  # beyond, no benchmark's run would refresh at all
+
 
 @register_plugin
 class Refresh:
@@ -78,6 +81,10 @@ class Refresh:
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value}")
         if self.steps < 1 or self.every < 1:
             raise ValueError("`steps` and `every` must be at least 1")
+        if self.steps > MAX_STEPS:
+            raise ValueError(f"`steps` must be at most {MAX_STEPS} unlearning steps per refresh, got {self.steps}")
+        if self.every > MAX_EVERY:
+            raise ValueError(f"`every` must be at most {MAX_EVERY} steps (a refresh that never runs), got {self.every}")
         if self.loss not in ("ce", "objective"):
             raise ValueError(f"`loss` must be 'ce' or 'objective', got {self.loss!r}")
         if self.when not in ("before", "after"):
