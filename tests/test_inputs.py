@@ -296,3 +296,54 @@ def test_the_bounds_admit_the_published_settings():
     config = make_config({}, {"epochs": 1000, "batch_size": 100_000, "num_tasks": None,
                               "refresh": {"steps": 100, "every": 1_000_000}})
     assert config.epochs == 1000
+
+
+# -- a herding memory smaller than the number of classes ---------------------------------------
+
+@pytest.mark.parametrize("method", ["icarl", "icarl-replay"])
+def test_icarl_with_fewer_slots_than_classes_is_refused_before_anything(method, tmp_path, capsys):
+    out = tmp_path / "never"
+    line = one_line_error(*run_cli(["run", "--method", method, "--buffer-size", "9", "--out", str(out)], capsys))
+    assert f"method {method!r} on split-mnist: its herding memory keeps at least one exemplar of every class" in line
+    assert "`buffer-size` must be at least 10, the number of classes, got 9" in line and not out.exists()
+    code, _, err = run_cli(["run", "--method", method, "--buffer-size", "10", "--dry-run"], capsys)
+    assert code == 0, err
+
+
+def test_a_herding_recipe_is_checked_too():
+    from lifelong.config import make_config
+    from lifelong.errors import ConfigError
+
+    recipe = {"terms": [{"term": "icarl"}], "memory": "herding"}
+    with pytest.raises(ConfigError, match="split-cifar100: its herding memory .* at least 100, the number of classes"):
+        make_config({}, {"method": recipe, "benchmark": "split-cifar100", "buffer_size": 50})
+    make_config({}, {"method": "agem", "buffer_size": 3})  # task-balanced: keeps what it can, the first tasks
+
+
+def test_the_loop_refuses_a_herding_memory_without_a_slot_per_class():
+    """A benchmark of the user's is only known once loaded: the loop checks before any step."""
+    import torch
+
+    from lifelong.data.streams import class_incremental
+    from lifelong.errors import ConfigError
+    from lifelong.methods import build_recipe
+    from lifelong.optim import SGD
+    from tests.conftest import make_source
+
+    stream = class_incremental(make_source(num_classes=4, per_class_train=5), 2)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    steps = []
+    model.register_forward_hook(lambda *a: steps.append(1))
+    with pytest.raises(ConfigError, match="method 'icarl': its herding memory .* at least 4, the number of classes, "
+                                          "got 3"):
+        lifelong.train(stream, model, build_recipe("icarl"), SGD(model.parameters(), lr=0.1), seed=0, buffer_size=3)
+    assert steps == []
+
+
+def test_built_in_benchmarks_declare_their_classes():
+    from lifelong.data.benchmarks import BENCHMARKS
+
+    assert {n: b.num_classes for n, b in BENCHMARKS.items() if b.builtin} == {
+        "split-mnist": 10, "permuted-mnist": 10, "rotated-mnist": 10, "split-fashion-mnist": 10, "split-cifar10": 10,
+        "split-cifar100": 100, "split-tiny-imagenet": 200}
+    assert lifelong.load_mnist().num_classes == BENCHMARKS["split-mnist"].num_classes

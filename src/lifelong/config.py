@@ -305,6 +305,29 @@ def validate(config: RunConfig) -> None:
     for entry in refresh_plugins(config.refresh):  # its options and values, before any data is read
         build_plugin(entry, where="`refresh`")
     _check_limits(config)
+    _check_memory_size(config)
+
+
+def _check_memory_size(config: RunConfig) -> None:
+    """The memory's size suits the benchmark's classes and tasks, where both are known before the
+    data are read (a built-in benchmark; the loop checks the others: :func:`lifelong.loop.train`)."""
+    from lifelong.data.benchmarks import BENCHMARKS
+    from lifelong.memory import MEMORIES
+    from lifelong.methods import PRESETS
+
+    method = config.method
+    if isinstance(method, str):
+        memory = PRESETS[method].recipe.get("memory") if method in PRESETS else None
+    else:
+        memory = method.get("memory")
+    benchmark = BENCHMARKS.get(config.benchmark)
+    if not isinstance(memory, str) or memory not in MEMORIES or benchmark is None or benchmark.num_classes is None:
+        return
+    check = getattr(MEMORIES[memory], "capacity_problem", None)
+    tasks = config.num_tasks or benchmark.num_tasks
+    problem = check(config.buffer_size, benchmark.num_classes, tasks) if check else None
+    if problem:
+        raise ConfigError(f"method {method_name(method)!r} on {benchmark.name}: {problem}")
 
 
 def _check_ranges(config: RunConfig) -> None:

@@ -175,11 +175,17 @@ def _construct(registry: dict[str, type], kind: str, entry: Any, params: dict, u
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        given = _from_parameters({k: v for k, v in entry.items() if k != "weight"}, params)
-        if given:  # the user set a parameter, not the option: name the parameter
-            head, _, _ = where.rpartition(", ")
-            raise ConfigError(f"{head or where}: {given} is refused by {label or kind} ({name}): {exc}") from None
-        raise ConfigError(f"{where}: {kind} {name!r}: {exc}") from None
+        raise _refused(exc, entry, params, where, kind, name, label) from None
+
+
+def _refused(exc: Exception, entry: dict, params: dict, where: str, kind: str, name: str, label: str) -> ConfigError:
+    """The error for an entry its class refused; it names the parameters the entry's options
+    come from, since those are what the user set."""
+    given = _from_parameters({k: v for k, v in entry.items() if k != "weight"}, params)
+    if given:
+        head, _, _ = where.rpartition(", ")
+        return ConfigError(f"{head or where}: {given} is refused by {label or kind} ({name}): {exc}")
+    return ConfigError(f"{where}: {kind} {name!r}: {exc}")
 
 
 def build_plugin(entry: dict, where: str = "plugin") -> Any:
