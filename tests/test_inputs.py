@@ -347,3 +347,66 @@ def test_built_in_benchmarks_declare_their_classes():
         "split-mnist": 10, "permuted-mnist": 10, "rotated-mnist": 10, "split-fashion-mnist": 10, "split-cifar10": 10,
         "split-cifar100": 100, "split-tiny-imagenet": 200}
     assert lifelong.load_mnist().num_classes == BENCHMARKS["split-mnist"].num_classes
+
+
+# -- `lifelong list` and `--help` show what runs use -------------------------------------------
+
+def test_list_shows_what_a_run_uses_beside_the_preset_defaults(capsys):
+    code, out, err = run_cli(["list"], capsys)
+    assert code == 0, err
+    assert "methods (the settings a run uses on split-mnist with buffer 500, published in" in out
+    lines = out.splitlines()
+    der = lines.index(next(line for line in lines if line.startswith("  der ")))
+    block = "\n".join(lines[der:der + 4])
+    assert ("uses lr=0.03, batch_size=10, replay_batch_size=128, epochs=1; alpha=1.0 "
+            "[hparams/split-mnist.yaml: der, 500]") in block
+    assert "preset defaults alpha=0.3" in block and "[alpha=0.3]" not in block
+    code, out, _ = run_cli(["list", "--benchmark", "split-cifar100", "--buffer-size", "50"], capsys)
+    assert "uses lr=0.1, batch_size=10, replay_batch_size=10, epochs=1; alpha=0.3 [no published settings" in out
+    assert "refused: method 'icarl' on split-cifar100: its herding memory" in out  # 50 slots, 100 classes
+    line = one_line_error(*run_cli(["list", "--buffer-size", "0"], capsys))
+    assert "`buffer-size` must be positive, got 0" in line
+
+
+def test_list_one_method_at_a_benchmark_and_buffer(capsys):
+    code, out, err = run_cli(["list", "--method", "er", "--benchmark", "split-mnist", "--buffer-size", "200"], capsys)
+    assert code == 0, err
+    assert ("a run on split-mnist with buffer 200 uses: lr=0.01, batch_size=10, replay_batch_size=10, epochs=1 "
+            "[hparams/split-mnist.yaml: er, 200]") in out
+    code, out, _ = run_cli(["list", "--method", "derpp"], capsys)
+    assert "parameters: alpha=0.1, beta=0.5 (the preset's defaults, used where no setting is published)" in out
+    assert "a run on split-mnist with buffer 500 uses: lr=0.03, batch_size=10, replay_batch_size=10, epochs=1; " \
+           "alpha=1.0, beta=0.5" in out
+    line = one_line_error(*run_cli(["list", "--benchmark", "split-mnsit"], capsys))
+    assert "unknown benchmark 'split-mnsit'" in line
+
+
+def test_what_list_shows_is_what_a_run_resolves(capsys):
+    import yaml
+
+    code, out, err = run_cli(["run", "--dry-run", "--method", "derpp", "--buffer-size", "200"], capsys)
+    assert code == 0, err
+    resolved = yaml.safe_load(out)
+    code, out, _ = run_cli(["list", "--method", "derpp", "--buffer-size", "200"], capsys)
+    used = next(line for line in out.splitlines() if line.startswith("a run on split-mnist with buffer 200 uses:"))
+    for key in ("lr", "batch_size", "replay_batch_size", "epochs"):
+        assert f"{key}={resolved[key]}" in used
+    assert all(f"{k}={v}" in used for k, v in resolved["params"].items())
+
+
+def test_every_default_in_run_help_is_the_one_runs_use():
+    import argparse
+
+    from lifelong.cli import build_parser
+    from lifelong.config import HPARAM_KEYS, LIBRARY_DEFAULTS, RunConfig
+
+    parser = build_parser()
+    run = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    helps = {a.dest: a.help or "" for a in run._actions}
+    for key in HPARAM_KEYS:
+        assert "the method's published setting for the benchmark and buffer size" in helps[key], key
+        fallback = "the batch size" if key == "replay_batch_size" else f"else {LIBRARY_DEFAULTS[key]:g}"
+        assert fallback in helps[key], (key, helps[key])
+    assert "published setting" in helps["param"] and "else the preset's" in helps["param"]
+    for key in ("benchmark", "method", "buffer_size", "seed", "checkpoint_every", "log_every", "data_root"):
+        assert f"default {getattr(RunConfig, key)}" in helps[key], (key, helps[key])

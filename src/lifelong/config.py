@@ -30,7 +30,7 @@ class RunConfig:
     are the method's parameters. ``lr``, ``batch_size``, ``replay_batch_size``, ``epochs``,
     ``momentum``, ``weight_decay`` and ``params`` not given by the user come from the published
     settings for the benchmark, method and buffer size (:mod:`lifelong.hparams`), then from
-    :data:`LIBRARY_DEFAULTS`; ``hparams_source`` says which.
+    :data:`LIBRARY_DEFAULTS` (``params``: the preset's defaults); ``hparams_source`` says which.
     """
 
     benchmark: str = "split-mnist"
@@ -244,9 +244,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def _preset_params(method: str | dict) -> dict[str, Any]:
+    """A preset's own parameter defaults (none for a recipe or an unknown name)."""
+    from lifelong.methods import PRESETS
+
+    return dict(PRESETS[method].params) if isinstance(method, str) and method in PRESETS else {}
+
+
 def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig:
     """Defaults, then published settings (hyperparameter files), then the file's values, then
-    flags; validated. ``params`` merge key by key in the same order."""
+    flags; validated. ``params`` merge key by key in the same order, over the preset's own
+    defaults, so that the configuration records every parameter value a run uses."""
 
     merged = {**file_values, **flag_values}
     for key, value in merged.items():
@@ -263,7 +271,7 @@ def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Run
     for key in HPARAM_KEYS:
         if key not in merged:
             setattr(config, key, entry.get(key, LIBRARY_DEFAULTS.get(key)))
-    config.params = {**entry.get("params", {}), **merged["params"]}
+    config.params = {**_preset_params(config.method), **entry.get("params", {}), **merged["params"]}
     config.hparams_source = note
     validate(config)
     return config
