@@ -122,6 +122,7 @@ def method_card(name: str, benchmark: str = "split-mnist", buffer_size: int = 50
     if not found:
         out.append("  none")
     used = _uses(name, benchmark, buffer_size)
-    out.append(f"a run on {benchmark} with buffer {buffer_size} " + (used.replace("uses ", "uses: ", 1)))
+    out.append(f"a run on {benchmark} with buffer {buffer_size} "
+               + (f"uses: {used[len('uses '):]}" if used.startswith("uses ") else f"is {used}"))
     out.append("every difference from the paper and its reference code: docs/METHODS.md")
     return out
