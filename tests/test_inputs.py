@@ -70,6 +70,19 @@ def test_a_bad_recipe_parameter_is_named():
         recipe_from_spec(spec, {"g": 2.0})
 
 
+@pytest.mark.parametrize("setting, wanted", [
+    ("steps=abc", "`steps` must be an integer, got 'abc'"),
+    ("every=1.5", "`every` must be an integer, got 1.5"),
+    ("steps=true", "`steps` must be an integer, got True"),
+    ("gamma=abc", "`gamma` must be a number, got 'abc'"),
+    ("damping=x", "`damping` must be a number, got 'x'"),
+    ("normalize=maybe", "`normalize` must be true or false, got 'maybe'"),
+])
+def test_a_bad_refresh_setting_is_named(setting, wanted, capsys):
+    line = one_line_error(*run_cli(["run", "--dry-run", "--refresh-param", setting], capsys))
+    assert line == f"lifelong: error: `refresh`: plugin 'refresh': {wanted}", line
+
+
 # -- --refresh and --refresh-param override the file's `refresh:` key by key -------------------
 
 def _refresh_settings(tmp_path, file_text: str | None, *flags: str) -> dict | None:
@@ -377,6 +390,8 @@ def test_list_one_method_at_a_benchmark_and_buffer(capsys):
     assert "parameters: alpha=0.1, beta=0.5 (the preset's defaults, used where no setting is published)" in out
     assert "a run on split-mnist with buffer 500 uses: lr=0.03, batch_size=10, replay_batch_size=10, epochs=1; " \
            "alpha=1.0, beta=0.5" in out
+    code, out, _ = run_cli(["list", "--method", "icarl", "--buffer-size", "5"], capsys)
+    assert code == 0 and "a run on split-mnist with buffer 5 is refused: method 'icarl' on split-mnist: " in out
     line = one_line_error(*run_cli(["list", "--benchmark", "split-mnsit"], capsys))
     assert "unknown benchmark 'split-mnsit'" in line
 
