@@ -33,6 +33,7 @@ def settings_used(method: str, benchmark: str, buffer_size: int) -> tuple[str, s
 
 
 def _uses(method: str, benchmark: str, buffer_size: int) -> str:
+    """``uses ... [source]``, or ``refused: why`` for a configuration a run would refuse."""
     try:
         used, source = settings_used(method, benchmark, buffer_size)
     except ConfigError as exc:  # e.g. iCaRL with fewer slots than classes

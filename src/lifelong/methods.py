@@ -279,6 +279,7 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
 
 
 def _kind(value: Any) -> str:
+    """What a parameter value is, in the words of an error message."""
     if isinstance(value, bool):
         return "true or false"
     return "a number" if isinstance(value, (int, float)) else "a string"
