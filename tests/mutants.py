@@ -160,8 +160,8 @@ MUTANTS: list[Mutant] = [
       "reservoir draws from 0..t-1 instead of 0..t"),
     M("herding-argmax", False, "memory.py", "        i = int(dist.argmin())", "        i = int(dist.argmax())",
       ("tests/test_memory.py", "tests/test_plugins_and_memories.py"), "herding picks the farthest example"),
-    M("task-balanced-all", False, "memory.py", "per_task = self.capacity // state.stream.num_tasks",
-      "per_task = self.capacity", ("tests/test_memory.py", "tests/test_plugins_and_memories.py"),
+    M("task-balanced-all", False, "memory.py", "per_task = -(-(self.capacity - self.count) // tasks_left)",
+      "per_task = self.capacity - self.count", ("tests/test_memory.py", "tests/test_plugins_and_memories.py"),
       "task-balanced memory fills up with the first task"),
     # -- metrics ---------------------------------------------------------------------------------
     M("forgetting-first-row", False, "metrics.py", "max(R[l][j] for l in range(j, T - 1))", "R[j][j]",

@@ -123,3 +123,116 @@ def test_storage_is_bounded_by_the_examples_that_can_arrive():
     for start in range(0, 30, 10):
         _offer(buffer, start, 10)
     assert buffer.fields["y"].shape == (30,) and buffer.fields["y"].tolist() == list(range(30))
+
+
+# -- the class- and task-balanced memories use every slot (issue 11) ---------------------------
+
+from collections import Counter  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from lifelong.data.source import Source  # noqa: E402
+from lifelong.data.streams import class_incremental  # noqa: E402
+from lifelong.loop import TrainState  # noqa: E402
+from lifelong.memory import HerdingBuffer, TaskBalancedBuffer, balanced_quotas  # noqa: E402
+from tests.conftest import make_images, make_source  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 400), st.lists(st.integers(0, 60), min_size=1, max_size=12))
+def test_quotas_use_every_slot_and_differ_by_at_most_one(capacity, caps):
+    quotas = balanced_quotas(capacity, caps)
+    assert all(0 <= q <= c for q, c in zip(quotas, caps))
+    assert sum(quotas) == min(capacity, sum(caps))  # every slot used, as far as there are examples
+    short = [i for i, (q, c) in enumerate(zip(quotas, caps)) if q < c]  # parts that would take more
+    for i in short:
+        assert all(q <= quotas[i] + 1 for q in quotas)  # nobody has more than one above a part left short
+        assert all(quotas[i] >= quotas[j] for j in short if j > i)  # the remainder went to the first parts
+
+
+def test_quotas_by_hand():
+    assert balanced_quotas(10, [99] * 4) == [3, 3, 2, 2]  # the first classes get the remainder
+    assert balanced_quotas(3, [99] * 5) == [1, 1, 1, 0, 0]  # fewer slots than classes: the first ones
+    assert balanced_quotas(12, [6, 6, 10, 1]) == [4, 4, 3, 1]  # a short class's slots go to the others
+    assert balanced_quotas(12, [2, 2]) == [2, 2]
+
+
+class _Features(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Flatten()
+        self.classifier = torch.nn.Identity()
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def _herd(stream, capacity):
+    memory = HerdingBuffer(capacity, np.random.default_rng(0))
+    state = TrainState(_Features(), None, stream, None, memory, 8)
+    counts = []
+    for task in stream.tasks:
+        state.task = task
+        memory.end_task(state)
+        counts.append(Counter(memory.fields["y"][: len(memory)].tolist()))
+    return memory, counts
+
+
+def test_herding_uses_every_slot_with_a_remainder():
+    stream = class_incremental(make_source(num_classes=4, per_class_train=10), 2)
+    memory, counts = _herd(stream, 10)
+    assert counts[0] == {0: 5, 1: 5}
+    assert counts[1] == {0: 3, 1: 3, 2: 2, 3: 2} and len(memory) == 10
+    memory, counts = _herd(stream, 7)
+    assert counts[0] == {0: 4, 1: 3} and counts[1] == {0: 2, 1: 2, 2: 2, 3: 1}
+
+
+def test_herding_gives_a_short_class_s_slots_to_the_others():
+    train_y = torch.tensor([0] * 10 + [1] * 10 + [2] * 10 + [3] * 1)
+    test_y = torch.arange(4).repeat(2)
+    source = Source("short", make_images(train_y), train_y, make_images(test_y), test_y, num_classes=4)
+    memory, counts = _herd(class_incremental(source, 2), 12)
+    assert counts[1] == {0: 4, 1: 4, 2: 3, 3: 1} and len(memory) == 12
+
+
+def test_herding_keeps_the_head_of_each_order_when_quotas_shrink():
+    stream = class_incremental(make_source(num_classes=4, per_class_train=10), 2)
+    memory = HerdingBuffer(10, np.random.default_rng(0))
+    state = TrainState(_Features(), None, stream, None, memory, 8, task=stream.tasks[0])
+    memory.end_task(state)
+    first = {c: memory.fields["x"][rows].clone() for c, rows in memory.order.items()}
+    state.task = stream.tasks[1]
+    memory.end_task(state)
+    for c in (0, 1):
+        assert torch.equal(memory.fields["x"][memory.order[c]], first[c][:3])
+
+
+def _task_balanced(num_tasks, capacity, per_class_train=10):
+    stream = class_incremental(make_source(num_classes=2 * num_tasks, per_class_train=per_class_train), num_tasks)
+    memory = TaskBalancedBuffer(capacity, np.random.default_rng(0))
+    state = TrainState(_Features(), None, stream, None, memory, 8)
+    for task in stream.tasks:
+        state.task = task
+        memory.end_task(state)
+    return Counter(memory.fields["task"][: len(memory)].tolist()) if len(memory) else Counter()
+
+
+def test_task_balanced_uses_every_slot():
+    assert _task_balanced(4, 10) == {0: 3, 1: 3, 2: 2, 3: 2}  # the first tasks get the remainder
+    assert _task_balanced(5, 3) == {0: 1, 1: 1, 2: 1}  # fewer slots than tasks: the first ones
+    assert _task_balanced(2, 8) == {0: 4, 1: 4}
+    assert _task_balanced(3, 100, per_class_train=5) == {0: 10, 1: 10, 2: 10}  # all there is
+
+
+def test_a_short_task_leaves_its_slots_to_the_later_tasks():
+    train_y = torch.tensor([0, 1] + [2] * 10 + [3] * 10 + [4] * 10 + [5] * 10)
+    test_y = torch.arange(6).repeat(2)
+    source = Source("short", make_images(train_y), train_y, make_images(test_y), test_y, num_classes=6)
+    stream = class_incremental(source, 3)
+    memory = TaskBalancedBuffer(12, np.random.default_rng(0))
+    state = TrainState(_Features(), None, stream, None, memory, 8)
+    for task in stream.tasks:
+        state.task = task
+        memory.end_task(state)
+    assert Counter(memory.fields["task"][: len(memory)].tolist()) == {0: 2, 1: 5, 2: 5}

@@ -5,9 +5,49 @@ from __future__ import annotations
 from lifelong.errors import ConfigError
 
 
-def catalog() -> list[str]:
-    """What `lifelong list` prints: benchmarks, methods, backbones, terms, memories and plug-ins,
-    registered ones marked."""
+def _check_where(benchmark: str, buffer_size: int) -> None:
+    """The benchmark exists and the buffer size is one a run accepts."""
+    from lifelong.config import make_config
+    from lifelong.data.benchmarks import get_benchmark
+
+    get_benchmark(benchmark)
+    make_config({}, {"method": "finetune", "benchmark": benchmark, "buffer_size": buffer_size})
+
+
+def settings_used(method: str, benchmark: str, buffer_size: int) -> tuple[str, str]:
+    """What a run of the preset ``method`` on ``benchmark`` with ``buffer_size`` uses, as
+    ``("lr=..., batch_size=..., ...; param=...", where it comes from)``: resolved by
+    :func:`lifelong.config.make_config`, as the run resolves it."""
+    from lifelong.config import make_config
+
+    from lifelong.methods import PRESETS
+
+    c = make_config({}, {"method": method, "benchmark": benchmark, "buffer_size": buffer_size})
+    values = {"lr": c.lr, "batch_size": c.batch_size, "replay_batch_size": c.replay_batch_size or c.batch_size,
+              "epochs": c.epochs, "momentum": c.momentum, "weight_decay": c.weight_decay}
+    if not PRESETS[method].recipe.get("memory"):
+        del values["replay_batch_size"]  # nothing is replayed
+    text = ", ".join(f"{k}={v}" for k, v in values.items() if v or k not in ("momentum", "weight_decay"))
+    params = ", ".join(f"{k}={v}" for k, v in c.params.items())
+    return text + (f"; {params}" if params else ""), c.hparams_source
+
+
+def _uses(method: str, benchmark: str, buffer_size: int) -> str:
+    """``uses ... [source]``, or ``refused: why`` for a configuration a run would refuse."""
+    try:
+        used, source = settings_used(method, benchmark, buffer_size)
+    except ConfigError as exc:  # e.g. iCaRL with fewer slots than classes
+        return f"refused: {exc}"
+    return f"uses {used} [{source}]"
+
+
+def catalog(benchmark: str = "split-mnist", buffer_size: int = 500) -> list[str]:
+    """What `lifelong list` prints: benchmarks, methods (with the settings a run on ``benchmark``
+    with ``buffer_size`` uses, and the preset's defaults), backbones, terms, memories and
+    plug-ins, registered ones marked."""
+    from lifelong.config import LIBRARY_DEFAULTS
+
+    _check_where(benchmark, buffer_size)
     out: list[str] = []
     from lifelong.data.benchmarks import BENCHMARKS
     from lifelong.memory import MEMORIES
@@ -20,12 +60,17 @@ def catalog() -> list[str]:
     out.append("benchmarks:")
     for b in BENCHMARKS.values():
         out.append(f"  {b.name:<22} {b.description}{'' if b.builtin else mine}")
-    out.append("methods:")
+    fallback = ", ".join(f"{k}={v}" for k, v in LIBRARY_DEFAULTS.items())
+    out.append(f"methods (the settings a run uses on {benchmark} with buffer {buffer_size}, published in "
+               f"src/lifelong/hparams/; see --benchmark, --buffer-size;")
+    out.append(f"         where none are published, {fallback} and the preset's defaults):")
     for m in PRESETS.values():
-        params = ", ".join(f"{k}={v}" for k, v in m.params.items())
-        out.append(f"  {m.name:<22} {m.description}" + (f" [{params}]" if params else ""))
+        out.append(f"  {m.name:<22} {m.description}")
         if m.paper != "-":
             out.append(f"  {'':<22}   {m.paper}")
+        out.append(f"  {'':<22}   {_uses(m.name, benchmark, buffer_size)}")
+        if m.params:
+            out.append(f"  {'':<22}   preset defaults {', '.join(f'{k}={v}' for k, v in m.params.items())}")
     out.append("backbones:")
     for bb in BACKBONES.values():
         out.append(f"  {bb.name:<22} {bb.description}{'' if bb.builtin else mine}")
@@ -41,9 +86,11 @@ def catalog() -> list[str]:
     return out
 
 
-def method_card(name: str) -> list[str]:
+def method_card(name: str, benchmark: str = "split-mnist", buffer_size: int = 500) -> list[str]:
     """What `lifelong list --method NAME` prints: one preset's description, source, recipe (as
-    YAML), parameters and published settings."""
+    YAML), parameters, published settings and the settings a run on ``benchmark`` with
+    ``buffer_size`` uses."""
+    _check_where(benchmark, buffer_size)
     out: list[str] = []
     import yaml
 
@@ -59,19 +106,24 @@ def method_card(name: str) -> list[str]:
         out.append(f"source: {preset.paper}")
     out.append("recipe:")
     out.append("  " + yaml.safe_dump(preset.recipe, sort_keys=False, default_flow_style=None).rstrip().replace("\n", "\n  "))
-    out.append("parameters: " + (", ".join(f"{k}={v}" for k, v in preset.params.items()) or "none"))
+    out.append("parameters: " + (", ".join(f"{k}={v}" for k, v in preset.params.items())
+                                 + " (the preset's defaults, used where no setting is published)"
+                                 if preset.params else "none"))
     out.append("published settings (src/lifelong/hparams/):")
     found = False
-    for benchmark in BENCHMARKS:
-        entries = (hparams.load(benchmark).get("methods") or {}).get(name) or {}
+    for known in BENCHMARKS:
+        entries = (hparams.load(known).get("methods") or {}).get(name) or {}
         for key, entry in entries.items():
             found = True
             where = "any buffer" if key == "any" else f"buffer {key}"
             values = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("params", "note"))
             params = ", ".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
-            out.append(f"  {benchmark}, {where}: {values}" + (f"; {params}" if params else "")
+            out.append(f"  {known}, {where}: {values}" + (f"; {params}" if params else "")
                   + (f"  ({entry['note']})" if entry.get("note") else ""))
     if not found:
         out.append("  none")
+    used = _uses(name, benchmark, buffer_size)
+    out.append(f"a run on {benchmark} with buffer {buffer_size} "
+               + (f"uses: {used[len('uses '):]}" if used.startswith("uses ") else f"is {used}"))
     out.append("every difference from the paper and its reference code: docs/METHODS.md")
     return out

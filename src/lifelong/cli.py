@@ -53,29 +53,42 @@ def _param(text: str) -> tuple[str, Any]:
     return name.strip(), parsed
 
 
+def _published(key: str) -> str:
+    """The help's default for a setting the hyperparameter files give (one source: the config)."""
+    from lifelong.config import LIBRARY_DEFAULTS
+
+    fallback = "the batch size" if key == "replay_batch_size" else f"{LIBRARY_DEFAULTS[key]:g}"
+    return (f"default: the method's published setting for the benchmark and buffer size (`lifelong list`), "
+            f"else {fallback}")
+
+
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    from lifelong.config import RunConfig as C
+
     s = argparse.SUPPRESS  # absent flags stay absent, so a config file's values survive
     p.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue an interrupted run from its newest good checkpoint")
-    p.add_argument("--benchmark", default=s, help="benchmark name (see `lifelong list`); default split-mnist")
-    p.add_argument("--method", default=s, help="method name (see `lifelong list`); default er")
+    p.add_argument("--benchmark", default=s, help=f"benchmark name (see `lifelong list`); default {C.benchmark}")
+    p.add_argument("--method", default=s, help=f"method name (see `lifelong list`); default {C.method}")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", type=_param,
-                   help="a method parameter, e.g. --param alpha=0.5 (repeatable)")
-    p.add_argument("--buffer-size", type=_integer, default=s, help="replay memory size; default 500")
-    p.add_argument("--epochs", type=_integer, default=s, help="epochs per task; default 1")
-    p.add_argument("--batch-size", type=_integer, default=s, help="current-task batch size; default 10")
+                   help="a method parameter, e.g. --param alpha=0.5 (repeatable); default: the published setting "
+                        "for the benchmark and buffer size, else the preset's (`lifelong list --method NAME`)")
+    p.add_argument("--buffer-size", type=_integer, default=s, help=f"replay memory size; default {C.buffer_size}")
+    p.add_argument("--epochs", type=_integer, default=s, help=f"epochs per task; {_published('epochs')}")
+    p.add_argument("--batch-size", type=_integer, default=s,
+                   help=f"current-task batch size; {_published('batch_size')}")
     p.add_argument("--replay-batch-size", type=_integer, default=s,
-                   help="examples replayed per step; default: the batch size")
-    p.add_argument("--lr", type=_number, default=s, help="SGD learning rate; default 0.1")
-    p.add_argument("--momentum", type=_number, default=s, help="SGD momentum; default 0")
-    p.add_argument("--weight-decay", type=_number, default=s, help="SGD weight decay; default 0")
-    p.add_argument("--seed", type=_integer, default=s, help="the one seed of the run; default 0")
+                   help=f"examples replayed per step; {_published('replay_batch_size')}")
+    p.add_argument("--lr", type=_number, default=s, help=f"SGD learning rate; {_published('lr')}")
+    p.add_argument("--momentum", type=_number, default=s, help=f"SGD momentum; {_published('momentum')}")
+    p.add_argument("--weight-decay", type=_number, default=s, help=f"SGD weight decay; {_published('weight_decay')}")
+    p.add_argument("--seed", type=_integer, default=s, help=f"the one seed of the run; default {C.seed}")
     p.add_argument("--num-tasks", type=_integer, default=s, help="number of tasks; default: the benchmark's")
     p.add_argument("--shuffle-classes", action="store_true", default=s,
                    help="shuffle the class order by seed (default: the literature's fixed order)")
     p.add_argument("--backbone", default=s, help="mlp or resnet18; default: the benchmark's")
-    p.add_argument("--data-root", default=s, help="folder of downloaded data sets; default ./data")
+    p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
     p.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")
     p.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")
     p.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
@@ -83,19 +96,23 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_integer, default=s,
                    help="CPU threads for torch (default 1: at continual-learning batch sizes a second thread buys "
                         "nothing, and runs side by side do not fight over the cores)")
-    p.add_argument("--refresh", nargs="?", const="paper", default=s, metavar="FORM",
-                   help="add refresh learning to the method: 'paper' (default) or 'code' form")
+    p.add_argument("--refresh", nargs="?", const=True, default=s, metavar="FORM",
+                   help="add refresh learning to the method: 'paper' or 'code' form (alone: the config file's "
+                        "form, else paper); sets only the form, the file's other refresh settings are kept")
     p.add_argument("--refresh-param", action="append", metavar="NAME=VALUE", type=_param,
-                   help="a refresh setting, e.g. --refresh-param gamma=1e-4 (repeatable; see docs)")
+                   help="one refresh setting, over the file's, e.g. --refresh-param gamma=1e-4 (repeatable; "
+                        "see the README)")
     p.add_argument("--checkpoint-every", type=_integer, default=s, metavar="N",
-                   help="checkpoint every N steps as well as at every task end; 0: task ends only (default 2000)")
+                   help="checkpoint every N steps as well as at every task end; 0: task ends only "
+                        f"(default {C.checkpoint_every})")
     p.add_argument("--on-nan", choices=["stop", "skip"], default=s,
                    help="on a non-finite loss: stop (default; a checkpoint from before is kept) or skip the step")
     p.add_argument("--deterministic", action="store_true", default=s,
                    help="PyTorch's deterministic algorithms (for bit-exact GPU runs; slower)")
     p.add_argument("--log", action="append", default=s, choices=["tensorboard", "wandb"],
                    help="also log to TensorBoard or Weights & Biases (JSON lines and CSV are always written)")
-    p.add_argument("--log-every", type=_integer, default=s, metavar="N", help="log the loss every N steps (default 50)")
+    p.add_argument("--log-every", type=_integer, default=s, metavar="N",
+                   help=f"log the loss every N steps (default {C.log_every})")
     p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
                    help="Python file or module that registers your own terms or plug-ins (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -104,7 +121,11 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lifelong import __version__
+    from lifelong.config import RunConfig
+
     parser = _Parser(prog="lifelong", description="Continual learning with PyTorch.")
+    parser.add_argument("--version", action="version", version=f"lifelong {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help="train a method on a benchmark and write a run folder")
     _add_run_flags(run)
@@ -113,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --seeds: runs in parallel processes (default: one per CPU, at most one per run)")
     compare = sub.add_parser("compare", help="a method with and without refresh learning over several seeds")
     _add_run_flags(compare)
-    compare.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,1,2 (default 0-4)")
+    compare.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,1,2 (default %(default)s)")
     compare.add_argument("--jobs", type=_integer, default=None,
                          help="runs in parallel processes (default: one per CPU, at most one per run)")
     sweep = sub.add_parser("sweep", help="a grid of runs from a sweep file, then a summary table")
@@ -129,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list the benchmarks and methods")
     listing.add_argument("--method", default=None, metavar="NAME",
                          help="one preset in full: its recipe, parameters and published settings")
+    listing.add_argument("--benchmark", default=RunConfig.benchmark, metavar="NAME",
+                         help=f"show the settings runs use on this benchmark (default {RunConfig.benchmark})")
+    listing.add_argument("--buffer-size", type=_integer, default=RunConfig.buffer_size, metavar="N",
+                         help=f"... and with this buffer size (default {RunConfig.buffer_size})")
     listing.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE_OR_MODULE",
                          help="your Python file or module that registers benchmarks, backbones, memories, terms or "
                               "plug-ins: they are listed too (repeatable)")
@@ -140,7 +165,8 @@ def _list(args: argparse.Namespace) -> int:
     from lifelong.runs.session import import_user_code
 
     import_user_code(args.imports)
-    print("\n".join(method_card(args.method) if args.method else catalog()))
+    where = (args.benchmark, args.buffer_size)
+    print("\n".join(method_card(args.method, *where) if args.method else catalog(*where)))
     return 0
 
 
@@ -177,7 +203,7 @@ class _Progress:
 
 def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
     """The flags given (absent ones stay absent) and the config file's values."""
-    from lifelong.config import load_yaml
+    from lifelong.config import load_yaml, merge_refresh
 
     flags = {k: v for k, v in vars(args).items()
              if k not in ("command", "config", "quiet", "param", "refresh_param", "seeds", "jobs", "resume",
@@ -185,10 +211,9 @@ def _flags(args: argparse.Namespace) -> tuple[dict, dict]:
     if args.param:
         flags["params"] = dict(args.param)
     file_values = load_yaml(args.config) if args.config else {}
-    if args.refresh_param:
-        base = flags.get("refresh", file_values.get("refresh")) or "paper"
-        base = {"form": base} if isinstance(base, str) else dict(base)
-        flags["refresh"] = {**base, **dict(args.refresh_param)}
+    if "refresh" in flags or args.refresh_param:  # key by key over the file's `refresh:`
+        flags["refresh"] = merge_refresh(file_values.get("refresh"), flags.get("refresh"),
+                                         dict(args.refresh_param or []))
     return flags, file_values
 
 
@@ -345,8 +370,9 @@ def _compare(args: argparse.Namespace) -> int:
     root = Path(out) if out else default_folder("compare", config.benchmark, method)
     if root.exists() and not root.is_dir():
         raise UserError(f"output path {root} is a file, not a folder; choose another --out")
+    form = config.refresh.get("form", "paper") if isinstance(config.refresh, dict) else config.refresh or "paper"
     print(f"lifelong: comparing {method} on {config.benchmark} without and with refresh "
-          f"({config.refresh or 'paper'}), seeds {seeds} -> {root}", file=sys.stderr)
+          f"({form}), seeds {seeds} -> {root}", file=sys.stderr)
 
     def report(variant: str, seed: int, doc: dict) -> None:
         state = "" if doc["complete"] else f" ({doc['status']})"

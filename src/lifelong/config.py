@@ -8,6 +8,7 @@ import time
 import difflib
 import math
 import os
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ class RunConfig:
     are the method's parameters. ``lr``, ``batch_size``, ``replay_batch_size``, ``epochs``,
     ``momentum``, ``weight_decay`` and ``params`` not given by the user come from the published
     settings for the benchmark, method and buffer size (:mod:`lifelong.hparams`), then from
-    :data:`LIBRARY_DEFAULTS`; ``hparams_source`` says which.
+    :data:`LIBRARY_DEFAULTS` (``params``: the preset's defaults); ``hparams_source`` says which.
     """
 
     benchmark: str = "split-mnist"
@@ -173,20 +174,42 @@ def unknown_key_message(key: str, where: str) -> str:
     return f"{where}: unknown key `{key}`{hint}"
 
 
+MAX_FILE_BYTES = 1 << 20  # config and sweep files: a configuration is a few lines, never a megabyte
+
+
+def read_small_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file or a pipe (``--config <(...)``) of at most ``limit`` bytes;
+    at most ``limit + 1`` are read, so that ``/dev/zero`` or a huge file cannot exhaust memory."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+            raise ConfigError(f"{path} is not a regular file (a device or socket); give a YAML file")
+        if info.st_size > limit:  # a regular file says its size: no need to read it
+            data = b"x" * (limit + 1)
+        else:
+            with path.open("rb") as handle:
+                data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{path} is too large (over {limit // (1 << 20)} MiB); a configuration is a few lines of YAML")
+    return data
+
+
 def load_yaml_document(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; every reading problem is a ConfigError."""
     path = Path(path)
     where = str(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder; give a YAML file") from None
+        text = read_small_file(path).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{where} is not UTF-8 text; save it as UTF-8 YAML") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
         data = parse_yaml(text)
     except ConfigError as exc:
@@ -221,9 +244,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def _preset_params(method: str | dict) -> dict[str, Any]:
+    """A preset's own parameter defaults (none for a recipe or an unknown name)."""
+    from lifelong.methods import PRESETS
+
+    return dict(PRESETS[method].params) if isinstance(method, str) and method in PRESETS else {}
+
+
 def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunConfig:
     """Defaults, then published settings (hyperparameter files), then the file's values, then
-    flags; validated. ``params`` merge key by key in the same order."""
+    flags; validated. ``params`` merge key by key in the same order, over the preset's own
+    defaults, so that the configuration records every parameter value a run uses."""
 
     merged = {**file_values, **flag_values}
     for key, value in merged.items():
@@ -240,10 +271,23 @@ def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Run
     for key in HPARAM_KEYS:
         if key not in merged:
             setattr(config, key, entry.get(key, LIBRARY_DEFAULTS.get(key)))
-    config.params = {**entry.get("params", {}), **merged["params"]}
+    config.params = {**_preset_params(config.method), **entry.get("params", {}), **merged["params"]}
     config.hparams_source = note
     validate(config)
     return config
+
+
+def merge_refresh(file_value: str | dict | None, form: str | bool | None, settings: dict | None = None) -> dict:
+    """The ``refresh`` setting when flags change a config file's, key by key: ``form`` (a form
+    name from ``--refresh FORM``; ``True`` for a bare ``--refresh``, which keeps the file's form,
+    else the paper form) replaces only the file's ``form``; every other setting the file gives is
+    kept, also when the form changes (what the file does not set takes the form's defaults);
+    ``settings`` (``--refresh-param``) then override single keys."""
+    merged = {"form": file_value} if isinstance(file_value, str) else dict(file_value or {})
+    if isinstance(form, str):
+        merged["form"] = form
+    merged.setdefault("form", "paper")
+    return {**merged, **(settings or {})}
 
 
 def refresh_plugins(refresh: str | dict | None) -> list[dict]:
@@ -269,6 +313,29 @@ def validate(config: RunConfig) -> None:
     for entry in refresh_plugins(config.refresh):  # its options and values, before any data is read
         build_plugin(entry, where="`refresh`")
     _check_limits(config)
+    _check_memory_size(config)
+
+
+def _check_memory_size(config: RunConfig) -> None:
+    """The memory's size suits the benchmark's classes and tasks, where both are known before the
+    data are read (a built-in benchmark; the loop checks the others: :func:`lifelong.loop.train`)."""
+    from lifelong.data.benchmarks import BENCHMARKS
+    from lifelong.memory import MEMORIES
+    from lifelong.methods import PRESETS
+
+    method = config.method
+    if isinstance(method, str):
+        memory = PRESETS[method].recipe.get("memory") if method in PRESETS else None
+    else:
+        memory = method.get("memory")
+    benchmark = BENCHMARKS.get(config.benchmark)
+    if not isinstance(memory, str) or memory not in MEMORIES or benchmark is None or benchmark.num_classes is None:
+        return
+    check = getattr(MEMORIES[memory], "capacity_problem", None)
+    tasks = config.num_tasks or benchmark.num_tasks
+    problem = check(config.buffer_size, benchmark.num_classes, tasks) if check else None
+    if problem:
+        raise ConfigError(f"method {method_name(method)!r} on {benchmark.name}: {problem}")
 
 
 def _check_ranges(config: RunConfig) -> None:
@@ -309,13 +376,17 @@ def _check_choices(config: RunConfig) -> None:
             raise ConfigError(f"`{key.replace('_', '-')}` must not be empty")
 
 
+# Upper bounds of the settings whose huge values would only make a run that never ends (a typo
+# such as `epochs: 10000000`): far above every published setting. Other counts stop at 2^31 - 1.
+UPPER_BOUNDS = {"epochs": 1000, "batch_size": 100_000, "replay_batch_size": 100_000, "num_tasks": 1000}
+
+
 def _check_limits(config: RunConfig) -> None:
     cpus = os.cpu_count() or 1
     if config.threads is not None and config.threads > cpus:
         raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")
-    limit = 2**31 - 1
     for key in ("buffer_size", "epochs", "batch_size", "replay_batch_size", "num_tasks", "threads", "checkpoint_every",
                 "log_every"):
-        value = getattr(config, key)
+        value, limit = getattr(config, key), UPPER_BOUNDS.get(key, 2**31 - 1)
         if value is not None and value > limit:
             raise ConfigError(f"`{key.replace('_', '-')}` is too large ({value}); use at most {limit}")

@@ -18,7 +18,7 @@ import torch.nn as nn
 from lifelong.components import check_resumable, hooks
 from lifelong.data.streams import Stream, Task
 from lifelong.data.transforms import random_crop_flip
-from lifelong.errors import DivergedError
+from lifelong.errors import ConfigError, DivergedError
 from lifelong.evaluate import evaluate
 from lifelong.memory import MEMORIES, Memory
 from lifelong.methods import Recipe
@@ -150,6 +150,11 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
         return None
     if buffer_size < 1:
         raise ValueError(f"method {recipe.name!r} needs a memory: set buffer_size >= 1")
+    check = getattr(MEMORIES[recipe.memory], "capacity_problem", None)
+    classes = len({c for task in stream.tasks for c in task.classes})
+    problem = check(buffer_size, classes, stream.num_tasks) if check else None
+    if problem:
+        raise ConfigError(f"method {recipe.name!r}: {problem}")
     offers = epochs * (stream.joint().num_train if recipe.joint else sum(t.num_train for t in stream.tasks))
     return MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
                                    sample_generator=numpy_generator(seed, "memory-sample"),

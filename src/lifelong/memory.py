@@ -5,19 +5,47 @@
   2020): after ``n`` examples have been offered, each of them is in the buffer with probability
   ``capacity / n``. A whole batch is offered with a few vectorised operations, with exactly the
   outcome of offering its examples one by one.
-- :class:`TaskBalancedBuffer`: at the end of each task, ``capacity // T`` random examples of it
-  are kept (the episodic memory of GEM and A-GEM: Lopez-Paz and Ranzato, 2017; Chaudhry et al.,
-  "Efficient lifelong learning with A-GEM", ICLR 2019).
-- :class:`HerdingBuffer`: class-balanced, ``capacity // classes seen`` exemplars per class,
-  chosen by herding on normalised features (Rebuffi et al., "iCaRL", CVPR 2017, Alg. 4 and 5).
+- :class:`TaskBalancedBuffer`: at the end of each task, its share of the ``capacity`` in random
+  examples of it are kept (the episodic memory of GEM and A-GEM: Lopez-Paz and Ranzato, 2017;
+  Chaudhry et al., "Efficient lifelong learning with A-GEM", ICLR 2019).
+- :class:`HerdingBuffer`: class-balanced exemplars, chosen by herding on normalised features
+  (Rebuffi et al., "iCaRL", CVPR 2017, Alg. 4 and 5).
+
+Both balanced memories use every slot (:func:`balanced_quotas`): the capacity is shared as evenly
+as the parts (tasks, classes) allow, the first parts in order (the oldest classes, the first
+tasks) get one more when it does not divide, and the slots a part cannot fill (it has fewer
+examples) go to the others. So ``capacity`` 10 over 4 classes keeps 3, 3, 2, 2, and 3 over 5
+tasks keeps 1, 1, 1, 0, 0. iCaRL's nearest-mean classifier cannot predict a class without
+exemplars: :meth:`HerdingBuffer.capacity_problem` refuses a capacity below the number of classes.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lifelong.registry import registrar
+
+
+def balanced_quotas(capacity: int, caps: Sequence[int]) -> list[int]:
+    """How many of ``capacity`` slots each part gets when part ``i`` can fill at most
+    ``caps[i]``: as even as possible, every slot used while some part can take more
+    (``sum = min(capacity, sum(caps))``), and where it does not divide, the first parts that can
+    take one more get it. ``balanced_quotas(10, [99] * 4) == [3, 3, 2, 2]``."""
+    quotas = [0] * len(caps)
+    left = int(capacity)
+    open_ = [i for i, cap in enumerate(caps) if cap > 0]
+    while open_ and left >= len(open_):  # a round gives every open part the same number
+        share = min(left // len(open_), min(caps[i] - quotas[i] for i in open_))
+        for i in open_:
+            quotas[i] += share
+        left -= share * len(open_)
+        open_ = [i for i in open_ if quotas[i] < caps[i]]
+    for i in open_[:left]:  # fewer slots left than parts: one each to the first
+        quotas[i] += 1
+    return quotas
 
 
 class Memory:
@@ -39,6 +67,12 @@ class Memory:
 
     name = ""
     keeps_source_index = False
+
+    @classmethod
+    def capacity_problem(cls, capacity: int, num_classes: int, num_tasks: int) -> str | None:
+        """What is wrong with ``capacity`` for a stream of ``num_classes`` classes in
+        ``num_tasks`` tasks (``None``: nothing); checked before a run trains."""
+        return None
 
     def __init__(self, capacity: int, generator: np.random.Generator, *,
                  sample_generator: np.random.Generator | None = None, max_rows: int | None = None,
@@ -175,15 +209,18 @@ def _task_examples(state, idx_positions: torch.Tensor) -> dict[str, torch.Tensor
 
 
 class TaskBalancedBuffer(Memory):
-    """At the end of each task, ``capacity // T`` of its training examples chosen at random are
-    stored next to those of earlier tasks (``T``: the stream's number of tasks)."""
+    """At the end of each task, its share of the capacity in training examples chosen at random
+    is stored next to those of earlier tasks: the free slots divided by the tasks still to come,
+    rounded up, so that the first tasks take the remainder (10 slots over 4 tasks: 3, 3, 2, 2) and
+    a task with fewer examples than its share leaves the rest to the later ones."""
 
     name = "task-balanced"
     keeps_source_index = True
 
     @torch.no_grad()
     def end_task(self, state) -> None:
-        per_task = self.capacity // state.stream.num_tasks
+        tasks_left = max(1, state.stream.num_tasks - state.task.index)
+        per_task = -(-(self.capacity - self.count) // tasks_left)
         n = min(per_task, state.task.num_train, self.rows - self.count)
         if n <= 0:
             return
@@ -217,9 +254,10 @@ def herding(features: torch.Tensor, m: int) -> torch.Tensor:
 
 
 class HerdingBuffer(Memory):
-    """iCaRL's exemplar memory: after each task, every class seen so far keeps
-    ``capacity // classes seen`` exemplars; old classes keep the first ones of their herding
-    order, new classes are chosen by :func:`herding` on L2-normalised ``model.features``."""
+    """iCaRL's exemplar memory: after each task, the capacity is shared among the classes seen so
+    far by :func:`balanced_quotas` (the oldest classes take the remainder); old classes keep the
+    first exemplars of their herding order, new classes are chosen by :func:`herding` on
+    L2-normalised ``model.features``. A capacity below the number of classes is refused."""
 
     name = "herding"
     keeps_source_index = True
@@ -229,30 +267,40 @@ class HerdingBuffer(Memory):
         self.batch_size = batch_size
         self.order: dict[int, torch.Tensor] = {}  # class -> its rows in the previous layout
 
+    @classmethod
+    def capacity_problem(cls, capacity: int, num_classes: int, num_tasks: int) -> str | None:
+        if capacity < num_classes:
+            return (f"its herding memory keeps at least one exemplar of every class (the nearest-mean classifier "
+                    f"cannot predict a class without one): `buffer-size` must be at least {num_classes}, the "
+                    f"number of classes, got {capacity}")
+        return None
+
+    def _exemplars(self, state, c: int, positions: torch.Tensor, m: int) -> dict[str, torch.Tensor]:
+        """The ``m`` exemplars of new class ``c`` (at ``positions`` of the task), by herding."""
+        feats = []
+        for start in range(0, len(positions), self.batch_size):
+            batch = _task_examples(state, positions[start:start + self.batch_size])
+            feats.append(F.normalize(state.model.features(batch["x"]), dim=1))
+        chosen = herding(torch.cat(feats), m).to(positions.device)
+        return _task_examples(state, positions[chosen])
+
     @torch.no_grad()
     def end_task(self, state) -> None:
         model, task, stream = state.model, state.task, state.stream
         if not hasattr(model, "features"):
             raise TypeError("herding needs a model with a `features` module (all lifelong backbones have one)")
         labels = stream.labels("train", task.train_idx)
-        new_classes = [c for c in task.classes if c not in self.order]
-        per_class = self.capacity // (len(self.order) + len(new_classes))
-        classes, parts = [], []
-        for c, rows in self.order.items():  # old classes: keep the head of their herding order
-            classes.append(c)
-            parts.append({name: value[rows[:per_class]] for name, value in self.fields.items()})
+        new = {c: torch.nonzero(labels == c).squeeze(1) for c in task.classes if c not in self.order}
+        caps = [len(rows) for rows in self.order.values()] + [len(p) for p in new.values()]
+        quotas = dict(zip([*self.order, *new], balanced_quotas(self.rows, caps)))
+        parts = [{name: value[rows[:quotas[c]]] for name, value in self.fields.items()}  # old: the head of
+                 for c, rows in self.order.items()]                                       # their herding order
         was_training = model.training
         model.eval()
-        for c in new_classes:
-            positions = torch.nonzero(labels == c).squeeze(1)
-            feats = []
-            for start in range(0, len(positions), self.batch_size):
-                batch = _task_examples(state, positions[start:start + self.batch_size])
-                feats.append(F.normalize(model.features(batch["x"]), dim=1))
-            chosen = herding(torch.cat(feats), per_class).to(positions.device)
-            classes.append(c)
-            parts.append(_task_examples(state, positions[chosen]))
+        parts += [self._exemplars(state, c, positions, quotas[c]) for c, positions in new.items() if quotas[c]]
         model.train(was_training)
+        if not parts:  # nothing seen has an example (an empty task first)
+            return
         merged = {name: torch.cat([p[name] for p in parts]) for name in parts[-1]}
         if not self.fields:
             self._allocate(merged)
@@ -260,9 +308,9 @@ class HerdingBuffer(Memory):
         for name, value in merged.items():
             self.fields[name][: self.count] = value
         self.order, start = {}, 0
-        for c, part in zip(classes, parts):
-            self.order[c] = torch.arange(start, start + len(part["y"]), device=self.device)
-            start += len(part["y"])
+        for c, n in quotas.items():
+            self.order[c] = torch.arange(start, start + n, device=self.device)
+            start += n
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "order": [(c, rows) for c, rows in self.order.items()]}

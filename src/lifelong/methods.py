@@ -141,7 +141,25 @@ def _substitute(value: Any, params: dict[str, Any], used: set[str], where: str) 
     return value
 
 
-def _construct(registry: dict[str, type], kind: str, entry: Any, params: dict, used: set[str], where: str):
+def _reference(value: Any) -> str | None:
+    """The parameter that ``value`` refers to (``${name}``), or ``None``."""
+    match = _REF.match(value) if isinstance(value, str) else None
+    return match.group(1) if match else None
+
+
+def _from_parameters(entry: dict, params: dict) -> str:
+    """``parameter `a` (value)`` for the entry's options that come from parameters, or ``""``."""
+    refs = [(name, params[name]) for name in map(_reference, entry.values()) if name in params]
+    return " or ".join(f"parameter `{name}` ({_short(value)})" for name, value in refs)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _construct(registry: dict[str, type], kind: str, entry: Any, params: dict, used: set[str], where: str,
+               label: str = ""):
     if not isinstance(entry, dict) or kind not in entry:
         raise ConfigError(f"{where}: each entry must be a mapping with a `{kind}` name, e.g. `{{{kind}: ...}}`")
     name = entry[kind]
@@ -157,7 +175,17 @@ def _construct(registry: dict[str, type], kind: str, entry: Any, params: dict, u
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {kind} {name!r}: {exc}") from None
+        raise _refused(exc, entry, params, where, kind, name, label) from None
+
+
+def _refused(exc: Exception, entry: dict, params: dict, where: str, kind: str, name: str, label: str) -> ConfigError:
+    """The error for an entry its class refused; it names the parameters the entry's options
+    come from, since those are what the user set."""
+    given = _from_parameters({k: v for k, v in entry.items() if k != "weight"}, params)
+    if given:
+        head, _, _ = where.rpartition(", ")
+        return ConfigError(f"{head or where}: {given} is refused by {label or kind} ({name}): {exc}")
+    return ConfigError(f"{where}: {kind} {name!r}: {exc}")
 
 
 def build_plugin(entry: dict, where: str = "plugin") -> Any:
@@ -172,10 +200,13 @@ def _terms(raw: Any, params: dict, used: set[str], where: str) -> list[tuple[flo
     terms = []
     for i, entry in enumerate(raw):
         at = f"{where}, term {i + 1}"
-        term = _construct(TERMS, "term", entry, params, used, at)
+        term = _construct(TERMS, "term", entry, params, used, at, f"term {i + 1}")
         weight = _substitute(entry.get("weight", 1.0), params, used, at)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise ConfigError(f"{at}: `weight` must be a finite number, got {weight!r}")
+            ref = _reference(entry.get("weight"))
+            what = f"parameter `{ref}` must be a finite number (it is the `weight`)" if ref else \
+                "`weight` must be a finite number"
+            raise ConfigError(f"{at}: {what}, got {weight!r}")
         terms.append((float(weight), term))
     return terms
 
@@ -184,7 +215,8 @@ def _plugins(raw: Any, params: dict, used: set[str], where: str) -> list:
     raw = raw or []
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: `plugins` must be a list, e.g. `plugins: [{{plugin: agem}}]`")
-    return [_construct(PLUGINS, "plugin", p, params, used, f"{where}, plugin {i + 1}") for i, p in enumerate(raw)]
+    return [_construct(PLUGINS, "plugin", p, params, used, f"{where}, plugin {i + 1}", f"plug-in {i + 1}")
+            for i, p in enumerate(raw)]
 
 
 # recipe key -> (default, allowed values or a test, what to say when it fails)
@@ -202,7 +234,9 @@ def _option(spec: dict, key: str, params: dict, used: set[str], where: str) -> A
     ok = allowed(value) if callable(allowed) else any(value is a or (value == a and type(value) is type(a))
                                                       for a in allowed)
     if not ok:
-        raise ConfigError(f"{where}: `{key}` must be {wanted}, got {value!r}")
+        ref = _reference(spec.get(key))
+        what = f"parameter `{ref}`" if ref else f"`{key}`"
+        raise ConfigError(f"{where}: {what} must be {wanted}, got {value!r}")
     return value
 
 
@@ -244,6 +278,20 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     return Recipe(str(spec.get("name", name)), objective, spec.get("memory"), plugins, spec=spec, **options)
 
 
+def _kind(value: Any) -> str:
+    """What a parameter value is, in the words of an error message."""
+    if isinstance(value, bool):
+        return "true or false"
+    return "a number" if isinstance(value, (int, float)) else "a string"
+
+
+def _check_like_default(method: str, key: str, value: Any, default: Any) -> None:
+    """A preset's parameter has the kind of its default: a number, true or false, or a string."""
+    if _kind(value) != _kind(default):
+        raise ConfigError(f"method {method!r}: parameter `{key}` must be {_kind(default)} (default {default!r}), "
+                          f"got {value!r}; e.g. --param {key}={default}")
+
+
 def build_recipe(method: str | dict, params: dict[str, Any] | None = None,
                  plugins: list[dict] | None = None) -> Recipe:
     """A fresh recipe (terms keep state, so never share one) for a preset name or a mapping,
@@ -266,4 +314,6 @@ def build_recipe(method: str | dict, params: dict[str, Any] | None = None,
     if unknown:
         known = ", ".join(preset.params) if preset.params else "none"
         raise ConfigError(f"method {method!r} has no parameter `{unknown[0]}`; its parameters: {known}")
+    for key, value in (params or {}).items():
+        _check_like_default(method, key, value, preset.params[key])
     return recipe_from_spec(with_plugins(preset.recipe), merged, name=method, where=f"method {method!r}")

@@ -24,6 +24,8 @@ class Benchmark:
 
     ``split`` is ``"class"`` (disjoint classes per task), ``"permuted"`` or ``"rotated"``.
     ``augment_padding`` > 0 turns on random crop (with that padding) and flip during training.
+    ``num_classes``: known before the data are read (built-ins), so that a configuration can be
+    checked against it (e.g. a herding memory's size); ``None`` when only the source tells.
     """
 
     name: str
@@ -34,25 +36,26 @@ class Benchmark:
     backbone: str
     augment_padding: int = 0
     builtin: bool = True
+    num_classes: int | None = None
 
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in [
         Benchmark("split-mnist", "MNIST, 5 tasks of 2 classes, MLP (Buzzega et al., 2020)",
-                  lambda root, download: load_mnist(), "class", 5, "mlp"),
+                  lambda root, download: load_mnist(), "class", 5, "mlp", num_classes=10),
         Benchmark("permuted-mnist", "MNIST, 20 tasks of pixel permutations, domain-IL (Goodfellow et al., 2013)",
-                  lambda root, download: load_mnist(), "permuted", 20, "mlp"),
+                  lambda root, download: load_mnist(), "permuted", 20, "mlp", num_classes=10),
         Benchmark("rotated-mnist", "MNIST, 20 tasks of rotations in [0, 180), domain-IL (Lopez-Paz and Ranzato, 2017)",
-                  lambda root, download: load_mnist(), "rotated", 20, "mlp"),
+                  lambda root, download: load_mnist(), "rotated", 20, "mlp", num_classes=10),
         Benchmark("split-fashion-mnist", "Fashion-MNIST, 5 tasks of 2 classes, MLP (needs --data-root)",
-                  load_fashion_mnist, "class", 5, "mlp"),
+                  load_fashion_mnist, "class", 5, "mlp", num_classes=10),
         Benchmark("split-cifar10", "CIFAR-10, 5 tasks of 2 classes, ResNet-18 (needs --data-root)",
-                  load_cifar10, "class", 5, "resnet18", augment_padding=4),
+                  load_cifar10, "class", 5, "resnet18", augment_padding=4, num_classes=10),
         Benchmark("split-cifar100", "CIFAR-100, 10 tasks of 10 classes, ResNet-18 (needs --data-root)",
-                  load_cifar100, "class", 10, "resnet18", augment_padding=4),
+                  load_cifar100, "class", 10, "resnet18", augment_padding=4, num_classes=100),
         Benchmark("split-tiny-imagenet", "Tiny-ImageNet, 10 tasks of 20 classes, ResNet-18 (needs --data-root)",
-                  load_tiny_imagenet, "class", 10, "resnet18", augment_padding=4),
+                  load_tiny_imagenet, "class", 10, "resnet18", augment_padding=4, num_classes=200),
     ]
 }
 

@@ -20,6 +20,7 @@ from lifelong.errors import ConfigError
 from lifelong.nets.heads import HEADS, CosineLinear, set_head
 from lifelong.nets.mlp import MLP
 from lifelong.nets.resnet import resnet18
+from lifelong.registry import check_free
 
 Factory = Callable[[tuple[int, int, int], int], nn.Module]
 
@@ -38,14 +39,17 @@ BACKBONES: dict[str, Backbone] = {}
 def register_backbone(name: str, factory: Factory | None = None, *, description: str = "", builtin: bool = False):
     """Add ``factory(input_shape, num_classes) -> nn.Module`` as backbone ``name``; usable as a
     decorator (``@register_backbone("my-net")``). A model without ``features`` and
-    ``classifier`` is split with :func:`split_head`."""
+    ``classifier`` is split with :func:`split_head`. A name held by a built-in or by another
+    factory is refused (``ValueError``)."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError("a backbone needs a non-empty name")
 
     def add(f: Factory) -> Factory:
         if not callable(f):
             raise TypeError(f"backbone {name!r}: the factory must be callable")
-        BACKBONES[name] = Backbone(name, f, description or (f.__doc__ or "").strip().split("\n")[0], builtin)
+        backbone = Backbone(name, f, description or (f.__doc__ or "").strip().split("\n")[0], builtin)
+        check_free(BACKBONES, name, backbone, "backbone", key=lambda entry: entry.factory)
+        BACKBONES[name] = backbone
         return f
 
     return add if factory is None else add(factory)

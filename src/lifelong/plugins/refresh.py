@@ -48,6 +48,25 @@ FORMS = {
     "code": {"gamma": 1e-5, "steps": 1, "noise": 1e-3, "loss": "ce", "when": "before", "normalize": True, "every": 1},
 }
 
+MAX_STEPS = 100  # unlearning steps per refresh: each is a forward and backward pass
+MAX_EVERY = 1_000_000  # beyond, no benchmark's run would refresh at all
+
+_KINDS = {"steps": "an integer", "every": "an integer", "gamma": "a number", "noise": "a number",
+          "damping": "a number", "fisher_decay": "a number", "normalize": "true or false"}
+
+
+def _check_kinds(settings: dict) -> None:
+    """Counts are integers, constants numbers, ``normalize`` true or false: checked before any
+    conversion, so that ``every: 1.5`` or ``normalize: maybe`` is an error, not 1 or true."""
+    for key, wanted in _KINDS.items():
+        value = settings[key]
+        if wanted == "true or false":
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, int if wanted == "an integer" else (int, float)) and not isinstance(value, bool)
+        if not ok:
+            raise ValueError(f"`{key}` must be {wanted}, got {value!r}")
+
 
 @register_plugin
 class Refresh:
@@ -68,6 +87,7 @@ class Refresh:
         chosen = {k: v for k, v in dict(gamma=gamma, steps=steps, noise=noise, loss=loss, when=when,
                                          normalize=normalize, every=every).items() if v is not None}
         settings = {**FORMS[form], **chosen}
+        _check_kinds({**settings, "damping": damping, "fisher_decay": fisher_decay})
         self.form = form
         self.gamma, self.steps, self.noise = float(settings["gamma"]), int(settings["steps"]), float(settings["noise"])
         self.loss, self.when, self.normalize = settings["loss"], settings["when"], bool(settings["normalize"])
@@ -78,6 +98,10 @@ class Refresh:
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value}")
         if self.steps < 1 or self.every < 1:
             raise ValueError("`steps` and `every` must be at least 1")
+        if self.steps > MAX_STEPS:
+            raise ValueError(f"`steps` must be at most {MAX_STEPS} unlearning steps per refresh, got {self.steps}")
+        if self.every > MAX_EVERY:
+            raise ValueError(f"`every` must be at most {MAX_EVERY} steps (a refresh that never runs), got {self.every}")
         if self.loss not in ("ce", "objective"):
             raise ValueError(f"`loss` must be 'ce' or 'objective', got {self.loss!r}")
         if self.when not in ("before", "after"):

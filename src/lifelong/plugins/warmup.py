@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lifelong.config import UPPER_BOUNDS
 from lifelong.plugins import register_plugin
 from lifelong.seeding import torch_generator
 
@@ -25,8 +26,9 @@ class HeadWarmup:
     name = "head-warmup"
 
     def __init__(self, epochs: int | None = None, lr: float | None = None) -> None:
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0):
-            raise ValueError(f"`epochs` must be an integer >= 0 or null, got {epochs!r}")
+        limit = UPPER_BOUNDS["epochs"]
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or not 0 <= epochs <= limit):
+            raise ValueError(f"`epochs` must be an integer in 0..{limit} or null, got {epochs!r}")
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
             raise ValueError(f"`lr` must be a positive number or null, got {lr!r}")
         self.epochs, self.lr = epochs, None if lr is None else float(lr)

@@ -133,7 +133,9 @@ def config_to_resume(run_dir: Path, threads: int | None = None) -> RunConfig:
 
 
 def import_user_code(names: list[str]) -> None:
-    """Import Python files or modules that register the user's own terms and plug-ins."""
+    """Import Python files or modules that register the user's own terms and plug-ins. Any
+    failure of theirs, ``sys.exit()`` and any other ``BaseException`` included, is a one-line
+    :class:`ConfigError`; only Ctrl-C (``KeyboardInterrupt``) goes through as itself."""
     import importlib
     import importlib.util
 
@@ -148,9 +150,12 @@ def import_user_code(names: list[str]) -> None:
                 spec.loader.exec_module(module)
             else:
                 importlib.import_module(name)
-        except ConfigError:
+        except (ConfigError, KeyboardInterrupt):
             raise
-        except Exception as exc:  # the user's code may fail in any way; report it in one line
+        except SystemExit as exc:
+            raise ConfigError(f"cannot import {name}: it called sys.exit({exc.code!r}); an imported file must only "
+                              f"define and register") from None
+        except BaseException as exc:  # the user's code may fail in any way; report it in one line
             raise ConfigError(f"cannot import {name}: {type(exc).__name__}: {exc}") from None
 
 
