@@ -210,6 +210,16 @@ def _jobs(jobs: int | None, runs: int) -> int:
     return choose_jobs(jobs, runs)
 
 
+def _outcome(doc: dict) -> str:
+    """What happened to one run of ``--seeds``, a sweep or a comparison, for its line: its
+    accuracies, or how far it got and why it stopped."""
+    if doc["complete"]:
+        return (f"class-IL {doc['class_il']['average_accuracy']:6.2f}  task-IL {doc['task_il']['average_accuracy']:6.2f}"
+                f"  {doc['wall_seconds']:.1f} s")
+    done = f"{doc.get('tasks_trained', len(doc['class_il']['accuracy_matrix']))}/{doc['num_tasks']} tasks"
+    return f"{doc['status']} after {done}: {doc.get('message') or 'no message'}"
+
+
 def _summary_lines(rows: list[dict]) -> list[str]:
     labels = {"class_il.average_accuracy": "class-IL average accuracy", "task_il.average_accuracy":
               "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
@@ -243,9 +253,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
     print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}", file=sys.stderr)
 
     def report(i: int, doc: dict) -> None:
-        state = "" if doc["complete"] else f" ({doc['status']})"
-        print(f"  seed {doc['seed']}: class-IL {doc['class_il']['average_accuracy']:6.2f}  task-IL "
-              f"{doc['task_il']['average_accuracy']:6.2f}  {doc['wall_seconds']:.1f} s{state}", file=sys.stderr)
+        print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
 
     docs = run_all(configs, jobs, report)
     rows = summarize([Point({"method": method}, configs, root)], [docs])
@@ -271,8 +279,7 @@ def _sweep(args: argparse.Namespace) -> int:
     def report(i: int, doc: dict) -> None:
         done[0] += 1
         if not args.quiet:
-            print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: class-IL {doc['class_il']['average_accuracy']:6.2f}"
-                  f"{'' if doc['complete'] else ' (' + doc['status'] + ')'}", file=sys.stderr)
+            print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
 
     docs = run_all(configs, jobs, report)
     per_point, i = [], 0
@@ -344,9 +351,7 @@ def _compare(args: argparse.Namespace) -> int:
           f"({config.refresh or 'paper'}), seeds {seeds} -> {root}", file=sys.stderr)
 
     def report(variant: str, seed: int, doc: dict) -> None:
-        state = "" if doc["complete"] else f" ({doc['status']})"
-        print(f"  seed {seed} {variant:<8} class-IL {doc['class_il']['average_accuracy']:6.2f}  "
-              f"task-IL {doc['task_il']['average_accuracy']:6.2f}{state}", file=sys.stderr)
+        print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
 
     try:
         summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)

@@ -83,18 +83,22 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     return summary
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def _stats(values: list[float]) -> dict[str, float | None]:
+    """Mean, std and the half-width of the 95% interval (``None`` where there are too few values)."""
     n = len(values)
-    mean, std = mean_std(values)
-    half = t95(n) * std / math.sqrt(n) if n > 1 else float("nan")
-    return {"mean": mean, "std": std, "ci95": half}
+    stats = mean_std(values)
+    if stats is None:
+        return {"mean": None, "std": None, "ci95": None}
+    mean, std = stats
+    return {"mean": mean, "std": std, "ci95": t95(n) * std / math.sqrt(n) if n > 1 else None}
 
 
 def summarize(docs: dict[tuple[str, int], dict], seeds: list[int]) -> dict[str, Any]:
     """Per scenario: each variant's mean, std and values, and the paired difference."""
     out: dict[str, Any] = {"seeds": seeds, "complete": all(d.get("complete") for d in docs.values())}
     for scenario in ("class_il", "task_il"):
-        values = {v: [docs[(v, s)][scenario]["average_accuracy"] for s in seeds] for v in ("base", "refresh")}
+        used = [s for s in seeds if all(docs[(v, s)][scenario]["average_accuracy"] is not None for v in ("base", "refresh"))]
+        values = {v: [docs[(v, s)][scenario]["average_accuracy"] for s in used] for v in ("base", "refresh")}
         diffs = [r - b for b, r in zip(values["base"], values["refresh"])]
         out[scenario] = {
             "base": {**_stats(values["base"]), "values": values["base"]},
@@ -114,10 +118,13 @@ def format_comparison(summary: dict[str, Any]) -> str:
     for scenario, label in (("class_il", "class-IL"), ("task_il", "task-IL")):
         s = summary[scenario]
         d = s["difference"]
-        ci = "" if math.isnan(d["ci95"]) else f", 95% CI ±{d['ci95']:.2f}"
+        if d["mean"] is None:
+            lines.append(f"{label:<22}{'-':>16}{'-':>16}{'-':>30}")
+            continue
+        ci = "" if d["ci95"] is None else f", 95% CI ±{d['ci95']:.2f}"
         lines.append(f"{label:<22}{s['base']['mean']:>9.2f} ± {s['base']['std']:<4.2f}"
                      f"{s['refresh']['mean']:>9.2f} ± {s['refresh']['std']:<4.2f}"
-                     f"{d['mean']:>+12.2f} ± {d['std']:.2f}{ci} ({d['refresh_better']}/{len(seeds)} better)")
+                     f"{d['mean']:>+12.2f} ± {d['std']:.2f}{ci} ({d['refresh_better']}/{len(d['values'])} better)")
     if not summary.get("complete", True):
         lines.append("some runs did not complete (see their metrics.json)")
     return "\n".join(lines)
