@@ -66,3 +66,115 @@ def test_runs_that_stop_before_their_first_task_get_a_line_each_and_a_summary(co
     else:
         assert summary.is_file() and summary.with_suffix(".csv").is_file()
     assert "results in" in stdout
+
+
+# 3. summaries average complete runs only, and say how many of all they are
+
+
+class _PoisonAfter:
+    """Run events that, once ``tasks`` tasks are done, fill the model's weights with NaN: the
+    next step's loss is NaN and the run diverges there, with the rows measured so far."""
+
+    def __init__(self, model, tasks: int) -> None:
+        self.model, self.tasks = model, tasks
+
+    def task_start(self, task, steps: int) -> None:
+        if task.index == self.tasks:
+            import torch
+
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.fill_(float("nan"))
+
+    def step(self, loss) -> None:
+        pass
+
+    def task_end(self, task, class_il, task_il) -> None:
+        pass
+
+
+def _diverge(monkeypatch, seed: int, folder_part: str = "", after_tasks: int = 2) -> None:
+    """Make the real run of ``seed`` (in a folder whose path holds ``folder_part``) diverge once
+    ``after_tasks`` tasks are done, as a run whose loss blows up in its third task does."""
+    from lifelong.runs import session
+
+    real = session.execute_run
+
+    def execute_run(run, events=None, *args, **kwargs):
+        if run.config.seed == seed and folder_part in str(run.out):
+            events = _PoisonAfter(run.model, after_tasks)
+        return real(run, events, *args, **kwargs)
+
+    monkeypatch.setattr(session, "execute_run", execute_run)
+
+
+def _accuracy(folder: Path, scenario: str = "class_il") -> float:
+    return json.loads((folder / "metrics.json").read_text())[scenario]["average_accuracy"]
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def test_complete_rule_is_one_helper():
+    from lifelong.metrics import count_complete, is_complete
+
+    assert is_complete({"complete": True}) and not is_complete({"complete": False}) and not is_complete(None)
+    assert not is_complete({"status": "complete"})  # the field `complete` decides, nothing else
+    assert count_complete(2, 3) == "2/3 complete"
+
+
+def test_seeds_summary_leaves_out_an_incomplete_run_and_counts_it(monkeypatch, data_root, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    _diverge(monkeypatch, 1)
+    code, stdout, err = _cli(["run", *_tiny(data_root), "--seeds", "0-2", "--jobs", "1", "--out", str(out)], capsys)
+    assert code == 1, err
+    accs = [_accuracy(out / f"seed-{s}") for s in (0, 2)]
+    mean = sum(accs) / 2
+    assert "2/3 complete" in stdout and f"{mean:8.2f} ±" in stdout, stdout
+    assert "seed 1: diverged after 2/5 tasks" in err
+    md = (out / "summary.md").read_text()
+    assert "| 2/3 complete |" in md and f"{mean:.2f} ±" in md and "seed-1 (diverged" in md, md
+    (row,) = _csv_rows(out / "summary.csv")
+    assert (row["seeds"], row["complete"]) == ("3", "2")
+    assert float(row["class_il.average_accuracy.mean"]) == pytest.approx(mean, abs=1e-4)
+
+
+def test_sweep_summary_leaves_out_an_incomplete_run_and_counts_it(monkeypatch, data_root, tmp_path, capsys):
+    sweep = _sweep_file(tmp_path, data_root, "{method: [er, finetune]}", seeds="0-2")
+    _diverge(monkeypatch, 2, "finetune")
+    code, stdout, err = _cli(["sweep", str(sweep), "--jobs", "1"], capsys)
+    assert code == 1, err
+    root = tmp_path / "sweep"
+    (finetune,) = root.glob("finetune-*")
+    mean = sum(_accuracy(finetune / f"seed-{s}") for s in (0, 1)) / 2
+    rows = {r["method"]: r for r in _csv_rows(root / "summary.csv")}
+    assert (rows["finetune"]["seeds"], rows["finetune"]["complete"]) == ("3", "2")
+    assert (rows["er"]["seeds"], rows["er"]["complete"]) == ("3", "3")
+    assert float(rows["finetune"]["class_il.average_accuracy.mean"]) == pytest.approx(mean, abs=1e-4)
+    md = (root / "summary.md").read_text()
+    line = next(line for line in md.splitlines() if line.startswith("| finetune"))
+    assert "| 2/3 complete |" in line and f"| {mean:.2f} ±" in line, md
+    assert "seed-2 (diverged" in md and md in stdout
+
+
+def test_compare_uses_a_seed_only_when_both_of_its_runs_completed(monkeypatch, data_root, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    _diverge(monkeypatch, 1, "refresh")
+    code, stdout, err = _cli(["compare", *_tiny(data_root), "--seeds", "0-2", "--jobs", "1", "--out", str(out)],
+                             capsys)
+    assert code == 1, err
+    (refresh_dir,) = out.glob("refresh-paper-*-seed0")
+    tag = refresh_dir.name[: -len("-seed0")]
+    summary = json.loads((out / f"compare-{tag}.json").read_text())
+    assert summary["seeds"] == [0, 1, 2] and summary["complete_seeds"] == [0, 2]
+    base = [_accuracy(out / f"base-seed{s}") for s in (0, 2)]  # base seed 1 completed but has no pair
+    refreshed = [_accuracy(out / f"{tag}-seed{s}") for s in (0, 2)]
+    block = summary["class_il"]
+    assert block["base"]["values"] == base and block["base"]["mean"] == pytest.approx(sum(base) / 2)
+    assert block["difference"]["values"] == [r - b for b, r in zip(base, refreshed)]
+    for text in (stdout, (out / f"compare-{tag}.md").read_text()):
+        assert "2/3 complete (both runs)" in text and f"{sum(base) / 2:>9.2f} ±" in text, text
+        assert "seed 1 left out" in text, text

@@ -97,7 +97,7 @@ def test_sweep_completes_resumes_without_redoing_and_tables_match(tmp_path, data
         row = next(r for r in rows if r[0].strip("| ") == point.values["method"])
         assert row[3].startswith(f"{mean:.2f} ±")
     csv_lines = (out / "summary.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("method,lr,seeds,class_il.average_accuracy.mean")
+    assert csv_lines[0].startswith("method,lr,seeds,complete,class_il.average_accuracy.mean")
     assert len(csv_lines) == 3
 
 

@@ -213,11 +213,13 @@ def _jobs(jobs: int | None, runs: int) -> int:
 def _outcome(doc: dict) -> str:
     """What happened to one run of ``--seeds``, a sweep or a comparison, for its line: its
     accuracies, or how far it got and why it stopped."""
-    if doc["complete"]:
+    from lifelong.metrics import is_complete
+    from lifelong.runs.parallel import outcome
+
+    if is_complete(doc):
         return (f"class-IL {doc['class_il']['average_accuracy']:6.2f}  task-IL {doc['task_il']['average_accuracy']:6.2f}"
                 f"  {doc['wall_seconds']:.1f} s")
-    done = f"{doc.get('tasks_trained', len(doc['class_il']['accuracy_matrix']))}/{doc['num_tasks']} tasks"
-    return f"{doc['status']} after {done}: {doc.get('message') or 'no message'}"
+    return f"{outcome(doc)}; left out of the summary"
 
 
 def _summary_lines(rows: list[dict]) -> list[str]:
@@ -237,6 +239,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
 
     from lifelong.runs.compare import parse_seeds
     from lifelong.config import default_folder, make_config, method_name
+    from lifelong.metrics import count_complete
     from lifelong.runs.parallel import run_all
     from lifelong.runs.sweep import Point, summarize, write_tables
 
@@ -258,7 +261,8 @@ def _run_seeds(args: argparse.Namespace) -> int:
     docs = run_all(configs, jobs, report)
     rows = summarize([Point({"method": method}, configs, root)], [docs])
     write_tables(rows, root)
-    print(f"{config.benchmark} | {method} | seeds {seeds} (mean ± std)")
+    print(f"{config.benchmark} | {method} | seeds {seeds} | {count_complete(len(rows[0]['complete_seeds']), len(seeds))}"
+          f" (mean ± std of the complete runs)")
     print("\n".join(_summary_lines(rows)))
     print(f"results in {root} (summary.md, summary.csv)")
     return 0 if rows[0]["complete"] else 1

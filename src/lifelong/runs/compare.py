@@ -10,10 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from lifelong.config import RunConfig
+from lifelong.config import RunConfig, method_name
 from lifelong.errors import ConfigError
-from lifelong.metrics import mean_std
-from lifelong.runs.parallel import run_all
+from lifelong.metrics import count_complete, is_complete, mean_std
+from lifelong.runs.parallel import outcome, run_all
+
+VARIANTS = ("base", "refresh")  # without and with refresh
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -76,8 +78,10 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     results = run_all([cfg for _, _, cfg in jobs_list], jobs, finished)
     docs = {(name, seed): doc for (name, seed, _), doc in zip(jobs_list, results)}
     summary = summarize(docs, seeds)
-    summary["refresh"] = docs[("refresh", seeds[0])].get("refresh")
-    summary["benchmark"], summary["method"] = config.benchmark, docs[("base", seeds[0])]["method"]
+    ran = [doc for doc in results if doc is not None]
+    summary["refresh"] = next((doc["refresh"] for doc in ran if doc.get("refresh")), None)
+    summary["benchmark"] = config.benchmark
+    summary["method"] = ran[0]["method"] if ran else method_name(config.method)
     (out / f"compare-{folders['refresh']}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / f"compare-{folders['refresh']}.md").write_text(format_comparison(summary) + "\n")
     return summary
@@ -93,12 +97,16 @@ def _stats(values: list[float]) -> dict[str, float | None]:
     return {"mean": mean, "std": std, "ci95": t95(n) * std / math.sqrt(n) if n > 1 else None}
 
 
-def summarize(docs: dict[tuple[str, int], dict], seeds: list[int]) -> dict[str, Any]:
-    """Per scenario: each variant's mean, std and values, and the paired difference."""
-    out: dict[str, Any] = {"seeds": seeds, "complete": all(d.get("complete") for d in docs.values())}
+def summarize(docs: dict[tuple[str, int], dict | None], seeds: list[int]) -> dict[str, Any]:
+    """Per scenario: each variant's mean, std and values, and the paired difference, over the
+    seeds whose two runs both completed (``complete_seeds``; :func:`lifelong.metrics.is_complete`).
+    The other seeds are listed in ``left_out`` with what happened to each run (``None``: not started)."""
+    used = [s for s in seeds if all(is_complete(docs.get((v, s))) for v in VARIANTS)]
+    out: dict[str, Any] = {
+        "seeds": seeds, "complete_seeds": used, "complete": len(used) == len(seeds),
+        "left_out": [{"seed": s, **{v: outcome(docs.get((v, s))) for v in VARIANTS}} for s in seeds if s not in used]}
     for scenario in ("class_il", "task_il"):
-        used = [s for s in seeds if all(docs[(v, s)][scenario]["average_accuracy"] is not None for v in ("base", "refresh"))]
-        values = {v: [docs[(v, s)][scenario]["average_accuracy"] for s in used] for v in ("base", "refresh")}
+        values = {v: [docs[(v, s)][scenario]["average_accuracy"] for s in used] for v in VARIANTS}
         diffs = [r - b for b, r in zip(values["base"], values["refresh"])]
         out[scenario] = {
             "base": {**_stats(values["base"]), "values": values["base"]},
@@ -109,11 +117,14 @@ def summarize(docs: dict[tuple[str, int], dict], seeds: list[int]) -> dict[str, 
 
 
 def format_comparison(summary: dict[str, Any]) -> str:
+    """The comparison's table: means over the seeds whose two runs completed, how many of all
+    they are, and the seeds left out and why."""
     seeds = summary["seeds"]
+    used = summary.get("complete_seeds", seeds)
     refresh = summary.get("refresh") or {}
     lines = [f"{summary.get('benchmark', '')} | {summary.get('method', '')} | refresh {refresh.get('form', '')} "
              f"(gamma {refresh.get('gamma')}, steps {refresh.get('steps')}, every {refresh.get('every')}) | "
-             f"{len(seeds)} seeds",
+             f"{len(seeds)} seeds, {count_complete(len(used), len(seeds))} (both runs)",
              f"{'average accuracy (%)':<22}{'without':>16}{'with refresh':>16}{'difference (paired)':>30}"]
     for scenario, label in (("class_il", "class-IL"), ("task_il", "task-IL")):
         s = summary[scenario]
@@ -125,6 +136,7 @@ def format_comparison(summary: dict[str, Any]) -> str:
         lines.append(f"{label:<22}{s['base']['mean']:>9.2f} ± {s['base']['std']:<4.2f}"
                      f"{s['refresh']['mean']:>9.2f} ± {s['refresh']['std']:<4.2f}"
                      f"{d['mean']:>+12.2f} ± {d['std']:.2f}{ci} ({d['refresh_better']}/{len(d['values'])} better)")
-    if not summary.get("complete", True):
-        lines.append("some runs did not complete (see their metrics.json)")
+    for left in summary.get("left_out", []):
+        lines.append(f"seed {left['seed']} left out: " + "; ".join(
+            f"{v} {left[v]}" for v in VARIANTS if left[v] != "complete"))
     return "\n".join(lines)

@@ -33,6 +33,17 @@ def choose_jobs(jobs: int | None, runs: int) -> int:
     return jobs
 
 
+def outcome(doc: dict[str, Any] | None) -> str:
+    """How a run of many ended, in words: ``complete``, ``not started``, or how far it got and
+    why it stopped (``diverged after 2/5 tasks: the loss became nan at ...``)."""
+    if doc is None:
+        return "not started"
+    if doc.get("complete") is True:
+        return "complete"
+    done = doc.get("tasks_trained", len(doc["class_il"]["accuracy_matrix"]))
+    return f"{doc['status']} after {done}/{doc['num_tasks']} tasks: {doc.get('message') or 'no message'}"
+
+
 def run_one(config: RunConfig, threads: int | None = None) -> dict[str, Any]:
     """Run ``config`` into ``config.out``: reuse it if complete there, resume it if it holds a
     checkpoint, else start it (over). Returns the metrics document."""

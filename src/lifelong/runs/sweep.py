@@ -29,7 +29,8 @@ from typing import Any
 
 from lifelong.runs.compare import parse_seeds
 from lifelong.config import RUNS_ROOT, RunConfig, load_yaml_document, make_config
-from lifelong.metrics import mean_std
+from lifelong.metrics import count_complete, is_complete, mean_std
+from lifelong.runs.parallel import outcome
 from lifelong.errors import ConfigError
 from lifelong.methods import build_recipe
 
@@ -120,15 +121,21 @@ METRICS = (("class_il", "average_accuracy"), ("task_il", "average_accuracy"), ("
            ("class_il", "backward_transfer"), ("class_il", "average_incremental_accuracy"))
 
 
-def summarize(points: list[Point], docs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per configuration: its grid values, seeds, and mean ± std of the main metrics."""
+def summarize(points: list[Point], docs: list[list[dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """One row per configuration: its grid values, seeds, and mean ± std of the main metrics over
+    its complete runs (:func:`lifelong.metrics.is_complete`); the others are listed in
+    ``incomplete`` (a run not started is ``None``)."""
     rows = []
     for point, runs in zip(points, docs):
-        row: dict[str, Any] = {"configuration": point.values, "folder": str(point.folder),
-                               "seeds": [d["seed"] for d in runs], "complete": all(d["complete"] for d in runs)}
+        kept = [d for d in runs if is_complete(d)]
+        row: dict[str, Any] = {
+            "configuration": point.values, "folder": str(point.folder), "seeds": [c.seed for c in point.configs],
+            "complete_seeds": [d["seed"] for d in kept], "complete": len(kept) == len(runs),
+            "incomplete": [{"run": c.out, "outcome": outcome(d)} for c, d in zip(point.configs, runs)
+                           if not is_complete(d)]}
         for scenario, metric in METRICS:
-            row[f"{scenario}.{metric}"] = _stat([d[scenario][metric] for d in runs])
-        row["wall_seconds"] = _stat([d["wall_seconds"] for d in runs])
+            row[f"{scenario}.{metric}"] = _stat([d[scenario][metric] for d in kept])
+        row["wall_seconds"] = _stat([d["wall_seconds"] for d in kept])
         rows.append(row)
     return rows
 
@@ -144,21 +151,32 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
     metric_names = [f"{s}.{m}" for s, m in METRICS] + ["wall_seconds"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(keys + ["seeds"] + [f"{m}.{x}" for m in metric_names for x in ("mean", "std")])
+    writer.writerow(keys + ["seeds", "complete"] + [f"{m}.{x}" for m in metric_names for x in ("mean", "std")])
     for row in rows:
         stats = [row[m] for m in metric_names]
         writer.writerow([json.dumps(row["configuration"][k]) if isinstance(row["configuration"][k], (dict, list))
-                         else row["configuration"][k] for k in keys] + [len(row["seeds"])]
+                         else row["configuration"][k] for k in keys] + [len(row["seeds"]), len(row["complete_seeds"])]
                         + [("" if s is None else f"{s[x]:.4f}") for s in stats for x in ("mean", "std")])
     csv_path, md_path = out / "summary.csv", out / "summary.md"
     csv_path.write_text(buffer.getvalue())
-    header = keys + ["seeds", "class-IL", "task-IL", "forgetting (class-IL)", "BWT (class-IL)", "wall s"]
+    md_path.write_text("\n".join(_markdown(rows, keys)) + "\n")
+    return csv_path, md_path
+
+
+def _markdown(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """The table of ``summary.md`` (means over the complete runs of each row, and how many of all
+    they are), then the runs left out and why."""
+    header = keys + ["runs", "class-IL", "task-IL", "forgetting (class-IL)", "BWT (class-IL)", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [str(row["configuration"][k]) for k in keys] + [str(len(row["seeds"]))]
+        cells = [str(row["configuration"][k]) for k in keys] + [count_complete(len(row["complete_seeds"]),
+                                                                               len(row["seeds"]))]
         cells += [_cell(row[m]) for m in ("class_il.average_accuracy", "task_il.average_accuracy",
                                           "class_il.forgetting", "class_il.backward_transfer")]
         cells.append("-" if row["wall_seconds"] is None else f"{row['wall_seconds']['mean']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    md_path.write_text("\n".join(lines) + "\n")
-    return csv_path, md_path
+    left_out = [run for row in rows for run in row["incomplete"]]
+    if left_out:
+        lines += ["", "Left out of the means (not complete):"]
+        lines += [f"- {run['run']} ({run['outcome']})" for run in left_out]
+    return lines
