@@ -33,6 +33,7 @@ from lifelong.metrics import count_complete, is_complete, mean_std
 from lifelong.runs.parallel import outcome
 from lifelong.errors import ConfigError
 from lifelong.methods import build_recipe
+from lifelong.runs.session import import_user_code
 
 SWEEP_KEYS = ("base", "grid", "seeds", "out")
 
@@ -92,8 +93,12 @@ def _point(base: dict, values: dict, seeds: list[int], root: Path, where: str) -
     if "params" in base and "params" in merged:
         merged["params"] = {**base["params"], **merged["params"]}
     folder = root / _slug(values)
+    if isinstance(merged.get("imports"), list):  # files are found next to the sweep file, as a config's are
+        merged["imports"] = [str(Path(where).parent / v) if isinstance(v, str) and v.endswith(".py")
+                             and not Path(v).is_absolute() else v for v in merged["imports"]]
     try:
         config = make_config(merged, {})
+        import_user_code(config.imports)  # the user's own terms and plug-ins, before their recipes are checked
         build_recipe(config.method, config.params)  # a method's mistakes show before any run
     except ConfigError as exc:
         raise ConfigError(f"{at}: {exc}") from None
