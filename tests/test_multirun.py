@@ -178,3 +178,148 @@ def test_compare_uses_a_seed_only_when_both_of_its_runs_completed(monkeypatch, d
     for text in (stdout, (out / f"compare-{tag}.md").read_text()):
         assert "2/3 complete (both runs)" in text and f"{sum(base) / 2:>9.2f} ±" in text, text
         assert "seed 1 left out" in text, text
+
+
+# 2. one stop request stops the whole command
+
+
+SLOW_TERM = '''
+import os
+import time
+
+from lifelong.objective import Term, register_term
+
+
+@register_term
+class SlowStep(Term):
+    """Zero loss; sleeps SLOW_STEP_SECONDS per step, so that a run lasts long enough to be stopped."""
+
+    name = "test-slow-step"
+
+    def __call__(self, batch):
+        time.sleep(float(os.environ.get("SLOW_STEP_SECONDS", "0")))
+        return batch.logits.new_zeros(())
+'''
+
+
+def _slow_config(tmp_path: Path, data_root: Path) -> Path:
+    """A configuration whose runs take ~1.5 s with SLOW_STEP_SECONDS=0.1 (15 steps), ~0.1 s without."""
+    (tmp_path / "slow_term.py").write_text(SLOW_TERM)
+    config = tmp_path / "slow.yaml"
+    config.write_text(f"imports: [slow_term.py]\nbenchmark: split-fashion-mnist\ndata-root: {data_root}\n"
+                      f"batch-size: 4\nthreads: 1\nlr: 0.05\n"
+                      f"method: {{name: slow, terms: [{{term: ce}}, {{term: test-slow-step}}]}}\n")
+    return config
+
+
+def _command(kind: str, tmp_path: Path, data_root: Path, out: Path, jobs: int) -> list[str]:
+    config = _slow_config(tmp_path, data_root)
+    if kind == "sweep":
+        sweep = tmp_path / f"{out.name}.yaml"
+        sweep.write_text(f"base: {{imports: [slow_term.py], benchmark: split-fashion-mnist, "
+                         f"data-root: {data_root}, batch-size: 4, threads: 1, "
+                         f"method: {{name: slow, terms: [{{term: ce}}, {{term: test-slow-step}}]}}}}\n"
+                         f"grid: {{lr: [0.05, 0.1]}}\nseeds: 0-2\nout: {out}\n")
+        return ["sweep", str(sweep), "--jobs", str(jobs)]
+    seeds = ["--seeds", "0-4", "--jobs", str(jobs), "--out", str(out), "--quiet"]
+    if kind == "compare":
+        return ["compare", "--config", str(config), "--refresh-param", "every=1", *seeds[:1], "0-2", *seeds[2:]]
+    return ["run", "--config", str(config), *seeds]
+
+
+def _started(out: Path) -> set[Path]:
+    """The run folders a run has started in (each writes its config.yaml first)."""
+    return {p.parent for p in out.rglob("config.yaml")}
+
+
+def _stop_midway(args: list[str], out: Path, sig: int, group: bool) -> tuple[int, str, str, set[Path]]:
+    """Start the command in a subprocess; once its first run trains, send ``sig`` once (to the
+    process group, as a terminal's Ctrl-C, or to the command's process only); wait for it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "SLOW_STEP_SECONDS": "0.1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lifelong", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not any(out.rglob("steps.csv")):
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, stdout, stderr, _started(out)
+
+
+def _summary(kind: str, out: Path) -> list[list[str]]:
+    """The summary's numbers, without the timings (which differ from run to run)."""
+    if kind == "compare":
+        doc = json.loads(next(out.glob("compare-*.json")).read_text())
+        return [[str(doc[s][v]["values"]) for v in ("base", "refresh")] for s in ("class_il", "task_il")]
+    rows = _csv_rows(out / "summary.csv")
+    return [[v for k, v in row.items() if not k.startswith("wall_seconds")] for row in rows]
+
+
+@pytest.mark.parametrize("kind, jobs, sig, group", [
+    pytest.param("seeds", 1, "SIGINT", False, id="seeds-jobs1-sigint"),
+    pytest.param("seeds", 2, "SIGTERM", False, id="seeds-jobs2-sigterm-to-the-parent"),
+    pytest.param("sweep", 2, "SIGINT", True, id="sweep-jobs2-ctrl-c-to-the-group"),
+    pytest.param("compare", 1, "SIGTERM", False, id="compare-jobs1-sigterm"),
+    pytest.param("compare", 2, "SIGINT", True, id="compare-jobs2-ctrl-c-to-the-group"),
+])
+def test_one_stop_request_stops_the_whole_command_and_the_same_command_continues(
+        kind, jobs, sig, group, data_root, tmp_path, capsys, monkeypatch):
+    import signal
+
+    out = tmp_path / "out"
+    args = _command(kind, tmp_path, data_root, out, jobs)
+    code, stdout, stderr, started = _stop_midway(args, out, getattr(signal, sig), group)
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+    assert 1 <= len(started) <= jobs, (started, stderr)  # the runs in flight, no other
+    hints = [line for line in stderr.splitlines() if "same command" in line]
+    assert len(hints) == 1 and hints[0].startswith("lifelong: stopped"), stderr
+    for folder in started:  # each run in flight stopped at a step with a checkpoint, at the first request
+        doc = json.loads((folder / "metrics.json").read_text())
+        assert doc["status"] == "interrupted" and doc["message"].startswith("stopped at"), doc
+        assert any((folder / "checkpoints").glob("*.pt"))
+
+    monkeypatch.delenv("SLOW_STEP_SECONDS", raising=False)
+    code, _, err = _cli(args, capsys)  # the same command again: it continues
+    assert code == 0, err
+    for folder in started:  # interrupted runs were resumed from their checkpoints, not started over
+        assert "resuming from ckpt-" in (folder / "run.log").read_text()
+        assert json.loads((folder / "metrics.json").read_text())["complete"]
+    reference = tmp_path / "reference"
+    code, _, err = _cli(_command(kind, tmp_path, data_root, reference, jobs), capsys)
+    assert code == 0, err
+    assert _summary(kind, out) == _summary(kind, reference)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_that_fails_stops_the_others_and_is_one_line(jobs, data_root, tmp_path, capsys, monkeypatch):
+    """A run refused (its folder is locked by another process) stops the command: no further
+    run starts, the one in flight checkpoints and stops, and the refusal is one line."""
+    from lifelong.runs.folder import RunLock
+
+    monkeypatch.setenv("SLOW_STEP_SECONDS", "0.05")
+    out = tmp_path / "out"
+    (out / "seed-1").mkdir(parents=True)
+    lock = RunLock(out / "seed-1")
+    lock.acquire()
+    try:
+        code, _, err = _cli(["run", "--config", str(_slow_config(tmp_path, data_root)), "--seeds", "0-3", "--jobs",
+                             str(jobs), "--out", str(out)], capsys)
+    finally:
+        lock.release()
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("lifelong: error: another lifelong run"), err
+    assert not (out / "seed-2").exists() and not (out / "seed-3").exists()
+    if jobs == 2:  # seed 0 was in flight beside seed 1
+        doc = json.loads((out / "seed-0" / "metrics.json").read_text())
+        assert doc["status"] == "interrupted" and any((out / "seed-0" / "checkpoints").glob("*.pt"))

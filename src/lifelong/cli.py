@@ -222,6 +222,14 @@ def _outcome(doc: dict) -> str:
     return f"{outcome(doc)}; left out of the summary"
 
 
+def _stop_line(counts: dict[str, int], root: Path, out_given: bool) -> str:
+    """The one line after a stop request: what was done, and how to continue."""
+    again = "run the same command again" + ("" if out_given else f" with --out {root}")
+    done = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    return (f"lifelong: stopped on request ({done}); to continue, {again}: complete runs are reused and "
+            f"interrupted ones resume from their checkpoints")
+
+
 def _summary_lines(rows: list[dict]) -> list[str]:
     labels = {"class_il.average_accuracy": "class-IL average accuracy", "task_il.average_accuracy":
               "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
@@ -240,7 +248,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
     from lifelong.runs.compare import parse_seeds
     from lifelong.config import default_folder, make_config, method_name
     from lifelong.metrics import count_complete
-    from lifelong.runs.parallel import run_all
+    from lifelong.runs.parallel import run_all, stopped, tally
     from lifelong.runs.sweep import Point, summarize, write_tables
 
     if args.resume or args.dry_run:
@@ -265,11 +273,14 @@ def _run_seeds(args: argparse.Namespace) -> int:
           f" (mean ± std of the complete runs)")
     print("\n".join(_summary_lines(rows)))
     print(f"results in {root} (summary.md, summary.csv)")
+    if stopped(docs):
+        print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
+        return 130
     return 0 if rows[0]["complete"] else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from lifelong.runs.parallel import run_all
+    from lifelong.runs.parallel import run_all, stopped, tally
     from lifelong.runs.sweep import load_sweep, summarize, write_tables
 
     points = load_sweep(Path(args.file), args.out)
@@ -294,6 +305,9 @@ def _sweep(args: argparse.Namespace) -> int:
     _, md = write_tables(rows, root)
     print(md.read_text(), end="")
     print(f"results in {root} (summary.md, summary.csv)")
+    if stopped(docs):
+        print(_stop_line(tally(docs), root, True), file=sys.stderr)
+        return 130
     return 0 if all(r["complete"] for r in rows) else 1
 
 
@@ -363,6 +377,9 @@ def _compare(args: argparse.Namespace) -> int:
         raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
     print(format_comparison(summary))
     print(f"results in {root}")
+    if summary["stopped"]:
+        print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
+        return 130
     return 0 if summary["complete"] else 1
 
 

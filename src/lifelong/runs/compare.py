@@ -13,7 +13,7 @@ from typing import Any, Callable
 from lifelong.config import RunConfig, method_name
 from lifelong.errors import ConfigError
 from lifelong.metrics import count_complete, is_complete, mean_std
-from lifelong.runs.parallel import outcome, run_all
+from lifelong.runs.parallel import outcome, run_all, stopped, tally
 
 VARIANTS = ("base", "refresh")  # without and with refresh
 
@@ -78,6 +78,7 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     results = run_all([cfg for _, _, cfg in jobs_list], jobs, finished)
     docs = {(name, seed): doc for (name, seed, _), doc in zip(jobs_list, results)}
     summary = summarize(docs, seeds)
+    summary["stopped"], summary["runs"] = stopped(results), tally(results)
     ran = [doc for doc in results if doc is not None]
     summary["refresh"] = next((doc["refresh"] for doc in ran if doc.get("refresh")), None)
     summary["benchmark"] = config.benchmark
