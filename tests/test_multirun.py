@@ -323,3 +323,32 @@ def test_a_run_that_fails_stops_the_others_and_is_one_line(jobs, data_root, tmp_
     if jobs == 2:  # seed 0 was in flight beside seed 1
         doc = json.loads((out / "seed-0" / "metrics.json").read_text())
         assert doc["status"] == "interrupted" and any((out / "seed-0" / "checkpoints").glob("*.pt"))
+
+
+# 4. duplicate grid points are one run
+
+
+def test_duplicate_grid_points_are_one_configuration(tmp_path):
+    from lifelong.runs.sweep import expand_sweep, load_sweep
+
+    path = tmp_path / "dup.yaml"
+    for grid, kept in (("{lr: [0.1, 0.1]}", [{"lr": 0.1}]),                      # the same values twice
+                       ("{momentum: [0, 0.0], lr: [0.1]}", [{"momentum": 0, "lr": 0.1}]),  # the same merged config
+                       ("{lr: [0.1, 0.2, 0.1]}", [{"lr": 0.1}, {"lr": 0.2}])):
+        path.write_text(f"grid: {grid}\nseeds: 0-1\n")
+        sweep = expand_sweep(path)
+        assert [p.values for p in sweep.points] == kept and sweep.duplicates == 1, grid
+        assert [p.values for p in load_sweep(path)] == kept
+        assert len({p.folder for p in sweep.points}) == len(kept)
+
+
+def test_a_sweep_with_duplicate_points_runs_each_configuration_once(data_root, tmp_path, capsys):
+    """With --jobs 2, two processes used to write one folder."""
+    sweep = _sweep_file(tmp_path, data_root, "{lr: [0.05, 0.05]}")
+    code, stdout, err = _cli(["sweep", str(sweep), "--jobs", "2"], capsys)
+    assert code == 0, err
+    first = err.splitlines()[0]
+    assert "1 configuration" in first and "1 duplicate grid point left out" in first and "2 runs" in first, first
+    runs = sorted((tmp_path / "sweep").glob("*/seed-*"))
+    assert len(runs) == 2 and all(json.loads((r / "metrics.json").read_text())["complete"] for r in runs)
+    assert len(_csv_rows(tmp_path / "sweep" / "summary.csv")) == 1

@@ -222,6 +222,10 @@ def _outcome(doc: dict) -> str:
     return f"{outcome(doc)}; left out of the summary"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _stop_line(counts: dict[str, int], root: Path, out_given: bool) -> str:
     """The one line after a stop request: what was done, and how to continue."""
     again = "run the same command again" + ("" if out_given else f" with --out {root}")
@@ -281,14 +285,16 @@ def _run_seeds(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from lifelong.runs.parallel import run_all, stopped, tally
-    from lifelong.runs.sweep import load_sweep, summarize, write_tables
+    from lifelong.runs.sweep import expand_sweep, summarize, write_tables
 
-    points = load_sweep(Path(args.file), args.out)
+    sweep = expand_sweep(Path(args.file), args.out)
+    points = sweep.points
     configs = [c for p in points for c in p.configs]
     jobs = _jobs(args.jobs, len(configs))
     root = points[0].folder.parent
-    print(f"lifelong: sweep of {len(points)} configurations x {len(points[0].configs)} seeds = {len(configs)} runs, "
-          f"{jobs} job(s) -> {root}", file=sys.stderr)
+    left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
+    print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x {_plural(len(points[0].configs), 'seed')}"
+          f" = {len(configs)} runs, {jobs} job(s) -> {root}", file=sys.stderr)
     done = [0]
 
     def report(i: int, doc: dict) -> None:

@@ -105,8 +105,18 @@ def _point(base: dict, values: dict, seeds: list[int], root: Path, where: str) -
     return Point(values, [replace(config, seed=s, out=str(folder / f"seed-{s}")) for s in seeds], folder)
 
 
-def load_sweep(path: Path, out: str | None = None) -> list[Point]:
-    """Read a sweep file and expand it into configurations, each checked like a run's."""
+@dataclass
+class Sweep:
+    """A sweep file expanded: its configurations, and how many grid points were left out as the
+    same configuration as an earlier point (``lr: [0.1, 0.1]``, or lists that merge alike)."""
+
+    points: list[Point]
+    duplicates: int = 0
+
+
+def expand_sweep(path: Path, out: str | None = None) -> Sweep:
+    """Read a sweep file and expand it into configurations, each checked like a run's; a grid
+    point whose configuration equals an earlier one's is one run, not two."""
     path = Path(path)
     doc, base, grid, seeds = _read_sweep(path)
     root = Path(out or doc.get("out") or RUNS_ROOT / f"sweep-{path.stem}")
@@ -114,7 +124,21 @@ def load_sweep(path: Path, out: str | None = None) -> list[Point]:
     combos = list(itertools.product(*(grid[k] for k in keys))) or [()]
     if len(combos) * len(seeds) > 10_000:
         raise ConfigError(f"{path}: {len(combos) * len(seeds)} runs; a sweep holds at most 10000")
-    return [_point(base, dict(zip(keys, combo)), seeds, root, str(path)) for combo in combos]
+    points: dict[str, Point] = {}
+    for combo in combos:
+        point = _point(base, dict(zip(keys, combo)), seeds, root, str(path))
+        points.setdefault(_identity(point), point)
+    return Sweep(list(points.values()), len(combos) - len(points))
+
+
+def load_sweep(path: Path, out: str | None = None) -> list[Point]:
+    """The configurations of a sweep file (:func:`expand_sweep`)."""
+    return expand_sweep(path, out).points
+
+
+def _identity(point: Point) -> str:
+    """What makes two grid points one configuration: equal settings, wherever the runs go."""
+    return json.dumps(replace(point.configs[0], out=None).to_dict(), sort_keys=True, default=str)
 
 
 def _stat(values: list[float | None]) -> dict[str, float] | None:
