@@ -352,3 +352,93 @@ def test_a_sweep_with_duplicate_points_runs_each_configuration_once(data_root, t
     runs = sorted((tmp_path / "sweep").glob("*/seed-*"))
     assert len(runs) == 2 and all(json.loads((r / "metrics.json").read_text())["complete"] for r in runs)
     assert len(_csv_rows(tmp_path / "sweep" / "summary.csv")) == 1
+
+
+# 5, 6. every flag a multi-run command accepts works or is refused in one line
+
+
+def _refusals(data_root: Path, tmp_path: Path) -> list[tuple[list[str], str]]:
+    seeded = tmp_path / "seeded.yaml"
+    seeded.write_text("seed: 3\n")
+    tiny = _tiny(data_root)
+    return [
+        (["compare", *tiny, "--resume", str(tmp_path / "x")], "run the same command again"),
+        (["compare", *tiny, "--seed", "3"], "compare runs every seed of --seeds; drop --seed"),
+        (["compare", *tiny, "--config", str(seeded)], f"drop `seed:` from {seeded}"),
+        (["compare", *tiny, "--overwrite"], "to start over, remove the folder or choose another --out"),
+        (["run", *tiny, "--seeds", "0-1", "--seed", "3"], "--seeds runs every seed of --seeds; drop --seed"),
+        (["run", *tiny, "--seeds", "0-1", "--config", str(seeded)], f"drop `seed:` from {seeded}"),
+        (["run", *tiny, "--seeds", "0-1", "--resume", str(tmp_path / "x")], "run the same command again"),
+        (["run", *tiny, "--seeds", "0-1", "--overwrite"], "to start over, remove the folder"),
+        (["run", *tiny, "--jobs", "2"], "--jobs runs several seeds at once; give --seeds too"),
+    ]
+
+
+def test_flags_that_cannot_apply_to_many_runs_are_refused_in_one_line(data_root, tmp_path, capsys):
+    for args, message in _refusals(data_root, tmp_path):
+        out = tmp_path / "never"
+        code, stdout, err = _cli([*args, "--out", str(out)], capsys)
+        assert code == 2, (args, err)
+        assert err.count("\n") == 1 and err.startswith("lifelong: error: ") and message in err, (args, err)
+        assert "Traceback" not in err and stdout == "" and not out.exists(), args
+
+
+@pytest.mark.parametrize("key, message", [
+    ("out", "give the sweep's folder with its top-level `out:` (or --out)"),
+    ("seed", "give seeds with the sweep's `seeds:`"),
+    ("overwrite", "remove the sweep's folder to start over"),
+])
+def test_sweep_keys_that_cannot_apply_to_a_run_are_refused(key, message, tmp_path, capsys):
+    from lifelong.errors import ConfigError
+    from lifelong.runs.sweep import load_sweep
+
+    value = {"out": "elsewhere", "seed": 1, "overwrite": True}[key]
+    for text in (f"grid: {{{key}: [{json.dumps(value)}]}}", f"base: {{{key}: {json.dumps(value)}}}"):
+        path = tmp_path / "bad.yaml"
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_sweep(path)
+        code, _, err = _cli(["sweep", str(path)], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", ["seeds", "compare"])
+def test_dry_run_of_many_runs_checks_each_and_writes_nothing(command, data_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    if command == "seeds":
+        args = ["run", *_tiny(data_root), "--seeds", "0-2", "--out", str(out)]
+        folders = [out / f"seed-{s}" for s in range(3)]
+    else:
+        args = ["compare", *_tiny(data_root), "--seeds", "0-1", "--out", str(out)]
+        folders = [out / "base-seed0", out / "base-seed1"]
+    code, stdout, err = _cli([*args, "--dry-run"], capsys)
+    assert code == 0, err
+    assert not out.exists()
+    assert all(f"would start -> {folder}" in stdout for folder in folders), stdout
+    assert "nothing was trained or written" in err
+    code, _, err = _cli([*args[:-1], str(tmp_path / "other"), "--data-root", str(tmp_path / "no-data"), "--dry-run"],
+                        capsys)
+    assert code == 2 and "data file not found" in err and not (tmp_path / "other").exists(), err
+    # after a run of the first seed, the dry run says what the command would reuse and what it would start
+    first = ["run", *_tiny(data_root), "--out", str(folders[0])] if command == "seeds" else None
+    if first:
+        assert _cli([*first, "--seed", "0"], capsys)[0] == 0
+        code, stdout, _ = _cli([*args, "--dry-run"], capsys)
+        assert f"complete, would be reused -> {folders[0]}" in stdout and f"would start -> {folders[1]}" in stdout
+
+
+def test_compare_takes_its_folder_from_the_config_file(data_root, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"out: {tmp_path / 'from-file'}\n")
+    code, stdout, err = _cli(["compare", *_tiny(data_root), "--seeds", "0", "--config", str(config), "--dry-run"],
+                             capsys)
+    assert code == 0 and f"would start -> {tmp_path / 'from-file' / 'base-seed0'}" in stdout, (stdout, err)
+
+
+def test_the_line_after_a_stop_says_how_to_continue():
+    from lifelong.cli import _stop_line
+
+    counts = {"complete": 1, "interrupted": 2, "diverged": 0, "not started": 3}
+    line = _stop_line(counts, Path("runs/compare-x"), out_given=False)
+    assert "1 complete, 2 interrupted, 3 not started" in line and "with --out runs/compare-x" in line
+    assert "with --out" not in _stop_line(counts, Path("runs/x"), out_given=True)

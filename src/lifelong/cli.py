@@ -246,6 +246,38 @@ def _summary_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _many_runs_flags(args: argparse.Namespace, command: str) -> tuple[dict, dict, str | None]:
+    """The flags and config-file values of ``--seeds`` or ``compare``, and the folder given
+    (``--out`` or the file's ``out:``); refused: what cannot apply to many runs."""
+    continues = "complete runs in its folder are reused and interrupted ones resumed"
+    if args.resume:
+        raise UserError(f"{command} continues by itself: run the same command again (with the same --out); "
+                        f"{continues}. Drop --resume")
+    flags, file_values = _flags(args)
+    if "seed" in flags or "seed" in file_values:
+        where = "--seed" if "seed" in flags else f"`seed:` from {args.config}"
+        raise UserError(f"{command} runs every seed of --seeds; drop {where}")
+    if flags.get("overwrite") or file_values.get("overwrite"):
+        raise UserError(f"{command} needs no --overwrite: {continues}; to start over, remove the folder or choose "
+                        f"another --out")
+    out = flags.pop("out", None) or file_values.pop("out", None)
+    return flags, file_values, out
+
+
+def _dry_run(labels: list[str], configs: list) -> int:
+    """``--dry-run`` of many runs: check each as a run's dry run does; say what would happen to
+    each (start, resume, reuse); write nothing."""
+    from lifelong.runs.parallel import plan
+
+    words = {"start": "would start", "resume": "would resume from its checkpoint",
+             "complete": "complete, would be reused"}
+    for label, config in zip(labels, configs):
+        print(f"{label}: {words[plan(config)]} -> {config.out}")
+    print(f"lifelong: {_plural(len(configs), 'run')} checked (configuration, data and model); nothing was trained "
+          f"or written", file=sys.stderr)
+    return 0
+
+
 def _run_seeds(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -255,17 +287,16 @@ def _run_seeds(args: argparse.Namespace) -> int:
     from lifelong.runs.parallel import run_all, stopped, tally
     from lifelong.runs.sweep import Point, summarize, write_tables
 
-    if args.resume or args.dry_run:
-        raise UserError("--seeds cannot be combined with --resume or --dry-run")
     seeds = parse_seeds(args.seeds)
     jobs = _jobs(args.jobs, len(seeds))
-    flags, file_values = _flags(args)
-    out = flags.pop("out", None) or file_values.pop("out", None)
+    flags, file_values, out = _many_runs_flags(args, "--seeds")
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder(config.benchmark, method, "seeds")
     configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
     print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}", file=sys.stderr)
+    if args.dry_run:
+        return _dry_run([f"seed {s}" for s in seeds], configs)
 
     def report(i: int, doc: dict) -> None:
         print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
@@ -323,6 +354,8 @@ def _run(args: argparse.Namespace, started: float) -> int:
 
     if args.seeds is not None:
         return _run_seeds(args)
+    if args.jobs is not None:
+        raise UserError("--jobs runs several seeds at once; give --seeds too, or drop --jobs")
     if args.resume:
         run = prepare_run(_resume_config(args), resume=True)
         for note in run.notes:
@@ -359,13 +392,12 @@ def _run(args: argparse.Namespace, started: float) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from lifelong.runs.compare import format_comparison, parse_seeds, run_comparison
+    from lifelong.runs.compare import comparison_runs, format_comparison, parse_seeds, run_comparison
     from lifelong.config import default_folder, make_config, method_name
 
     seeds = parse_seeds(args.seeds)
     jobs = _jobs(args.jobs, 2 * len(seeds))
-    flags, file_values = _flags(args)
-    out = flags.pop("out", None)
+    flags, file_values, out = _many_runs_flags(args, "compare")
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder("compare", config.benchmark, method)
@@ -373,6 +405,9 @@ def _compare(args: argparse.Namespace) -> int:
         raise UserError(f"output path {root} is a file, not a folder; choose another --out")
     print(f"lifelong: comparing {method} on {config.benchmark} without and with refresh "
           f"({config.refresh or 'paper'}), seeds {seeds} -> {root}", file=sys.stderr)
+    if args.dry_run:
+        runs = comparison_runs(replace(config, out=None), seeds, root)
+        return _dry_run([f"seed {seed} {variant}" for variant, seed, _ in runs], [c for _, _, c in runs])
 
     def report(variant: str, seed: int, doc: dict) -> None:
         print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)

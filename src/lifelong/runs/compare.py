@@ -64,11 +64,7 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     ``out/base-seed<k>`` and ``out/refresh-<form>-<hash>-seed<k>``. Runs already complete there
     are not repeated, so comparisons of several refresh settings in one folder share the runs
     without refresh."""
-    refresh = config.refresh or "paper"
-    variants = {"base": replace(config, refresh=None), "refresh": replace(config, refresh=refresh)}
-    folders = {"base": "base", "refresh": refresh_tag(refresh)}
-    jobs_list = [(name, seed, replace(cfg, seed=seed, out=str(out / f"{folders[name]}-seed{seed}")))
-                 for seed in seeds for name, cfg in variants.items()]
+    jobs_list = comparison_runs(config, seeds, out)
     out.mkdir(parents=True, exist_ok=True)
 
     def finished(i: int, doc: dict) -> None:
@@ -83,9 +79,20 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     summary["refresh"] = next((doc["refresh"] for doc in ran if doc.get("refresh")), None)
     summary["benchmark"] = config.benchmark
     summary["method"] = ran[0]["method"] if ran else method_name(config.method)
-    (out / f"compare-{folders['refresh']}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / f"compare-{folders['refresh']}.md").write_text(format_comparison(summary) + "\n")
+    tag = refresh_tag(config.refresh or "paper")
+    (out / f"compare-{tag}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"compare-{tag}.md").write_text(format_comparison(summary) + "\n")
     return summary
+
+
+def comparison_runs(config: RunConfig, seeds: list[int], out: Path) -> list[tuple[str, int, RunConfig]]:
+    """The runs of a comparison, ``(variant, seed, configuration)``: without refresh in
+    ``out/base-seed<k>``, with it in ``out/refresh-<form>-<hash>-seed<k>``."""
+    refresh = config.refresh or "paper"
+    variants = {"base": replace(config, refresh=None), "refresh": replace(config, refresh=refresh)}
+    folders = {"base": "base", "refresh": refresh_tag(refresh)}
+    return [(name, seed, replace(cfg, seed=seed, out=str(out / f"{folders[name]}-seed{seed}")))
+            for seed in seeds for name, cfg in variants.items()]
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:

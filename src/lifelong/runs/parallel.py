@@ -67,18 +67,38 @@ def run_one(config: RunConfig, threads: int | None = None,
         import torch
 
         torch.set_num_threads(threads)
-    out = Path(config.out)
+    state, doc = _found(Path(config.out))
+    if state == "complete":
+        return doc
+    if state == "resume":
+        return execute_run(prepare_run(config, resume=True), stop=stop)
+    return execute_run(prepare_run(replace(config, overwrite=True)), stop=stop)
+
+
+def _found(out: Path) -> tuple[str, dict[str, Any] | None]:
+    """What a run folder holds: ``("complete", metrics)``, ``("resume", None)`` (a configuration
+    and checkpoints) or ``("start", None)``."""
     metrics = out / "metrics.json"
     if metrics.is_file():
         try:
             doc = json.loads(metrics.read_text())
             if doc.get("complete"):
-                return doc
+                return "complete", doc
         except ValueError:
             pass
     if (out / "config.yaml").is_file() and (out / "checkpoints").is_dir():
-        return execute_run(prepare_run(config, resume=True), stop=stop)
-    return execute_run(prepare_run(replace(config, overwrite=True)), stop=stop)
+        return "resume", None
+    return "start", None
+
+
+def plan(config: RunConfig) -> str:
+    """What :func:`run_one` would do with ``config`` (``start``, ``resume`` or ``complete``: reuse),
+    after checking it as ``--dry-run`` does (configuration, data, model); nothing is written."""
+    from lifelong.runs.session import prepare_run
+
+    state, _ = _found(Path(config.out))
+    prepare_run(replace(config, overwrite=True), resume=state != "start", dry_run=True)
+    return state
 
 
 class StopRequest:

@@ -55,8 +55,12 @@ def _split_params(values: dict[str, Any], where: str) -> dict[str, Any]:
             out.setdefault("params", {})[key[len("params."):]] = value
         else:
             out[key.replace("-", "_")] = value
-    if "seed" in out:
-        raise ConfigError(f"{where}: give seeds with the sweep's `seeds:`, not as a run key")
+    for key, instead in (("seed", "give seeds with the sweep's `seeds:`"),
+                         ("out", "give the sweep's folder with its top-level `out:` (or --out)"),
+                         ("overwrite", "complete runs are reused and interrupted ones resumed; remove the sweep's "
+                                       "folder to start over")):
+        if key in out:
+            raise ConfigError(f"{where}: {instead}, not `{key}` as a run key")
     return out
 
 
