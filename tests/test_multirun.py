@@ -213,7 +213,7 @@ def _slow_config(tmp_path: Path, data_root: Path) -> Path:
 
 
 def _command(kind: str, tmp_path: Path, data_root: Path, out: Path, jobs: int) -> list[str]:
-    config = _slow_config(tmp_path, data_root)
+    config = _slow_config(tmp_path, data_root)  # and slow_term.py beside it, which the sweep imports too
     if kind == "sweep":
         sweep = tmp_path / f"{out.name}.yaml"
         sweep.write_text(f"base: {{imports: [slow_term.py], benchmark: split-fashion-mnist, "
@@ -247,7 +247,10 @@ def _stop_midway(args: list[str], out: Path, sig: int, group: bool) -> tuple[int
     while time.time() < deadline and proc.poll() is None and not any(out.rglob("steps.csv")):
         time.sleep(0.02)
     assert proc.poll() is None, proc.communicate()
-    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     try:
         stdout, stderr = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
