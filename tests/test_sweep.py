@@ -97,7 +97,7 @@ def test_sweep_completes_resumes_without_redoing_and_tables_match(tmp_path, data
         row = next(r for r in rows if r[0].strip("| ") == point.values["method"])
         assert row[3].startswith(f"{mean:.2f} ±")
     csv_lines = (out / "summary.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("method,lr,seeds,class_il.average_accuracy.mean")
+    assert csv_lines[0].startswith("method,lr,seeds,complete,class_il.average_accuracy.mean")
     assert len(csv_lines) == 3
 
 
@@ -120,3 +120,21 @@ def test_the_example_sweep_expands():
     assert len(points) == 4 and all(len(p.configs) == 3 for p in points)
     assert {(p.values["method"], p.values["buffer-size"]) for p in points} == {
         ("er", 200), ("er", 500), ("derpp", 200), ("derpp", 500)}
+
+
+def test_a_sweep_may_use_a_term_of_the_users_own(tmp_path):
+    """`imports:` in `base:` used to be imported only when a run started, after every grid
+    point's recipe had been checked: a term of one's own was 'unknown'."""
+    (tmp_path / "my_term.py").write_text(
+        "from lifelong.objective import Term, register_term\n\n\n@register_term\nclass Mine(Term):\n"
+        "    name = 'test-sweep-own-term'\n\n    def __call__(self, batch):\n        return batch.logits.new_zeros(())\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("base: {imports: [my_term.py]}\n"  # next to the sweep file
+                     "grid: {method: [{name: mine, terms: [{term: ce}, {term: test-sweep-own-term}]}]}\n")
+    try:
+        (point,) = load_sweep(sweep)
+    finally:
+        from lifelong.objective import TERMS
+
+        TERMS.pop("test-sweep-own-term", None)
+    assert point.configs[0].method["name"] == "mine" and point.configs[0].imports == [str(tmp_path / "my_term.py")]

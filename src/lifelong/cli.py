@@ -235,6 +235,30 @@ def _jobs(jobs: int | None, runs: int) -> int:
     return choose_jobs(jobs, runs)
 
 
+def _outcome(doc: dict) -> str:
+    """What happened to one run of ``--seeds``, a sweep or a comparison, for its line: its
+    accuracies, or how far it got and why it stopped."""
+    from lifelong.metrics import is_complete
+    from lifelong.runs.parallel import outcome
+
+    if is_complete(doc):
+        return (f"class-IL {doc['class_il']['average_accuracy']:6.2f}  task-IL {doc['task_il']['average_accuracy']:6.2f}"
+                f"  {doc['wall_seconds']:.1f} s")
+    return f"{outcome(doc)}; left out of the summary"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _stop_line(counts: dict[str, int], root: Path, out_given: bool) -> str:
+    """The one line after a stop request: what was done, and how to continue."""
+    again = "run the same command again" + ("" if out_given else f" with --out {root}")
+    done = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    return (f"lifelong: stopped on request ({done}); to continue, {again}: complete runs are reused and "
+            f"interrupted ones resume from their checkpoints")
+
+
 def _summary_lines(rows: list[dict]) -> list[str]:
     labels = {"class_il.average_accuracy": "class-IL average accuracy", "task_il.average_accuracy":
               "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
@@ -247,57 +271,92 @@ def _summary_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _many_runs_flags(args: argparse.Namespace, command: str) -> tuple[dict, dict, str | None]:
+    """The flags and config-file values of ``--seeds`` or ``compare``, and the folder given
+    (``--out`` or the file's ``out:``); refused: what cannot apply to many runs."""
+    continues = "complete runs in its folder are reused and interrupted ones resumed"
+    if args.resume:
+        raise UserError(f"{command} continues by itself: run the same command again (with the same --out); "
+                        f"{continues}. Drop --resume")
+    flags, file_values = _flags(args)
+    if "seed" in flags or "seed" in file_values:
+        where = "--seed" if "seed" in flags else f"`seed:` from {args.config}"
+        raise UserError(f"{command} runs every seed of --seeds; drop {where}")
+    if flags.get("overwrite") or file_values.get("overwrite"):
+        raise UserError(f"{command} needs no --overwrite: {continues}; to start over, remove the folder or choose "
+                        f"another --out")
+    out = flags.pop("out", None) or file_values.pop("out", None)
+    return flags, file_values, out
+
+
+def _dry_run(labels: list[str], configs: list) -> int:
+    """``--dry-run`` of many runs: check each as a run's dry run does; say what would happen to
+    each (start, resume, reuse); write nothing."""
+    from lifelong.runs.parallel import plan
+
+    words = {"start": "would start", "resume": "would resume from its checkpoint",
+             "complete": "complete, would be reused"}
+    for label, config in zip(labels, configs):
+        print(f"{label}: {words[plan(config)]} -> {config.out}")
+    print(f"lifelong: {_plural(len(configs), 'run')} checked (configuration, data and model); nothing was trained "
+          f"or written", file=sys.stderr)
+    return 0
+
+
 def _run_seeds(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from lifelong.runs.compare import parse_seeds
     from lifelong.config import default_folder, make_config, method_name
-    from lifelong.runs.parallel import run_all
+    from lifelong.metrics import count_complete
+    from lifelong.runs.parallel import run_all, stopped, tally
     from lifelong.runs.sweep import Point, summarize, write_tables
 
-    if args.resume or args.dry_run:
-        raise UserError("--seeds cannot be combined with --resume or --dry-run")
     seeds = parse_seeds(args.seeds)
     jobs = _jobs(args.jobs, len(seeds))
-    flags, file_values = _flags(args)
-    out = flags.pop("out", None) or file_values.pop("out", None)
+    flags, file_values, out = _many_runs_flags(args, "--seeds")
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder(config.benchmark, method, "seeds")
     configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
     print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}", file=sys.stderr)
+    if args.dry_run:
+        return _dry_run([f"seed {s}" for s in seeds], configs)
 
     def report(i: int, doc: dict) -> None:
-        state = "" if doc["complete"] else f" ({doc['status']})"
-        print(f"  seed {doc['seed']}: class-IL {doc['class_il']['average_accuracy']:6.2f}  task-IL "
-              f"{doc['task_il']['average_accuracy']:6.2f}  {doc['wall_seconds']:.1f} s{state}", file=sys.stderr)
+        print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
 
     docs = run_all(configs, jobs, report)
     rows = summarize([Point({"method": method}, configs, root)], [docs])
     write_tables(rows, root)
-    print(f"{config.benchmark} | {method} | seeds {seeds} (mean ± std)")
+    print(f"{config.benchmark} | {method} | seeds {seeds} | {count_complete(len(rows[0]['complete_seeds']), len(seeds))}"
+          f" (mean ± std of the complete runs)")
     print("\n".join(_summary_lines(rows)))
     print(f"results in {root} (summary.md, summary.csv)")
+    if stopped(docs):
+        print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
+        return 130
     return 0 if rows[0]["complete"] else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from lifelong.runs.parallel import run_all
-    from lifelong.runs.sweep import load_sweep, summarize, write_tables
+    from lifelong.runs.parallel import run_all, stopped, tally
+    from lifelong.runs.sweep import expand_sweep, summarize, write_tables
 
-    points = load_sweep(Path(args.file), args.out)
+    sweep = expand_sweep(Path(args.file), args.out)
+    points = sweep.points
     configs = [c for p in points for c in p.configs]
     jobs = _jobs(args.jobs, len(configs))
     root = points[0].folder.parent
-    print(f"lifelong: sweep of {len(points)} configurations x {len(points[0].configs)} seeds = {len(configs)} runs, "
-          f"{jobs} job(s) -> {root}", file=sys.stderr)
+    left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
+    print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x {_plural(len(points[0].configs), 'seed')}"
+          f" = {len(configs)} runs, {jobs} job(s) -> {root}", file=sys.stderr)
     done = [0]
 
     def report(i: int, doc: dict) -> None:
         done[0] += 1
         if not args.quiet:
-            print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: class-IL {doc['class_il']['average_accuracy']:6.2f}"
-                  f"{'' if doc['complete'] else ' (' + doc['status'] + ')'}", file=sys.stderr)
+            print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
 
     docs = run_all(configs, jobs, report)
     per_point, i = [], 0
@@ -308,6 +367,9 @@ def _sweep(args: argparse.Namespace) -> int:
     _, md = write_tables(rows, root)
     print(md.read_text(), end="")
     print(f"results in {root} (summary.md, summary.csv)")
+    if stopped(docs):
+        print(_stop_line(tally(docs), root, True), file=sys.stderr)
+        return 130
     return 0 if all(r["complete"] for r in rows) else 1
 
 
@@ -317,6 +379,8 @@ def _run(args: argparse.Namespace, started: float) -> int:
 
     if args.seeds is not None:
         return _run_seeds(args)
+    if args.jobs is not None:
+        raise UserError("--jobs runs several seeds at once; give --seeds too, or drop --jobs")
     if args.resume:
         run = prepare_run(_resume_config(args), resume=True)
         for note in run.notes:
@@ -358,13 +422,12 @@ def _run(args: argparse.Namespace, started: float) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from lifelong.runs.compare import format_comparison, parse_seeds, run_comparison
+    from lifelong.runs.compare import comparison_runs, format_comparison, parse_seeds, run_comparison
     from lifelong.config import default_folder, make_config, method_name
 
     seeds = parse_seeds(args.seeds)
     jobs = _jobs(args.jobs, 2 * len(seeds))
-    flags, file_values = _flags(args)
-    out = flags.pop("out", None)
+    flags, file_values, out = _many_runs_flags(args, "compare")
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder("compare", config.benchmark, method)
@@ -373,11 +436,12 @@ def _compare(args: argparse.Namespace) -> int:
     form = config.refresh.get("form", "paper") if isinstance(config.refresh, dict) else config.refresh or "paper"
     print(f"lifelong: comparing {method} on {config.benchmark} without and with refresh "
           f"({form}), seeds {seeds} -> {root}", file=sys.stderr)
+    if args.dry_run:
+        runs = comparison_runs(replace(config, out=None), seeds, root)
+        return _dry_run([f"seed {seed} {variant}" for variant, seed, _ in runs], [c for _, _, c in runs])
 
     def report(variant: str, seed: int, doc: dict) -> None:
-        state = "" if doc["complete"] else f" ({doc['status']})"
-        print(f"  seed {seed} {variant:<8} class-IL {doc['class_il']['average_accuracy']:6.2f}  "
-              f"task-IL {doc['task_il']['average_accuracy']:6.2f}{state}", file=sys.stderr)
+        print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
 
     try:
         summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
@@ -385,6 +449,9 @@ def _compare(args: argparse.Namespace) -> int:
         raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
     print(format_comparison(summary))
     print(f"results in {root}")
+    if summary["stopped"]:
+        print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
+        return 130
     return 0 if summary["complete"] else 1
 
 

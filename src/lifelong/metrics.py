@@ -11,7 +11,7 @@ random initialisation, not transfer (see :func:`forward_transfer`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 Matrix = Sequence[Sequence[float]]
 
@@ -99,6 +99,18 @@ def mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
     if len(kept) == 1:
         return mean, 0.0
     return mean, math.sqrt(sum((v - mean) ** 2 for v in kept) / (len(kept) - 1))
+
+
+def is_complete(doc: Mapping[str, Any] | None) -> bool:
+    """Whether a run counts in a summary over seeds: its ``metrics.json`` says ``"complete": true``.
+    The one rule for every summary: a run that diverged, was interrupted or never started
+    (``None``) is left out of the means and counted (:func:`count_complete`), never averaged."""
+    return doc is not None and doc.get("complete") is True
+
+
+def count_complete(complete: int, total: int) -> str:
+    """How a summary shows the runs its means are over: ``"2/3 complete"``."""
+    return f"{complete}/{total} complete"
 
 
 def summarize(R: Matrix, b: Sequence[float]) -> dict[str, float | None]:

@@ -10,10 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from lifelong.config import RunConfig
+from lifelong.config import RunConfig, method_name
 from lifelong.errors import ConfigError
-from lifelong.metrics import mean_std
-from lifelong.runs.parallel import run_all
+from lifelong.metrics import count_complete, is_complete, mean_std
+from lifelong.runs.parallel import outcome, run_all, stopped, tally
+
+VARIANTS = ("base", "refresh")  # without and with refresh
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -62,11 +64,7 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     ``out/base-seed<k>`` and ``out/refresh-<form>-<hash>-seed<k>``. Runs already complete there
     are not repeated, so comparisons of several refresh settings in one folder share the runs
     without refresh."""
-    refresh = config.refresh or "paper"
-    variants = {"base": replace(config, refresh=None), "refresh": replace(config, refresh=refresh)}
-    folders = {"base": "base", "refresh": refresh_tag(refresh)}
-    jobs_list = [(name, seed, replace(cfg, seed=seed, out=str(out / f"{folders[name]}-seed{seed}")))
-                 for seed in seeds for name, cfg in variants.items()]
+    jobs_list = comparison_runs(config, seeds, out)
     out.mkdir(parents=True, exist_ok=True)
 
     def finished(i: int, doc: dict) -> None:
@@ -76,25 +74,47 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     results = run_all([cfg for _, _, cfg in jobs_list], jobs, finished)
     docs = {(name, seed): doc for (name, seed, _), doc in zip(jobs_list, results)}
     summary = summarize(docs, seeds)
-    summary["refresh"] = docs[("refresh", seeds[0])].get("refresh")
-    summary["benchmark"], summary["method"] = config.benchmark, docs[("base", seeds[0])]["method"]
-    (out / f"compare-{folders['refresh']}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / f"compare-{folders['refresh']}.md").write_text(format_comparison(summary) + "\n")
+    summary["stopped"], summary["runs"] = stopped(results), tally(results)
+    ran = [doc for doc in results if doc is not None]
+    summary["refresh"] = next((doc["refresh"] for doc in ran if doc.get("refresh")), None)
+    summary["benchmark"] = config.benchmark
+    summary["method"] = ran[0]["method"] if ran else method_name(config.method)
+    tag = refresh_tag(config.refresh or "paper")
+    (out / f"compare-{tag}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"compare-{tag}.md").write_text(format_comparison(summary) + "\n")
     return summary
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def comparison_runs(config: RunConfig, seeds: list[int], out: Path) -> list[tuple[str, int, RunConfig]]:
+    """The runs of a comparison, ``(variant, seed, configuration)``: without refresh in
+    ``out/base-seed<k>``, with it in ``out/refresh-<form>-<hash>-seed<k>``."""
+    refresh = config.refresh or "paper"
+    variants = {"base": replace(config, refresh=None), "refresh": replace(config, refresh=refresh)}
+    folders = {"base": "base", "refresh": refresh_tag(refresh)}
+    return [(name, seed, replace(cfg, seed=seed, out=str(out / f"{folders[name]}-seed{seed}")))
+            for seed in seeds for name, cfg in variants.items()]
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    """Mean, std and the half-width of the 95% interval (``None`` where there are too few values)."""
     n = len(values)
-    mean, std = mean_std(values)
-    half = t95(n) * std / math.sqrt(n) if n > 1 else float("nan")
-    return {"mean": mean, "std": std, "ci95": half}
+    stats = mean_std(values)
+    if stats is None:
+        return {"mean": None, "std": None, "ci95": None}
+    mean, std = stats
+    return {"mean": mean, "std": std, "ci95": t95(n) * std / math.sqrt(n) if n > 1 else None}
 
 
-def summarize(docs: dict[tuple[str, int], dict], seeds: list[int]) -> dict[str, Any]:
-    """Per scenario: each variant's mean, std and values, and the paired difference."""
-    out: dict[str, Any] = {"seeds": seeds, "complete": all(d.get("complete") for d in docs.values())}
+def summarize(docs: dict[tuple[str, int], dict | None], seeds: list[int]) -> dict[str, Any]:
+    """Per scenario: each variant's mean, std and values, and the paired difference, over the
+    seeds whose two runs both completed (``complete_seeds``; :func:`lifelong.metrics.is_complete`).
+    The other seeds are listed in ``left_out`` with what happened to each run (``None``: not started)."""
+    used = [s for s in seeds if all(is_complete(docs.get((v, s))) for v in VARIANTS)]
+    out: dict[str, Any] = {
+        "seeds": seeds, "complete_seeds": used, "complete": len(used) == len(seeds),
+        "left_out": [{"seed": s, **{v: outcome(docs.get((v, s))) for v in VARIANTS}} for s in seeds if s not in used]}
     for scenario in ("class_il", "task_il"):
-        values = {v: [docs[(v, s)][scenario]["average_accuracy"] for s in seeds] for v in ("base", "refresh")}
+        values = {v: [docs[(v, s)][scenario]["average_accuracy"] for s in used] for v in VARIANTS}
         diffs = [r - b for b, r in zip(values["base"], values["refresh"])]
         out[scenario] = {
             "base": {**_stats(values["base"]), "values": values["base"]},
@@ -105,19 +125,26 @@ def summarize(docs: dict[tuple[str, int], dict], seeds: list[int]) -> dict[str, 
 
 
 def format_comparison(summary: dict[str, Any]) -> str:
+    """The comparison's table: means over the seeds whose two runs completed, how many of all
+    they are, and the seeds left out and why."""
     seeds = summary["seeds"]
+    used = summary.get("complete_seeds", seeds)
     refresh = summary.get("refresh") or {}
     lines = [f"{summary.get('benchmark', '')} | {summary.get('method', '')} | refresh {refresh.get('form', '')} "
              f"(gamma {refresh.get('gamma')}, steps {refresh.get('steps')}, every {refresh.get('every')}) | "
-             f"{len(seeds)} seeds",
+             f"{len(seeds)} seeds, {count_complete(len(used), len(seeds))} (both runs)",
              f"{'average accuracy (%)':<22}{'without':>16}{'with refresh':>16}{'difference (paired)':>30}"]
     for scenario, label in (("class_il", "class-IL"), ("task_il", "task-IL")):
         s = summary[scenario]
         d = s["difference"]
-        ci = "" if math.isnan(d["ci95"]) else f", 95% CI ±{d['ci95']:.2f}"
+        if d["mean"] is None:
+            lines.append(f"{label:<22}{'-':>16}{'-':>16}{'-':>30}")
+            continue
+        ci = "" if d["ci95"] is None else f", 95% CI ±{d['ci95']:.2f}"
         lines.append(f"{label:<22}{s['base']['mean']:>9.2f} ± {s['base']['std']:<4.2f}"
                      f"{s['refresh']['mean']:>9.2f} ± {s['refresh']['std']:<4.2f}"
-                     f"{d['mean']:>+12.2f} ± {d['std']:.2f}{ci} ({d['refresh_better']}/{len(seeds)} better)")
-    if not summary.get("complete", True):
-        lines.append("some runs did not complete (see their metrics.json)")
+                     f"{d['mean']:>+12.2f} ± {d['std']:.2f}{ci} ({d['refresh_better']}/{len(d['values'])} better)")
+    for left in summary.get("left_out", []):
+        lines.append(f"seed {left['seed']} left out: " + "; ".join(
+            f"{v} {left[v]}" for v in VARIANTS if left[v] != "complete"))
     return "\n".join(lines)

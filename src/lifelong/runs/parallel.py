@@ -1,18 +1,30 @@
 """Many runs at once: each configuration in its own run folder, several in parallel processes,
 finished runs reused, interrupted ones resumed from their checkpoints. Used by ``--seeds``,
-``lifelong sweep`` and ``lifelong compare``."""
+``lifelong sweep`` and ``lifelong compare``.
+
+One stop request (SIGINT or SIGTERM, to the command's process or to a run's) stops them all:
+no run starts after it, and every run in flight writes a checkpoint at its next step and stops,
+so that the same command, started again, continues where they were."""
 from __future__ import annotations
 
 import json
 import multiprocessing
+import multiprocessing.connection
+import multiprocessing.sharedctypes
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import pickle
+import signal
+import threading
+import traceback
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from lifelong.config import RunConfig
-from lifelong.errors import ConfigError
+from lifelong.errors import ConfigError, UserError
+
+Report = Callable[[int, dict[str, Any]], None]
 
 
 def available_cpus() -> int:
@@ -33,47 +45,211 @@ def choose_jobs(jobs: int | None, runs: int) -> int:
     return jobs
 
 
-def run_one(config: RunConfig, threads: int | None = None) -> dict[str, Any]:
+def outcome(doc: dict[str, Any] | None) -> str:
+    """How a run of many ended, in words: ``complete``, ``not started``, or how far it got and
+    why it stopped (``diverged after 2/5 tasks: the loss became nan at ...``)."""
+    if doc is None:
+        return "not started"
+    if doc.get("complete") is True:
+        return "complete"
+    done = doc.get("tasks_trained", len(doc["class_il"]["accuracy_matrix"]))
+    return f"{doc['status']} after {done}/{doc['num_tasks']} tasks: {doc.get('message') or 'no message'}"
+
+
+def run_one(config: RunConfig, threads: int | None = None,
+            stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Run ``config`` into ``config.out``: reuse it if complete there, resume it if it holds a
-    checkpoint, else start it (over). Returns the metrics document."""
+    checkpoint, else start it (over). ``stop()`` turning true stops it at its next step, with a
+    checkpoint. Returns the metrics document."""
     from lifelong.runs.session import execute_run, prepare_run
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    out = Path(config.out)
+    state, doc = _found(Path(config.out))
+    if state == "complete":
+        return doc
+    if state == "resume":
+        return execute_run(prepare_run(config, resume=True), stop=stop)
+    return execute_run(prepare_run(replace(config, overwrite=True)), stop=stop)
+
+
+def _found(out: Path) -> tuple[str, dict[str, Any] | None]:
+    """What a run folder holds: ``("complete", metrics)``, ``("resume", None)`` (a configuration
+    and checkpoints) or ``("start", None)``."""
     metrics = out / "metrics.json"
     if metrics.is_file():
         try:
             doc = json.loads(metrics.read_text())
             if doc.get("complete"):
-                return doc
+                return "complete", doc
         except ValueError:
             pass
     if (out / "config.yaml").is_file() and (out / "checkpoints").is_dir():
-        return execute_run(prepare_run(config, resume=True))
-    return execute_run(prepare_run(replace(config, overwrite=True)))
+        return "resume", None
+    return "start", None
 
 
-def run_all(configs: list[RunConfig], jobs: int = 1,
-            report: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def plan(config: RunConfig) -> str:
+    """What :func:`run_one` would do with ``config`` (``start``, ``resume`` or ``complete``: reuse),
+    after checking it as ``--dry-run`` does (configuration, data, model); nothing is written."""
+    from lifelong.runs.session import prepare_run
+
+    state, _ = _found(Path(config.out))
+    prepare_run(replace(config, overwrite=True), resume=state != "start", dry_run=True)
+    return state
+
+
+class StopRequest:
+    """One request to stop a command of many runs. SIGINT and SIGTERM set it (see :meth:`on_signals`);
+    every run polls it at its step boundaries, and no run starts once it is set. It is a byte
+    of shared memory, so that forked run processes see their parent's request and their parent
+    theirs, written without a lock, so that a signal handler may set it at any moment."""
+
+    def __init__(self) -> None:
+        self._flag = multiprocessing.sharedctypes.RawValue("b", 0)
+
+    def set(self, *_: Any) -> None:
+        """Request the stop (also a signal handler: ``set(signum, frame)``)."""
+        self._flag.value = 1
+
+    def __call__(self) -> bool:
+        return bool(self._flag.value)
+
+    @contextmanager
+    def on_signals(self) -> Iterator["StopRequest"]:
+        """While the block runs, SIGINT and SIGTERM set the request instead of ending the process
+        (in the main thread only; elsewhere signals cannot be handled)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self.set) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def stopped(docs: list[dict[str, Any] | None]) -> bool:
+    """Whether a stop request ended :func:`run_all` early: a run was interrupted or not started."""
+    return any(doc is None or doc["status"] == "interrupted" for doc in docs)
+
+
+def tally(docs: list[dict[str, Any] | None]) -> dict[str, int]:
+    """How many runs are in each state: ``complete``, ``interrupted``, ``diverged``, ``not started``."""
+    counts = {"complete": 0, "interrupted": 0, "diverged": 0, "not started": 0}
+    for doc in docs:
+        state = "not started" if doc is None else "complete" if doc.get("complete") is True else doc["status"]
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def run_all(configs: list[RunConfig], jobs: int = 1, report: Report | None = None) -> list[dict[str, Any] | None]:
     """Run every configuration (each with its own ``out``); ``jobs`` processes at a time, each
     with its configuration's threads (one unless it says otherwise). ``report(i, doc)`` is
-    called as run ``i`` finishes."""
+    called as run ``i`` finishes. After a stop request (SIGINT or SIGTERM; see
+    :class:`StopRequest`) no run starts and the runs in flight stop with a checkpoint: the
+    documents of runs not started are ``None`` (see :func:`stopped`)."""
+    stop = StopRequest()
+    with stop.on_signals():
+        if jobs <= 1 or len(configs) <= 1:
+            return _in_turn(configs, stop, report)
+        return _in_processes(configs, jobs, stop, report)
+
+
+def _finished(i: int, doc: dict[str, Any], stop: StopRequest, report: Report | None) -> None:
+    if doc["status"] == "interrupted":  # the run's own handler took the signal: the request is the command's
+        stop.set()
+    if report:
+        report(i, doc)
+
+
+def _in_turn(configs: list[RunConfig], stop: StopRequest, report: Report | None) -> list[dict[str, Any] | None]:
+    """One run after the other, in this process."""
     docs: list[dict[str, Any] | None] = [None] * len(configs)
-    if jobs <= 1 or len(configs) <= 1:
-        for i, config in enumerate(configs):
-            docs[i] = run_one(config)
-            if report:
-                report(i, docs[i])
-        return docs  # type: ignore[return-value]
+    for i, config in enumerate(configs):
+        if stop():
+            break
+        docs[i] = run_one(config, stop=stop)
+        _finished(i, docs[i], stop, report)
+    return docs
+
+
+def _in_processes(configs: list[RunConfig], jobs: int, stop: StopRequest,
+                  report: Report | None) -> list[dict[str, Any] | None]:
+    """At most ``jobs`` runs at a time, each in a forked process of its own; the first error of
+    a run stops the others (with their checkpoints) and is raised here once they have stopped."""
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_one, config): i for i, config in enumerate(configs)}
-        for future in as_completed(futures):
-            i = futures[future]
-            docs[i] = future.result()
-            if report:
-                report(i, docs[i])
-    return docs  # type: ignore[return-value]
+    docs: list[dict[str, Any] | None] = [None] * len(configs)
+    waiting = list(range(len(configs)))[::-1]
+    running: dict[Any, tuple[int, Any]] = {}
+    failure: BaseException | None = None
+    while running or (waiting and not stop()):
+        while waiting and len(running) < jobs and not stop():
+            i = waiting.pop()
+            running.update([_start(context, i, configs[i], stop)])
+        if not running:
+            break
+        for reader in multiprocessing.connection.wait(list(running)):
+            i, process = running.pop(reader)
+            kind, value = _receive(reader, process, configs[i])
+            if kind == "error":
+                failure = failure or value
+                stop.set()
+            elif value is not None:
+                docs[i] = value
+                _finished(i, value, stop, report)
+    if failure is not None:
+        raise failure
+    return docs
+
+
+def _start(context: Any, i: int, config: RunConfig, stop: StopRequest) -> tuple[Any, tuple[int, Any]]:
+    """Fork a process for run ``i``; its result comes back through the returned pipe's end."""
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(config, writer, stop), name=f"lifelong-run-{i}")
+    process.start()
+    writer.close()
+    return reader, (i, process)
+
+
+def _child(config: RunConfig, writer: Any, stop: StopRequest) -> None:
+    """A run's process: signals set the shared stop request (the run checkpoints and stops at
+    its next step); the result, ``("doc", metrics or None if it did not start)`` or
+    ``("error", exception)``, goes back to the parent."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop.set)
+    try:
+        result: tuple[str, Any] = ("doc", None if stop() else run_one(config, stop=stop))
+    except BaseException as exc:  # anything: the parent reports it once the other runs have stopped
+        result = ("error", _portable(exc, config))
+    writer.send(result)
+    writer.close()
+
+
+def _portable(exc: BaseException, config: RunConfig) -> BaseException:
+    """``exc`` as it can travel to the parent: a user's mistake as it is (one line there), any
+    other error as a RuntimeError carrying the run's traceback."""
+    if isinstance(exc, UserError):
+        try:
+            return pickle.loads(pickle.dumps(exc))
+        except Exception:
+            return UserError(str(exc))
+    return RuntimeError(f"the run in {config.out} failed:\n{traceback.format_exc()}")
+
+
+def _receive(reader: Any, process: Any, config: RunConfig) -> tuple[str, Any]:
+    """The result a run's process sent, once it has ended; an error if it died without one."""
+    try:
+        result = reader.recv()
+    except EOFError:
+        result = None
+    reader.close()
+    process.join()
+    if result is None:
+        how = f"signal {-process.exitcode}" if (process.exitcode or 0) < 0 else f"exit code {process.exitcode}"
+        result = ("error", UserError(f"the process of the run in {config.out} ended without a result ({how}; out of "
+                                     f"memory?); run the same command again to continue"))
+    return result

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -270,10 +270,12 @@ def _where(position: dict[str, Any], num_tasks: int) -> str:
 
 class _StopFlag:
     """Turns SIGINT and SIGTERM into a request that the loop honours at the next step boundary
-    (after writing a checkpoint); a second signal interrupts at once."""
+    (after writing a checkpoint); a second signal interrupts at once. ``also()`` turning true
+    (the stop request of a command of many runs) is a request too."""
 
-    def __init__(self) -> None:
+    def __init__(self, also: Callable[[], bool] | None = None) -> None:
         self.requested = False
+        self.also = also
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
@@ -292,7 +294,7 @@ class _StopFlag:
             signal.signal(sig, handler)
 
     def __call__(self) -> bool:
-        return self.requested
+        return self.requested or (self.also is not None and self.also())
 
 
 def resume_point(store: CheckpointStore, steps: int | None = None) -> str:
@@ -306,11 +308,13 @@ def resume_point(store: CheckpointStore, steps: int | None = None) -> str:
     return f"the newest checkpoint is {store.newest.name}, from step {at}"
 
 
-def execute_run(run: PreparedRun, events: Events | None = None, started: float | None = None) -> dict[str, Any]:
+def execute_run(run: PreparedRun, events: Events | None = None, started: float | None = None,
+                stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train (from the checkpoint when resuming), write the matrices, ``metrics.json`` and the
     final weights (``model.pt``); return the metrics document. ``status`` in it tells whether
-    the run completed, diverged or was stopped; the message of a stopped run says which
-    checkpoint, if any, it can be resumed from (:func:`resume_point`)."""
+    the run completed, diverged or was stopped, by SIGINT or SIGTERM or by ``stop()`` turning
+    true; the message of a stopped run says which checkpoint, if any, it can be resumed from
+    (:func:`resume_point`)."""
     started = time.perf_counter() if started is None else started
     c = run.resolved
     run.log.write(f"start: {run.describe()}")
@@ -324,8 +328,8 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
     events = Fanout(events, _LogLines(run.log, run.stream.num_tasks, run.resume), loggers)
     doc = None
     try:
-        with _StopFlag() as stop:  # until the results are written: a first signal then changes nothing
-            checkpointing = Checkpointing(run.store, c["checkpoint_every"], run.resume, stop, config_hash(c))
+        with _StopFlag(stop) as flag:  # until the results are written: a first signal then changes nothing
+            checkpointing = Checkpointing(run.store, c["checkpoint_every"], run.resume, flag, config_hash(c))
             result = train(
                 run.stream, run.model, run.recipe, run.optimizer,
                 seed=c["seed"], epochs=c["epochs"], batch_size=c["batch_size"], buffer_size=c["buffer_size"],

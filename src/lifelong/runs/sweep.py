@@ -29,9 +29,11 @@ from typing import Any
 
 from lifelong.runs.compare import parse_seeds
 from lifelong.config import RUNS_ROOT, RunConfig, load_yaml_document, make_config
-from lifelong.metrics import mean_std
+from lifelong.metrics import count_complete, is_complete, mean_std
+from lifelong.runs.parallel import outcome
 from lifelong.errors import ConfigError
 from lifelong.methods import build_recipe
+from lifelong.runs.session import import_user_code
 
 SWEEP_KEYS = ("base", "grid", "seeds", "out")
 
@@ -53,8 +55,12 @@ def _split_params(values: dict[str, Any], where: str) -> dict[str, Any]:
             out.setdefault("params", {})[key[len("params."):]] = value
         else:
             out[key.replace("-", "_")] = value
-    if "seed" in out:
-        raise ConfigError(f"{where}: give seeds with the sweep's `seeds:`, not as a run key")
+    for key, instead in (("seed", "give seeds with the sweep's `seeds:`"),
+                         ("out", "give the sweep's folder with its top-level `out:` (or --out)"),
+                         ("overwrite", "complete runs are reused and interrupted ones resumed; remove the sweep's "
+                                       "folder to start over")):
+        if key in out:
+            raise ConfigError(f"{where}: {instead}, not `{key}` as a run key")
     return out
 
 
@@ -91,16 +97,30 @@ def _point(base: dict, values: dict, seeds: list[int], root: Path, where: str) -
     if "params" in base and "params" in merged:
         merged["params"] = {**base["params"], **merged["params"]}
     folder = root / _slug(values)
+    if isinstance(merged.get("imports"), list):  # files are found next to the sweep file, as a config's are
+        merged["imports"] = [str(Path(where).parent / v) if isinstance(v, str) and v.endswith(".py")
+                             and not Path(v).is_absolute() else v for v in merged["imports"]]
     try:
         config = make_config(merged, {})
+        import_user_code(config.imports)  # the user's own terms and plug-ins, before their recipes are checked
         build_recipe(config.method, config.params)  # a method's mistakes show before any run
     except ConfigError as exc:
         raise ConfigError(f"{at}: {exc}") from None
     return Point(values, [replace(config, seed=s, out=str(folder / f"seed-{s}")) for s in seeds], folder)
 
 
-def load_sweep(path: Path, out: str | None = None) -> list[Point]:
-    """Read a sweep file and expand it into configurations, each checked like a run's."""
+@dataclass
+class Sweep:
+    """A sweep file expanded: its configurations, and how many grid points were left out as the
+    same configuration as an earlier point (``lr: [0.1, 0.1]``, or lists that merge alike)."""
+
+    points: list[Point]
+    duplicates: int = 0
+
+
+def expand_sweep(path: Path, out: str | None = None) -> Sweep:
+    """Read a sweep file and expand it into configurations, each checked like a run's; a grid
+    point whose configuration equals an earlier one's is one run, not two."""
     path = Path(path)
     doc, base, grid, seeds = _read_sweep(path)
     root = Path(out or doc.get("out") or RUNS_ROOT / f"sweep-{path.stem}")
@@ -108,7 +128,21 @@ def load_sweep(path: Path, out: str | None = None) -> list[Point]:
     combos = list(itertools.product(*(grid[k] for k in keys))) or [()]
     if len(combos) * len(seeds) > 10_000:
         raise ConfigError(f"{path}: {len(combos) * len(seeds)} runs; a sweep holds at most 10000")
-    return [_point(base, dict(zip(keys, combo)), seeds, root, str(path)) for combo in combos]
+    points: dict[str, Point] = {}
+    for combo in combos:
+        point = _point(base, dict(zip(keys, combo)), seeds, root, str(path))
+        points.setdefault(_identity(point), point)
+    return Sweep(list(points.values()), len(combos) - len(points))
+
+
+def load_sweep(path: Path, out: str | None = None) -> list[Point]:
+    """The configurations of a sweep file (:func:`expand_sweep`)."""
+    return expand_sweep(path, out).points
+
+
+def _identity(point: Point) -> str:
+    """What makes two grid points one configuration: equal settings, wherever the runs go."""
+    return json.dumps(replace(point.configs[0], out=None).to_dict(), sort_keys=True, default=str)
 
 
 def _stat(values: list[float | None]) -> dict[str, float] | None:
@@ -120,15 +154,21 @@ METRICS = (("class_il", "average_accuracy"), ("task_il", "average_accuracy"), ("
            ("class_il", "backward_transfer"), ("class_il", "average_incremental_accuracy"))
 
 
-def summarize(points: list[Point], docs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per configuration: its grid values, seeds, and mean ± std of the main metrics."""
+def summarize(points: list[Point], docs: list[list[dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """One row per configuration: its grid values, seeds, and mean ± std of the main metrics over
+    its complete runs (:func:`lifelong.metrics.is_complete`); the others are listed in
+    ``incomplete`` (a run not started is ``None``)."""
     rows = []
     for point, runs in zip(points, docs):
-        row: dict[str, Any] = {"configuration": point.values, "folder": str(point.folder),
-                               "seeds": [d["seed"] for d in runs], "complete": all(d["complete"] for d in runs)}
+        kept = [d for d in runs if is_complete(d)]
+        row: dict[str, Any] = {
+            "configuration": point.values, "folder": str(point.folder), "seeds": [c.seed for c in point.configs],
+            "complete_seeds": [d["seed"] for d in kept], "complete": len(kept) == len(runs),
+            "incomplete": [{"run": c.out, "outcome": outcome(d)} for c, d in zip(point.configs, runs)
+                           if not is_complete(d)]}
         for scenario, metric in METRICS:
-            row[f"{scenario}.{metric}"] = _stat([d[scenario][metric] for d in runs])
-        row["wall_seconds"] = _stat([d["wall_seconds"] for d in runs])
+            row[f"{scenario}.{metric}"] = _stat([d[scenario][metric] for d in kept])
+        row["wall_seconds"] = _stat([d["wall_seconds"] for d in kept])
         rows.append(row)
     return rows
 
@@ -144,21 +184,32 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
     metric_names = [f"{s}.{m}" for s, m in METRICS] + ["wall_seconds"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(keys + ["seeds"] + [f"{m}.{x}" for m in metric_names for x in ("mean", "std")])
+    writer.writerow(keys + ["seeds", "complete"] + [f"{m}.{x}" for m in metric_names for x in ("mean", "std")])
     for row in rows:
         stats = [row[m] for m in metric_names]
         writer.writerow([json.dumps(row["configuration"][k]) if isinstance(row["configuration"][k], (dict, list))
-                         else row["configuration"][k] for k in keys] + [len(row["seeds"])]
+                         else row["configuration"][k] for k in keys] + [len(row["seeds"]), len(row["complete_seeds"])]
                         + [("" if s is None else f"{s[x]:.4f}") for s in stats for x in ("mean", "std")])
     csv_path, md_path = out / "summary.csv", out / "summary.md"
     csv_path.write_text(buffer.getvalue())
-    header = keys + ["seeds", "class-IL", "task-IL", "forgetting (class-IL)", "BWT (class-IL)", "wall s"]
+    md_path.write_text("\n".join(_markdown(rows, keys)) + "\n")
+    return csv_path, md_path
+
+
+def _markdown(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """The table of ``summary.md`` (means over the complete runs of each row, and how many of all
+    they are), then the runs left out and why."""
+    header = keys + ["runs", "class-IL", "task-IL", "forgetting (class-IL)", "BWT (class-IL)", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [str(row["configuration"][k]) for k in keys] + [str(len(row["seeds"]))]
+        cells = [str(row["configuration"][k]) for k in keys] + [count_complete(len(row["complete_seeds"]),
+                                                                               len(row["seeds"]))]
         cells += [_cell(row[m]) for m in ("class_il.average_accuracy", "task_il.average_accuracy",
                                           "class_il.forgetting", "class_il.backward_transfer")]
         cells.append("-" if row["wall_seconds"] is None else f"{row['wall_seconds']['mean']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    md_path.write_text("\n".join(lines) + "\n")
-    return csv_path, md_path
+    left_out = [run for row in rows for run in row["incomplete"]]
+    if left_out:
+        lines += ["", "Left out of the means (not complete):"]
+        lines += [f"- {run['run']} ({run['outcome']})" for run in left_out]
+    return lines

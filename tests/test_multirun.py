@@ -1,0 +1,447 @@
+"""The multi-run commands (`lifelong run --seeds`, `lifelong compare`, `lifelong sweep`): runs that
+stop, stop requests, summaries over complete runs only, duplicate grid points, refused flags.
+Each test failed on the code before its fix."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lifelong.cli import main
+from tests.conftest import write_fashion_mnist
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_fashion_mnist(root)
+    return root
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _tiny(data_root: Path) -> list[str]:
+    return ["--benchmark", "split-fashion-mnist", "--data-root", str(data_root), "--batch-size", "4", "--quiet"]
+
+
+def _sweep_file(tmp_path: Path, data_root: Path, grid: str, seeds: str = "0-1", base: str = "") -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"base: {{benchmark: split-fashion-mnist, data-root: {data_root}, batch-size: 4, threads: 1"
+                    f"{', ' + base if base else ''}}}\ngrid: {grid}\nseeds: {seeds}\nout: {tmp_path / 'sweep'}\n")
+    return path
+
+
+# 1. runs that stop before finishing their first task
+
+
+@pytest.mark.parametrize("command", ["seeds", "compare", "sweep"])
+def test_runs_that_stop_before_their_first_task_get_a_line_each_and_a_summary(command, data_root, tmp_path, capsys):
+    """`--method finetune --lr 1e30` diverges at the first steps: the report callbacks used to
+    crash formatting the missing accuracy (TypeError, no summary written)."""
+    out = tmp_path / "out"
+    diverging = ["--method", "finetune", "--lr", "1e30", "--seeds", "0-1", "--jobs", "1", "--out", str(out)]
+    if command == "seeds":
+        args, summary = ["run", *_tiny(data_root), *diverging], out / "summary.md"
+    elif command == "compare":
+        args, summary = ["compare", *_tiny(data_root), *diverging], out
+    else:
+        sweep = _sweep_file(tmp_path, data_root, "{method: [finetune], lr: [1.0e+30]}")
+        args, summary = ["sweep", str(sweep), "--jobs", "1"], tmp_path / "sweep" / "summary.md"
+    code, stdout, err = _cli(args, capsys)
+    assert code == 1, err
+    assert "Traceback" not in err and "Error" not in err
+    run_lines = [line for line in err.splitlines() if "diverged" in line]
+    assert len(run_lines) == (4 if command == "compare" else 2), err
+    assert all("the loss became" in line and "0/5 tasks" in line for line in run_lines), err
+    if command == "compare":
+        assert len(list(summary.glob("compare-*.json"))) == 1 and len(list(summary.glob("compare-*.md"))) == 1
+    else:
+        assert summary.is_file() and summary.with_suffix(".csv").is_file()
+    assert "results in" in stdout
+
+
+# 3. summaries average complete runs only, and say how many of all they are
+
+
+class _PoisonAfter:
+    """Run events that, once ``tasks`` tasks are done, fill the model's weights with NaN: the
+    next step's loss is NaN and the run diverges there, with the rows measured so far."""
+
+    def __init__(self, model, tasks: int) -> None:
+        self.model, self.tasks = model, tasks
+
+    def task_start(self, task, steps: int) -> None:
+        if task.index == self.tasks:
+            import torch
+
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.fill_(float("nan"))
+
+    def step(self, loss) -> None:
+        pass
+
+    def task_end(self, task, class_il, task_il) -> None:
+        pass
+
+
+def _diverge(monkeypatch, seed: int, folder_part: str = "", after_tasks: int = 2) -> None:
+    """Make the real run of ``seed`` (in a folder whose path holds ``folder_part``) diverge once
+    ``after_tasks`` tasks are done, as a run whose loss blows up in its third task does."""
+    from lifelong.runs import session
+
+    real = session.execute_run
+
+    def execute_run(run, events=None, *args, **kwargs):
+        if run.config.seed == seed and folder_part in str(run.out):
+            events = _PoisonAfter(run.model, after_tasks)
+        return real(run, events, *args, **kwargs)
+
+    monkeypatch.setattr(session, "execute_run", execute_run)
+
+
+def _accuracy(folder: Path, scenario: str = "class_il") -> float:
+    return json.loads((folder / "metrics.json").read_text())[scenario]["average_accuracy"]
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def test_complete_rule_is_one_helper():
+    from lifelong.metrics import count_complete, is_complete
+
+    assert is_complete({"complete": True}) and not is_complete({"complete": False}) and not is_complete(None)
+    assert not is_complete({"status": "complete"})  # the field `complete` decides, nothing else
+    assert count_complete(2, 3) == "2/3 complete"
+
+
+def test_seeds_summary_leaves_out_an_incomplete_run_and_counts_it(monkeypatch, data_root, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    _diverge(monkeypatch, 1)
+    code, stdout, err = _cli(["run", *_tiny(data_root), "--seeds", "0-2", "--jobs", "1", "--out", str(out)], capsys)
+    assert code == 1, err
+    accs = [_accuracy(out / f"seed-{s}") for s in (0, 2)]
+    mean = sum(accs) / 2
+    assert "2/3 complete" in stdout and f"{mean:8.2f} ±" in stdout, stdout
+    assert "seed 1: diverged after 2/5 tasks" in err
+    md = (out / "summary.md").read_text()
+    assert "| 2/3 complete |" in md and f"{mean:.2f} ±" in md and "seed-1 (diverged" in md, md
+    (row,) = _csv_rows(out / "summary.csv")
+    assert (row["seeds"], row["complete"]) == ("3", "2")
+    assert float(row["class_il.average_accuracy.mean"]) == pytest.approx(mean, abs=1e-4)
+
+
+def test_sweep_summary_leaves_out_an_incomplete_run_and_counts_it(monkeypatch, data_root, tmp_path, capsys):
+    sweep = _sweep_file(tmp_path, data_root, "{method: [er, finetune]}", seeds="0-2")
+    _diverge(monkeypatch, 2, "finetune")
+    code, stdout, err = _cli(["sweep", str(sweep), "--jobs", "1"], capsys)
+    assert code == 1, err
+    root = tmp_path / "sweep"
+    (finetune,) = root.glob("finetune-*")
+    mean = sum(_accuracy(finetune / f"seed-{s}") for s in (0, 1)) / 2
+    rows = {r["method"]: r for r in _csv_rows(root / "summary.csv")}
+    assert (rows["finetune"]["seeds"], rows["finetune"]["complete"]) == ("3", "2")
+    assert (rows["er"]["seeds"], rows["er"]["complete"]) == ("3", "3")
+    assert float(rows["finetune"]["class_il.average_accuracy.mean"]) == pytest.approx(mean, abs=1e-4)
+    md = (root / "summary.md").read_text()
+    line = next(line for line in md.splitlines() if line.startswith("| finetune"))
+    assert "| 2/3 complete |" in line and f"| {mean:.2f} ±" in line, md
+    assert "seed-2 (diverged" in md and md in stdout
+
+
+def test_compare_uses_a_seed_only_when_both_of_its_runs_completed(monkeypatch, data_root, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    _diverge(monkeypatch, 1, "refresh")
+    code, stdout, err = _cli(["compare", *_tiny(data_root), "--seeds", "0-2", "--jobs", "1", "--out", str(out)],
+                             capsys)
+    assert code == 1, err
+    (refresh_dir,) = out.glob("refresh-paper-*-seed0")
+    tag = refresh_dir.name[: -len("-seed0")]
+    summary = json.loads((out / f"compare-{tag}.json").read_text())
+    assert summary["seeds"] == [0, 1, 2] and summary["complete_seeds"] == [0, 2]
+    base = [_accuracy(out / f"base-seed{s}") for s in (0, 2)]  # base seed 1 completed but has no pair
+    refreshed = [_accuracy(out / f"{tag}-seed{s}") for s in (0, 2)]
+    block = summary["class_il"]
+    assert block["base"]["values"] == base and block["base"]["mean"] == pytest.approx(sum(base) / 2)
+    assert block["difference"]["values"] == [r - b for b, r in zip(base, refreshed)]
+    for text in (stdout, (out / f"compare-{tag}.md").read_text()):
+        assert "2/3 complete (both runs)" in text and f"{sum(base) / 2:>9.2f} ±" in text, text
+        assert "seed 1 left out" in text, text
+
+
+# 2. one stop request stops the whole command
+
+
+SLOW_TERM = '''
+import os
+import time
+
+from lifelong.objective import Term, register_term
+
+
+@register_term
+class SlowStep(Term):
+    """Zero loss; sleeps SLOW_STEP_SECONDS per step, so that a run lasts long enough to be stopped."""
+
+    name = "test-slow-step"
+
+    def __call__(self, batch):
+        time.sleep(float(os.environ.get("SLOW_STEP_SECONDS", "0")))
+        return batch.logits.new_zeros(())
+'''
+
+
+def _slow_config(tmp_path: Path, data_root: Path) -> Path:
+    """A configuration whose runs take ~1.5 s with SLOW_STEP_SECONDS=0.1 (15 steps), ~0.1 s without."""
+    (tmp_path / "slow_term.py").write_text(SLOW_TERM)
+    config = tmp_path / "slow.yaml"
+    config.write_text(f"imports: [slow_term.py]\nbenchmark: split-fashion-mnist\ndata-root: {data_root}\n"
+                      f"batch-size: 4\nthreads: 1\nlr: 0.05\n"
+                      f"method: {{name: slow, terms: [{{term: ce}}, {{term: test-slow-step}}]}}\n")
+    return config
+
+
+def _command(kind: str, tmp_path: Path, data_root: Path, out: Path, jobs: int) -> list[str]:
+    config = _slow_config(tmp_path, data_root)  # and slow_term.py beside it, which the sweep imports too
+    if kind == "sweep":
+        sweep = tmp_path / f"{out.name}.yaml"
+        sweep.write_text(f"base: {{imports: [slow_term.py], benchmark: split-fashion-mnist, "
+                         f"data-root: {data_root}, batch-size: 4, threads: 1, "
+                         f"method: {{name: slow, terms: [{{term: ce}}, {{term: test-slow-step}}]}}}}\n"
+                         f"grid: {{lr: [0.05, 0.1]}}\nseeds: 0-2\nout: {out}\n")
+        return ["sweep", str(sweep), "--jobs", str(jobs)]
+    seeds = ["--seeds", "0-4", "--jobs", str(jobs), "--out", str(out), "--quiet"]
+    if kind == "compare":
+        return ["compare", "--config", str(config), "--refresh-param", "every=1", *seeds[:1], "0-2", *seeds[2:]]
+    return ["run", "--config", str(config), *seeds]
+
+
+def _started(out: Path) -> set[Path]:
+    """The run folders a run has started in (each writes its config.yaml first)."""
+    return {p.parent for p in out.rglob("config.yaml")}
+
+
+def _stop_midway(args: list[str], out: Path, sig: int, group: bool) -> tuple[int, str, str, set[Path]]:
+    """Start the command in a subprocess; once its first run trains, send ``sig`` once (to the
+    process group, as a terminal's Ctrl-C, or to the command's process only); wait for it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "SLOW_STEP_SECONDS": "0.1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lifelong", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not any(out.rglob("steps.csv")):
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, stdout, stderr, _started(out)
+
+
+def _summary(kind: str, out: Path) -> list[list[str]]:
+    """The summary's numbers, without the timings (which differ from run to run)."""
+    if kind == "compare":
+        doc = json.loads(next(out.glob("compare-*.json")).read_text())
+        return [[str(doc[s][v]["values"]) for v in ("base", "refresh")] for s in ("class_il", "task_il")]
+    rows = _csv_rows(out / "summary.csv")
+    return [[v for k, v in row.items() if not k.startswith("wall_seconds")] for row in rows]
+
+
+@pytest.mark.parametrize("kind, jobs, sig, group", [
+    pytest.param("seeds", 1, "SIGINT", False, id="seeds-jobs1-sigint"),
+    pytest.param("seeds", 2, "SIGTERM", False, id="seeds-jobs2-sigterm-to-the-parent"),
+    pytest.param("sweep", 2, "SIGINT", True, id="sweep-jobs2-ctrl-c-to-the-group"),
+    pytest.param("compare", 1, "SIGTERM", False, id="compare-jobs1-sigterm"),
+    pytest.param("compare", 2, "SIGINT", True, id="compare-jobs2-ctrl-c-to-the-group"),
+])
+def test_one_stop_request_stops_the_whole_command_and_the_same_command_continues(
+        kind, jobs, sig, group, data_root, tmp_path, capsys, monkeypatch):
+    import signal
+
+    out = tmp_path / "out"
+    args = _command(kind, tmp_path, data_root, out, jobs)
+    code, stdout, stderr, started = _stop_midway(args, out, getattr(signal, sig), group)
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+    assert 1 <= len(started) <= jobs, (started, stderr)  # the runs in flight, no other
+    hints = [line for line in stderr.splitlines() if "same command" in line]
+    assert len(hints) == 1 and hints[0].startswith("lifelong: stopped"), stderr
+    for folder in started:  # each run in flight stopped at a step with a checkpoint, at the first request
+        doc = json.loads((folder / "metrics.json").read_text())
+        assert doc["status"] == "interrupted" and doc["message"].startswith("stopped at"), doc
+        assert any((folder / "checkpoints").glob("*.pt"))
+
+    monkeypatch.delenv("SLOW_STEP_SECONDS", raising=False)
+    code, _, err = _cli(args, capsys)  # the same command again: it continues
+    assert code == 0, err
+    for folder in started:  # interrupted runs were resumed from their checkpoints, not started over
+        assert "resuming from ckpt-" in (folder / "run.log").read_text()
+        assert json.loads((folder / "metrics.json").read_text())["complete"]
+    reference = tmp_path / "reference"
+    code, _, err = _cli(_command(kind, tmp_path, data_root, reference, jobs), capsys)
+    assert code == 0, err
+    assert _summary(kind, out) == _summary(kind, reference)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_that_fails_stops_the_others_and_is_one_line(jobs, data_root, tmp_path, capsys, monkeypatch):
+    """A run refused (its folder is locked by another process) stops the command: no further
+    run starts, the one in flight checkpoints and stops, and the refusal is one line."""
+    from lifelong.runs.folder import RunLock
+
+    monkeypatch.setenv("SLOW_STEP_SECONDS", "0.05")
+    out = tmp_path / "out"
+    (out / "seed-1").mkdir(parents=True)
+    lock = RunLock(out / "seed-1")
+    lock.acquire()
+    try:
+        code, _, err = _cli(["run", "--config", str(_slow_config(tmp_path, data_root)), "--seeds", "0-3", "--jobs",
+                             str(jobs), "--out", str(out)], capsys)
+    finally:
+        lock.release()
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("lifelong: error: another lifelong run"), err
+    assert not (out / "seed-2").exists() and not (out / "seed-3").exists()
+    if jobs == 2:  # seed 0 was in flight beside seed 1
+        doc = json.loads((out / "seed-0" / "metrics.json").read_text())
+        assert doc["status"] == "interrupted" and any((out / "seed-0" / "checkpoints").glob("*.pt"))
+
+
+# 4. duplicate grid points are one run
+
+
+def test_duplicate_grid_points_are_one_configuration(tmp_path):
+    from lifelong.runs.sweep import expand_sweep, load_sweep
+
+    path = tmp_path / "dup.yaml"
+    for grid, kept in (("{lr: [0.1, 0.1]}", [{"lr": 0.1}]),                      # the same values twice
+                       ("{momentum: [0, 0.0], lr: [0.1]}", [{"momentum": 0, "lr": 0.1}]),  # the same merged config
+                       ("{lr: [0.1, 0.2, 0.1]}", [{"lr": 0.1}, {"lr": 0.2}])):
+        path.write_text(f"grid: {grid}\nseeds: 0-1\n")
+        sweep = expand_sweep(path)
+        assert [p.values for p in sweep.points] == kept and sweep.duplicates == 1, grid
+        assert [p.values for p in load_sweep(path)] == kept
+        assert len({p.folder for p in sweep.points}) == len(kept)
+
+
+def test_a_sweep_with_duplicate_points_runs_each_configuration_once(data_root, tmp_path, capsys):
+    """With --jobs 2, two processes used to write one folder."""
+    sweep = _sweep_file(tmp_path, data_root, "{lr: [0.05, 0.05]}")
+    code, stdout, err = _cli(["sweep", str(sweep), "--jobs", "2"], capsys)
+    assert code == 0, err
+    first = err.splitlines()[0]
+    assert "1 configuration" in first and "1 duplicate grid point left out" in first and "2 runs" in first, first
+    runs = sorted((tmp_path / "sweep").glob("*/seed-*"))
+    assert len(runs) == 2 and all(json.loads((r / "metrics.json").read_text())["complete"] for r in runs)
+    assert len(_csv_rows(tmp_path / "sweep" / "summary.csv")) == 1
+
+
+# 5, 6. every flag a multi-run command accepts works or is refused in one line
+
+
+def _refusals(data_root: Path, tmp_path: Path) -> list[tuple[list[str], str]]:
+    seeded = tmp_path / "seeded.yaml"
+    seeded.write_text("seed: 3\n")
+    tiny = _tiny(data_root)
+    return [
+        (["compare", *tiny, "--resume", str(tmp_path / "x")], "run the same command again"),
+        (["compare", *tiny, "--seed", "3"], "compare runs every seed of --seeds; drop --seed"),
+        (["compare", *tiny, "--config", str(seeded)], f"drop `seed:` from {seeded}"),
+        (["compare", *tiny, "--overwrite"], "to start over, remove the folder or choose another --out"),
+        (["run", *tiny, "--seeds", "0-1", "--seed", "3"], "--seeds runs every seed of --seeds; drop --seed"),
+        (["run", *tiny, "--seeds", "0-1", "--config", str(seeded)], f"drop `seed:` from {seeded}"),
+        (["run", *tiny, "--seeds", "0-1", "--resume", str(tmp_path / "x")], "run the same command again"),
+        (["run", *tiny, "--seeds", "0-1", "--overwrite"], "to start over, remove the folder"),
+        (["run", *tiny, "--jobs", "2"], "--jobs runs several seeds at once; give --seeds too"),
+    ]
+
+
+def test_flags_that_cannot_apply_to_many_runs_are_refused_in_one_line(data_root, tmp_path, capsys):
+    for args, message in _refusals(data_root, tmp_path):
+        out = tmp_path / "never"
+        code, stdout, err = _cli([*args, "--out", str(out)], capsys)
+        assert code == 2, (args, err)
+        assert err.count("\n") == 1 and err.startswith("lifelong: error: ") and message in err, (args, err)
+        assert "Traceback" not in err and stdout == "" and not out.exists(), args
+
+
+@pytest.mark.parametrize("key, message", [
+    ("out", "give the sweep's folder with its top-level `out:` (or --out)"),
+    ("seed", "give seeds with the sweep's `seeds:`"),
+    ("overwrite", "remove the sweep's folder to start over"),
+])
+def test_sweep_keys_that_cannot_apply_to_a_run_are_refused(key, message, tmp_path, capsys):
+    from lifelong.errors import ConfigError
+    from lifelong.runs.sweep import load_sweep
+
+    value = {"out": "elsewhere", "seed": 1, "overwrite": True}[key]
+    for text in (f"grid: {{{key}: [{json.dumps(value)}]}}", f"base: {{{key}: {json.dumps(value)}}}"):
+        path = tmp_path / "bad.yaml"
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_sweep(path)
+        code, _, err = _cli(["sweep", str(path)], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", ["seeds", "compare"])
+def test_dry_run_of_many_runs_checks_each_and_writes_nothing(command, data_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    if command == "seeds":
+        args = ["run", *_tiny(data_root), "--seeds", "0-2", "--out", str(out)]
+        folders = [out / f"seed-{s}" for s in range(3)]
+    else:
+        args = ["compare", *_tiny(data_root), "--seeds", "0-1", "--out", str(out)]
+        folders = [out / "base-seed0", out / "base-seed1"]
+    code, stdout, err = _cli([*args, "--dry-run"], capsys)
+    assert code == 0, err
+    assert not out.exists()
+    assert all(f"would start -> {folder}" in stdout for folder in folders), stdout
+    assert "nothing was trained or written" in err
+    code, _, err = _cli([*args[:-1], str(tmp_path / "other"), "--data-root", str(tmp_path / "no-data"), "--dry-run"],
+                        capsys)
+    assert code == 2 and "data file not found" in err and not (tmp_path / "other").exists(), err
+    # after a run of the first seed, the dry run says what the command would reuse and what it would start
+    first = ["run", *_tiny(data_root), "--out", str(folders[0])] if command == "seeds" else None
+    if first:
+        assert _cli([*first, "--seed", "0"], capsys)[0] == 0
+        code, stdout, _ = _cli([*args, "--dry-run"], capsys)
+        assert f"complete, would be reused -> {folders[0]}" in stdout and f"would start -> {folders[1]}" in stdout
+
+
+def test_compare_takes_its_folder_from_the_config_file(data_root, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"out: {tmp_path / 'from-file'}\n")
+    code, stdout, err = _cli(["compare", *_tiny(data_root), "--seeds", "0", "--config", str(config), "--dry-run"],
+                             capsys)
+    assert code == 0 and f"would start -> {tmp_path / 'from-file' / 'base-seed0'}" in stdout, (stdout, err)
+
+
+def test_the_line_after_a_stop_says_how_to_continue():
+    from lifelong.cli import _stop_line
+
+    counts = {"complete": 1, "interrupted": 2, "diverged": 0, "not started": 3}
+    line = _stop_line(counts, Path("runs/compare-x"), out_given=False)
+    assert "1 complete, 2 interrupted, 3 not started" in line and "with --out runs/compare-x" in line
+    assert "with --out" not in _stop_line(counts, Path("runs/x"), out_given=True)
