@@ -240,3 +240,20 @@ def test_divergence_and_resume_messages_count_tasks_from_one(data_root, tmp_path
     run = prepare_run(_config(data_root, out), resume=True)
     assert "resuming from ckpt-000000008.pt (task 2/5, step 8)" in run.notes
     assert execute_run(run)["complete"]
+
+
+def test_deterministic_algorithms_follow_each_run_in_one_process():
+    """Runs of `--seeds ... --jobs 1` share a process: one run's --deterministic must not stay on
+    for the next."""
+    import torch
+
+    from lifelong.config import make_config
+    from lifelong.runs.session import prepare_run
+
+    try:
+        prepare_run(make_config({"deterministic": True, "num_tasks": 2}, {}), dry_run=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        prepare_run(make_config({"num_tasks": 2}, {}), dry_run=True)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

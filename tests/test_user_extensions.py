@@ -124,3 +124,18 @@ def test_registration_mistakes_say_what_is_wrong():
             lifelong.build_backbone("not-a-module", (1, 8, 8), 2)
     finally:
         BACKBONES.pop("not-a-module")
+
+
+def test_a_memory_too_small_for_a_users_benchmark_is_refused_by_a_dry_run(tmp_path, capsys):
+    """Only once the user's data are loaded is the number of classes known: the dry run checks it
+    too (iCaRL's herding needs a slot per class; stripes has six)."""
+    out = tmp_path / "run"
+    try:
+        code = main(["run", "--import", str(EXAMPLES / "my_dataset.py"), "--benchmark", "stripes", "--method", "icarl",
+                     "--buffer-size", "5", "--out", str(out), "--dry-run"])
+    finally:
+        BENCHMARKS.pop("stripes", None)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "at least 6, the number of classes, got 5" in err[0]
+    assert not out.exists()

@@ -144,17 +144,23 @@ class LossMonitor:
         return True, value
 
 
+def check_memory_capacity(recipe: Recipe, stream: Stream, buffer_size: int) -> None:
+    """Refuse a memory too small for the stream's classes and tasks (e.g. herding needs a slot
+    per class), in one line; also called before a dry run returns, so that it catches this."""
+    check = getattr(MEMORIES[recipe.memory], "capacity_problem", None) if recipe.memory else None
+    classes = len({c for task in stream.tasks for c in task.classes})
+    problem = check(buffer_size, classes, stream.num_tasks) if check else None
+    if problem:
+        raise ConfigError(f"method {recipe.name!r}: {problem}")
+
+
 def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs: int) -> Memory | None:
     """The recipe's memory, its storage bounded by the number of examples the run will offer."""
     if recipe.memory is None:
         return None
     if buffer_size < 1:
         raise ValueError(f"method {recipe.name!r} needs a memory: set buffer_size >= 1")
-    check = getattr(MEMORIES[recipe.memory], "capacity_problem", None)
-    classes = len({c for task in stream.tasks for c in task.classes})
-    problem = check(buffer_size, classes, stream.num_tasks) if check else None
-    if problem:
-        raise ConfigError(f"method {recipe.name!r}: {problem}")
+    check_memory_capacity(recipe, stream, buffer_size)
     offers = epochs * (stream.joint().num_train if recipe.joint else sum(t.num_train for t in stream.tasks))
     return MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
                                    sample_generator=numpy_generator(seed, "memory-sample"),

@@ -30,7 +30,7 @@ from lifelong.components import check_resumable
 from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
 from lifelong.runs.folder import RunLock, check_out_dir, open_out_dir
 from lifelong.seeding import derive
-from lifelong.loop import Checkpointing, Events, RunResult, task_name, train
+from lifelong.loop import Checkpointing, Events, RunResult, check_memory_capacity, task_name, train
 from lifelong.resume import task_loss
 
 
@@ -200,7 +200,8 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
         torch.set_num_threads(config.threads or DEFAULT_THREADS)
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
+        # set both ways: runs of a command of many runs may share one process (--jobs 1)
+        torch.use_deterministic_algorithms(config.deterministic)
         run = _build(config, benchmark, recipe, backbone, device, out, lock, resume, dry_run)
     except BaseException:
         lock.release()
@@ -237,6 +238,8 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
         task_classes=[list(t.classes) for t in stream.tasks],
     )
     check_loggers(config.log)
+    if recipe.memory:
+        check_memory_capacity(recipe, stream, config.buffer_size)
     if dry_run:
         return resolved
     open_out_dir(out, lock, clear=not resume, overwrite=config.overwrite)
