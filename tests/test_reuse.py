@@ -124,7 +124,7 @@ def test_compare_refuses_runs_of_other_settings(data_root, tmp_path, capsys):
         k: v for k, v in before.items() if "-seed" in k}
 
 
-# 3. a sweep folder holding a run of other settings is refused
+# 3. a sweep's folders hash its whole configuration; a clash is refused
 
 
 def _sweep(tmp_path: Path, data_root: Path, base: str, grid: str = "{method: [er]}", seeds: str = "0") -> Path:
@@ -132,6 +132,36 @@ def _sweep(tmp_path: Path, data_root: Path, base: str, grid: str = "{method: [er
     path.write_text(f"base: {{benchmark: split-fashion-mnist, data-root: {data_root}, batch-size: 4, {base}}}\n"
                     f"grid: {grid}\nseeds: {seeds}\nout: {tmp_path / 'sweep'}\n")
     return path
+
+
+def test_a_sweep_folder_name_hashes_the_base_settings_too(data_root, tmp_path):
+    from lifelong.runs.sweep import load_sweep
+
+    def folder(base: str, data: Path = data_root) -> Path:
+        (point,) = load_sweep(_sweep(tmp_path, data, base))
+        return point.folder
+
+    first = folder("lr: 0.1")
+    assert first.name.startswith("er-") and folder("lr: 0.03").name.startswith("er-")
+    assert folder("lr: 0.03") != first and folder("lr: 0.1, momentum: 0.5") != first
+    assert folder("lr: 0.1") == first
+    assert folder("lr: 0.1, threads: 1", tmp_path / "elsewhere") == first  # not what defines a run
+
+
+def test_editing_a_sweeps_base_settings_starts_new_runs(data_root, tmp_path, capsys):
+    """Before, the runs of the old base settings were reused and reported as the new ones."""
+    root = tmp_path / "sweep"
+    assert _cli(["sweep", str(_sweep(tmp_path, data_root, "lr: 0.1")), "--jobs", "1", "--quiet"], capsys)[0] == 0
+    (old,) = root.glob("er-*")
+    before = _contents(old)
+    code, stdout, err = _cli(["sweep", str(_sweep(tmp_path, data_root, "lr: 0.03")), "--jobs", "1", "--quiet"], capsys)
+    assert code == 0, err
+    (new,) = [p for p in root.glob("er-*") if p != old]
+    assert _contents(old) == before
+    assert yaml.safe_load((new / "seed-0" / "config.yaml").read_text())["lr"] == 0.03
+    accuracy = json.loads((new / "seed-0" / "metrics.json").read_text())["class_il"]["average_accuracy"]
+    rows = (root / "summary.md").read_text()
+    assert f"| {accuracy:.2f} ±" in rows and rows in stdout, rows
 
 
 def test_a_sweep_folder_holding_a_run_of_other_settings_refuses_the_sweep(data_root, tmp_path, capsys):
