@@ -210,6 +210,7 @@ CONFIGS = [
     {"benchmark": "permuted-mnist", "num_tasks": 3, "method": "ewc"},
     {"shuffle_classes": True, "seed": 7, "method": "icarl", "buffer_size": 200, "replay_batch_size": 32},
     {"method": {"name": "mine", "terms": [{"term": "ce"}]}},
+    {"method": {"name": "1e-3", "terms": [{"term": "ce"}]}},  # written unquoted: YAML 1.1 reads a string
 ]
 
 
