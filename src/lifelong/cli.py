@@ -291,13 +291,21 @@ def _many_runs_flags(args: argparse.Namespace, command: str) -> tuple[dict, dict
 
 def _dry_run(labels: list[str], configs: list) -> int:
     """``--dry-run`` of many runs: check each as a run's dry run does; say what would happen to
-    each (start, resume, reuse); write nothing."""
+    each (start, resume, reuse, or refuse a folder holding a run of other settings); write
+    nothing. Exit code 2, with the command's own refusal, when a folder would be refused."""
     from lifelong.runs.parallel import plan
+    from lifelong.runs.reuse import refusal
 
     words = {"start": "would start", "resume": "would resume from its checkpoint",
-             "complete": "complete, would be reused"}
+             "complete": "complete, would be reused", "other": "would be refused: holds a run with other settings"}
+    found = []
     for label, config in zip(labels, configs):
-        print(f"{label}: {words[plan(config)]} -> {config.out}")
+        found.append(plan(config))
+        how = f" ({found[-1].other})" if found[-1].other else ""
+        print(f"{label}: {words[found[-1].state]}{how} -> {config.out}")
+    message = refusal(configs, found)
+    if message:
+        raise UserError(message)
     print(f"lifelong: {_plural(len(configs), 'run')} checked (configuration, data and model); nothing was trained "
           f"or written", file=sys.stderr)
     return 0

@@ -63,15 +63,16 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     """Run ``config`` without and with its ``refresh`` setting for every seed, in
     ``out/base-seed<k>`` and ``out/refresh-<form>-<hash>-seed<k>``. Runs already complete there
     are not repeated, so comparisons of several refresh settings in one folder share the runs
-    without refresh."""
+    without refresh; a folder holding a run of other settings refuses the comparison before
+    any run starts (:func:`lifelong.runs.reuse.check_runs`)."""
     jobs_list = comparison_runs(config, seeds, out)
-    out.mkdir(parents=True, exist_ok=True)
 
     def finished(i: int, doc: dict) -> None:
         if report:
             report(jobs_list[i][0], jobs_list[i][1], doc)
 
-    results = run_all([cfg for _, _, cfg in jobs_list], jobs, finished)
+    results = run_all([cfg for _, _, cfg in jobs_list], jobs, finished)  # every folder checked first
+    out.mkdir(parents=True, exist_ok=True)
     docs = {(name, seed): doc for (name, seed, _), doc in zip(jobs_list, results)}
     summary = summarize(docs, seeds)
     summary["stopped"], summary["runs"] = stopped(results), tally(results)

@@ -7,7 +7,6 @@ no run starts after it, and every run in flight writes a checkpoint at its next 
 so that the same command, started again, continues where they were."""
 from __future__ import annotations
 
-import json
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.sharedctypes
@@ -23,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from lifelong.config import RunConfig
 from lifelong.errors import ConfigError, UserError
+from lifelong.runs.reuse import Found, check_folder, check_runs, folder_state
 
 Report = Callable[[int, dict[str, Any]], None]
 
@@ -56,49 +56,37 @@ def outcome(doc: dict[str, Any] | None) -> str:
     return f"{doc['status']} after {done}/{doc['num_tasks']} tasks: {doc.get('message') or 'no message'}"
 
 
-def run_one(config: RunConfig, threads: int | None = None,
-            stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+def run_one(config: RunConfig, threads: int | None = None, stop: Callable[[], bool] | None = None,
+            found: Found | None = None) -> dict[str, Any]:
     """Run ``config`` into ``config.out``: reuse it if complete there, resume it if it holds a
-    checkpoint, else start it (over). ``stop()`` turning true stops it at its next step, with a
-    checkpoint. Returns the metrics document."""
+    checkpoint, else start it (over); ``found`` is what :func:`check_runs` found there (checked
+    here when not given: a folder holding a run of other settings is refused, and never
+    reused or cleared). ``stop()`` turning true stops it at its next step, with a checkpoint.
+    Returns the metrics document."""
     from lifelong.runs.session import execute_run, prepare_run
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    state, doc = _found(Path(config.out))
-    if state == "complete":
-        return doc
-    if state == "resume":
+    if found is None:
+        (found,) = check_runs([config])
+    if found.state == "complete":
+        return found.doc
+    if found.state == "resume":
         return execute_run(prepare_run(config, resume=True), stop=stop)
     return execute_run(prepare_run(replace(config, overwrite=True)), stop=stop)
 
 
-def _found(out: Path) -> tuple[str, dict[str, Any] | None]:
-    """What a run folder holds: ``("complete", metrics)``, ``("resume", None)`` (a configuration
-    and checkpoints) or ``("start", None)``."""
-    metrics = out / "metrics.json"
-    if metrics.is_file():
-        try:
-            doc = json.loads(metrics.read_text())
-            if doc.get("complete"):
-                return "complete", doc
-        except ValueError:
-            pass
-    if (out / "config.yaml").is_file() and (out / "checkpoints").is_dir():
-        return "resume", None
-    return "start", None
-
-
-def plan(config: RunConfig) -> str:
-    """What :func:`run_one` would do with ``config`` (``start``, ``resume`` or ``complete``: reuse),
-    after checking it as ``--dry-run`` does (configuration, data, model); nothing is written."""
+def plan(config: RunConfig) -> Found:
+    """What :func:`run_one` would do with ``config`` (``start``, ``resume``, ``complete``: reuse, or
+    ``other``: refuse, see :class:`Found`), after checking it as ``--dry-run`` does
+    (configuration, data and model); nothing is written."""
     from lifelong.runs.session import prepare_run
 
-    state, _ = _found(Path(config.out))
-    prepare_run(replace(config, overwrite=True), resume=state != "start", dry_run=True)
-    return state
+    state, _ = folder_state(Path(config.out))
+    resolved = prepare_run(replace(config, overwrite=True), resume=state != "start", dry_run=True)
+    return check_folder(config, lambda _: resolved)
 
 
 class StopRequest:
@@ -151,12 +139,14 @@ def run_all(configs: list[RunConfig], jobs: int = 1, report: Report | None = Non
     with its configuration's threads (one unless it says otherwise). ``report(i, doc)`` is
     called as run ``i`` finishes. After a stop request (SIGINT or SIGTERM; see
     :class:`StopRequest`) no run starts and the runs in flight stop with a checkpoint: the
-    documents of runs not started are ``None`` (see :func:`stopped`)."""
+    documents of runs not started are ``None`` (see :func:`stopped`). Every run folder is
+    checked first (:func:`check_runs`): when one holds a run of other settings, no run starts."""
+    found = check_runs(configs)
     stop = StopRequest()
     with stop.on_signals():
         if jobs <= 1 or len(configs) <= 1:
-            return _in_turn(configs, stop, report)
-        return _in_processes(configs, jobs, stop, report)
+            return _in_turn(configs, found, stop, report)
+        return _in_processes(configs, found, jobs, stop, report)
 
 
 def _finished(i: int, doc: dict[str, Any], stop: StopRequest, report: Report | None) -> None:
@@ -166,18 +156,19 @@ def _finished(i: int, doc: dict[str, Any], stop: StopRequest, report: Report | N
         report(i, doc)
 
 
-def _in_turn(configs: list[RunConfig], stop: StopRequest, report: Report | None) -> list[dict[str, Any] | None]:
+def _in_turn(configs: list[RunConfig], found: list[Found], stop: StopRequest,
+             report: Report | None) -> list[dict[str, Any] | None]:
     """One run after the other, in this process."""
     docs: list[dict[str, Any] | None] = [None] * len(configs)
     for i, config in enumerate(configs):
         if stop():
             break
-        docs[i] = run_one(config, stop=stop)
+        docs[i] = run_one(config, stop=stop, found=found[i])
         _finished(i, docs[i], stop, report)
     return docs
 
 
-def _in_processes(configs: list[RunConfig], jobs: int, stop: StopRequest,
+def _in_processes(configs: list[RunConfig], found: list[Found], jobs: int, stop: StopRequest,
                   report: Report | None) -> list[dict[str, Any] | None]:
     """At most ``jobs`` runs at a time, each in a forked process of its own; the first error of
     a run stops the others (with their checkpoints) and is raised here once they have stopped."""
@@ -189,7 +180,7 @@ def _in_processes(configs: list[RunConfig], jobs: int, stop: StopRequest,
     while running or (waiting and not stop()):
         while waiting and len(running) < jobs and not stop():
             i = waiting.pop()
-            running.update([_start(context, i, configs[i], stop)])
+            running.update([_start(context, i, configs[i], found[i], stop)])
         if not running:
             break
         for reader in multiprocessing.connection.wait(list(running)):
@@ -206,23 +197,23 @@ def _in_processes(configs: list[RunConfig], jobs: int, stop: StopRequest,
     return docs
 
 
-def _start(context: Any, i: int, config: RunConfig, stop: StopRequest) -> tuple[Any, tuple[int, Any]]:
+def _start(context: Any, i: int, config: RunConfig, found: Found, stop: StopRequest) -> tuple[Any, tuple[int, Any]]:
     """Fork a process for run ``i``; its result comes back through the returned pipe's end."""
     reader, writer = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(config, writer, stop), name=f"lifelong-run-{i}")
+    process = context.Process(target=_child, args=(config, found, writer, stop), name=f"lifelong-run-{i}")
     process.start()
     writer.close()
     return reader, (i, process)
 
 
-def _child(config: RunConfig, writer: Any, stop: StopRequest) -> None:
+def _child(config: RunConfig, found: Found, writer: Any, stop: StopRequest) -> None:
     """A run's process: signals set the shared stop request (the run checkpoints and stops at
     its next step); the result, ``("doc", metrics or None if it did not start)`` or
     ``("error", exception)``, goes back to the parent."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop.set)
     try:
-        result: tuple[str, Any] = ("doc", None if stop() else run_one(config, stop=stop))
+        result: tuple[str, Any] = ("doc", None if stop() else run_one(config, stop=stop, found=found))
     except BaseException as exc:  # anything: the parent reports it once the other runs have stopped
         result = ("error", _portable(exc, config))
     writer.send(result)

@@ -19,6 +19,7 @@ import torch.nn as nn
 from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name, parse_yaml,
                              refresh_plugins)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
+from lifelong.data.source import Source
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
 from lifelong.runs.loggers import Fanout, RunLoggers, check_loggers
@@ -172,6 +173,55 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _resolve_names(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
+    """The user's code imported; the benchmark, the recipe, the backbone's name and the device."""
+    import_user_code(config.imports)
+    benchmark = get_benchmark(config.benchmark)
+    recipe = build_recipe(config.method, config.params, refresh_plugins(config.refresh))
+    backbone = config.backbone or benchmark.backbone
+    if backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
+    return benchmark, recipe, backbone, resolve_device(config.device)
+
+
+def resolve_config(config: RunConfig, sources: dict[tuple[str, str], Source] | None = None) -> dict[str, Any]:
+    """The resolved configuration of ``config``: what its run writes to ``config.yaml`` and what
+    :func:`config_hash` fingerprints, as :func:`prepare_run` makes it, but with no model built,
+    no folder looked at and nothing written. Its data are read to cut them into tasks; with
+    ``sources`` (a cache of one's own), once per benchmark and data folder."""
+    benchmark, recipe, backbone, device = _resolve_names(config)
+    key = (benchmark.name, config.data_root)
+    source = sources.get(key) if sources is not None else None
+    if source is None:
+        source = benchmark.load(Path(config.data_root), config.download)
+        if sources is not None:
+            sources[key] = source
+    stream = build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
+                          shuffle_classes=config.shuffle_classes)
+    out = Path(config.out) if config.out else default_out(config)
+    return _resolved(config, recipe, backbone, device, out, stream)
+
+
+def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.device, out: Path,
+              stream: Stream) -> dict[str, Any]:
+    """The configuration with every name and default resolved: the one definition of what
+    ``config.yaml`` holds and :func:`config_hash` fingerprints."""
+    resolved = config.to_dict()
+    resolved.update(
+        backbone=backbone,
+        num_tasks=stream.num_tasks,
+        replay_batch_size=config.replay_batch_size or config.batch_size,
+        method_name=recipe.name,
+        recipe=recipe.spec,
+        refresh=next((p.settings() for p in recipe.plugins if getattr(p, "name", "") == "refresh"), None),
+        device=str(device),
+        out=str(out),
+        scenario=stream.scenario,
+        task_classes=[list(t.classes) for t in stream.tasks],
+    )
+    return resolved
+
+
 def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = False) -> PreparedRun | dict:
     """Check every name, value, file and folder before any training; then build the run.
 
@@ -179,17 +229,11 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     newest good checkpoint in it is loaded (training starts over when there is none). With
     ``dry_run``, everything is checked and built, nothing is written, and the resolved
     configuration is returned."""
-    import_user_code(config.imports)
-    benchmark = get_benchmark(config.benchmark)
-    recipe = build_recipe(config.method, config.params, refresh_plugins(config.refresh))
+    benchmark, recipe, backbone, device = _resolve_names(config)
     try:  # every run writes checkpoints: a component that could not be restored is refused now
         check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    backbone = config.backbone or benchmark.backbone
-    if backbone not in BACKBONES:
-        raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
-    device = resolve_device(config.device)
     out = Path(config.out) if config.out else default_out(config)
     lock = RunLock(out)
     if lock.path.is_file() and not dry_run:
@@ -224,19 +268,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
-    resolved = config.to_dict()
-    resolved.update(
-        backbone=backbone,
-        num_tasks=stream.num_tasks,
-        replay_batch_size=config.replay_batch_size or config.batch_size,
-        method_name=recipe.name,
-        recipe=recipe.spec,
-        refresh=next((p.settings() for p in recipe.plugins if getattr(p, "name", "") == "refresh"), None),
-        device=str(device),
-        out=str(out),
-        scenario=stream.scenario,
-        task_classes=[list(t.classes) for t in stream.tasks],
-    )
+    resolved = _resolved(config, recipe, backbone, device, out, stream)
     check_loggers(config.log)
     if recipe.memory:
         check_memory_capacity(recipe, stream, config.buffer_size)

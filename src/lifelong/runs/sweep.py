@@ -12,8 +12,11 @@ A sweep file::
     seeds: 0-2                  # or a list
     out: runs/my-sweep          # optional; --out overrides
 
-Each run goes to ``<out>/<values>-<hash>/seed-<k>``; a run already complete there is reused and
-an interrupted one resumed, so a sweep can be stopped and started again at any time.
+Each run goes to ``<out>/<values>-<hash>/seed-<k>``, the hash of the point's whole configuration
+(base settings included: changing them starts new runs, in new folders); a run already complete
+there is reused and an interrupted one resumed, so a sweep can be stopped and started again at
+any time. A folder holding a run of other settings refuses the sweep before any run starts
+(:func:`lifelong.runs.reuse.check_runs`).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.runs.compare import parse_seeds
-from lifelong.config import RUNS_ROOT, RunConfig, load_yaml_document, make_config
+from lifelong.config import NOT_IDENTITY, RUNS_ROOT, RunConfig, load_yaml_document, make_config
 from lifelong.metrics import count_complete, is_complete, mean_std
 from lifelong.runs.parallel import outcome
 from lifelong.errors import ConfigError
@@ -64,10 +67,15 @@ def _split_params(values: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _slug(values: dict[str, Any]) -> str:
+def _slug(values: dict[str, Any], config: RunConfig) -> str:
+    """A grid point's folder name: its grid values, readable, then a hash of its whole
+    configuration (the base settings and the grid values; not the seed, nor what does not
+    define a run, :data:`NOT_IDENTITY`), so that changing the base settings gives new folders."""
     text = "-".join(str(v) if not isinstance(v, dict) else str(v.get("name", "recipe")) for v in values.values())
     text = re.sub(r"[^A-Za-z0-9.=_-]+", "_", text)[:60] or "run"
-    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    settings = {k: v for k, v in config.to_dict().items() if k not in NOT_IDENTITY and k != "seed"}
+    whole = {"configuration": settings, "grid": values}
+    digest = hashlib.sha256(json.dumps(whole, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{text}-{digest}"
 
 
@@ -96,7 +104,6 @@ def _point(base: dict, values: dict, seeds: list[int], root: Path, where: str) -
     merged = _split_params({**base, **values}, at)
     if "params" in base and "params" in merged:
         merged["params"] = {**base["params"], **merged["params"]}
-    folder = root / _slug(values)
     if isinstance(merged.get("imports"), list):  # files are found next to the sweep file, as a config's are
         merged["imports"] = [str(Path(where).parent / v) if isinstance(v, str) and v.endswith(".py")
                              and not Path(v).is_absolute() else v for v in merged["imports"]]
@@ -106,6 +113,7 @@ def _point(base: dict, values: dict, seeds: list[int], root: Path, where: str) -
         build_recipe(config.method, config.params)  # a method's mistakes show before any run
     except ConfigError as exc:
         raise ConfigError(f"{at}: {exc}") from None
+    folder = root / _slug(values, config)
     return Point(values, [replace(config, seed=s, out=str(folder / f"seed-{s}")) for s in seeds], folder)
 
 
