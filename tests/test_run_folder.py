@@ -257,3 +257,19 @@ def test_deterministic_algorithms_follow_each_run_in_one_process():
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_resume_reads_the_runs_own_configuration_as_written(tmp_path):
+    """config.yaml is written by yaml.safe_dump; a string it leaves unquoted (a recipe named
+    ``1e-3``) must come back as that string, or --resume refuses the run's own checkpoint."""
+    from lifelong.config import make_config
+    from lifelong.runs.session import config_hash, config_to_resume, prepare_run
+
+    config = make_config({"method": {"name": "1e-3", "terms": [{"term": "ce"}]}, "num_tasks": 2,
+                          "out": str(tmp_path / "run")}, {})
+    run = prepare_run(config)
+    run.lock.release()
+    again = prepare_run(config_to_resume(tmp_path / "run"), resume=True)
+    again.lock.release()
+    assert again.config.method == config.method
+    assert config_hash(again.resolved) == config_hash(run.resolved)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name, parse_yaml,
+from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name,
                              refresh_plugins)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.source import Source
@@ -120,12 +120,11 @@ def config_to_resume(run_dir: Path, threads: int | None = None) -> RunConfig:
                 raise ConfigError(f"the run in {run_dir} is already complete; nothing to resume")
         except ValueError:
             pass
-    try:
-        resolved = parse_yaml(config_file.read_text(encoding="utf-8"))
-    except Exception:
-        raise ConfigError(f"{config_file} cannot be read; the run cannot be resumed") from None
-    if not isinstance(resolved, dict):
-        raise ConfigError(f"{config_file} is not a run configuration; the run cannot be resumed")
+    from lifelong.runs.reuse import stored_config
+
+    resolved = stored_config(run_dir)  # read as written: the inverse of yaml.safe_dump
+    if resolved is None:
+        raise ConfigError(f"{config_file} cannot be read or is not a run configuration; the run cannot be resumed")
     values = {k: v for k, v in resolved.items() if k in KEYS}
     values["out"] = str(run_dir)
     if threads:
