@@ -289,15 +289,18 @@ def _many_runs_flags(args: argparse.Namespace, command: str) -> tuple[dict, dict
     return flags, file_values, out
 
 
-def _dry_run(labels: list[str], configs: list) -> int:
-    """``--dry-run`` of many runs: check each as a run's dry run does; say what would happen to
-    each (start, resume, reuse); write nothing."""
+def _dry_run(header: str, labels: list[str], configs: list) -> int:
+    """``--dry-run`` of many runs: check each as a run's dry run does, before anything is printed
+    (a refusal is one line); then say what would happen to each (start, resume, reuse); write
+    nothing."""
     from lifelong.runs.parallel import plan
 
     words = {"start": "would start", "resume": "would resume from its checkpoint",
              "complete": "complete, would be reused"}
-    for label, config in zip(labels, configs):
-        print(f"{label}: {words[plan(config)]} -> {config.out}")
+    plans = [plan(config) for config in configs]
+    print(header, file=sys.stderr)
+    for label, config, state in zip(labels, configs, plans):
+        print(f"{label}: {words[state]} -> {config.out}")
     print(f"lifelong: {_plural(len(configs), 'run')} checked (configuration, data and model); nothing was trained "
           f"or written", file=sys.stderr)
     return 0
@@ -309,7 +312,9 @@ def _run_seeds(args: argparse.Namespace) -> int:
     from lifelong.runs.compare import parse_seeds
     from lifelong.config import default_folder, make_config, method_name
     from lifelong.metrics import count_complete
+    from lifelong.runs.folder import check_runs_folder
     from lifelong.runs.parallel import run_all, stopped, tally
+    from lifelong.runs.session import check_run
     from lifelong.runs.sweep import Point, summarize, write_tables
 
     seeds = parse_seeds(args.seeds)
@@ -318,10 +323,13 @@ def _run_seeds(args: argparse.Namespace) -> int:
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder(config.benchmark, method, "seeds")
+    check_runs_folder(root)
+    check_run(config)  # the user's code, the recipe, ...: a mistake is refused before the first line
     configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
-    print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}", file=sys.stderr)
+    header = f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}"
     if args.dry_run:
-        return _dry_run([f"seed {s}" for s in seeds], configs)
+        return _dry_run(header, [f"seed {s}" for s in seeds], configs)
+    print(header, file=sys.stderr)
 
     def report(i: int, doc: dict) -> None:
         print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
@@ -329,8 +337,8 @@ def _run_seeds(args: argparse.Namespace) -> int:
     docs = run_all(configs, jobs, report)
     rows = summarize([Point({"method": method}, configs, root)], [docs])
     write_tables(rows, root)
-    print(f"{config.benchmark} | {method} | seeds {seeds} | {count_complete(len(rows[0]['complete_seeds']), len(seeds))}"
-          f" (mean ± std of the complete runs)")
+    print(f"{config.benchmark} | {method} | seeds {seeds} | "
+          f"{count_complete(len(rows[0]['complete_seeds']), len(seeds))} (mean ± std of the complete runs)")
     print("\n".join(_summary_lines(rows)))
     print(f"results in {root} (summary.md, summary.csv)")
     if stopped(docs):
@@ -349,8 +357,9 @@ def _sweep(args: argparse.Namespace) -> int:
     jobs = _jobs(args.jobs, len(configs))
     root = points[0].folder.parent
     left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
-    print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x {_plural(len(points[0].configs), 'seed')}"
-          f" = {len(configs)} runs, {jobs} job(s) -> {root}", file=sys.stderr)
+    print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x "
+          f"{_plural(len(points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {root}",
+          file=sys.stderr)
     done = [0]
 
     def report(i: int, doc: dict) -> None:
@@ -424,6 +433,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     from lifelong.runs.compare import comparison_runs, format_comparison, parse_seeds, run_comparison
     from lifelong.config import default_folder, make_config, method_name
+    from lifelong.runs.folder import check_runs_folder
+    from lifelong.runs.session import check_run
 
     seeds = parse_seeds(args.seeds)
     jobs = _jobs(args.jobs, 2 * len(seeds))
@@ -431,14 +442,16 @@ def _compare(args: argparse.Namespace) -> int:
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder("compare", config.benchmark, method)
-    if root.exists() and not root.is_dir():
-        raise UserError(f"output path {root} is a file, not a folder; choose another --out")
+    check_runs_folder(root)
+    runs = comparison_runs(replace(config, out=None), seeds, root)
+    for _, _, variant in runs[:2]:  # without and with refresh: a mistake is refused before the first line
+        check_run(variant)
     form = config.refresh.get("form", "paper") if isinstance(config.refresh, dict) else config.refresh or "paper"
-    print(f"lifelong: comparing {method} on {config.benchmark} without and with refresh "
-          f"({form}), seeds {seeds} -> {root}", file=sys.stderr)
+    header = (f"lifelong: comparing {method} on {config.benchmark} without and with refresh ({form}), "
+              f"seeds {seeds} -> {root}")
     if args.dry_run:
-        runs = comparison_runs(replace(config, out=None), seeds, root)
-        return _dry_run([f"seed {seed} {variant}" for variant, seed, _ in runs], [c for _, _, c in runs])
+        return _dry_run(header, [f"seed {seed} {variant}" for variant, seed, _ in runs], [c for _, _, c in runs])
+    print(header, file=sys.stderr)
 
     def report(variant: str, seed: int, doc: dict) -> None:
         print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from lifelong.runs.checkpoint import atomic_write_bytes
+from lifelong.config import check_path_text
 from lifelong.errors import ConfigError
 
 RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log", "model.pt",
@@ -20,6 +21,19 @@ def check_out_dir(path: Path, overwrite: bool) -> None:
         raise ConfigError(f"output path {path} is a file, not a folder; choose another --out")
     if path.is_dir() and any(p.name != "run.lock" for p in path.iterdir()) and not overwrite:
         raise ConfigError(f"output folder {path} exists and is not empty; pass --overwrite or choose another --out")
+
+
+def check_runs_folder(path: Path, what: str = "--out") -> None:
+    """Refuse a folder of many runs (``--seeds``, a comparison's, a sweep's) that cannot be one:
+    a path no file system holds (:func:`lifelong.config.check_path_text`), a file, or a path
+    below a file."""
+    check_path_text(str(path), f"{what} {path}" if len(str(path)) <= 80 else what)
+    above = Path(path)
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        where = "is a file" if above == Path(path) else f"is below the file {above}"
+        raise ConfigError(f"output path {path} {where}, not a folder; choose another --out")
 
 
 def open_out_dir(path: Path, lock: "RunLock", *, clear: bool = True, overwrite: bool = False) -> None:

@@ -172,13 +172,10 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = False) -> PreparedRun | dict:
-    """Check every name, value, file and folder before any training; then build the run.
-
-    With ``resume``, ``config.out`` is an existing run folder: it is kept as it is and the
-    newest good checkpoint in it is loaded (training starts over when there is none). With
-    ``dry_run``, everything is checked and built, nothing is written, and the resolved
-    configuration is returned."""
+def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
+    """What a run checks first, before it reads data or looks at its folder: the user's code,
+    the benchmark's name, the recipe (with refresh), that every component can be checkpointed,
+    the backbone and the device. Returns the benchmark, recipe, backbone name and device."""
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     recipe = build_recipe(config.method, config.params, refresh_plugins(config.refresh))
@@ -189,7 +186,17 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     backbone = config.backbone or benchmark.backbone
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
-    device = resolve_device(config.device)
+    return benchmark, recipe, backbone, resolve_device(config.device)
+
+
+def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = False) -> PreparedRun | dict:
+    """Check every name, value, file and folder before any training; then build the run.
+
+    With ``resume``, ``config.out`` is an existing run folder: it is kept as it is and the
+    newest good checkpoint in it is loaded (training starts over when there is none). With
+    ``dry_run``, everything is checked and built, nothing is written, and the resolved
+    configuration is returned."""
+    benchmark, recipe, backbone, device = check_run(config)
     out = Path(config.out) if config.out else default_out(config)
     lock = RunLock(out)
     if lock.path.is_file() and not dry_run:
