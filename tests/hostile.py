@@ -385,3 +385,70 @@ def check_report(entries: list[tuple], out: str, folder: Path) -> str:
         (folder / "a-file").write_text("a file\n")
     args = ["report", *paths] + ([] if out == "default" else ["--out", str(target)])
     return check_command(args, folder, may_write=target)
+
+
+# --- two commands of many runs started at once on one folder ---------------------------------
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def start_command(args: list[str], cwd: Path | None = None, env: dict | None = None):
+    """``python -m lifelong ARGS`` in a process group of its own (so that a signal can reach the
+    command and its runs' processes together, as a terminal's or a crash's would)."""
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "lifelong", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True)
+
+
+def check_concurrent(args: list[str], out: Path, runs: int, copies: int = 2, timeout: float = 600) -> str:
+    """``copies`` of one command of many runs (``args``, writing to ``out``) started at once.
+    ``ok`` when: no traceback; each command completes (exit code 0) or is refused with exactly
+    one line ``lifelong: error: ...`` (exit code 2); at least one completes; and the folder ends
+    with ``runs`` run folders, each complete exactly once (one start in its ``run.log``, no
+    resume), and a summary that counts every run complete. Else ``crash``, with why."""
+    import json
+
+    procs = [start_command(args) for _ in range(copies)]
+    results = []
+    for proc in procs:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except Exception:
+            proc.kill()
+            proc.communicate()
+            return _crash(args, "a command did not finish")
+        results.append((proc.returncode, stderr))
+    why = []
+    for code, stderr in results:
+        lines = stderr.strip().splitlines()
+        if "Traceback" in stderr:
+            why.append(f"traceback: {stderr[-1500:]}")
+        elif code == 2 and not (len(lines) == 1 and lines[0].startswith("lifelong: error: ")):
+            why.append(f"refused in {len(lines)} lines: {stderr[-1500:]}")
+        elif code not in (0, 2):
+            why.append(f"exit code {code}: {stderr[-1500:]}")
+    if not any(code == 0 for code, _ in results):
+        why.append(f"no command completed: {[e[-300:] for _, e in results]}")
+    folders = sorted(p.parent for p in out.rglob("metrics.json"))
+    if len(folders) != runs:
+        why.append(f"{len(folders)} run folders, not {runs}: {folders}")
+    for folder in folders:
+        doc = json.loads((folder / "metrics.json").read_text())
+        log = (folder / "run.log").read_text()
+        starts = sum(" start: " in line for line in log.splitlines())
+        if not doc.get("complete") or starts != 1 or "resuming" in log:
+            why.append(f"{folder}: complete {doc.get('complete')}, started {starts} times: {log[-800:]}")
+    if (out / "summary.csv").is_file():
+        import csv
+
+        for row in csv.DictReader((out / "summary.csv").read_text().splitlines()):
+            if row["complete"] != row["seeds"]:
+                why.append(f"summary row {row}")
+    else:
+        for path in out.glob("compare-*.json"):
+            if not json.loads(path.read_text())["complete"]:
+                why.append(f"{path.name} is not complete")
+    return _crash(args, "; ".join(why)) if why else "ok"

@@ -103,3 +103,40 @@ def test_sweep_files(text):
 def test_report_arguments(entries, out):
     with tempfile.TemporaryDirectory() as tmp:
         assert hostile.check_report(entries, out, Path(tmp)) != "crash", hostile.crashes[-1:]
+
+
+# --- two commands of many runs started at once on one folder --------------------------------
+
+
+@pytest.fixture(scope="module")
+def longer_data_root(tmp_path_factory) -> Path:
+    """Data for runs of about a second (150 steps), so that two commands started together overlap."""
+    root = tmp_path_factory.mktemp("longer-data")
+    write_fashion_mnist(root, per_class_train=60, per_class_test=2)
+    return root
+
+
+def _jobs() -> str:
+    from lifelong.runs.parallel import available_cpus
+
+    return str(min(2, available_cpus()))
+
+
+@pytest.mark.parametrize("kind", ["seeds", "sweep"])
+def test_two_commands_started_at_once_on_one_folder(kind, longer_data_root, tmp_path):
+    """The second is refused in one line before its first run, or (if the first has finished)
+    reuses its runs: every run folder is complete, trained once. Before the command lock, each
+    could take some runs and be refused by a run of the other: both stopped, neither finished,
+    and the refusal came after the command's first line."""
+    out = tmp_path / "out"
+    tiny = ["--benchmark", "split-fashion-mnist", "--data-root", str(longer_data_root), "--method", "derpp",
+            "--buffer-size", "20", "--batch-size", "4", "--threads", "1", "--quiet"]
+    if kind == "seeds":
+        args, runs = ["run", *tiny, "--seeds", "0-2", "--jobs", "1", "--out", str(out)], 3
+    else:
+        sweep = tmp_path / "sweep.yaml"
+        sweep.write_text(f"base: {{benchmark: split-fashion-mnist, data-root: {longer_data_root}, method: derpp, "
+                         f"buffer-size: 20, batch-size: 4, threads: 1}}\ngrid: {{lr: [0.05, 0.1]}}\nseeds: 0-1\n"
+                         f"out: {out}\n")
+        args, runs = ["sweep", str(sweep), "--jobs", _jobs(), "--quiet"], 4
+    assert hostile.check_concurrent(args, out, runs) == "ok", hostile.crashes[-1:]

@@ -312,7 +312,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
     from lifelong.runs.compare import parse_seeds
     from lifelong.config import default_folder, make_config, method_name
     from lifelong.metrics import count_complete
-    from lifelong.runs.folder import check_runs_folder
+    from lifelong.runs.folder import CommandLock, check_runs_folder
     from lifelong.runs.parallel import run_all, stopped, tally
     from lifelong.runs.session import check_run
     from lifelong.runs.sweep import Point, summarize, write_tables
@@ -329,25 +329,27 @@ def _run_seeds(args: argparse.Namespace) -> int:
     header = f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}"
     if args.dry_run:
         return _dry_run(header, [f"seed {s}" for s in seeds], configs)
-    print(header, file=sys.stderr)
+    with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
+        print(header, file=sys.stderr)
 
-    def report(i: int, doc: dict) -> None:
-        print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
+        def report(i: int, doc: dict) -> None:
+            print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
 
-    docs = run_all(configs, jobs, report)
-    rows = summarize([Point({"method": method}, configs, root)], [docs])
-    write_tables(rows, root)
-    print(f"{config.benchmark} | {method} | seeds {seeds} | "
-          f"{count_complete(len(rows[0]['complete_seeds']), len(seeds))} (mean ± std of the complete runs)")
-    print("\n".join(_summary_lines(rows)))
-    print(f"results in {root} (summary.md, summary.csv)")
-    if stopped(docs):
-        print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
-        return 130
-    return 0 if rows[0]["complete"] else 1
+        docs = run_all(configs, jobs, report)
+        rows = summarize([Point({"method": method}, configs, root)], [docs])
+        write_tables(rows, root)
+        print(f"{config.benchmark} | {method} | seeds {seeds} | "
+              f"{count_complete(len(rows[0]['complete_seeds']), len(seeds))} (mean ± std of the complete runs)")
+        print("\n".join(_summary_lines(rows)))
+        print(f"results in {root} (summary.md, summary.csv)")
+        if stopped(docs):
+            print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
+            return 130
+        return 0 if rows[0]["complete"] else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from lifelong.runs.folder import CommandLock
     from lifelong.runs.parallel import run_all, stopped, tally
     from lifelong.runs.sweep import expand_sweep, summarize, write_tables
 
@@ -357,29 +359,30 @@ def _sweep(args: argparse.Namespace) -> int:
     jobs = _jobs(args.jobs, len(configs))
     root = points[0].folder.parent
     left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
-    print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x "
-          f"{_plural(len(points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {root}",
-          file=sys.stderr)
-    done = [0]
+    with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
+        print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x "
+              f"{_plural(len(points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {root}",
+              file=sys.stderr)
+        done = [0]
 
-    def report(i: int, doc: dict) -> None:
-        done[0] += 1
-        if not args.quiet:
-            print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
+        def report(i: int, doc: dict) -> None:
+            done[0] += 1
+            if not args.quiet:
+                print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
 
-    docs = run_all(configs, jobs, report)
-    per_point, i = [], 0
-    for p in points:
-        per_point.append(docs[i:i + len(p.configs)])
-        i += len(p.configs)
-    rows = summarize(points, per_point)
-    _, md = write_tables(rows, root)
-    print(md.read_text(), end="")
-    print(f"results in {root} (summary.md, summary.csv)")
-    if stopped(docs):
-        print(_stop_line(tally(docs), root, True), file=sys.stderr)
-        return 130
-    return 0 if all(r["complete"] for r in rows) else 1
+        docs = run_all(configs, jobs, report)
+        per_point, i = [], 0
+        for p in points:
+            per_point.append(docs[i:i + len(p.configs)])
+            i += len(p.configs)
+        rows = summarize(points, per_point)
+        _, md = write_tables(rows, root)
+        print(md.read_text(), end="")
+        print(f"results in {root} (summary.md, summary.csv)")
+        if stopped(docs):
+            print(_stop_line(tally(docs), root, True), file=sys.stderr)
+            return 130
+        return 0 if all(r["complete"] for r in rows) else 1
 
 
 def _run(args: argparse.Namespace, started: float) -> int:
@@ -433,7 +436,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     from lifelong.runs.compare import comparison_runs, format_comparison, parse_seeds, run_comparison
     from lifelong.config import default_folder, make_config, method_name
-    from lifelong.runs.folder import check_runs_folder
+    from lifelong.runs.folder import CommandLock, check_runs_folder
     from lifelong.runs.session import check_run
 
     seeds = parse_seeds(args.seeds)
@@ -451,21 +454,22 @@ def _compare(args: argparse.Namespace) -> int:
               f"seeds {seeds} -> {root}")
     if args.dry_run:
         return _dry_run(header, [f"seed {seed} {variant}" for variant, seed, _ in runs], [c for _, _, c in runs])
-    print(header, file=sys.stderr)
+    with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
+        print(header, file=sys.stderr)
 
-    def report(variant: str, seed: int, doc: dict) -> None:
-        print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
+        def report(variant: str, seed: int, doc: dict) -> None:
+            print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
 
-    try:
-        summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
-    except OSError as exc:
-        raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
-    print(format_comparison(summary))
-    print(f"results in {root}")
-    if summary["stopped"]:
-        print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
-        return 130
-    return 0 if summary["complete"] else 1
+        try:
+            summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
+        except OSError as exc:
+            raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
+        print(format_comparison(summary))
+        print(f"results in {root}")
+        if summary["stopped"]:
+            print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
+            return 130
+        return 0 if summary["complete"] else 1
 
 
 def _report(args: argparse.Namespace) -> int:

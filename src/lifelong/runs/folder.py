@@ -81,9 +81,16 @@ class RunLock:
     run that had opened it before the deletion lock the removed file while a third locks a new
     one, two writers at once."""
 
+    NAME = "run.lock"
+
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / "run.lock"
+        self.path = Path(run_dir) / self.NAME
         self.fd: int | None = None
+
+    def _held(self, holder: str) -> str:
+        """The refusal when another process holds the lock."""
+        return (f"another lifelong run (pid {holder}) is writing to {self.path.parent}; "
+                f"wait for it to finish or choose another --out")
 
     def acquire(self) -> None:
         try:
@@ -96,8 +103,7 @@ class RunLock:
         except OSError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ConfigError(f"another lifelong run (pid {holder}) is writing to {self.path.parent}; "
-                              f"wait for it to finish or choose another --out") from None
+            raise ConfigError(self._held(holder)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self.fd = fd
@@ -111,3 +117,29 @@ class RunLock:
                 pass
             os.close(self.fd)
             self.fd = None
+
+
+class CommandLock(RunLock):
+    """One command of many runs (``--seeds``, ``compare``, ``sweep``) at a time in a folder, on
+    ``<folder>/command.lock``, held from before its first run until its summary is written (the
+    runs' processes share it). A second command on the same folder is refused at once, having
+    changed nothing: without it, two commands started together could each take some of the runs
+    and stop each other's (each refused by a run the other holds), neither finishing."""
+
+    NAME = "command.lock"
+
+    def _held(self, holder: str) -> str:
+        return (f"another lifelong command (pid {holder}) is running the runs in {self.path.parent}; wait for "
+                f"it to finish, or choose another --out")
+
+    def __enter__(self) -> "CommandLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to output folder {self.path.parent}: {exc.strerror or exc}; "
+                              f"choose another --out") from None
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
