@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from lifelong.errors import UserError
 
@@ -259,6 +262,23 @@ def _stop_line(counts: dict[str, int], root: Path, out_given: bool) -> str:
             f"interrupted ones resume from their checkpoints")
 
 
+@contextlib.contextmanager
+def _finishing() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while the block runs: around the runs of a command of many runs
+    (whose own stop request takes them while runs are in flight: :func:`lifelong.runs.parallel.run_all`)
+    and what follows them, and after a run's training, while what was done is written and
+    printed. There is nothing left to stop then, and a stop would cut the summary short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _summary_lines(rows: list[dict]) -> list[str]:
     labels = {"class_il.average_accuracy": "class-IL average accuracy", "task_il.average_accuracy":
               "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
@@ -335,17 +355,18 @@ def _run_seeds(args: argparse.Namespace) -> int:
         def report(i: int, doc: dict) -> None:
             print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
 
-        docs = run_all(configs, jobs, report)
-        rows = summarize([Point({"method": method}, configs, root)], [docs])
-        write_tables(rows, root)
-        print(f"{config.benchmark} | {method} | seeds {seeds} | "
-              f"{count_complete(len(rows[0]['complete_seeds']), len(seeds))} (mean ± std of the complete runs)")
-        print("\n".join(_summary_lines(rows)))
-        print(f"results in {root} (summary.md, summary.csv)")
-        if stopped(docs):
-            print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
-            return 130
-        return 0 if rows[0]["complete"] else 1
+        with _finishing():
+            docs = run_all(configs, jobs, report)
+            rows = summarize([Point({"method": method}, configs, root)], [docs])
+            write_tables(rows, root)
+            print(f"{config.benchmark} | {method} | seeds {seeds} | "
+                  f"{count_complete(len(rows[0]['complete_seeds']), len(seeds))} (mean ± std of the complete runs)")
+            print("\n".join(_summary_lines(rows)))
+            print(f"results in {root} (summary.md, summary.csv)")
+            if stopped(docs):
+                print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
+                return 130
+            return 0 if rows[0]["complete"] else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -370,19 +391,20 @@ def _sweep(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
 
-        docs = run_all(configs, jobs, report)
-        per_point, i = [], 0
-        for p in points:
-            per_point.append(docs[i:i + len(p.configs)])
-            i += len(p.configs)
-        rows = summarize(points, per_point)
-        _, md = write_tables(rows, root)
-        print(md.read_text(), end="")
-        print(f"results in {root} (summary.md, summary.csv)")
-        if stopped(docs):
-            print(_stop_line(tally(docs), root, True), file=sys.stderr)
-            return 130
-        return 0 if all(r["complete"] for r in rows) else 1
+        with _finishing():
+            docs = run_all(configs, jobs, report)
+            per_point, i = [], 0
+            for p in points:
+                per_point.append(docs[i:i + len(p.configs)])
+                i += len(p.configs)
+            rows = summarize(points, per_point)
+            _, md = write_tables(rows, root)
+            print(md.read_text(), end="")
+            print(f"results in {root} (summary.md, summary.csv)")
+            if stopped(docs):
+                print(_stop_line(tally(docs), root, True), file=sys.stderr)
+                return 130
+            return 0 if all(r["complete"] for r in rows) else 1
 
 
 def _run(args: argparse.Namespace, started: float) -> int:
@@ -419,16 +441,17 @@ def _run(args: argparse.Namespace, started: float) -> int:
         return 130
     from lifelong.runs.report import format_table
 
-    print(format_table(metrics_doc, run.out))
-    if metrics_doc["status"] == "interrupted":  # the message says which checkpoint there is, if any
-        print(f"lifelong: {metrics_doc['message']}.{resume_with if run.store.newest else ''}", file=sys.stderr)
-        return 130
-    if not metrics_doc["complete"]:
-        print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
-              f"marked incomplete, with a checkpoint from before. Try a smaller --lr, or --on-nan skip.",
-              file=sys.stderr)
-        return 1
-    return 0
+    with _finishing():
+        print(format_table(metrics_doc, run.out))
+        if metrics_doc["status"] == "interrupted":  # the message says which checkpoint there is, if any
+            print(f"lifelong: {metrics_doc['message']}.{resume_with if run.store.newest else ''}", file=sys.stderr)
+            return 130
+        if not metrics_doc["complete"]:
+            print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
+                  f"marked incomplete, with a checkpoint from before. Try a smaller --lr, or --on-nan skip.",
+                  file=sys.stderr)
+            return 1
+        return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -460,16 +483,17 @@ def _compare(args: argparse.Namespace) -> int:
         def report(variant: str, seed: int, doc: dict) -> None:
             print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
 
-        try:
-            summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
-        except OSError as exc:
-            raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
-        print(format_comparison(summary))
-        print(f"results in {root}")
-        if summary["stopped"]:
-            print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
-            return 130
-        return 0 if summary["complete"] else 1
+        with _finishing():
+            try:
+                summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
+            except OSError as exc:
+                raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
+            print(format_comparison(summary))
+            print(f"results in {root}")
+            if summary["stopped"]:
+                print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
+                return 130
+            return 0 if summary["complete"] else 1
 
 
 def _report(args: argparse.Namespace) -> int:
