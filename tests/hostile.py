@@ -266,7 +266,11 @@ def _sweep_text(doc: dict) -> str:
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 
-sweep_texts = st.one_of(sweep_docs.map(_sweep_text), plausible_sweeps.map(_sweep_text), yaml_texts)
+big_grids = st.dictionaries(st.sampled_from(["lr", "epochs", "buffer-size", "batch-size", "momentum", "seed", "x"]),
+                            st.integers(min_value=1, max_value=80).map(lambda n: list(range(1, n + 1))),
+                            min_size=1, max_size=7).map(lambda grid: {"grid": grid, "seeds": "0-2"})
+sweep_texts = st.one_of(sweep_docs.map(_sweep_text), plausible_sweeps.map(_sweep_text), big_grids.map(_sweep_text),
+                        yaml_texts)
 
 
 def check_sweep(text: str, folder: Path) -> str:

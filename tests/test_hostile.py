@@ -92,6 +92,9 @@ def test_compare_flags(data_root, args):
 @example("out: 5\n")
 @example("out: sweep.yaml\n")                   # a file
 @example(f"out: {'x' * 300}\n")                 # OSError
+@example("grid: {" + ", ".join(f"{k}: {list(range(60))}" for k in ("lr", "epochs", "buffer-size", "batch-size",
+                                                                    "momentum", "weight-decay")) + "}\n")
+# 60^6 grid points: the grid was expanded before it was counted (MemoryError, or all the memory)
 @given(hostile.sweep_texts)
 def test_sweep_files(text):
     with tempfile.TemporaryDirectory() as tmp:

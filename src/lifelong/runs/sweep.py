@@ -22,6 +22,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -144,9 +145,10 @@ def expand_sweep(path: Path, out: str | None = None) -> Sweep:
     root = Path(out or doc.get("out") or RUNS_ROOT / f"sweep-{path.stem}")
     check_runs_folder(root, "--out" if out else f"{path}: `out`" if doc.get("out") else "the sweep's folder")
     keys = list(grid)
+    runs = math.prod(len(grid[k]) for k in keys) * len(seeds)  # counted before the grid is expanded
+    if runs > 10_000:
+        raise ConfigError(f"{path}: {runs} runs; a sweep holds at most 10000")
     combos = list(itertools.product(*(grid[k] for k in keys))) or [()]
-    if len(combos) * len(seeds) > 10_000:
-        raise ConfigError(f"{path}: {len(combos) * len(seeds)} runs; a sweep holds at most 10000")
     points: dict[str, Point] = {}
     for combo in combos:
         point = _point(base, dict(zip(keys, combo)), seeds, root, str(path))
