@@ -157,7 +157,8 @@ def main() -> None:
                   "Each trial starts `lifelong run --seeds 0-2`, `lifelong compare --seeds 0-1` or a sweep of 2 x 2 "
                   "runs (DER++, about 150 steps a run, checkpoints every 3 steps, `--jobs 2`), waits until a run "
                   "trains, waits a random moment of up to about the runs' time, stops the command (SIGKILL to its "
-                  "process group, as a crash; SIGINT to the group, as Ctrl-C; SIGTERM to the command), runs the same "
+                  "process group, as a crash; SIGINT to the group, as Ctrl-C; SIGTERM to the command; SIGKILL to one "
+                  "run's process, as the out-of-memory killer), runs the same "
                   "command again, and compares summary.md and summary.csv (or compare-*.json and .md), wall seconds "
                   "masked, byte for byte, and every run's metrics.json and model.pt, with an uninterrupted command's.",
                   "", *stops, "",

@@ -358,7 +358,16 @@ STOPS = {  # how a command is stopped: the signal, and whether it goes to its wh
     "SIGKILL to the group": (signal.SIGKILL, True),   # a crash, the machine's OOM killer, `kill -9 -PGID`
     "SIGINT to the group": (signal.SIGINT, True),     # Ctrl-C in a terminal
     "SIGTERM to the command": (signal.SIGTERM, False),  # `kill PID`, a job scheduler's
+    "SIGKILL to one run's process": (signal.SIGKILL, None),  # the kernel's OOM killer
 }
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def multi_command(kind: str, data_root: Path, out: Path) -> list[str]:
@@ -439,11 +448,14 @@ def multi_kill_trial(kind: str, data_root: Path, reference: Path, out: Path, rng
     if proc.poll() is None:
         time.sleep(rng.uniform(0.0, spread))
         if proc.poll() is None:
-            if group:
-                os.killpg(proc.pid, sig)
+            if group is None:  # one run's process, when the runs have processes of their own
+                children = _children(proc.pid)
+                if children:
+                    os.kill(children[0], sig)
+                    killed = True
             else:
-                proc.send_signal(sig)
-            killed = True
+                os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+                killed = True
     _, err = proc.communicate(timeout=300)
     assert "Traceback" not in err, err
     killed = killed and proc.returncode != 0
