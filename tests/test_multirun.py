@@ -445,3 +445,58 @@ def test_the_line_after_a_stop_says_how_to_continue():
     line = _stop_line(counts, Path("runs/compare-x"), out_given=False)
     assert "1 complete, 2 interrupted, 3 not started" in line and "with --out runs/compare-x" in line
     assert "with --out" not in _stop_line(counts, Path("runs/x"), out_given=True)
+
+
+# 7. a stop request after the runs, while the summary is written or the process exits
+
+
+@pytest.mark.parametrize("command", ["seeds", "compare", "sweep", "run"])
+def test_a_signal_while_the_results_are_written_changes_nothing(command, data_root, tmp_path, capsys, monkeypatch):
+    """Ctrl-C once the runs have ended, as the summary is written: it used to interrupt the
+    writing (a summary missing or cut short) with "interrupted before training started; nothing
+    was written as complete", exit code 130, though every run was complete."""
+    import os
+    import signal
+
+    from lifelong.runs import compare, report, sweep
+
+    def ctrl_c_then(write):
+        def wrapped(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            return write(*args, **kwargs)
+        return wrapped
+
+    out = tmp_path / "out"
+    if command == "compare":
+        monkeypatch.setattr(compare, "format_comparison", ctrl_c_then(compare.format_comparison))
+        args = ["compare", *_tiny(data_root), "--seeds", "0", "--jobs", "1", "--out", str(out)]
+    elif command == "run":
+        monkeypatch.setattr(report, "format_table", ctrl_c_then(report.format_table))
+        args = ["run", *_tiny(data_root), "--out", str(out)]
+    else:
+        monkeypatch.setattr(sweep, "write_tables", ctrl_c_then(sweep.write_tables))
+        if command == "seeds":
+            args = ["run", *_tiny(data_root), "--seeds", "0-1", "--jobs", "1", "--out", str(out)]
+        else:
+            args = ["sweep", str(_sweep_file(tmp_path, data_root, "{lr: [0.05]}")), "--jobs", "1"]
+            out = tmp_path / "sweep"
+    code, stdout, err = _cli(args, capsys)
+    assert code == 0 and "interrupted" not in err, err
+    if command == "compare":
+        assert json.loads(next(out.glob("compare-*.json")).read_text())["complete"]
+    elif command != "run":
+        assert "| 2/2 complete |" in (out / "summary.md").read_text()
+
+
+def test_a_signal_as_the_command_exits_is_no_traceback(tmp_path):
+    """Ctrl-C while Python shuts down after the command (its exit handlers): it printed
+    "Exception ignored in atexit callback ... Traceback ... KeyboardInterrupt"."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, os, runpy, signal; atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT)); "
+            "runpy.run_module('lifelong', run_name='__main__')")
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

@@ -348,3 +348,162 @@ def test_many_random_kills(long_data_root, long_reference, tmp_path):
                                      rng.choice([signal.SIGKILL, signal.SIGTERM])) for i in range(12)]
     assert all(same for _, same in results), results
     assert sum(killed for killed, _ in results) >= 9, results
+
+
+# --- the commands of many runs (`run --seeds`, `compare`, `sweep`) killed or stopped, then run again
+
+
+MULTI_COMMANDS = ("seeds", "compare", "sweep")
+STOPS = {  # how a command is stopped: the signal, and whether it goes to its whole process group
+    "SIGKILL to the group": (signal.SIGKILL, True),   # a crash, the machine's OOM killer, `kill -9 -PGID`
+    "SIGINT to the group": (signal.SIGINT, True),     # Ctrl-C in a terminal
+    "SIGTERM to the command": (signal.SIGTERM, False),  # `kill PID`, a job scheduler's
+    "SIGKILL to one run's process": (signal.SIGKILL, None),  # the kernel's OOM killer
+}
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def multi_command(kind: str, data_root: Path, out: Path) -> list[str]:
+    """A small command of several runs writing to ``out``: three seeds, a comparison over two seeds
+    (four runs), or a sweep of two learning rates over two seeds (four runs); DER++ with
+    checkpoints every 3 steps, two runs at a time where there are two CPUs."""
+    from lifelong.runs.parallel import available_cpus
+
+    jobs = str(min(2, available_cpus()))
+    settings = {"benchmark": "split-fashion-mnist", "data-root": str(data_root), "method": "derpp", "batch-size": 4,
+                "buffer-size": 20, "checkpoint-every": 3, "threads": 1, "lr": 0.05}
+    flags = [item for key, value in settings.items() for item in (f"--{key}", str(value))] + ["--quiet"]
+    if kind == "seeds":
+        return ["run", *flags, "--seeds", "0-2", "--jobs", jobs, "--out", str(out)]
+    if kind == "compare":
+        return ["compare", *flags, "--refresh-param", "every=1", "--seeds", "0-1", "--jobs", jobs, "--out", str(out)]
+    sweep = out.parent / f"{out.name}.yaml"
+    base = ", ".join(f"{k}: {v}" for k, v in settings.items() if k != "lr")
+    sweep.write_text(f"base: {{{base}}}\ngrid: {{lr: [0.05, 0.1]}}\nseeds: 0-1\nout: {out}\n")
+    return ["sweep", str(sweep), "--jobs", jobs, "--quiet"]
+
+
+def multi_summary(out: Path) -> dict[str, str]:
+    """The command's summary files (summary.md and summary.csv, or compare-*.json and .md), by
+    name, with the wall seconds masked (they differ from run to run)."""
+    import csv
+    import io
+
+    texts = {}
+    for path in sorted(out.glob("summary.*")) + sorted(out.glob("compare-*")):
+        text = path.read_text()
+        if path.name == "summary.csv":
+            rows = list(csv.reader(text.splitlines()))
+            masked = [i for i, name in enumerate(rows[0]) if name.startswith("wall_seconds")]
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows([[("#" if i in masked and r > 0 else v) for i, v in enumerate(row)]
+                                          for r, row in enumerate(rows)])
+            text = buffer.getvalue()
+        elif path.name == "summary.md":  # the table's last column is "wall s"
+            text = "\n".join(re.sub(r"\| [^|]* \|$", "| # |", line) if line.startswith("| ") and "wall s" not in line
+                             else line for line in text.splitlines())
+        texts[path.name] = text
+    return texts
+
+
+def same_command_results(reference: Path, out: Path) -> bool:
+    """The same summary files, equal byte for byte once the timings are masked, and every run
+    folder's results equal (metrics.json apart from timings, model.pt byte for byte)."""
+    summary = multi_summary(reference)
+    if not summary or summary != multi_summary(out):
+        return False
+    runs = sorted(p.parent.relative_to(reference) for p in reference.rglob("metrics.json"))
+    if runs != sorted(p.parent.relative_to(out) for p in out.rglob("metrics.json")):
+        return False
+    try:
+        for run in runs:
+            _same_results(reference / run, out / run)
+    except AssertionError:
+        return False
+    return True
+
+
+def multi_kill_trial(kind: str, data_root: Path, reference: Path, out: Path, rng: random.Random,
+                     stop: str = "SIGKILL to the group", spread: float = 2.0) -> tuple[bool, bool, int]:
+    """Start the command, wait until its first run trains, wait a random 0-``spread`` s, stop it
+    as ``stop`` says (:data:`STOPS`), then run the same command again. Returns whether the signal
+    hit a running command, whether the final summary and runs equal the uninterrupted
+    command's (``reference``, the same command's folder), and how many runs were resumed from a
+    checkpoint."""
+    from tests import hostile
+
+    sig, group = STOPS[stop]
+    args = multi_command(kind, data_root, out)
+    proc = hostile.start_command(args)
+    deadline, killed = time.time() + 120, False
+    while time.time() < deadline and proc.poll() is None and not any(out.rglob("steps.csv")):
+        time.sleep(0.02)
+    if proc.poll() is None:
+        time.sleep(rng.uniform(0.0, spread))
+        if proc.poll() is None:
+            if group is None:  # one run's process, when the runs have processes of their own
+                children = _children(proc.pid)
+                if children:
+                    os.kill(children[0], sig)
+                    killed = True
+            else:
+                os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+                killed = True
+    _, err = proc.communicate(timeout=300)
+    assert "Traceback" not in err, err
+    killed = killed and proc.returncode != 0
+    again = hostile.start_command(args)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and "Traceback" not in err, err
+    resumed = sum("resuming from ckpt-" in (p.parent / "run.log").read_text() for p in out.rglob("metrics.json"))
+    return killed, same_command_results(reference, out), resumed
+
+
+@pytest.fixture(scope="module")
+def multi_data_root(tmp_path_factory) -> Path:
+    """Runs of about 150 steps: long enough to be stopped in flight."""
+    root = tmp_path_factory.mktemp("multi-data")
+    write_fashion_mnist(root, per_class_train=60, per_class_test=3)
+    return root
+
+
+def multi_reference(kind: str, data_root: Path, out: Path) -> Path:
+    """The command run once, uninterrupted."""
+    from tests import hostile
+
+    proc = hostile.start_command(multi_command(kind, data_root, out))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return out
+
+
+@pytest.mark.parametrize("kind, stop", [("seeds", "SIGKILL to the group"), ("compare", "SIGINT to the group"),
+                                        ("sweep", "SIGTERM to the command")])
+def test_a_command_of_many_runs_stopped_then_run_again_equals_an_uninterrupted_one(kind, stop, multi_data_root,
+                                                                                   tmp_path):
+    reference = multi_reference(kind, multi_data_root, tmp_path / "reference")
+    killed, same, resumed = multi_kill_trial(kind, multi_data_root, reference, tmp_path / "out", random.Random(7),
+                                             stop, spread=1.0)
+    assert same
+    assert killed and resumed >= 1  # the signal hit runs in flight, which continued from their checkpoints
+
+
+@pytest.mark.slow
+def test_many_random_stops_of_commands_of_many_runs(multi_data_root, tmp_path):
+    """Every command with every way of stopping it, at random moments."""
+    rng = random.Random(2027)
+    results = []
+    for kind in MULTI_COMMANDS:
+        reference = multi_reference(kind, multi_data_root, tmp_path / f"{kind}-reference")
+        for i, stop in enumerate(STOPS):
+            results.append((kind, stop, *multi_kill_trial(kind, multi_data_root, reference,
+                                                           tmp_path / f"{kind}-{i}", rng, stop)))
+    assert all(same for _, _, _, same, _ in results), results
+    assert sum(killed for _, _, killed, _, _ in results) >= 6, results

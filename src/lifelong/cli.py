@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from lifelong.errors import UserError
 
@@ -259,6 +262,23 @@ def _stop_line(counts: dict[str, int], root: Path, out_given: bool) -> str:
             f"interrupted ones resume from their checkpoints")
 
 
+@contextlib.contextmanager
+def _finishing() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while the block runs: around the runs of a command of many runs
+    (whose own stop request takes them while runs are in flight: :func:`lifelong.runs.parallel.run_all`)
+    and what follows them, and after a run's training, while what was done is written and
+    printed. There is nothing left to stop then, and a stop would cut the summary short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _summary_lines(rows: list[dict]) -> list[str]:
     labels = {"class_il.average_accuracy": "class-IL average accuracy", "task_il.average_accuracy":
               "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
@@ -289,20 +309,21 @@ def _many_runs_flags(args: argparse.Namespace, command: str) -> tuple[dict, dict
     return flags, file_values, out
 
 
-def _dry_run(labels: list[str], configs: list) -> int:
-    """``--dry-run`` of many runs: check each as a run's dry run does; say what would happen to
-    each (start, resume, reuse, or refuse a folder holding a run of other settings); write
-    nothing. Exit code 2, with the command's own refusal, when a folder would be refused."""
+def _dry_run(header: str, labels: list[str], configs: list) -> int:
+    """``--dry-run`` of many runs: check each as a run's dry run does, before anything is printed
+    (a mistake is one line); then say what would happen to each (start, resume, reuse, or refuse
+    a folder holding a run of other settings); write nothing. Exit code 2, with the command's
+    own refusal, when a folder would be refused."""
     from lifelong.runs.parallel import plan
     from lifelong.runs.reuse import refusal
 
     words = {"start": "would start", "resume": "would resume from its checkpoint",
              "complete": "complete, would be reused", "other": "would be refused: holds a run with other settings"}
-    found = []
-    for label, config in zip(labels, configs):
-        found.append(plan(config))
-        how = f" ({found[-1].other})" if found[-1].other else ""
-        print(f"{label}: {words[found[-1].state]}{how} -> {config.out}")
+    found = [plan(config) for config in configs]
+    print(header, file=sys.stderr)
+    for label, config, state in zip(labels, configs, found):
+        how = f" ({state.other})" if state.other else ""
+        print(f"{label}: {words[state.state]}{how} -> {config.out}")
     message = refusal(configs, found)
     if message:
         raise UserError(message)
@@ -317,7 +338,9 @@ def _run_seeds(args: argparse.Namespace) -> int:
     from lifelong.runs.compare import parse_seeds
     from lifelong.config import default_folder, make_config, method_name
     from lifelong.metrics import count_complete
+    from lifelong.runs.folder import CommandLock, check_runs_folder
     from lifelong.runs.parallel import run_all, stopped, tally
+    from lifelong.runs.session import check_run
     from lifelong.runs.sweep import Point, summarize, write_tables
 
     seeds = parse_seeds(args.seeds)
@@ -326,28 +349,34 @@ def _run_seeds(args: argparse.Namespace) -> int:
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder(config.benchmark, method, "seeds")
+    check_runs_folder(root)
+    check_run(config)  # the user's code, the recipe, ...: a mistake is refused before the first line
     configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
-    print(f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}", file=sys.stderr)
+    header = f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}"
     if args.dry_run:
-        return _dry_run([f"seed {s}" for s in seeds], configs)
+        return _dry_run(header, [f"seed {s}" for s in seeds], configs)
+    with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
+        print(header, file=sys.stderr)
 
-    def report(i: int, doc: dict) -> None:
-        print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
+        def report(i: int, doc: dict) -> None:
+            print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
 
-    docs = run_all(configs, jobs, report)
-    rows = summarize([Point({"method": method}, configs, root)], [docs])
-    write_tables(rows, root)
-    print(f"{config.benchmark} | {method} | seeds {seeds} | {count_complete(len(rows[0]['complete_seeds']), len(seeds))}"
-          f" (mean ± std of the complete runs)")
-    print("\n".join(_summary_lines(rows)))
-    print(f"results in {root} (summary.md, summary.csv)")
-    if stopped(docs):
-        print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
-        return 130
-    return 0 if rows[0]["complete"] else 1
+        with _finishing():
+            docs = run_all(configs, jobs, report)
+            rows = summarize([Point({"method": method}, configs, root)], [docs])
+            write_tables(rows, root)
+            print(f"{config.benchmark} | {method} | seeds {seeds} | "
+                  f"{count_complete(len(rows[0]['complete_seeds']), len(seeds))} (mean ± std of the complete runs)")
+            print("\n".join(_summary_lines(rows)))
+            print(f"results in {root} (summary.md, summary.csv)")
+            if stopped(docs):
+                print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
+                return 130
+            return 0 if rows[0]["complete"] else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from lifelong.runs.folder import CommandLock
     from lifelong.runs.parallel import run_all, stopped, tally
     from lifelong.runs.sweep import expand_sweep, summarize, write_tables
 
@@ -357,28 +386,31 @@ def _sweep(args: argparse.Namespace) -> int:
     jobs = _jobs(args.jobs, len(configs))
     root = points[0].folder.parent
     left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
-    print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x {_plural(len(points[0].configs), 'seed')}"
-          f" = {len(configs)} runs, {jobs} job(s) -> {root}", file=sys.stderr)
-    done = [0]
+    with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
+        print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x "
+              f"{_plural(len(points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {root}",
+              file=sys.stderr)
+        done = [0]
 
-    def report(i: int, doc: dict) -> None:
-        done[0] += 1
-        if not args.quiet:
-            print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
+        def report(i: int, doc: dict) -> None:
+            done[0] += 1
+            if not args.quiet:
+                print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
 
-    docs = run_all(configs, jobs, report)
-    per_point, i = [], 0
-    for p in points:
-        per_point.append(docs[i:i + len(p.configs)])
-        i += len(p.configs)
-    rows = summarize(points, per_point)
-    _, md = write_tables(rows, root)
-    print(md.read_text(), end="")
-    print(f"results in {root} (summary.md, summary.csv)")
-    if stopped(docs):
-        print(_stop_line(tally(docs), root, True), file=sys.stderr)
-        return 130
-    return 0 if all(r["complete"] for r in rows) else 1
+        with _finishing():
+            docs = run_all(configs, jobs, report)
+            per_point, i = [], 0
+            for p in points:
+                per_point.append(docs[i:i + len(p.configs)])
+                i += len(p.configs)
+            rows = summarize(points, per_point)
+            _, md = write_tables(rows, root)
+            print(md.read_text(), end="")
+            print(f"results in {root} (summary.md, summary.csv)")
+            if stopped(docs):
+                print(_stop_line(tally(docs), root, True), file=sys.stderr)
+                return 130
+            return 0 if all(r["complete"] for r in rows) else 1
 
 
 def _run(args: argparse.Namespace, started: float) -> int:
@@ -415,16 +447,17 @@ def _run(args: argparse.Namespace, started: float) -> int:
         return 130
     from lifelong.runs.report import format_table
 
-    print(format_table(metrics_doc, run.out))
-    if metrics_doc["status"] == "interrupted":  # the message says which checkpoint there is, if any
-        print(f"lifelong: {metrics_doc['message']}.{resume_with if run.store.newest else ''}", file=sys.stderr)
-        return 130
-    if not metrics_doc["complete"]:
-        print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
-              f"marked incomplete, with a checkpoint from before. Try a smaller --lr, or --on-nan skip.",
-              file=sys.stderr)
-        return 1
-    return 0
+    with _finishing():
+        print(format_table(metrics_doc, run.out))
+        if metrics_doc["status"] == "interrupted":  # the message says which checkpoint there is, if any
+            print(f"lifelong: {metrics_doc['message']}.{resume_with if run.store.newest else ''}", file=sys.stderr)
+            return 130
+        if not metrics_doc["complete"]:
+            print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
+                  f"marked incomplete, with a checkpoint from before. Try a smaller --lr, or --on-nan skip.",
+                  file=sys.stderr)
+            return 1
+        return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -432,6 +465,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     from lifelong.runs.compare import comparison_runs, format_comparison, parse_seeds, run_comparison
     from lifelong.config import default_folder, make_config, method_name
+    from lifelong.runs.folder import CommandLock, check_runs_folder
+    from lifelong.runs.session import check_run
 
     seeds = parse_seeds(args.seeds)
     jobs = _jobs(args.jobs, 2 * len(seeds))
@@ -439,28 +474,32 @@ def _compare(args: argparse.Namespace) -> int:
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder("compare", config.benchmark, method)
-    if root.exists() and not root.is_dir():
-        raise UserError(f"output path {root} is a file, not a folder; choose another --out")
+    check_runs_folder(root)
+    runs = comparison_runs(replace(config, out=None), seeds, root)
+    for _, _, variant in runs[:2]:  # without and with refresh: a mistake is refused before the first line
+        check_run(variant)
     form = config.refresh.get("form", "paper") if isinstance(config.refresh, dict) else config.refresh or "paper"
-    print(f"lifelong: comparing {method} on {config.benchmark} without and with refresh "
-          f"({form}), seeds {seeds} -> {root}", file=sys.stderr)
+    header = (f"lifelong: comparing {method} on {config.benchmark} without and with refresh ({form}), "
+              f"seeds {seeds} -> {root}")
     if args.dry_run:
-        runs = comparison_runs(replace(config, out=None), seeds, root)
-        return _dry_run([f"seed {seed} {variant}" for variant, seed, _ in runs], [c for _, _, c in runs])
+        return _dry_run(header, [f"seed {seed} {variant}" for variant, seed, _ in runs], [c for _, _, c in runs])
+    with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
+        print(header, file=sys.stderr)
 
-    def report(variant: str, seed: int, doc: dict) -> None:
-        print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
+        def report(variant: str, seed: int, doc: dict) -> None:
+            print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
 
-    try:
-        summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
-    except OSError as exc:
-        raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
-    print(format_comparison(summary))
-    print(f"results in {root}")
-    if summary["stopped"]:
-        print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
-        return 130
-    return 0 if summary["complete"] else 1
+        with _finishing():
+            try:
+                summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
+            except OSError as exc:
+                raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
+            print(format_comparison(summary))
+            print(f"results in {root}")
+            if summary["stopped"]:
+                print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
+                return 130
+            return 0 if summary["complete"] else 1
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -374,6 +374,30 @@ def _check_choices(config: RunConfig) -> None:
         value = getattr(config, key)
         if isinstance(value, str) and not value.strip():
             raise ConfigError(f"`{key.replace('_', '-')}` must not be empty")
+    for key in ("data_root", "out"):
+        if isinstance(getattr(config, key), str):
+            check_path_text(getattr(config, key), f"`{key.replace('_', '-')}`")
+
+
+NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS)
+PATH_MAX = 3800  # bytes in a whole path, leaving room for the files a run writes below its folder (4096)
+
+
+def check_path_text(text: str, what: str) -> None:
+    """Refuse a path that no file system here can hold: a name longer than :data:`NAME_MAX`
+    bytes, a whole path longer than :data:`PATH_MAX`, a NUL character, or characters that cannot
+    be file names (the operating system would refuse them with an error, not a message)."""
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError:
+        raise ConfigError(f"{what} holds characters that cannot be part of a file name here") from None
+    if b"\0" in raw:
+        raise ConfigError(f"{what} must not hold a NUL character")
+    longest = max(len(name) for name in raw.split(b"/"))
+    if longest > NAME_MAX:
+        raise ConfigError(f"{what} holds a name of {longest} bytes; file and folder names hold at most {NAME_MAX}")
+    if len(raw) > PATH_MAX:
+        raise ConfigError(f"{what} is {len(raw)} bytes long; use a path of at most {PATH_MAX}")
 
 
 # Upper bounds of the settings whose huge values would only make a run that never ends (a typo

@@ -23,9 +23,15 @@ _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
         2.045, 2.042]
 
 
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> 0..4; ``"0,3,7"`` -> those; mixtures like ``"0-2,5"`` too."""
+    """``"0-4"`` -> 0..4; ``"0,3,7"`` -> those; mixtures like ``"0-2,5"`` too. At most
+    :data:`MAX_SEEDS`, each in ``0..2^63-1`` as ``--seed``'s (a range is counted before it is
+    expanded: ``0-99999999999`` is refused at once)."""
     seeds: list[int] = []
+    count = 0
     try:
         for part in text.split(","):
             part = part.strip()
@@ -33,15 +39,19 @@ def parse_seeds(text: str) -> list[int]:
                 a, b = (int(v) for v in part.split("-", 1))
                 if b < a:
                     raise ValueError
-                seeds.extend(range(a, b + 1))
+                bounds = (a, b)
             else:
-                seeds.append(int(part))
+                bounds = (int(part), int(part))
+            count += bounds[1] - bounds[0] + 1
+            if count > MAX_SEEDS:
+                raise ConfigError(f"at most {MAX_SEEDS} seeds, got {count if count < 10**6 else 'more'} from {text!r}")
+            if bounds[0] < 0 or bounds[1] >= 2**63:
+                raise ConfigError(f"seeds must lie in 0..2^63-1, as --seed's, got {text!r}")
+            seeds.extend(range(bounds[0], bounds[1] + 1))
     except ValueError:
         raise ConfigError(f"seeds must look like 0-4 or 0,1,2, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+    if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct non-negative integers, got {text!r}")
-    if len(seeds) > 1000:
-        raise ConfigError(f"at most 1000 seeds, got {len(seeds)}")
     return seeds
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from lifelong.runs.checkpoint import atomic_write_bytes
+from lifelong.config import check_path_text
 from lifelong.errors import ConfigError
 
 RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log", "model.pt",
@@ -20,6 +21,19 @@ def check_out_dir(path: Path, overwrite: bool) -> None:
         raise ConfigError(f"output path {path} is a file, not a folder; choose another --out")
     if path.is_dir() and any(p.name != "run.lock" for p in path.iterdir()) and not overwrite:
         raise ConfigError(f"output folder {path} exists and is not empty; pass --overwrite or choose another --out")
+
+
+def check_runs_folder(path: Path, what: str = "--out") -> None:
+    """Refuse a folder of many runs (``--seeds``, a comparison's, a sweep's) that cannot be one:
+    a path no file system holds (:func:`lifelong.config.check_path_text`), a file, or a path
+    below a file."""
+    check_path_text(str(path), f"{what} {path}" if len(str(path)) <= 80 else what)
+    above = Path(path)
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        where = "is a file" if above == Path(path) else f"is below the file {above}"
+        raise ConfigError(f"output path {path} {where}, not a folder; choose another --out")
 
 
 def open_out_dir(path: Path, lock: "RunLock", *, clear: bool = True, overwrite: bool = False) -> None:
@@ -67,9 +81,16 @@ class RunLock:
     run that had opened it before the deletion lock the removed file while a third locks a new
     one, two writers at once."""
 
+    NAME = "run.lock"
+
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / "run.lock"
+        self.path = Path(run_dir) / self.NAME
         self.fd: int | None = None
+
+    def _held(self, holder: str) -> str:
+        """The refusal when another process holds the lock."""
+        return (f"another lifelong run (pid {holder}) is writing to {self.path.parent}; "
+                f"wait for it to finish or choose another --out")
 
     def acquire(self) -> None:
         try:
@@ -82,8 +103,7 @@ class RunLock:
         except OSError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ConfigError(f"another lifelong run (pid {holder}) is writing to {self.path.parent}; "
-                              f"wait for it to finish or choose another --out") from None
+            raise ConfigError(self._held(holder)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self.fd = fd
@@ -97,3 +117,29 @@ class RunLock:
                 pass
             os.close(self.fd)
             self.fd = None
+
+
+class CommandLock(RunLock):
+    """One command of many runs (``--seeds``, ``compare``, ``sweep``) at a time in a folder, on
+    ``<folder>/command.lock``, held from before its first run until its summary is written (the
+    runs' processes share it). A second command on the same folder is refused at once, having
+    changed nothing: without it, two commands started together could each take some of the runs
+    and stop each other's (each refused by a run the other holds), neither finishing."""
+
+    NAME = "command.lock"
+
+    def _held(self, holder: str) -> str:
+        return (f"another lifelong command (pid {holder}) is running the runs in {self.path.parent}; wait for "
+                f"it to finish, or choose another --out")
+
+    def __enter__(self) -> "CommandLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to output folder {self.path.parent}: {exc.strerror or exc}; "
+                              f"choose another --out") from None
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -172,11 +172,17 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _resolve_names(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
-    """The user's code imported; the benchmark, the recipe, the backbone's name and the device."""
+def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
+    """What a run checks first, before it reads data or looks at its folder: the user's code,
+    the benchmark's name, the recipe (with refresh), that every component can be checkpointed,
+    the backbone and the device. Returns the benchmark, recipe, backbone name and device."""
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     recipe = build_recipe(config.method, config.params, refresh_plugins(config.refresh))
+    try:  # every run writes checkpoints: a component that could not be restored is refused now
+        check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     backbone = config.backbone or benchmark.backbone
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
@@ -188,7 +194,7 @@ def resolve_config(config: RunConfig, sources: dict[tuple[str, str], Source] | N
     :func:`config_hash` fingerprints, as :func:`prepare_run` makes it, but with no model built,
     no folder looked at and nothing written. Its data are read to cut them into tasks; with
     ``sources`` (a cache of one's own), once per benchmark and data folder."""
-    benchmark, recipe, backbone, device = _resolve_names(config)
+    benchmark, recipe, backbone, device = check_run(config)
     key = (benchmark.name, config.data_root)
     source = sources.get(key) if sources is not None else None
     if source is None:
@@ -228,11 +234,7 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     newest good checkpoint in it is loaded (training starts over when there is none). With
     ``dry_run``, everything is checked and built, nothing is written, and the resolved
     configuration is returned."""
-    benchmark, recipe, backbone, device = _resolve_names(config)
-    try:  # every run writes checkpoints: a component that could not be restored is refused now
-        check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    benchmark, recipe, backbone, device = check_run(config)
     out = Path(config.out) if config.out else default_out(config)
     lock = RunLock(out)
     if lock.path.is_file() and not dry_run:

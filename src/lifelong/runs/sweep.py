@@ -25,6 +25,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 from lifelong.runs.compare import parse_seeds
 from lifelong.config import NOT_IDENTITY, RUNS_ROOT, RunConfig, load_yaml_document, make_config
 from lifelong.metrics import count_complete, is_complete, mean_std
+from lifelong.runs.folder import check_runs_folder
 from lifelong.runs.parallel import outcome
 from lifelong.errors import ConfigError
 from lifelong.methods import build_recipe
@@ -79,6 +81,19 @@ def _slug(values: dict[str, Any], config: RunConfig) -> str:
     return f"{text}-{digest}"
 
 
+def _check_keys(value: Any, where: str) -> None:
+    """Every key of every mapping in ``value`` is text, as every setting's name is (YAML reads
+    ``1:`` or ``true:`` as a number or a boolean)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: the key {key!r} is not a setting's name (names are text)")
+            _check_keys(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _check_keys(item, where)
+
+
 def _read_sweep(path: Path) -> tuple[dict, dict, dict, list[int]]:
     """The sweep file's document, base settings, grid and seeds, checked."""
     doc = load_yaml_document(path)
@@ -93,6 +108,10 @@ def _read_sweep(path: Path) -> tuple[dict, dict, dict, list[int]]:
     for key, options in grid.items():
         if not isinstance(options, list) or not options:
             raise ConfigError(f"{where}: grid entry `{key}` must be a non-empty list of values")
+    _check_keys(base, f"{where}: `base`")
+    _check_keys(grid, f"{where}: `grid`")
+    if doc.get("out") is not None and (not isinstance(doc["out"], str) or not doc["out"].strip()):
+        raise ConfigError(f"{where}: `out` must be the sweep's folder, e.g. `out: runs/my-sweep`; got {doc['out']!r}")
     seeds_value = doc.get("seeds", "0")
     seeds = parse_seeds(",".join(map(str, seeds_value)) if isinstance(seeds_value, list) else str(seeds_value))
     return doc, base, grid, seeds
@@ -132,10 +151,12 @@ def expand_sweep(path: Path, out: str | None = None) -> Sweep:
     path = Path(path)
     doc, base, grid, seeds = _read_sweep(path)
     root = Path(out or doc.get("out") or RUNS_ROOT / f"sweep-{path.stem}")
+    check_runs_folder(root, "--out" if out else f"{path}: `out`" if doc.get("out") else "the sweep's folder")
     keys = list(grid)
+    runs = math.prod(len(grid[k]) for k in keys) * len(seeds)  # counted before the grid is expanded
+    if runs > 10_000:
+        raise ConfigError(f"{path}: {runs} runs; a sweep holds at most 10000")
     combos = list(itertools.product(*(grid[k] for k in keys))) or [()]
-    if len(combos) * len(seeds) > 10_000:
-        raise ConfigError(f"{path}: {len(combos) * len(seeds)} runs; a sweep holds at most 10000")
     points: dict[str, Point] = {}
     for combo in combos:
         point = _point(base, dict(zip(keys, combo)), seeds, root, str(path))
