@@ -87,7 +87,7 @@ def test_a_bad_refresh_setting_is_named(setting, wanted, capsys):
 
 def _refresh_settings(tmp_path, file_text: str | None, *flags: str) -> dict | None:
     """The refresh settings a run would use, from a config file and the command line."""
-    from lifelong.cli import _flags, build_parser
+    from lifelong.cli.parser import build_parser, flags_of as _flags
     from lifelong.config import make_config, refresh_plugins
     from lifelong.methods import build_plugin
 

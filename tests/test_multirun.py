@@ -439,7 +439,7 @@ def test_compare_takes_its_folder_from_the_config_file(data_root, tmp_path, caps
 
 
 def test_the_line_after_a_stop_says_how_to_continue():
-    from lifelong.cli import _stop_line
+    from lifelong.cli.many import _stop_line
 
     counts = {"complete": 1, "interrupted": 2, "diverged": 0, "not started": 3}
     line = _stop_line(counts, Path("runs/compare-x"), out_given=False)

@@ -114,7 +114,7 @@ def test_default_folders_come_from_one_place(monkeypatch, tmp_path):
 
 def test_one_thread_per_run_and_one_job_per_cpu_by_default(monkeypatch, tmp_path):
     """Runs side by side must not spin threads against each other (benchmarks/side_by_side.py)."""
-    from lifelong import cli
+    from lifelong.cli import many as cli
     from lifelong.errors import UserError
 
     before = torch.get_num_threads()

@@ -1,0 +1,172 @@
+"""The command line's grammar: every command's flags, their types and help, and the flags given
+turned into settings (absent flags stay absent, so a config file's values survive). Usage
+mistakes are one line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters shown as escapes, so that a
+    message quoting the user's input stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"lifelong: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _param(text: str) -> tuple[str, Any]:
+    from lifelong.config import parse_yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        parsed = parse_yaml(value) if value.strip() else value
+    except Exception:  # anything YAML cannot read is kept as the string given
+        parsed = value
+    if isinstance(parsed, (dict, list)) or parsed is None:
+        parsed = value
+    return name.strip(), parsed
+
+
+def _published(key: str) -> str:
+    """The help's default for a setting the hyperparameter files give (one source: the config)."""
+    from lifelong.config import LIBRARY_DEFAULTS
+
+    fallback = "the batch size" if key == "replay_batch_size" else f"{LIBRARY_DEFAULTS[key]:g}"
+    return (f"default: the method's published setting for the benchmark and buffer size (`lifelong list`), "
+            f"else {fallback}")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    from lifelong.config import RunConfig as C
+
+    s = argparse.SUPPRESS  # absent flags stay absent, so a config file's values survive
+    p.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue an interrupted run from its newest good checkpoint")
+    p.add_argument("--benchmark", default=s, help=f"benchmark name (see `lifelong list`); default {C.benchmark}")
+    p.add_argument("--method", default=s, help=f"method name (see `lifelong list`); default {C.method}")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", type=_param,
+                   help="a method parameter, e.g. --param alpha=0.5 (repeatable); default: the published setting "
+                        "for the benchmark and buffer size, else the preset's (`lifelong list --method NAME`)")
+    p.add_argument("--buffer-size", type=_integer, default=s, help=f"replay memory size; default {C.buffer_size}")
+    p.add_argument("--epochs", type=_integer, default=s, help=f"epochs per task; {_published('epochs')}")
+    p.add_argument("--batch-size", type=_integer, default=s,
+                   help=f"current-task batch size; {_published('batch_size')}")
+    p.add_argument("--replay-batch-size", type=_integer, default=s,
+                   help=f"examples replayed per step; {_published('replay_batch_size')}")
+    p.add_argument("--lr", type=_number, default=s, help=f"SGD learning rate; {_published('lr')}")
+    p.add_argument("--momentum", type=_number, default=s, help=f"SGD momentum; {_published('momentum')}")
+    p.add_argument("--weight-decay", type=_number, default=s, help=f"SGD weight decay; {_published('weight_decay')}")
+    p.add_argument("--seed", type=_integer, default=s, help=f"the one seed of the run; default {C.seed}")
+    p.add_argument("--num-tasks", type=_integer, default=s, help="number of tasks; default: the benchmark's")
+    p.add_argument("--shuffle-classes", action="store_true", default=s,
+                   help="shuffle the class order by seed (default: the literature's fixed order)")
+    p.add_argument("--backbone", default=s, help="mlp or resnet18; default: the benchmark's")
+    p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
+    p.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")
+    p.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")
+    p.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
+    p.add_argument("--device", default=s, help="cpu, cuda or auto (default)")
+    p.add_argument("--threads", type=_integer, default=s,
+                   help="CPU threads for torch (default 1: at continual-learning batch sizes a second thread buys "
+                        "nothing, and runs side by side do not fight over the cores)")
+    p.add_argument("--refresh", nargs="?", const=True, default=s, metavar="FORM",
+                   help="add refresh learning to the method: 'paper' or 'code' form (alone: the config file's "
+                        "form, else paper); sets only the form, the file's other refresh settings are kept")
+    p.add_argument("--refresh-param", action="append", metavar="NAME=VALUE", type=_param,
+                   help="one refresh setting, over the file's, e.g. --refresh-param gamma=1e-4 (repeatable; "
+                        "see the README)")
+    p.add_argument("--checkpoint-every", type=_integer, default=s, metavar="N",
+                   help="checkpoint every N steps as well as at every task end; 0: task ends only "
+                        f"(default {C.checkpoint_every})")
+    p.add_argument("--on-nan", choices=["stop", "skip"], default=s,
+                   help="on a non-finite loss: stop (default; a checkpoint from before is kept) or skip the step")
+    p.add_argument("--deterministic", action="store_true", default=s,
+                   help="PyTorch's deterministic algorithms (for bit-exact GPU runs; slower)")
+    p.add_argument("--log", action="append", default=s, choices=["tensorboard", "wandb"],
+                   help="also log to TensorBoard or Weights & Biases (JSON lines and CSV are always written)")
+    p.add_argument("--log-every", type=_integer, default=s, metavar="N",
+                   help=f"log the loss every N steps (default {C.log_every})")
+    p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
+                   help="Python file or module that registers your own terms or plug-ins (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the configuration, data and model, print the resolved configuration, train nothing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lifelong import __version__
+    from lifelong.config import RunConfig
+
+    parser = _Parser(prog="lifelong", description="Continual learning with PyTorch.")
+    parser.add_argument("--version", action="version", version=f"lifelong {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = sub.add_parser("run", help="train a method on a benchmark and write a run folder")
+    _add_run_flags(run)
+    run.add_argument("--seeds", default=None, help="several seeds, e.g. 0-4: one run folder each, then mean ± std")
+    run.add_argument("--jobs", type=_integer, default=None,
+                     help="with --seeds: runs in parallel processes (default: one per CPU, at most one per run)")
+    compare = sub.add_parser("compare", help="a method with and without refresh learning over several seeds")
+    _add_run_flags(compare)
+    compare.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,1,2 (default %(default)s)")
+    compare.add_argument("--jobs", type=_integer, default=None,
+                         help="runs in parallel processes (default: one per CPU, at most one per run)")
+    sweep = sub.add_parser("sweep", help="a grid of runs from a sweep file, then a summary table")
+    sweep.add_argument("file", metavar="SWEEP.yaml", help="base settings, a grid of values, seeds (see the README)")
+    sweep.add_argument("--jobs", type=_integer, default=None,
+                       help="runs in parallel processes (default: one per CPU, at most one per run)")
+    sweep.add_argument("--out", default=None, help="folder of the sweep's runs (default: the file's `out:`)")
+    sweep.add_argument("--quiet", action="store_true", help="no line per finished run")
+    report = sub.add_parser("report", help="an HTML page and PNG figures of finished runs")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="run folders, or folders holding run folders (e.g. a sweep's or compare's)")
+    report.add_argument("--out", default="report", help="folder for report.html and the figures (default ./report)")
+    listing = sub.add_parser("list", help="list the benchmarks and methods")
+    listing.add_argument("--method", default=None, metavar="NAME",
+                         help="one preset in full: its recipe, parameters and published settings")
+    listing.add_argument("--benchmark", default=RunConfig.benchmark, metavar="NAME",
+                         help=f"show the settings runs use on this benchmark (default {RunConfig.benchmark})")
+    listing.add_argument("--buffer-size", type=_integer, default=RunConfig.buffer_size, metavar="N",
+                         help=f"... and with this buffer size (default {RunConfig.buffer_size})")
+    listing.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE_OR_MODULE",
+                         help="your Python file or module that registers benchmarks, backbones, memories, terms or "
+                              "plug-ins: they are listed too (repeatable)")
+    return parser
+
+
+def flags_of(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The flags given (absent ones stay absent) and the config file's values."""
+    from lifelong.config import load_yaml, merge_refresh
+
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("command", "config", "quiet", "param", "refresh_param", "seeds", "jobs", "resume",
+                          "dry_run")}
+    if args.param:
+        flags["params"] = dict(args.param)
+    file_values = load_yaml(args.config) if args.config else {}
+    if "refresh" in flags or args.refresh_param:  # key by key over the file's `refresh:`
+        flags["refresh"] = merge_refresh(file_values.get("refresh"), flags.get("refresh"),
+                                         dict(args.refresh_param or []))
+    return flags, file_values

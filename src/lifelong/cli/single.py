@@ -1,0 +1,123 @@
+"""`lifelong run` (one run: start, ``--dry-run``, ``--resume``), `lifelong list` and `lifelong
+report`: each turns its flags into a call of the library and prints what comes back."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lifelong.cli.many import finishing, seeds_command
+from lifelong.cli.parser import flags_of
+from lifelong.errors import UserError
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from lifelong.catalog import catalog, method_card
+    from lifelong.runs.session import import_user_code
+
+    import_user_code(args.imports)
+    where = (args.benchmark, args.buffer_size)
+    print("\n".join(method_card(args.method, *where) if args.method else catalog(*where)))
+    return 0
+
+
+class _Progress:
+    """A progress bar per task (quiet when asked or when stderr is not a terminal)."""
+
+    def __init__(self, num_tasks: int, quiet: bool) -> None:
+        self.num_tasks, self.quiet = num_tasks, quiet
+        self.bar = None
+        self.count, self.loss_sum = 0, 0.0
+
+    def task_start(self, task, steps: int) -> None:
+        if not self.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=steps, desc=f"task {task.index + 1}/{self.num_tasks}", unit="step",
+                            leave=False, disable=None, file=sys.stderr, mininterval=0.25)
+        self.count, self.loss_sum = 0, 0.0
+
+    def step(self, loss: float | None) -> None:
+        if loss is not None:
+            self.count += 1
+            self.loss_sum += loss
+        if self.bar is not None:
+            self.bar.update(1)
+            if self.count and self.bar.n % 250 == 0:
+                self.bar.set_postfix(loss=f"{self.loss_sum / self.count:.3f}", refresh=False)
+
+    def task_end(self, task, class_il: list[float], task_il: list[float]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _resume_config(args: argparse.Namespace):
+    """The configuration stored in the run folder given to --resume (no other run flags)."""
+    from lifelong.config import KEYS
+    from lifelong.runs.session import config_to_resume
+
+    given = [k for k, v in vars(args).items() if k in KEYS and k != "threads"] + (["config"] if args.config else [])
+    if given or args.param or args.refresh_param:
+        flag = "--" + (given[0] if given else "param").replace("_", "-")
+        raise UserError(f"--resume continues a run with its own configuration; drop {flag}")
+    return config_to_resume(Path(args.resume), getattr(args, "threads", None))
+
+
+def run_command(args: argparse.Namespace, started: float) -> int:
+    from lifelong.config import make_config
+    from lifelong.runs.session import execute_run, prepare_run, resume_point
+
+    if args.seeds is not None:
+        return seeds_command(args)
+    if args.jobs is not None:
+        raise UserError("--jobs runs several seeds at once; give --seeds too, or drop --jobs")
+    if args.resume:
+        run = prepare_run(_resume_config(args), resume=True)
+        for note in run.notes:
+            print(f"lifelong: {note}", file=sys.stderr)
+    else:
+        flags, file_values = flags_of(args)
+        config = make_config(file_values, flags)
+        if args.dry_run:
+            import yaml
+
+            resolved = prepare_run(config, dry_run=True)
+            print(yaml.safe_dump(resolved, sort_keys=False), end="")
+            print("lifelong: configuration, data and model are fine; nothing was trained or written", file=sys.stderr)
+            return 0
+        run = prepare_run(config)
+    print(f"lifelong: {run.describe()}", file=sys.stderr)
+    progress = _Progress(run.stream.num_tasks, args.quiet)
+    resume_with = f" Resume with: lifelong run --resume {run.out}"
+    try:
+        metrics_doc = execute_run(run, progress, started)
+    except KeyboardInterrupt:  # a second signal after training, while the results were written
+        print(f"\nlifelong: interrupted; {resume_point(run.store)}.{resume_with if run.store.newest else ''}",
+              file=sys.stderr)
+        return 130
+    from lifelong.runs.report import format_table
+
+    with finishing():
+        print(format_table(metrics_doc, run.out))
+        if metrics_doc["status"] == "interrupted":  # the message says which checkpoint there is, if any
+            print(f"lifelong: {metrics_doc['message']}.{resume_with if run.store.newest else ''}", file=sys.stderr)
+            return 130
+        if not metrics_doc["complete"]:
+            print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
+                  f"marked incomplete, with a checkpoint from before. Try a smaller --lr, or --on-nan skip.",
+                  file=sys.stderr)
+            return 1
+        return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from lifelong.runs.finished import find_run_folders, load_runs
+    from lifelong.runs.html_report import write_runs_report
+
+    loaded = load_runs(find_run_folders(args.runs))
+    path = write_runs_report(loaded, Path(args.out))
+    incomplete = sum(not run.complete for run in loaded)
+    left_out = f" ({incomplete} incomplete, left out of the means and figures)" if incomplete else ""
+    print(f"lifelong: report of {len(loaded)} run{'s' if len(loaded) != 1 else ''}{left_out} in {path}")
+    return 0
