@@ -55,3 +55,28 @@ def fashion_root(tmp_path) -> Path:
     root = tmp_path / "data"
     write_fashion_mnist(root)
     return root
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """``lifelong ARGS`` in this process: its exit code, stdout and stderr."""
+    from lifelong.cli import main
+
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tiny_run_flags(data_root: Path) -> list[str]:
+    """Run flags for a fast run on the tiny Fashion-MNIST of :func:`write_fashion_mnist`."""
+    return ["--benchmark", "split-fashion-mnist", "--data-root", str(data_root), "--batch-size", "4", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """A tiny Fashion-MNIST in the real IDX files, shared by a module's tests."""
+    root = tmp_path_factory.mktemp("data")
+    write_fashion_mnist(root)
+    return root

@@ -8,16 +8,7 @@ import pytest
 import torch
 import yaml
 
-from lifelong.cli import main
-
-
-def run_cli(args, capsys):
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.conftest import run_cli
 
 
 def tiny_args(root, out, *extra):

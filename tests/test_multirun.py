@@ -8,28 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lifelong.cli import main
-from tests.conftest import write_fashion_mnist
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_fashion_mnist(root)
-    return root
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _tiny(data_root: Path) -> list[str]:
-    return ["--benchmark", "split-fashion-mnist", "--data-root", str(data_root), "--batch-size", "4", "--quiet"]
+from tests.conftest import run_cli as _cli, tiny_run_flags as _tiny
 
 
 def _sweep_file(tmp_path: Path, data_root: Path, grid: str, seeds: str = "0-1", base: str = "") -> Path:

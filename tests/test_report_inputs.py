@@ -12,22 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifelong import metrics
-from lifelong.cli import main
 from lifelong.errors import UserError
 from lifelong.runs import figures
 from lifelong.runs import finished as runs
 from lifelong.runs.html_report import write_report
 from lifelong.runs.metrics_file import METRICS
+from tests.conftest import run_cli
 from tests.test_report import ER, ER_TASK, FINETUNE, INIT, S2, make_run
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def sweep_tree(root: Path) -> list[Path]:
