@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from lifelong.memory import ReservoirBuffer
+from tests.test_plugins_and_memories import Identity  # features = the flattened input
 
 
 def _offer(buffer, start, n):
@@ -158,19 +159,9 @@ def test_quotas_by_hand():
     assert balanced_quotas(12, [2, 2]) == [2, 2]
 
 
-class _Features(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = torch.nn.Flatten()
-        self.classifier = torch.nn.Identity()
-
-    def forward(self, x):
-        return self.features(x)
-
-
 def _herd(stream, capacity):
     memory = HerdingBuffer(capacity, np.random.default_rng(0))
-    state = TrainState(_Features(), None, stream, None, memory, 8)
+    state = TrainState(Identity(), None, stream, None, memory, 8)
     counts = []
     for task in stream.tasks:
         state.task = task
@@ -199,7 +190,7 @@ def test_herding_gives_a_short_class_s_slots_to_the_others():
 def test_herding_keeps_the_head_of_each_order_when_quotas_shrink():
     stream = class_incremental(make_source(num_classes=4, per_class_train=10), 2)
     memory = HerdingBuffer(10, np.random.default_rng(0))
-    state = TrainState(_Features(), None, stream, None, memory, 8, task=stream.tasks[0])
+    state = TrainState(Identity(), None, stream, None, memory, 8, task=stream.tasks[0])
     memory.end_task(state)
     first = {c: memory.fields["x"][rows].clone() for c, rows in memory.order.items()}
     state.task = stream.tasks[1]
@@ -211,7 +202,7 @@ def test_herding_keeps_the_head_of_each_order_when_quotas_shrink():
 def _task_balanced(num_tasks, capacity, per_class_train=10):
     stream = class_incremental(make_source(num_classes=2 * num_tasks, per_class_train=per_class_train), num_tasks)
     memory = TaskBalancedBuffer(capacity, np.random.default_rng(0))
-    state = TrainState(_Features(), None, stream, None, memory, 8)
+    state = TrainState(Identity(), None, stream, None, memory, 8)
     for task in stream.tasks:
         state.task = task
         memory.end_task(state)
@@ -231,7 +222,7 @@ def test_a_short_task_leaves_its_slots_to_the_later_tasks():
     source = Source("short", make_images(train_y), train_y, make_images(test_y), test_y, num_classes=6)
     stream = class_incremental(source, 3)
     memory = TaskBalancedBuffer(12, np.random.default_rng(0))
-    state = TrainState(_Features(), None, stream, None, memory, 8)
+    state = TrainState(Identity(), None, stream, None, memory, 8)
     for task in stream.tasks:
         state.task = task
         memory.end_task(state)

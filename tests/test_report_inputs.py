@@ -18,6 +18,7 @@ from lifelong.runs import finished as runs
 from lifelong.runs.html_report import write_report
 from lifelong.runs.metrics_file import METRICS
 from tests.conftest import run_cli
+from tests.hostile import _DELETE, _set  # change a document at a dotted path
 from tests.test_report import ER, ER_TASK, FINETUNE, INIT, S2, make_run
 
 
@@ -133,20 +134,6 @@ def test_the_cli_reports_a_sweep_and_a_comparison(tmp_path, capsys):
 
 # --- 2. metrics.json with odd content: one line naming the file and what is wrong, or a report
 
-def _set(doc: dict, path: str, value) -> None:
-    """Change a metrics document: ``path`` is dotted keys and list indices (``class_il.accuracy_matrix.1.0``)."""
-    *parents, last = path.split(".")
-    target = doc
-    for key in parents:
-        target = target[int(key)] if isinstance(target, list) else target[key]
-    index = int(last) if isinstance(target, list) else last
-    if value is _DELETE:
-        del target[index]
-    else:
-        target[index] = value
-
-
-_DELETE = object()
 NAN, INF = float("nan"), float("inf")
 
 # (key, its new value in a valid complete 3-task run, what the one line says; None: a report is written)
