@@ -283,6 +283,45 @@ def test_one_stop_request_stops_the_whole_command_and_the_same_command_continues
     assert _summary(kind, out) == _summary(kind, reference)
 
 
+def test_runs_stop_with_a_checkpoint_when_their_command_is_killed(data_root, tmp_path, capsys, monkeypatch):
+    """SIGKILL to the command's process alone (no handler runs): its run processes notice that
+    their parent is gone, checkpoint and stop, instead of training on and holding the folder;
+    the same command then continues."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    args = ["run", "--config", str(_slow_config(tmp_path, data_root)), "--seeds", "0-1", "--jobs", "2",
+            "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "SLOW_STEP_SECONDS": "0.3"}
+    proc = subprocess.Popen([sys.executable, "-m", "lifelong", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.rglob("steps.csv"))) < 2:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    metrics = [out / "seed-0" / "metrics.json", out / "seed-1" / "metrics.json"]
+    deadline = time.time() + 30
+    while time.time() < deadline and not all(m.is_file() for m in metrics):
+        time.sleep(0.05)
+    try:
+        for m in metrics:
+            assert json.loads(m.read_text())["status"] == "interrupted"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+        except ProcessLookupError:
+            pass
+    monkeypatch.delenv("SLOW_STEP_SECONDS", raising=False)
+    code, _, err = _cli(args, capsys)
+    assert code == 0, err
+    assert all("resuming from ckpt-" in (m.parent / "run.log").read_text() for m in metrics)
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_run_that_fails_stops_the_others_and_is_one_line(jobs, data_root, tmp_path, capsys, monkeypatch):
     """A run refused (its folder is locked by another process) stops the command: no further

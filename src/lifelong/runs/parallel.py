@@ -208,16 +208,25 @@ def _start(context: Any, i: int, config: RunConfig, found: Found, stop: StopRequ
 
 def _child(config: RunConfig, found: Found, writer: Any, stop: StopRequest) -> None:
     """A run's process: signals set the shared stop request (the run checkpoints and stops at
-    its next step); the result, ``("doc", metrics or None if it did not start)`` or
-    ``("error", exception)``, goes back to the parent."""
+    its next step), and so does the death of the parent (a command killed with SIGKILL leaves no
+    run behind, training on and holding the folder); the result, ``("doc", metrics or None if
+    it did not start)`` or ``("error", exception)``, goes back to the parent."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop.set)
+    parent = os.getppid()
+
+    def requested() -> bool:
+        return stop() or os.getppid() != parent
+
     try:
-        result: tuple[str, Any] = ("doc", None if stop() else run_one(config, stop=stop, found=found))
+        result: tuple[str, Any] = ("doc", None if requested() else run_one(config, stop=requested, found=found))
     except BaseException as exc:  # anything: the parent reports it once the other runs have stopped
         result = ("error", _portable(exc, config))
-    writer.send(result)
-    writer.close()
+    try:
+        writer.send(result)
+        writer.close()
+    except OSError:  # the parent is gone (killed): the run's folder holds what it did
+        pass
 
 
 def _portable(exc: BaseException, config: RunConfig) -> BaseException:
