@@ -245,8 +245,10 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
         torch.set_num_threads(config.threads or DEFAULT_THREADS)
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        # set both ways: runs of a command of many runs may share one process (--jobs 1)
-        torch.use_deterministic_algorithms(config.deterministic)
+        # set both ways, as runs of a command of many runs may share one process (--jobs 1); only
+        # when it changes: the call imports torch's compiler (1.5 s)
+        if torch.are_deterministic_algorithms_enabled() != config.deterministic:
+            torch.use_deterministic_algorithms(config.deterministic)
         run = _build(config, benchmark, recipe, backbone, device, out, lock, resume, dry_run)
     except BaseException:
         lock.release()
