@@ -467,3 +467,40 @@ def test_a_registered_blurry_benchmark():
             build_stream(BENCHMARKS["toy-blurry"], shuffled_source(), seed=0, num_tasks=12)
     finally:
         BENCHMARKS.pop("toy-blurry", None)
+
+
+@pytest.mark.parametrize("name", ["si-blurry-cifar10", "si-blurry-cifar100"])
+def test_the_cifar_benchmarks_read_the_files_on_disk(name, tmp_path, capsys):
+    import numpy as np
+
+    from lifelong.data.cifar import write_cifar_batch
+
+    def images(n):
+        return np.random.default_rng(n).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+
+    if name == "si-blurry-cifar10":
+        folder = tmp_path / "cifar-10-batches-py"
+        folder.mkdir()
+        for i in range(1, 6):
+            write_cifar_batch(folder / f"data_batch_{i}", images(10), list(range(10)))
+        write_cifar_batch(folder / "test_batch", images(10), list(range(10)))
+        classes = 10
+    else:
+        folder = tmp_path / "cifar-100-python"
+        folder.mkdir()
+        write_cifar_batch(folder / "train", images(300), [i % 100 for i in range(300)], label_key=b"fine_labels")
+        write_cifar_batch(folder / "test", images(100), list(range(100)), label_key=b"fine_labels")
+        classes = 100
+    code, out, err = run_cli(["run", "--benchmark", name, "--data-root", str(tmp_path), "--dry-run",
+                              "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    resolved = yaml.safe_load(out)
+    assert resolved["scenario"] == "blurry" and resolved["backbone"] == "resnet18" and resolved["num_tasks"] == 5
+    assert {c for task in resolved["task_classes"] for c in task} == set(range(classes))
+
+
+def test_list_names_the_blurry_benchmarks(capsys):
+    code, out, _ = run_cli(["list"], capsys)
+    assert code == 0
+    for name in ("si-blurry-mnist", "si-blurry-fashion-mnist", "si-blurry-cifar10", "si-blurry-cifar100"):
+        assert f"  {name} " in out
