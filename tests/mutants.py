@@ -33,6 +33,7 @@ FAITHFUL = "tests/test_faithful.py"
 VALUES = "tests/test_values.py"
 REFRESH_VALUES = "tests/test_refresh_values.py"
 REFRESH = "tests/test_refresh.py"
+BLURRY = "tests/test_blurry.py"
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,20 @@ MUTANTS: list[Mutant] = [
     M("fwt-no-baseline", False, "metrics.py", "return sum(R[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)",
       "return sum(R[j - 1][j] for j in range(1, T)) / (T - 1)", ("tests/test_metrics.py",),
       "forward transfer without the random-initialisation baseline"),
+    # -- streams ---------------------------------------------------------------------------------
+    M("blurry-mix-all-examples", False, "data/blurry.py",
+      "give = give_up_counts(blurry, mix, variant, generator)",
+      "give = give_up_counts(members(labels, [d + b for d, b in zip(disjoint_classes, blurry_classes)]), mix, "
+      "variant, generator)", (BLURRY,), "blurry mixing counts M% of all examples, not of the blurry-class ones"),
+    M("blurry-cuts-unsorted", False, "data/blurry.py",
+      "torch.randint(0, n, (num_tasks - 1,), generator=generator).sort().values.tolist()",
+      "torch.randint(0, n, (num_tasks - 1,), generator=generator).tolist()", (BLURRY,),
+      "Si-Blurry's cut points are not sorted"),
+    M("blurry-si-equal-shares", False, "data/blurry.py", 'give if variant == "si" else None', "None", (BLURRY,),
+      "Si-Blurry hands the pooled examples back in equal shares, not in the random slices they were taken in"),
+    M("blurry-disjoint-unrounded", False, "data/blurry.py",
+      "n_disjoint = num_classes * disjoint // 100 // num_tasks * num_tasks", "n_disjoint = num_classes * disjoint // 100",
+      (BLURRY,), "the number of disjoint classes is not rounded down to a multiple of the number of tasks"),
     # -- the loop and evaluation -----------------------------------------------------------------
     M("loop-shared-draw", False, "loop.py",
       "replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []",

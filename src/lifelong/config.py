@@ -46,6 +46,9 @@ class RunConfig:
     seed: int = 0
     num_tasks: int | None = None
     shuffle_classes: bool = False
+    blurry_disjoint: int | None = None
+    blurry_mix: int | None = None
+    blurry_variant: str | None = None
     backbone: str | None = None
     data_root: str = "data"
     download: bool = False
@@ -63,7 +66,15 @@ class RunConfig:
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a mapping; those of :data:`UNSET_LEFT_OUT` only when they are set."""
+        values = asdict(self)
+        return {k: v for k, v in values.items() if not (k in UNSET_LEFT_OUT and v is None)}
+
+
+# Settings of some benchmarks only (the blurry ones: lifelong.data.blurry), left out of a
+# configuration while unset, so that the resolved configurations, fingerprints and sweep folder
+# names of the runs of other benchmarks stay what they were before these settings existed.
+UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant")
 
 
 RUNS_ROOT = Path("runs")  # where run folders go when no --out is given
@@ -110,6 +121,9 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "seed": ((int,), False),
     "num_tasks": ((int,), True),
     "shuffle_classes": ((bool,), False),
+    "blurry_disjoint": ((int,), True),
+    "blurry_mix": ((int,), True),
+    "blurry_variant": ((str,), True),
     "backbone": ((str,), True),
     "data_root": ((str,), False),
     "download": ((bool,), False),
@@ -313,7 +327,23 @@ def validate(config: RunConfig) -> None:
     for entry in refresh_plugins(config.refresh):  # its options and values, before any data is read
         build_plugin(entry, where="`refresh`")
     _check_limits(config)
+    _check_stream(config)
     _check_memory_size(config)
+
+
+def _check_stream(config: RunConfig) -> None:
+    """The stream settings (the blurry ones, ``shuffle_classes``) suit the benchmark when it is
+    known before any user code is imported (a built-in; :func:`lifelong.data.benchmarks.build_stream`
+    checks the others); else the blurry values alone."""
+    from lifelong.data.benchmarks import BENCHMARKS, check_stream_options
+    from lifelong.data.blurry import DEFAULTS, check_settings
+
+    options = {key: getattr(config, key) for key in UNSET_LEFT_OUT}
+    benchmark = BENCHMARKS.get(config.benchmark)
+    if benchmark is not None:
+        check_stream_options(benchmark, config.num_tasks, shuffle_classes=config.shuffle_classes, **options)
+    else:
+        check_settings(None, 1, *(DEFAULTS[key] if value is None else value for key, value in options.items()))
 
 
 def _check_memory_size(config: RunConfig) -> None:

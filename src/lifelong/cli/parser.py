@@ -83,6 +83,14 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-tasks", type=_integer, default=s, help="number of tasks; default: the benchmark's")
     p.add_argument("--shuffle-classes", action="store_true", default=s,
                    help="shuffle the class order by seed (default: the literature's fixed order)")
+    p.add_argument("--blurry-disjoint", type=_integer, default=s, metavar="N",
+                   help="si-blurry-* benchmarks: percentage of classes that appear in one task only (default 50)")
+    p.add_argument("--blurry-mix", type=_integer, default=s, metavar="M",
+                   help="si-blurry-* benchmarks: percentage of the other classes' examples moved across tasks "
+                        "(default 10)")
+    p.add_argument("--blurry-variant", default=s, metavar="si|i",
+                   help="si-blurry-* benchmarks: si (Si-Blurry: tasks of random sizes; default) or i (i-Blurry: "
+                        "equal sizes)")
     p.add_argument("--backbone", default=s, help="mlp or resnet18; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
     p.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
+from lifelong.data.blurry import DEFAULTS as BLURRY_DEFAULTS, blurry, check_settings
 from lifelong.data.cifar import load_cifar10, load_cifar100
 from lifelong.data.mnist import load_fashion_mnist, load_mnist
 from lifelong.data.source import Source
@@ -22,7 +23,8 @@ from lifelong.seeding import torch_generator
 class Benchmark:
     """How to build one named benchmark.
 
-    ``split`` is ``"class"`` (disjoint classes per task), ``"permuted"`` or ``"rotated"``.
+    ``split`` is ``"class"`` (disjoint classes per task), ``"permuted"``, ``"rotated"`` or
+    ``"blurry"`` (Si-Blurry or i-Blurry, :mod:`lifelong.data.blurry`).
     ``augment_padding`` > 0 turns on random crop (with that padding) and flip during training.
     ``num_classes``: known before the data are read (built-ins), so that a configuration can be
     checked against it (e.g. a herding memory's size); ``None`` when only the source tells.
@@ -56,6 +58,14 @@ BENCHMARKS: dict[str, Benchmark] = {
                   load_cifar100, "class", 10, "resnet18", augment_padding=4, num_classes=100),
         Benchmark("split-tiny-imagenet", "Tiny-ImageNet, 10 tasks of 20 classes, ResNet-18 (needs --data-root)",
                   load_tiny_imagenet, "class", 10, "resnet18", augment_padding=4, num_classes=200),
+        Benchmark("si-blurry-mnist", "MNIST, 5 Si-Blurry tasks (N=50, M=10; Moon et al., 2023), MLP",
+                  lambda root, download: load_mnist(), "blurry", 5, "mlp", num_classes=10),
+        Benchmark("si-blurry-fashion-mnist", "Fashion-MNIST, 5 Si-Blurry tasks, MLP (needs --data-root)",
+                  load_fashion_mnist, "blurry", 5, "mlp", num_classes=10),
+        Benchmark("si-blurry-cifar10", "CIFAR-10, 5 Si-Blurry tasks, ResNet-18 (needs --data-root)",
+                  load_cifar10, "blurry", 5, "resnet18", augment_padding=4, num_classes=10),
+        Benchmark("si-blurry-cifar100", "CIFAR-100, 5 Si-Blurry tasks (the paper's setting), ResNet-18 "
+                  "(needs --data-root)", load_cifar100, "blurry", 5, "resnet18", augment_padding=4, num_classes=100),
     ]
 }
 
@@ -68,6 +78,36 @@ def get_benchmark(name: str) -> Benchmark:
         raise ConfigError(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}") from None
 
 
+def stream_options(benchmark: Benchmark, *, shuffle_classes: bool = False, blurry_disjoint: int | None = None,
+                   blurry_mix: int | None = None, blurry_variant: str | None = None) -> dict[str, Any]:
+    """The blurry settings of a stream of ``benchmark``, unset ones at their defaults (N=50,
+    M=10, Si-Blurry); empty for a benchmark that is not blurry. A :class:`ConfigError` for a
+    blurry setting given to another benchmark, and for ``shuffle_classes`` on a blurry one
+    (whose class order is drawn from the seed anyway)."""
+    given = {"blurry_disjoint": blurry_disjoint, "blurry_mix": blurry_mix, "blurry_variant": blurry_variant}
+    if benchmark.split != "blurry":
+        named = [key for key, value in given.items() if value is not None]
+        if named:
+            blurry_names = ", ".join(b.name for b in BENCHMARKS.values() if b.split == "blurry")
+            raise ConfigError(f"`{named[0].replace('_', '-')}` applies to the blurry benchmarks ({blurry_names}), "
+                              f"not to {benchmark.name}")
+        return {}
+    if shuffle_classes:
+        raise ConfigError(f"`shuffle-classes` does not apply to {benchmark.name}: a blurry stream draws its class "
+                          f"order from the seed")
+    return {key: BLURRY_DEFAULTS[key] if value is None else value for key, value in given.items()}
+
+
+def check_stream_options(benchmark: Benchmark, num_tasks: int | None, **options: Any) -> None:
+    """:func:`stream_options`, and for a blurry benchmark whose classes are known before its
+    data are read, the checks of :func:`lifelong.data.blurry.check_settings`."""
+    settings = stream_options(benchmark, **options)
+    if settings:
+        tasks = benchmark.num_tasks if num_tasks is None else num_tasks
+        check_settings(benchmark.num_classes, tasks, settings["blurry_disjoint"], settings["blurry_mix"],
+                       settings["blurry_variant"])
+
+
 def build_stream(
     benchmark: Benchmark,
     source: Source,
@@ -75,10 +115,21 @@ def build_stream(
     seed: int,
     num_tasks: int | None = None,
     shuffle_classes: bool = False,
+    blurry_disjoint: int | None = None,
+    blurry_mix: int | None = None,
+    blurry_variant: str | None = None,
 ) -> Stream:
-    """Cut ``source`` into the benchmark's tasks; all randomness comes from ``seed``."""
+    """Cut ``source`` into the benchmark's tasks; all randomness comes from ``seed``.
+
+    ``blurry_*``: the percentage of disjoint classes, the percentage of blurry-class examples
+    mixed across tasks and ``"si"``/``"i"``, for a blurry benchmark only (:func:`stream_options`)."""
     tasks = benchmark.num_tasks if num_tasks is None else num_tasks
     generator = torch_generator(seed, "stream")
+    settings = stream_options(benchmark, shuffle_classes=shuffle_classes, blurry_disjoint=blurry_disjoint,
+                              blurry_mix=blurry_mix, blurry_variant=blurry_variant)
+    if settings:
+        return blurry(source, tasks, generator, disjoint=settings["blurry_disjoint"], mix=settings["blurry_mix"],
+                      variant=settings["blurry_variant"], name=benchmark.name)
     if benchmark.split == "class":
         order = None
         if shuffle_classes:

@@ -6,6 +6,8 @@
 - Domain-incremental: every task holds all classes, with inputs changed per task by a pixel
   permutation (Permuted-MNIST, Goodfellow et al., 2013) or a rotation (Rotated-MNIST, Lopez-Paz
   and Ranzato, 2017).
+- Blurry (Si-Blurry, Moon et al., 2023; i-Blurry, Koh et al., 2022): classes partly shared
+  between tasks, in :mod:`lifelong.data.blurry`.
 
 Data stays in the source's uint8 tensors; a task is a set of indices into them, and a batch is
 turned into float inputs by :meth:`Stream.inputs` (scale to [0, 1], shift the domain, normalise).
@@ -87,8 +89,11 @@ class Rotation:
 class Stream:
     """A sequence of tasks over one source, with the way inputs are prepared.
 
-    ``scenario`` is ``"class-il"`` (disjoint classes per task) or ``"domain-il"`` (all classes in
-    every task, inputs shifted per task by ``domain``).
+    ``scenario`` is ``"class-il"`` (disjoint classes per task), ``"domain-il"`` (all classes in
+    every task, inputs shifted per task by ``domain``) or ``"blurry"`` (classes partly shared
+    between tasks). ``settings``: the run settings the stream was cut with that its run's
+    configuration records (a blurry stream's percentages, and the number of tasks asked for,
+    which its dropped empty tasks may make larger than ``num_tasks``).
     """
 
     name: str
@@ -96,6 +101,7 @@ class Stream:
     tasks: list[Task]
     scenario: str
     domain: PixelPermutation | Rotation | None = None
+    settings: dict = field(default_factory=dict)
     _mean: torch.Tensor | None = field(default=None, repr=False)
     _std: torch.Tensor | None = field(default=None, repr=False)
 
@@ -161,7 +167,7 @@ class Stream:
             for t in self.tasks
         ]
         domain = None if self.domain is None else self.domain.to(device)
-        return Stream(self.name, self.source.to(device), tasks, self.scenario, domain)
+        return Stream(self.name, self.source.to(device), tasks, self.scenario, domain, dict(self.settings))
 
 
 def class_incremental(

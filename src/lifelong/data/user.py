@@ -129,7 +129,8 @@ def register_benchmark(name: str, source: Source | Callable[[], Source], *, num_
                        backbone: str = "mlp", augment_padding: int = 0, description: str = "") -> None:
     """Make ``source`` (a :class:`Source`, or a function returning one, called when a run needs
     it) the benchmark ``name``: cut into ``num_tasks`` tasks by ``split`` (``"class"``: disjoint
-    classes per task; ``"permuted"``, ``"rotated"``: domain-incremental), trained with
+    classes per task; ``"permuted"``, ``"rotated"``: domain-incremental; ``"blurry"``: Si-Blurry
+    or i-Blurry, :mod:`lifelong.data.blurry`), trained with
     ``backbone``, with random crop and flip when ``augment_padding`` > 0."""
     from lifelong.data.benchmarks import BENCHMARKS, Benchmark
 
@@ -138,8 +139,8 @@ def register_benchmark(name: str, source: Source | Callable[[], Source], *, num_
     existing = BENCHMARKS.get(name)
     if existing is not None and existing.builtin:
         raise ValueError(f"{name!r} is a built-in benchmark; choose another name")
-    if split not in ("class", "permuted", "rotated"):
-        raise ValueError(f"`split` must be 'class', 'permuted' or 'rotated', got {split!r}")
+    if split not in ("class", "permuted", "rotated", "blurry"):
+        raise ValueError(f"`split` must be 'class', 'permuted', 'rotated' or 'blurry', got {split!r}")
     if isinstance(source, Source):
         load = lambda root, download, _s=source: _s  # noqa: E731
     elif callable(source):

@@ -189,6 +189,13 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
     return benchmark, recipe, backbone, resolve_device(config.device)
 
 
+def stream_of(benchmark: Benchmark, source: Source, config: RunConfig) -> Stream:
+    """The stream of a run of ``config``: ``source`` cut into ``benchmark``'s tasks by the run's settings."""
+    return build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
+                        shuffle_classes=config.shuffle_classes, blurry_disjoint=config.blurry_disjoint,
+                        blurry_mix=config.blurry_mix, blurry_variant=config.blurry_variant)
+
+
 def resolve_config(config: RunConfig, sources: dict[tuple[str, str], Source] | None = None) -> dict[str, Any]:
     """The resolved configuration of ``config``: what its run writes to ``config.yaml`` and what
     :func:`config_hash` fingerprints, as :func:`prepare_run` makes it, but with no model built,
@@ -201,8 +208,7 @@ def resolve_config(config: RunConfig, sources: dict[tuple[str, str], Source] | N
         source = benchmark.load(Path(config.data_root), config.download)
         if sources is not None:
             sources[key] = source
-    stream = build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
-                          shuffle_classes=config.shuffle_classes)
+    stream = stream_of(benchmark, source, config)
     out = Path(config.out) if config.out else default_out(config)
     return _resolved(config, recipe, backbone, device, out, stream)
 
@@ -224,6 +230,7 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
         scenario=stream.scenario,
         task_classes=[list(t.classes) for t in stream.tasks],
     )
+    resolved.update(stream.settings)  # a blurry stream's settings, with the number of tasks asked for
     return resolved
 
 
@@ -260,8 +267,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
            out: Path, lock: RunLock, resume: bool, dry_run: bool = False) -> PreparedRun | dict:
     """Data, stream, model, optimiser, run folder and (when resuming) the checkpoint."""
     source = benchmark.load(Path(config.data_root), config.download)
-    stream = build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
-                          shuffle_classes=config.shuffle_classes)
+    stream = stream_of(benchmark, source, config)
     if device.type != "cpu":
         try:
             stream = stream.to(device)
