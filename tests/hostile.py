@@ -333,6 +333,16 @@ def _set(doc: Any, dotted: str, value: Any) -> None:
         doc[key] = value
 
 
+def apply_changes(doc: Any, changes: list[tuple[str, Any]]) -> None:
+    """Set (or, with ``_DELETE``, remove) each dotted path of ``doc``; paths an earlier change
+    removed are skipped."""
+    for key, value in changes:
+        try:
+            _set(doc, key, value)
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass  # the path no longer exists in the changed document
+
+
 def _write_entry(entry: tuple, path: Path) -> None:
     import json
 
@@ -354,11 +364,7 @@ def _write_entry(entry: tuple, path: Path) -> None:
         matrix = JOINT if method == "joint" else ER[seed % 2]
         run = make_run(path.parent, path.name, method, seed, matrix, complete=complete)
         doc = json.loads((run / "metrics.json").read_text())
-        for key, value in changes:
-            try:
-                _set(doc, key, value)
-            except (KeyError, IndexError, TypeError, ValueError):
-                pass  # the path no longer exists in the changed document
+        apply_changes(doc, changes)
         (run / "metrics.json").write_text(json.dumps(doc))
         if config == "missing":
             (run / "config.yaml").unlink()
