@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from lifelong.config import RunConfig
 from lifelong.errors import ConfigError, UserError
+from lifelong.metrics import is_complete
 from lifelong.runs.reuse import Found, check_folder, check_runs, folder_state
 
 Report = Callable[[int, dict[str, Any]], None]
@@ -50,14 +51,13 @@ def outcome(doc: dict[str, Any] | None) -> str:
     why it stopped (``diverged after 2/5 tasks: the loss became nan at ...``)."""
     if doc is None:
         return "not started"
-    if doc.get("complete") is True:
+    if is_complete(doc):
         return "complete"
     done = doc.get("tasks_trained", len(doc["class_il"]["accuracy_matrix"]))
     return f"{doc['status']} after {done}/{doc['num_tasks']} tasks: {doc.get('message') or 'no message'}"
 
 
-def run_one(config: RunConfig, threads: int | None = None, stop: Callable[[], bool] | None = None,
-            found: Found | None = None) -> dict[str, Any]:
+def run_one(config: RunConfig, stop: Callable[[], bool] | None = None, found: Found | None = None) -> dict[str, Any]:
     """Run ``config`` into ``config.out``: reuse it if complete there, resume it if it holds a
     checkpoint, else start it (over); ``found`` is what :func:`check_runs` found there (checked
     here when not given: a folder holding a run of other settings is refused, and never
@@ -65,10 +65,6 @@ def run_one(config: RunConfig, threads: int | None = None, stop: Callable[[], bo
     Returns the metrics document."""
     from lifelong.runs.session import execute_run, prepare_run
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     if found is None:
         (found,) = check_runs([config])
     if found.state == "complete":
@@ -129,7 +125,7 @@ def tally(docs: list[dict[str, Any] | None]) -> dict[str, int]:
     """How many runs are in each state: ``complete``, ``interrupted``, ``diverged``, ``not started``."""
     counts = {"complete": 0, "interrupted": 0, "diverged": 0, "not started": 0}
     for doc in docs:
-        state = "not started" if doc is None else "complete" if doc.get("complete") is True else doc["status"]
+        state = "not started" if doc is None else "complete" if is_complete(doc) else doc["status"]
         counts[state] = counts.get(state, 0) + 1
     return counts
 
