@@ -283,6 +283,25 @@ def test_one_stop_request_stops_the_whole_command_and_the_same_command_continues
     assert _summary(kind, out) == _summary(kind, reference)
 
 
+def _wait_until_free(lock_file: Path, seconds: float) -> bool:
+    """True once no process holds an flock on ``lock_file`` (within ``seconds``)."""
+    import fcntl
+    import os
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        fd = os.open(lock_file, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            os.close(fd)
+    return False
+
+
 def test_runs_stop_with_a_checkpoint_when_their_command_is_killed(data_root, tmp_path, capsys, monkeypatch):
     """SIGKILL to the command's process alone (no handler runs): its run processes notice that
     their parent is gone, checkpoint and stop, instead of training on and holding the folder;
@@ -316,6 +335,9 @@ def test_runs_stop_with_a_checkpoint_when_their_command_is_killed(data_root, tmp
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
         except ProcessLookupError:
             pass
+    # The run processes share the command's lock and hold it until they have exited, a moment
+    # after their metrics.json is written (or after the SIGKILL above is delivered).
+    assert _wait_until_free(out / "command.lock", seconds=30)
     monkeypatch.delenv("SLOW_STEP_SECONDS", raising=False)
     code, _, err = _cli(args, capsys)
     assert code == 0, err
