@@ -21,6 +21,13 @@ for components that need the model or the seed), so that a resumed run equals an
 one. One that defines a hook but holds nothing worth saving says so with ``stateless = True``;
 a run with checkpoints refuses a component with hooks and neither, rather than resume it with
 fresh state.
+
+A component that cannot work without task boundaries (it computes what it needs at a task's
+end, or acts from the second task on) says why in ``needs_task_boundaries`` (a class or
+instance attribute: a clause such as ``"its Fisher is computed at each task's end"``; ``None``
+or absent: it works on a task-free stream, :mod:`lifelong.data.taskfree`, where the loop calls
+``begin_task`` once at the start and ``end_task`` once at the stream's end). A run on a
+task-free stream refuses it before training (:func:`lifelong.loop.check_task_free`).
 """
 from __future__ import annotations
 
@@ -39,6 +46,13 @@ def hooks(components: Iterable[Any], name: str) -> list:
 def describe(component: Any) -> str:
     kind = getattr(component, "name", "") or type(component).__name__
     return f"{type(component).__name__} ({kind!r})" if getattr(component, "name", "") else kind
+
+
+def boundary_need(component: Any) -> str | None:
+    """Why ``component`` (a memory class, term or plug-in) needs task boundaries: its
+    ``needs_task_boundaries``, or ``None`` when it works without them."""
+    reason = getattr(component, "needs_task_boundaries", None)
+    return str(reason) if reason else None
 
 
 def check_resumable(components: Iterable[Any]) -> None:

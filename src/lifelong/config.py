@@ -49,6 +49,7 @@ class RunConfig:
     blurry_disjoint: int | None = None
     blurry_mix: int | None = None
     blurry_variant: str | None = None
+    task_free_width: float | None = None
     backbone: str | None = None
     data_root: str = "data"
     download: bool = False
@@ -71,10 +72,11 @@ class RunConfig:
         return {k: v for k, v in values.items() if not (k in UNSET_LEFT_OUT and v is None)}
 
 
-# Settings of some benchmarks only (the blurry ones: lifelong.data.blurry), left out of a
-# configuration while unset, so that the resolved configurations, fingerprints and sweep folder
-# names of the runs of other benchmarks stay what they were before these settings existed.
-UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant")
+# Settings of some benchmarks only (the blurry ones: lifelong.data.blurry; the task-free ones:
+# lifelong.data.taskfree), left out of a configuration while unset, so that the resolved
+# configurations, fingerprints and sweep folder names of the runs of other benchmarks stay what
+# they were before these settings existed.
+UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width")
 
 
 RUNS_ROOT = Path("runs")  # where run folders go when no --out is given
@@ -124,6 +126,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "blurry_disjoint": ((int,), True),
     "blurry_mix": ((int,), True),
     "blurry_variant": ((str,), True),
+    "task_free_width": ((float, int), True),
     "backbone": ((str,), True),
     "data_root": ((str,), False),
     "download": ((bool,), False),
@@ -332,18 +335,20 @@ def validate(config: RunConfig) -> None:
 
 
 def _check_stream(config: RunConfig) -> None:
-    """The stream settings (the blurry ones, ``shuffle_classes``) suit the benchmark when it is
-    known before any user code is imported (a built-in; :func:`lifelong.data.benchmarks.build_stream`
-    checks the others); else the blurry values alone."""
+    """The stream settings (the blurry and task-free ones, ``shuffle_classes``, ``num_tasks``)
+    suit the benchmark when it is known before any user code is imported (a built-in;
+    :func:`lifelong.data.benchmarks.build_stream` checks the others); else their values alone."""
     from lifelong.data.benchmarks import BENCHMARKS, check_stream_options
     from lifelong.data.blurry import DEFAULTS, check_settings
+    from lifelong.data.taskfree import check_width
 
     options = {key: getattr(config, key) for key in UNSET_LEFT_OUT}
     benchmark = BENCHMARKS.get(config.benchmark)
     if benchmark is not None:
         check_stream_options(benchmark, config.num_tasks, shuffle_classes=config.shuffle_classes, **options)
     else:
-        check_settings(None, 1, *(DEFAULTS[key] if value is None else value for key, value in options.items()))
+        check_settings(None, 1, *(DEFAULTS[key] if options[key] is None else options[key] for key in DEFAULTS))
+        check_width(options["task_free_width"])
 
 
 def _check_memory_size(config: RunConfig) -> None:

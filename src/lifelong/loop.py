@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.nn as nn
 
-from lifelong.components import check_resumable, hooks
+from lifelong.components import boundary_need, check_resumable, hooks
 from lifelong.data.streams import Stream, Task
 from lifelong.data.transforms import random_crop_flip
 from lifelong.errors import ConfigError, DivergedError
@@ -154,6 +154,32 @@ def check_memory_capacity(recipe: Recipe, stream: Stream, buffer_size: int) -> N
         raise ConfigError(f"method {recipe.name!r}: {problem}")
 
 
+TASK_FREE_METHODS = "er, der, derpp or finetune"  # presets that need no task boundary (joint too)
+
+
+def check_task_free(recipe: Recipe, stream_name: str) -> None:
+    """Refuse, in one line, a recipe that cannot learn from a task-free stream (one task, no
+    boundaries): one whose memory, terms or plug-ins need task boundaries (their
+    ``needs_task_boundaries``, :mod:`lifelong.components`), or whose replay starts after the first
+    task (``replay_from``). Also called where a run is prepared, so that ``--dry-run`` catches it."""
+    if recipe.joint:  # the joint bound trains on everything at once: it needs no boundary
+        return
+    parts = ([("memory", MEMORIES[recipe.memory])] if recipe.memory in MEMORIES else []) + \
+        [("term", t) for _, t in recipe.objective.terms] + [("plug-in", p) for p in recipe.plugins]
+    why = None
+    if recipe.replay_from > 0:
+        why = (f"its replay starts at task {recipe.replay_from + 1} (`replay_from: {recipe.replay_from}`), so on one "
+               f"task it would never replay")
+    for kind, component in parts:
+        reason = boundary_need(component)
+        if reason and why is None:
+            name = getattr(component, "name", "") or getattr(component, "__name__", type(component).__name__)
+            why = f"its {kind} {name!r} needs task boundaries ({reason})"
+    if why:
+        raise ConfigError(f"method {recipe.name!r} cannot learn from the task-free stream {stream_name}: {why}; "
+                          f"use {TASK_FREE_METHODS} instead")
+
+
 def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs: int) -> Memory | None:
     """The recipe's memory, its storage bounded by the number of examples the run will offer."""
     if recipe.memory is None:
@@ -188,14 +214,15 @@ def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size
             resume: Position):
     """``(epoch, start, order_state, x, y, task_ids)`` for every batch of ``train_set``, from
     ``resume`` on; each epoch is a permutation drawn from ``order`` (its state at the epoch's
-    start is ``order_state``, what a checkpoint needs to draw it again)."""
+    start is ``order_state``, what a checkpoint needs to draw it again), or the stored order of
+    an ``ordered`` task (a task-free stream's)."""
     device, n = train_set.train_idx.device, train_set.num_train
     same_task = torch.full((batch_size,), task.index, dtype=torch.long, device=device)
     for epoch in range(resume.epoch, epochs):
         if epoch == resume.epoch and resume.order_state is not None:
             order.set_state(resume.order_state)
         order_state = order.get_state()
-        perm = torch.randperm(n, generator=order).to(device)
+        perm = torch.arange(n, device=device) if train_set.ordered else torch.randperm(n, generator=order).to(device)
         idx_all = train_set.train_idx[perm]
         ids_all = None if train_set.train_task is None else train_set.train_task[perm]
         for start in range(resume.start if epoch == resume.epoch else 0, n, batch_size):
@@ -402,6 +429,8 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     if recipe.head == "cosine" and not isinstance(getattr(model, "classifier", None), CosineLinear):
         raise ValueError(f"method {recipe.name!r} needs a cosine classifier: call "
                          f"lifelong.nets.set_head(model, 'cosine') before building the optimiser")
+    if stream.task_free:
+        check_task_free(recipe, stream.name)
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
     state = TrainState(model, optimizer, stream, recipe, memory,
                        batch_size if replay_batch_size is None else replay_batch_size,

@@ -56,7 +56,8 @@ class Memory:
     storage either at every step, with ``add(**fields)`` (the loop offers ``x``, ``y``, ``task``
     and the fields its terms store, such as ``logits``), or at task ends, with
     ``end_task(state)`` (then it sets ``keeps_source_index = True`` if it stores ``idx``, each
-    example's index in the source, which :mod:`lifelong.plugins.mix` needs). It is built as
+    example's index in the source, which :mod:`lifelong.plugins.mix` needs, and says why it
+    cannot fill on a task-free stream in ``needs_task_boundaries``). It is built as
     ``cls(capacity, generator, sample_generator=..., max_rows=..., device=...)``.
 
     ``generator`` decides what is written, ``sample_generator`` (default: the same) what is
@@ -67,6 +68,7 @@ class Memory:
 
     name = ""
     keeps_source_index = False
+    needs_task_boundaries: str | None = None  # why it cannot work on a task-free stream (lifelong.components)
 
     @classmethod
     def capacity_problem(cls, capacity: int, num_classes: int, num_tasks: int) -> str | None:
@@ -216,6 +218,7 @@ class TaskBalancedBuffer(Memory):
 
     name = "task-balanced"
     keeps_source_index = True
+    needs_task_boundaries = "it stores each task's examples at the task's end, so it would stay empty"
 
     @torch.no_grad()
     def end_task(self, state) -> None:
@@ -261,6 +264,7 @@ class HerdingBuffer(Memory):
 
     name = "herding"
     keeps_source_index = True
+    needs_task_boundaries = "its exemplars are chosen by herding at each task's end"
 
     def __init__(self, capacity: int, generator: np.random.Generator, batch_size: int = 1000, **kwargs) -> None:
         super().__init__(capacity, generator, **kwargs)

@@ -91,6 +91,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blurry-variant", default=s, metavar="si|i",
                    help="si-blurry-* benchmarks: si (Si-Blurry: tasks of random sizes; default) or i (i-Blurry: "
                         "equal sizes)")
+    p.add_argument("--task-free-width", type=_number, default=s, metavar="W",
+                   help="task-free-* benchmarks: standard deviation of each class's Gaussian in the stream, as a "
+                        "fraction of the distance between class centres (default: the reference's, 0.5 for 10 "
+                        "classes, 5 for 100)")
     p.add_argument("--backbone", default=s, help="mlp or resnet18; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
     p.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")

@@ -14,6 +14,7 @@ from lifelong.data.cifar import load_cifar10, load_cifar100
 from lifelong.data.mnist import load_fashion_mnist, load_mnist
 from lifelong.data.source import Source
 from lifelong.data.streams import Stream, class_incremental, permuted, rotated
+from lifelong.data.taskfree import DEFAULTS as TASK_FREE_DEFAULTS, check_width, task_free
 from lifelong.data.tiny_imagenet import load_tiny_imagenet
 from lifelong.errors import ConfigError
 from lifelong.seeding import torch_generator
@@ -23,8 +24,9 @@ from lifelong.seeding import torch_generator
 class Benchmark:
     """How to build one named benchmark.
 
-    ``split`` is ``"class"`` (disjoint classes per task), ``"permuted"``, ``"rotated"`` or
-    ``"blurry"`` (Si-Blurry or i-Blurry, :mod:`lifelong.data.blurry`).
+    ``split`` is ``"class"`` (disjoint classes per task), ``"permuted"``, ``"rotated"``,
+    ``"blurry"`` (Si-Blurry or i-Blurry, :mod:`lifelong.data.blurry`) or ``"task-free"`` (one
+    stream without task boundaries, :mod:`lifelong.data.taskfree`; ``num_tasks`` is 1).
     ``augment_padding`` > 0 turns on random crop (with that padding) and flip during training.
     ``num_classes``: known before the data are read (built-ins), so that a configuration can be
     checked against it (e.g. a herding memory's size); ``None`` when only the source tells.
@@ -66,6 +68,15 @@ BENCHMARKS: dict[str, Benchmark] = {
                   load_cifar10, "blurry", 5, "resnet18", augment_padding=4, num_classes=10),
         Benchmark("si-blurry-cifar100", "CIFAR-100, 5 Si-Blurry tasks (the paper's setting), ResNet-18 "
                   "(needs --data-root)", load_cifar100, "blurry", 5, "resnet18", augment_padding=4, num_classes=100),
+        Benchmark("task-free-mnist", "MNIST, task-free: classes mixed by a Gaussian schedule (Shanahan et al., "
+                  "2021), no task boundaries, MLP", lambda root, download: load_mnist(), "task-free", 1, "mlp",
+                  num_classes=10),
+        Benchmark("task-free-fashion-mnist", "Fashion-MNIST, task-free (Gaussian schedule), MLP (needs --data-root)",
+                  load_fashion_mnist, "task-free", 1, "mlp", num_classes=10),
+        Benchmark("task-free-cifar10", "CIFAR-10, task-free (Gaussian schedule), ResNet-18 (needs --data-root)",
+                  load_cifar10, "task-free", 1, "resnet18", augment_padding=4, num_classes=10),
+        Benchmark("task-free-cifar100", "CIFAR-100, task-free (Gaussian schedule), ResNet-18 (needs --data-root)",
+                  load_cifar100, "task-free", 1, "resnet18", augment_padding=4, num_classes=100),
     ]
 }
 
@@ -78,34 +89,50 @@ def get_benchmark(name: str) -> Benchmark:
         raise ConfigError(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}") from None
 
 
+# the run settings of each kind of stream that has its own (RunConfig fields, lifelong.config.UNSET_LEFT_OUT)
+SPLIT_SETTINGS: dict[str, dict[str, Any]] = {"blurry": BLURRY_DEFAULTS, "task-free": TASK_FREE_DEFAULTS}
+
+
 def stream_options(benchmark: Benchmark, *, shuffle_classes: bool = False, blurry_disjoint: int | None = None,
-                   blurry_mix: int | None = None, blurry_variant: str | None = None) -> dict[str, Any]:
-    """The blurry settings of a stream of ``benchmark``, unset ones at their defaults (N=50,
-    M=10, Si-Blurry); empty for a benchmark that is not blurry. A :class:`ConfigError` for a
-    blurry setting given to another benchmark, and for ``shuffle_classes`` on a blurry one
-    (whose class order is drawn from the seed anyway)."""
-    given = {"blurry_disjoint": blurry_disjoint, "blurry_mix": blurry_mix, "blurry_variant": blurry_variant}
-    if benchmark.split != "blurry":
-        named = [key for key, value in given.items() if value is not None]
-        if named:
-            blurry_names = ", ".join(b.name for b in BENCHMARKS.values() if b.split == "blurry")
-            raise ConfigError(f"`{named[0].replace('_', '-')}` applies to the blurry benchmarks ({blurry_names}), "
-                              f"not to {benchmark.name}")
+                   blurry_mix: int | None = None, blurry_variant: str | None = None,
+                   task_free_width: float | None = None, num_tasks: int | None = None) -> dict[str, Any]:
+    """The settings of a stream of ``benchmark`` that its kind has (a blurry one's N, M and variant,
+    a task-free one's width), unset ones at their defaults (N=50, M=10, Si-Blurry; the task-free
+    width ``None``: the reference's for the number of classes); empty for other benchmarks. A
+    :class:`ConfigError` for a setting of another kind of stream, and for ``shuffle_classes``
+    on a blurry or task-free one (whose class order is drawn from the seed anyway) and
+    ``num_tasks`` on a task-free one (which has no tasks to count)."""
+    given = {"blurry_disjoint": blurry_disjoint, "blurry_mix": blurry_mix, "blurry_variant": blurry_variant,
+             "task_free_width": task_free_width}
+    own = SPLIT_SETTINGS.get(benchmark.split, {})
+    named = [key for key, value in given.items() if value is not None and key not in own]
+    if named:
+        split = next(s for s, keys in SPLIT_SETTINGS.items() if named[0] in keys)
+        names = ", ".join(b.name for b in BENCHMARKS.values() if b.split == split)
+        raise ConfigError(f"`{named[0].replace('_', '-')}` applies to the {split} benchmarks ({names}), "
+                          f"not to {benchmark.name}")
+    if not own:
         return {}
     if shuffle_classes:
-        raise ConfigError(f"`shuffle-classes` does not apply to {benchmark.name}: a blurry stream draws its class "
-                          f"order from the seed")
-    return {key: BLURRY_DEFAULTS[key] if value is None else value for key, value in given.items()}
+        raise ConfigError(f"`shuffle-classes` does not apply to {benchmark.name}: a {benchmark.split} stream draws "
+                          f"its class order from the seed")
+    if benchmark.split == "task-free" and num_tasks is not None:
+        raise ConfigError(f"`num-tasks` does not apply to {benchmark.name}: a task-free stream is one stream "
+                          f"without task boundaries")
+    return {key: own[key] if given[key] is None else given[key] for key in own}
 
 
 def check_stream_options(benchmark: Benchmark, num_tasks: int | None, **options: Any) -> None:
-    """:func:`stream_options`, and for a blurry benchmark whose classes are known before its
-    data are read, the checks of :func:`lifelong.data.blurry.check_settings`."""
-    settings = stream_options(benchmark, **options)
-    if settings:
+    """:func:`stream_options`, and the checks of the stream's own settings
+    (:func:`lifelong.data.blurry.check_settings` for a blurry benchmark, with its classes when
+    they are known before its data are read; :func:`lifelong.data.taskfree.check_width`)."""
+    settings = stream_options(benchmark, num_tasks=num_tasks, **options)
+    if benchmark.split == "blurry":
         tasks = benchmark.num_tasks if num_tasks is None else num_tasks
         check_settings(benchmark.num_classes, tasks, settings["blurry_disjoint"], settings["blurry_mix"],
                        settings["blurry_variant"])
+    elif benchmark.split == "task-free":
+        check_width(settings["task_free_width"])
 
 
 def build_stream(
@@ -118,15 +145,20 @@ def build_stream(
     blurry_disjoint: int | None = None,
     blurry_mix: int | None = None,
     blurry_variant: str | None = None,
+    task_free_width: float | None = None,
 ) -> Stream:
     """Cut ``source`` into the benchmark's tasks; all randomness comes from ``seed``.
 
     ``blurry_*``: the percentage of disjoint classes, the percentage of blurry-class examples
-    mixed across tasks and ``"si"``/``"i"``, for a blurry benchmark only (:func:`stream_options`)."""
+    mixed across tasks and ``"si"``/``"i"``, for a blurry benchmark only; ``task_free_width``:
+    the Gaussians' width, for a task-free benchmark only (:func:`stream_options`)."""
     tasks = benchmark.num_tasks if num_tasks is None else num_tasks
     generator = torch_generator(seed, "stream")
     settings = stream_options(benchmark, shuffle_classes=shuffle_classes, blurry_disjoint=blurry_disjoint,
-                              blurry_mix=blurry_mix, blurry_variant=blurry_variant)
+                              blurry_mix=blurry_mix, blurry_variant=blurry_variant, task_free_width=task_free_width,
+                              num_tasks=num_tasks)
+    if benchmark.split == "task-free":
+        return task_free(source, generator, width=settings["task_free_width"], name=benchmark.name)
     if settings:
         return blurry(source, tasks, generator, disjoint=settings["blurry_disjoint"], mix=settings["blurry_mix"],
                       variant=settings["blurry_variant"], name=benchmark.name)

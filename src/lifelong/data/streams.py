@@ -8,6 +8,8 @@
   and Ranzato, 2017).
 - Blurry (Si-Blurry, Moon et al., 2023; i-Blurry, Koh et al., 2022): classes partly shared
   between tasks, in :mod:`lifelong.data.blurry`.
+- Task-free (the Gaussian schedule of Shanahan et al., 2021): one ordered stream in which
+  classes come and go gradually, without task boundaries, in :mod:`lifelong.data.taskfree`.
 
 Data stays in the source's uint8 tensors; a task is a set of indices into them, and a batch is
 turned into float inputs by :meth:`Stream.inputs` (scale to [0, 1], shift the domain, normalise).
@@ -30,7 +32,9 @@ class Task:
     """One task: its classes and the indices of its train and test examples in the source.
 
     ``train_task`` gives each training example its own task id; it is set only for a task that
-    merges several (joint training), so that domain shifts apply per example.
+    merges several (joint training), so that domain shifts apply per example. ``ordered``: the
+    order of ``train_idx`` is the stream's (a task-free stream), and the loop trains in it
+    instead of shuffling each epoch.
     """
 
     index: int
@@ -38,6 +42,7 @@ class Task:
     train_idx: torch.Tensor
     test_idx: torch.Tensor
     train_task: torch.Tensor | None = None
+    ordered: bool = False
 
     @property
     def num_train(self) -> int:
@@ -90,8 +95,8 @@ class Stream:
     """A sequence of tasks over one source, with the way inputs are prepared.
 
     ``scenario`` is ``"class-il"`` (disjoint classes per task), ``"domain-il"`` (all classes in
-    every task, inputs shifted per task by ``domain``) or ``"blurry"`` (classes partly shared
-    between tasks). ``settings``: the run settings the stream was cut with that its run's
+    every task, inputs shifted per task by ``domain``), ``"blurry"`` (classes partly shared
+    between tasks) or ``"task-free"`` (one ordered task without boundaries: :attr:`task_free`). ``settings``: the run settings the stream was cut with that its run's
     configuration records (a blurry stream's percentages, and the number of tasks asked for,
     which its dropped empty tasks may make larger than ``num_tasks``).
     """
@@ -114,6 +119,12 @@ class Stream:
     @property
     def num_classes(self) -> int:
         return self.source.num_classes
+
+    @property
+    def task_free(self) -> bool:
+        """Whether the stream has no task boundaries (:mod:`lifelong.data.taskfree`): methods
+        that need them are refused (:func:`lifelong.loop.check_task_free`)."""
+        return self.scenario == "task-free"
 
     @property
     def num_tasks(self) -> int:
@@ -163,7 +174,7 @@ class Stream:
         """The same stream with data, indices and domain shifts on ``device``."""
         tasks = [
             Task(t.index, t.classes, t.train_idx.to(device), t.test_idx.to(device),
-                 None if t.train_task is None else t.train_task.to(device))
+                 None if t.train_task is None else t.train_task.to(device), t.ordered)
             for t in self.tasks
         ]
         domain = None if self.domain is None else self.domain.to(device)

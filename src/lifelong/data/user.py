@@ -130,7 +130,8 @@ def register_benchmark(name: str, source: Source | Callable[[], Source], *, num_
     """Make ``source`` (a :class:`Source`, or a function returning one, called when a run needs
     it) the benchmark ``name``: cut into ``num_tasks`` tasks by ``split`` (``"class"``: disjoint
     classes per task; ``"permuted"``, ``"rotated"``: domain-incremental; ``"blurry"``: Si-Blurry
-    or i-Blurry, :mod:`lifelong.data.blurry`), trained with
+    or i-Blurry, :mod:`lifelong.data.blurry`; ``"task-free"``: one stream without task boundaries,
+    :mod:`lifelong.data.taskfree`, for which ``num_tasks`` must be 1), trained with
     ``backbone``, with random crop and flip when ``augment_padding`` > 0."""
     from lifelong.data.benchmarks import BENCHMARKS, Benchmark
 
@@ -139,8 +140,11 @@ def register_benchmark(name: str, source: Source | Callable[[], Source], *, num_
     existing = BENCHMARKS.get(name)
     if existing is not None and existing.builtin:
         raise ValueError(f"{name!r} is a built-in benchmark; choose another name")
-    if split not in ("class", "permuted", "rotated", "blurry"):
-        raise ValueError(f"`split` must be 'class', 'permuted', 'rotated' or 'blurry', got {split!r}")
+    if split not in ("class", "permuted", "rotated", "blurry", "task-free"):
+        raise ValueError(f"`split` must be 'class', 'permuted', 'rotated', 'blurry' or 'task-free', got {split!r}")
+    if split == "task-free" and num_tasks != 1:
+        raise ValueError(f"a task-free benchmark is one stream without task boundaries: `num_tasks` must be 1, "
+                         f"got {num_tasks!r}")
     if isinstance(source, Source):
         load = lambda root, download, _s=source: _s  # noqa: E731
     elif callable(source):

@@ -104,6 +104,7 @@ class Term:
     uses_replay: bool = False
     draw: int = 0
     stores: ClassVar[tuple[str, ...]] = ()
+    needs_task_boundaries: str | None = None  # why it cannot work on a task-free stream (lifelong.components)
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

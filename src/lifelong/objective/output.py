@@ -37,6 +37,10 @@ class _SeenClasses:
 
 
 _MASKS = ("none", "past", "batch", "future")
+# why the masks of ER-ACE do nothing without task boundaries (a task-free stream is one task holding every
+# class); "future" is left alone: it hides no class of that one task, as LwF's loss then covers them all
+_MASK_NEEDS = {"past": "`mask: past` hides the classes of past tasks",
+               "batch": "`mask: batch`, the asymmetric cross-entropy, starts at the second task"}
 
 
 @register_term
@@ -74,6 +78,7 @@ class CrossEntropy(Term):
             raise ValueError(f"`mask: {mask}` applies to the current batch only; use `on: current`")
         self.on, self.draw, self.mask = on, int(draw), mask
         self.uses_replay = on != "current"
+        self.needs_task_boundaries = _MASK_NEEDS.get(mask)
         self.classes = _SeenClasses() if mask in ("past", "future") else None
         self._mask: torch.Tensor | None = None  # fixed per task ("past", "future")
         self._active = False  # "batch": masking is on (from the second task)
@@ -178,6 +183,7 @@ class Distillation(Term):
     """
 
     name = "distill-kl"
+    needs_task_boundaries = "its teacher is the model as it was at the previous task's end"
 
     def __init__(self, temperature: float = 2.0, scale_by_t2: bool = False) -> None:
         if not temperature > 0:
@@ -263,6 +269,8 @@ class Bregman(Term):
         self.stores = ("logits",) if target == "stored" else ()
         self.teacher = Teacher() if target == "teacher" else None
         self.seen: set[int] = set()
+        if target == "teacher":
+            self.needs_task_boundaries = "`target: teacher` is the model as it was at the previous task's end"
 
     def end_task(self, state) -> None:
         if self.teacher is not None:
@@ -303,6 +311,7 @@ class ICaRLDistillation(Term):
     """
 
     name = "icarl"
+    needs_task_boundaries = "its old model and old classes are taken at each task's end"
 
     def __init__(self, on: str = "both", draw: int = 0) -> None:
         check_choice("on", on, ("current", "both"))

@@ -158,6 +158,7 @@ class EWC(_Penalised):
     """
 
     name = "ewc"
+    needs_task_boundaries = "its Fisher and anchor are computed at each task's end"
 
     def __init__(self, online: bool = False, gamma: float = 1.0, probability_weighted: bool = True,
                  max_examples: int | None = None) -> None:
@@ -182,6 +183,7 @@ class MAS(_Penalised):
     accumulated over tasks (``Ω ← γ Ω + Ω_task``), anchored at the latest parameters."""
 
     name = "mas"
+    needs_task_boundaries = "its importance and anchor are computed at each task's end"
 
     def __init__(self, gamma: float = 1.0, max_examples: int | None = None) -> None:
         super().__init__()
@@ -198,6 +200,7 @@ class L2(_Penalised):
     """``‖θ − θ*‖²`` with ``θ*`` the parameters at the end of the previous task."""
 
     name = "l2"
+    needs_task_boundaries = "its anchor is set at each task's end"
 
     def end_task(self, state) -> None:
         params = _params(state.model)
@@ -224,6 +227,7 @@ class SI(_Penalised):
     """
 
     name = "si"
+    needs_task_boundaries = "its importance is consolidated and its anchor set at each task's end"
 
     def __init__(self, xi: float = 1.0, grad: str = "task", nonnegative: bool = True) -> None:
         super().__init__()

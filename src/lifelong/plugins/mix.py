@@ -19,6 +19,7 @@ class MixMemory:
     store each example's index in the source."""
 
     name = "mix-memory"
+    needs_task_boundaries = "it adds the memory to each task's training set at the task's start"
     stateless = True
     uses_memory = True
     needs_source_index = True

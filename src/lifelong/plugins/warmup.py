@@ -24,6 +24,7 @@ class HeadWarmup:
     ``epochs``/``lr``: ``None`` takes the run's. The batch order comes from the run's seed."""
 
     name = "head-warmup"
+    needs_task_boundaries = "it trains the classifier rows of a task's new classes at the task's start"
 
     def __init__(self, epochs: int | None = None, lr: float | None = None) -> None:
         limit = UPPER_BOUNDS["epochs"]

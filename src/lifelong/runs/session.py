@@ -31,7 +31,7 @@ from lifelong.components import check_resumable
 from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
 from lifelong.runs.folder import RunLock, check_out_dir, open_out_dir
 from lifelong.seeding import derive
-from lifelong.loop import Checkpointing, Events, RunResult, check_memory_capacity, task_name, train
+from lifelong.loop import Checkpointing, Events, RunResult, check_memory_capacity, check_task_free, task_name, train
 from lifelong.resume import task_loss
 
 
@@ -64,7 +64,8 @@ class PreparedRun:
         params = "".join(f", {k}={v}" for k, v in c["params"].items())
         if c.get("refresh"):
             params += f", refresh {c['refresh']['form']} (gamma {c['refresh']['gamma']}, every {c['refresh']['every']})"
-        return (f"{c['benchmark']} ({self.stream.num_tasks} tasks), {self.recipe.name}{memory}{params}, "
+        tasks = "task-free" if self.stream.task_free else f"{self.stream.num_tasks} tasks"
+        return (f"{c['benchmark']} ({tasks}), {self.recipe.name}{memory}{params}, "
                 f"{c['backbone']}, {c['epochs']} epoch(s), batch {c['batch_size']}, lr {c['lr']}, seed {c['seed']}, "
                 f"device {c['device']} [{c['hparams_source']}] -> {self.out}")
 
@@ -174,8 +175,9 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
     """What a run checks first, before it reads data or looks at its folder: the user's code,
-    the benchmark's name, the recipe (with refresh), that every component can be checkpointed,
-    the backbone and the device. Returns the benchmark, recipe, backbone name and device."""
+    the benchmark's name, the recipe (with refresh), that every component can be checkpointed
+    and, on a task-free benchmark, needs no task boundary, the backbone and the device. Returns
+    the benchmark, recipe, backbone name and device."""
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     recipe = build_recipe(config.method, config.params, refresh_plugins(config.refresh))
@@ -183,6 +185,8 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
         check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if benchmark.split == "task-free":
+        check_task_free(recipe, benchmark.name)
     backbone = config.backbone or benchmark.backbone
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
@@ -193,7 +197,8 @@ def stream_of(benchmark: Benchmark, source: Source, config: RunConfig) -> Stream
     """The stream of a run of ``config``: ``source`` cut into ``benchmark``'s tasks by the run's settings."""
     return build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
                         shuffle_classes=config.shuffle_classes, blurry_disjoint=config.blurry_disjoint,
-                        blurry_mix=config.blurry_mix, blurry_variant=config.blurry_variant)
+                        blurry_mix=config.blurry_mix, blurry_variant=config.blurry_variant,
+                        task_free_width=config.task_free_width)
 
 
 def resolve_config(config: RunConfig, sources: dict[tuple[str, str], Source] | None = None) -> dict[str, Any]:
@@ -230,7 +235,7 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
         scenario=stream.scenario,
         task_classes=[list(t.classes) for t in stream.tasks],
     )
-    resolved.update(stream.settings)  # a blurry stream's settings, with the number of tasks asked for
+    resolved.update(stream.settings)  # a blurry stream's settings (and the number of tasks asked for), a task-free one's
     return resolved
 
 
