@@ -34,6 +34,7 @@ VALUES = "tests/test_values.py"
 REFRESH_VALUES = "tests/test_refresh_values.py"
 REFRESH = "tests/test_refresh.py"
 BLURRY = "tests/test_blurry.py"
+TASK_FREE = "tests/test_taskfree.py"
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,23 @@ MUTANTS: list[Mutant] = [
     M("blurry-disjoint-unrounded", False, "data/blurry.py",
       "n_disjoint = num_classes * disjoint // 100 // num_tasks * num_tasks", "n_disjoint = num_classes * disjoint // 100",
       (BLURRY,), "the number of disjoint classes is not rounded down to a multiple of the number of tasks"),
+    M("task-free-unsorted", False, "data/taskfree.py", "torch.argsort(times, stable=True)",
+      "torch.arange(len(times))", (TASK_FREE,), "the task-free stream is not sorted by the examples' times"),
+    M("task-free-centres-by-label", False, "data/taskfree.py",
+      "centres[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order), dtype=torch.float64) + 0.5",
+      "centres[:] = torch.arange(len(order), dtype=torch.float64) + 0.5", (TASK_FREE,),
+      "the class centres follow the labels, not the drawn class order"),
+    M("task-free-width-as-variance", False, "data/taskfree.py", "times = centres[labels] + width * noise",
+      "times = centres[labels] + math.sqrt(width) * noise", (TASK_FREE,),
+      "the task-free width is taken as the Gaussians' variance, not their standard deviation"),
+    M("task-free-dry-run-unchecked", False, "runs/session.py",
+      '    if benchmark.split == "task-free":\n        check_task_free(recipe, benchmark.name)\n', "", (TASK_FREE,),
+      "a method that needs task boundaries is refused only once training starts, not by --dry-run"),
     # -- the loop and evaluation -----------------------------------------------------------------
+    M("loop-shuffles-ordered", False, "loop.py",
+      "torch.arange(n, device=device) if train_set.ordered else torch.randperm(n, generator=order).to(device)",
+      "torch.randperm(n, generator=order).to(device)", (TASK_FREE,),
+      "the loop shuffles a task-free stream instead of keeping its order"),
     M("loop-shared-draw", False, "loop.py",
       "replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []",
       "replays = [memory.sample(state.replay_batch_size)] * draws if draws and len(memory) else []", (FAITHFUL,),

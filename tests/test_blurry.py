@@ -360,6 +360,39 @@ def test_bad_settings_are_one_line_errors(args, message, capsys, tmp_path):
     assert err.count("\n") == 1 and not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("bench,classes", [("si-blurry-fashion-mnist", 10), ("si-blurry-cifar10", 10),
+                                           ("si-blurry-cifar100", 100)])
+@pytest.mark.parametrize("args,message", [
+    (["--blurry-disjoint", "-1"], "`blurry-disjoint` is a percentage: an integer in 0..100, got -1"),
+    (["--blurry-mix", "101"], "`blurry-mix` is a percentage: an integer in 0..100, got 101"),
+    (["--num-tasks", "{T}"], "a blurry stream of {C} classes has 1..{C} tasks, got {T}"),
+])
+def test_bad_settings_are_refused_before_the_data_are_read(bench, classes, args, message, capsys, tmp_path):
+    """The benchmarks that read files know their classes: no data folder is needed to refuse."""
+    args = [a.format(T=classes + 1) for a in args]
+    code, out, err = run_cli(["run", "--benchmark", bench, *args, "--data-root", str(tmp_path / "none"),
+                              "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and message.format(C=classes, T=classes + 1) in err and err.count("\n") == 1, err
+
+
+def test_a_registered_blurry_benchmark_with_too_many_tasks_is_one_line(capsys, tmp_path):
+    from lifelong.data.benchmarks import BENCHMARKS
+
+    own = tmp_path / "bench.py"
+    own.write_text("import lifelong\nfrom tests.test_blurry import shuffled_source\n"
+                   "lifelong.register_benchmark('toy-blurry-cli', shuffled_source(num_classes=4), num_tasks=2, "
+                   "split='blurry')\n")
+    try:
+        for args, message in ((["--num-tasks", "5"], "a blurry stream of 4 classes has 1..4 tasks, got 5"),
+                              (["--blurry-mix", "200"], "`blurry-mix` is a percentage: an integer in 0..100, got 200")):
+            code, out, err = run_cli(["run", "--import", str(own), "--benchmark", "toy-blurry-cli", *args,
+                                      "--out", str(tmp_path / "r")], capsys)
+            assert code == 2 and message in err and err.count("\n") == 1, err
+            assert not (tmp_path / "r").exists()
+    finally:
+        BENCHMARKS.pop("toy-blurry-cli", None)
+
+
 def test_settings_in_yaml_and_their_type(capsys, tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("benchmark: si-blurry-mnist\nblurry-disjoint: 30\nblurry_mix: 0\nblurry-variant: i\n")

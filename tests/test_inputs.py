@@ -359,7 +359,8 @@ def test_built_in_benchmarks_declare_their_classes():
     assert {n: b.num_classes for n, b in BENCHMARKS.items() if b.builtin} == {
         "split-mnist": 10, "permuted-mnist": 10, "rotated-mnist": 10, "split-fashion-mnist": 10, "split-cifar10": 10,
         "split-cifar100": 100, "split-tiny-imagenet": 200, "si-blurry-mnist": 10, "si-blurry-fashion-mnist": 10,
-        "si-blurry-cifar10": 10, "si-blurry-cifar100": 100}
+        "si-blurry-cifar10": 10, "si-blurry-cifar100": 100, "task-free-mnist": 10, "task-free-fashion-mnist": 10,
+        "task-free-cifar10": 10, "task-free-cifar100": 100}
     assert lifelong.load_mnist().num_classes == BENCHMARKS["split-mnist"].num_classes
 
 

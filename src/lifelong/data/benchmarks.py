@@ -101,7 +101,7 @@ def stream_options(benchmark: Benchmark, *, shuffle_classes: bool = False, blurr
     width ``None``: the reference's for the number of classes); empty for other benchmarks. A
     :class:`ConfigError` for a setting of another kind of stream, and for ``shuffle_classes``
     on a blurry or task-free one (whose class order is drawn from the seed anyway) and
-    ``num_tasks`` on a task-free one (which has no tasks to count)."""
+    ``num_tasks`` other than 1 on a task-free one (which has no tasks to count)."""
     given = {"blurry_disjoint": blurry_disjoint, "blurry_mix": blurry_mix, "blurry_variant": blurry_variant,
              "task_free_width": task_free_width}
     own = SPLIT_SETTINGS.get(benchmark.split, {})
@@ -116,9 +116,9 @@ def stream_options(benchmark: Benchmark, *, shuffle_classes: bool = False, blurr
     if shuffle_classes:
         raise ConfigError(f"`shuffle-classes` does not apply to {benchmark.name}: a {benchmark.split} stream draws "
                           f"its class order from the seed")
-    if benchmark.split == "task-free" and num_tasks is not None:
+    if benchmark.split == "task-free" and num_tasks not in (None, 1):
         raise ConfigError(f"`num-tasks` does not apply to {benchmark.name}: a task-free stream is one stream "
-                          f"without task boundaries")
+                          f"without task boundaries (its configuration records 1), got {num_tasks}")
     return {key: own[key] if given[key] is None else given[key] for key in own}
 
 
