@@ -199,6 +199,26 @@ def test_the_loop_keeps_the_stream_order_with_one_begin_and_one_end(method):
     assert summary["average_accuracy"] == summary["average_incremental_accuracy"] == result.class_il[0][0]
 
 
+def test_refresh_learning_refreshes_along_a_task_free_stream():
+    """Its Fisher comes at task ends: none during the stream (plain ascent), one at its end."""
+    stream = task_free(shuffled_source(), gen(0), width=0.5)
+    torch.manual_seed(0)
+    model = build_backbone("mlp", stream.source.image_shape, stream.num_classes)
+    recipe = build_recipe("derpp", plugins=[{"plugin": "refresh", "form": "code"}])
+    refresh = recipe.plugins[-1]
+    fishers = []
+    original = refresh.unlearn
+
+    def unlearn(state, batch):
+        fishers.append(refresh.fisher)
+        original(state, batch)
+
+    refresh.unlearn = unlearn
+    result = train(stream, model, recipe, SGD(model.parameters(), lr=0.05), seed=0, batch_size=7, buffer_size=10)
+    assert result.status == "complete" and refresh.refreshes == result.steps == math.ceil(60 / 7)
+    assert all(f is None for f in fishers) and refresh.fisher is not None
+
+
 def test_other_streams_are_still_shuffled():
     from lifelong.data.streams import class_incremental
 

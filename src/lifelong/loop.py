@@ -170,11 +170,12 @@ def check_task_free(recipe: Recipe, stream_name: str) -> None:
     if recipe.replay_from > 0:
         why = (f"its replay starts at task {recipe.replay_from + 1} (`replay_from: {recipe.replay_from}`), so on one "
                f"task it would never replay")
-    for kind, component in parts:
+    for kind, component in parts if why is None else []:
         reason = boundary_need(component)
-        if reason and why is None:
+        if reason:
             name = getattr(component, "name", "") or getattr(component, "__name__", type(component).__name__)
             why = f"its {kind} {name!r} needs task boundaries ({reason})"
+            break
     if why:
         raise ConfigError(f"method {recipe.name!r} cannot learn from the task-free stream {stream_name}: {why}; "
                           f"use {TASK_FREE_METHODS} instead")
