@@ -91,7 +91,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blurry-variant", default=s, metavar="si|i",
                    help="si-blurry-* benchmarks: si (Si-Blurry: tasks of random sizes; default) or i (i-Blurry: "
                         "equal sizes)")
-    p.add_argument("--backbone", default=s, help="mlp or resnet18; default: the benchmark's")
+    p.add_argument("--backbone", default=s,
+                   help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
     p.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")
     p.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")
