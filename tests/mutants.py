@@ -34,6 +34,7 @@ VALUES = "tests/test_values.py"
 REFRESH_VALUES = "tests/test_refresh_values.py"
 REFRESH = "tests/test_refresh.py"
 BLURRY = "tests/test_blurry.py"
+MVP = "tests/test_mvp_parts.py"
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,17 @@ MUTANTS: list[Mutant] = [
     M("blurry-disjoint-unrounded", False, "data/blurry.py",
       "n_disjoint = num_classes * disjoint // 100 // num_tasks * num_tasks", "n_disjoint = num_classes * disjoint // 100",
       (BLURRY,), "the number of disjoint classes is not rounded down to a multiple of the number of tasks"),
+    # -- MVP's model-agnostic parts (Moon et al., ICCV 2023) ---------------------------------------
+    M("mvp-afs-no-margin", False, "objective/mvp.py",
+      "return 1.0 - F.cosine_similarity(weight.detach()[y], features.detach(), dim=1) + margin",
+      "return 1.0 - F.cosine_similarity(weight.detach()[y], features.detach(), dim=1)", (MVP,),
+      "AFS divides the features by 1 − cos without the margin"),
+    M("mvp-gsf-gamma-on-cos", False, "objective/mvp.py",
+      "return (1.0 - F.cosine_similarity(own, batch[y], dim=1)).pow(gamma)",
+      "return 1.0 - F.cosine_similarity(own, batch[y], dim=1).pow(gamma)", (MVP,),
+      "GSF raises the cosine to γ instead of 1 − cos"),
+    M("mvp-exposed-not-restored", False, "objective/mvp.py", '        self.seen = state["seen"]\n',
+      "        self.seen = None\n", (MVP,), "a resumed run forgets the classes exposed before the checkpoint"),
     # -- the loop and evaluation -----------------------------------------------------------------
     M("loop-shared-draw", False, "loop.py",
       "replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []",

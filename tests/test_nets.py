@@ -68,3 +68,41 @@ def test_reduced_resnet18_on_mnist_and_larger_inputs():
     assert odd(torch.rand(1, 3, 25, 40)).shape == (1, 5)
     with pytest.raises(ConfigError, match=r"inputs of 24x24 leave a last map of 3x3.*at least 25x25"):
         build_backbone("reduced-resnet18", (1, 24, 24), 10)
+
+
+def _write_cifar10(root):
+    import numpy as np
+
+    from lifelong.data.cifar import write_cifar_batch
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        write_cifar_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (10, 3, 32, 32), dtype=np.uint8),
+                          list(range(10)))
+    write_cifar_batch(folder / "test_batch", rng.integers(0, 256, (10, 3, 32, 32), dtype=np.uint8), list(range(10)))
+
+
+@pytest.mark.parametrize("name", ["split-cifar10", "si-blurry-fashion-mnist"])
+def test_runs_with_the_reduced_resnet18(name, tmp_path, capsys):
+    """``--backbone reduced-resnet18`` on 32x32 colour and on 28x28 grey images (tiny files)."""
+    import json
+
+    from lifelong.yamlio import parse_yaml
+    from tests.conftest import run_cli, write_fashion_mnist
+
+    root = tmp_path / "data"
+    if name == "split-cifar10":
+        _write_cifar10(root)
+    else:
+        write_fashion_mnist(root, per_class_train=4, per_class_test=1)
+    out = tmp_path / "run"
+    code, _, err = run_cli(["run", "--benchmark", name, "--data-root", str(root), "--backbone",
+                            "reduced-resnet18", "--method", "er", "--buffer-size", "10", "--batch-size", "10",
+                            "--epochs", "1", "--out", str(out), "--quiet"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["complete"]
+    assert parse_yaml((out / "config.yaml").read_text())["backbone"] == "reduced-resnet18"
+    weights = torch.load(out / "model.pt", weights_only=True)
+    assert weights["classifier.weight"].shape == (10, 160)

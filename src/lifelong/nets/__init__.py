@@ -109,8 +109,8 @@ def _reduced_resnet18(shape: tuple[int, int, int], num_classes: int) -> nn.Modul
 
 
 register_backbone("reduced-resnet18", _reduced_resnet18, builtin=True,
-                  description="reduced ResNet-18 of online CL, width 20, 4x4 average pool, 160 features at "
-                              "28x28 and 32x32 (Lopez-Paz and Ranzato, 2017)")
+                  description="reduced ResNet-18 of online CL: width 20, 4x4 average pool, 160 features "
+                              "(Lopez-Paz and Ranzato, 2017)")
 
 __all__ = ["BACKBONES", "Backbone", "HEADS", "MLP", "CosineLinear", "SplitModel", "build_backbone",
            "reduced_resnet18", "register_backbone", "resnet18", "set_head", "split_head"]
