@@ -35,6 +35,7 @@ REFRESH_VALUES = "tests/test_refresh_values.py"
 REFRESH = "tests/test_refresh.py"
 BLURRY = "tests/test_blurry.py"
 TASK_FREE = "tests/test_taskfree.py"
+MVP = "tests/test_mvp_parts.py"
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,17 @@ MUTANTS: list[Mutant] = [
     M("task-free-dry-run-unchecked", False, "runs/session.py",
       '    if benchmark.split == "task-free":\n        check_task_free(recipe, benchmark.name)\n', "", (TASK_FREE,),
       "a method that needs task boundaries is refused only once training starts, not by --dry-run"),
+    # -- MVP's model-agnostic parts (Moon et al., ICCV 2023) ---------------------------------------
+    M("mvp-afs-no-margin", False, "objective/mvp.py",
+      "return 1.0 - F.cosine_similarity(weight.detach()[y], features.detach(), dim=1) + margin",
+      "return 1.0 - F.cosine_similarity(weight.detach()[y], features.detach(), dim=1)", (MVP,),
+      "AFS divides the features by 1 − cos without the margin"),
+    M("mvp-gsf-gamma-on-cos", False, "objective/mvp.py",
+      "return (1.0 - F.cosine_similarity(own, batch[y], dim=1)).pow(gamma)",
+      "return 1.0 - F.cosine_similarity(own, batch[y], dim=1).pow(gamma)", (MVP,),
+      "GSF raises the cosine to γ instead of 1 − cos"),
+    M("mvp-exposed-not-restored", False, "objective/mvp.py", '        self.seen = state["seen"]\n',
+      "        self.seen = None\n", (MVP,), "a resumed run forgets the classes exposed before the checkpoint"),
     # -- the loop and evaluation -----------------------------------------------------------------
     M("loop-shuffles-ordered", False, "loop.py",
       "torch.arange(n, device=device) if train_set.ordered else torch.randperm(n, generator=order).to(device)",

@@ -251,7 +251,8 @@ class Step:
         if self.augment is not None:
             inputs = self.augment(inputs)
         batch = StepBatch(state.model, state.task.index, inputs, y, replays,
-                          separate=state.recipe.replay_forward == "separate")
+                          separate=state.recipe.replay_forward == "separate",
+                          keep_features=getattr(objective, "needs_features", False))
         for hook in self.hooks.before_step:
             hook(state, batch)
         batch.outputs = batch.forward()

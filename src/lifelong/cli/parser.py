@@ -95,7 +95,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="task-free-* benchmarks: standard deviation of each class's Gaussian in the stream, as a "
                         "fraction of the distance between class centres (default: the reference's, 0.5 for 10 "
                         "classes, 5 for 100)")
-    p.add_argument("--backbone", default=s, help="mlp or resnet18; default: the benchmark's")
+    p.add_argument("--backbone", default=s,
+                   help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
     p.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")
     p.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")

@@ -19,7 +19,7 @@ import torch.nn as nn
 from lifelong.errors import ConfigError
 from lifelong.nets.heads import HEADS, CosineLinear, set_head
 from lifelong.nets.mlp import MLP
-from lifelong.nets.resnet import resnet18
+from lifelong.nets.resnet import reduced_resnet18, resnet18
 from lifelong.registry import check_free
 
 Factory = Callable[[tuple[int, int, int], int], nn.Module]
@@ -100,5 +100,17 @@ register_backbone("mlp", lambda shape, n: MLP(shape[0] * shape[1] * shape[2], n)
 register_backbone("resnet18", lambda shape, n: resnet18(n, in_channels=shape[0]), builtin=True,
                   description="ResNet-18 with a CIFAR stem (3x3 conv, no max-pool), width 64 (He et al., 2016)")
 
+
+def _reduced_resnet18(shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    try:
+        return reduced_resnet18(num_classes, in_channels=shape[0], input_size=(shape[1], shape[2]))
+    except ValueError as exc:
+        raise ConfigError(f"backbone 'reduced-resnet18': {exc}") from None
+
+
+register_backbone("reduced-resnet18", _reduced_resnet18, builtin=True,
+                  description="reduced ResNet-18 of online CL: width 20, 4x4 average pool, 160 features "
+                              "(Lopez-Paz and Ranzato, 2017)")
+
 __all__ = ["BACKBONES", "Backbone", "HEADS", "MLP", "CosineLinear", "SplitModel", "build_backbone",
-           "register_backbone", "resnet18", "set_head", "split_head"]
+           "reduced_resnet18", "register_backbone", "resnet18", "set_head", "split_head"]

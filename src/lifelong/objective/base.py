@@ -8,6 +8,8 @@ A term is a small object with ``__call__(batch) -> scalar``. It may declare
 - ``uses_replay``: it reads replayed samples; ``draw``: which independent replay draw
   (0, 1, ...) it reads, so that DER++ can take its two terms from two separate samples;
 - ``stores``: extra fields the memory keeps with each example (``"logits"`` for DER);
+- ``needs_features``: it reads the backbone's features of the step's forward
+  (:attr:`StepBatch.features`; MVP's adaptive feature scaling);
 
 and it may define any hook of :mod:`lifelong.plugins` (``begin_task``, ``end_task``,
 ``before_step``, ``after_backward``, ``after_step``) to keep its own state: EWC computes its
@@ -37,7 +39,9 @@ class StepBatch:
     ``task``, ``index`` and any stored fields). :attr:`x`, :attr:`logits`,
     :meth:`replay_inputs` and :meth:`replay_outputs` cut ``inputs`` and ``outputs`` into their
     parts. ``task``: the current task's index. ``separate``: the model sees the current batch and
-    each replay draw in forwards of their own (:meth:`forward`).
+    each replay draw in forwards of their own (:meth:`forward`). ``keep_features``: the forward
+    runs as ``model.classifier(model.features(x))`` and keeps the features in :attr:`features`
+    (rows as :attr:`outputs`), for terms with ``needs_features``.
     """
 
     model: nn.Module
@@ -47,16 +51,30 @@ class StepBatch:
     replays: list[dict[str, torch.Tensor]] = field(default_factory=list)
     outputs: torch.Tensor | None = None
     separate: bool = False
+    keep_features: bool = False
+    features: torch.Tensor | None = None
 
     def forward(self, model: nn.Module | None = None) -> torch.Tensor:
         """The model's output on :attr:`inputs`: one forward over the concatenation (the default,
         as Mammoth's ER), or with ``separate`` one forward per part, current batch first, as
-        Mammoth's DER, DER++ and ER-ACE do. The two differ only through batch-norm statistics."""
+        Mammoth's DER, DER++ and ER-ACE do. The two differ only through batch-norm statistics.
+        With :attr:`keep_features` it also sets :attr:`features`."""
         model = self.model if model is None else model
+        if self.keep_features:
+            return self._forward_keeping_features(model)
         if not self.separate or not self.replays:
             return model(self.inputs)
         sizes = [len(self.y)] + [len(r["y"]) for r in self.replays]
         return torch.cat([model(part) for part in self.inputs.split(sizes)])
+
+    def _forward_keeping_features(self, model: nn.Module) -> torch.Tensor:
+        parts = [self.inputs]
+        if self.separate and self.replays:
+            parts = list(self.inputs.split([len(self.y)] + [len(r["y"]) for r in self.replays]))
+        features = [model.features(part) for part in parts]
+        outputs = [model.classifier(f) for f in features]
+        self.features = features[0] if len(parts) == 1 else torch.cat(features)
+        return outputs[0] if len(parts) == 1 else torch.cat(outputs)
 
     @property
     def x(self) -> torch.Tensor:
@@ -127,6 +145,7 @@ class Objective:
         self.uses_replay = bool(replay_terms)
         self.draws = 1 + max((term.draw for term in replay_terms), default=-1)
         self.stores = tuple(sorted({f for _, term in self.terms for f in term.stores}))
+        self.needs_features = any(getattr(term, "needs_features", False) for _, term in self.terms)
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         total = None

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.objective.base import StepBatch, Term, check_choice, register_term
+from lifelong.objective.mvp import ExposedClasses
 from lifelong.objective.teacher import Teacher
 
 _SOURCES = ("current", "replay", "both")
@@ -36,11 +37,11 @@ class _SeenClasses:
         self.past, self.current = set(state["past"]), set(state["current"])
 
 
-_MASKS = ("none", "past", "batch", "future")
 # why the masks of ER-ACE do nothing without task boundaries (a task-free stream is one task holding every
 # class); "future" is left alone: it hides no class of that one task, as LwF's loss then covers them all
 _MASK_NEEDS = {"past": "`mask: past` hides the classes of past tasks",
                "batch": "`mask: batch`, the asymmetric cross-entropy, starts at the second task"}
+_MASKS = ("none", "past", "batch", "future", "exposed")
 
 
 @register_term
@@ -67,6 +68,11 @@ class CrossEntropy(Term):
     - ``"past"``: the classes of past tasks are hidden (the paper's description of ACE).
     - ``"future"``: the classes not seen yet (those of later tasks) are hidden, so the loss
       covers the classes seen so far: LwF as Mammoth computes it (``models/lwf.py``).
+    - ``"exposed"``: the classes of which no training example has been seen yet in the stream
+      are hidden, for every ``on`` (current and replayed examples alike): the Si-Blurry trainer's
+      mask, which every method of its reference code applies (Moon et al., ICCV 2023;
+      :class:`lifelong.objective.mvp.ExposedClasses`). On a blurry stream a class is exposed from
+      its first example, not from the start of its task.
     """
 
     name = "ce"
@@ -74,7 +80,7 @@ class CrossEntropy(Term):
     def __init__(self, on: str = "current", draw: int = 0, mask: str = "none") -> None:
         check_choice("on", on, _SOURCES)
         check_choice("mask", mask, _MASKS)
-        if mask != "none" and on != "current":
+        if mask not in ("none", "exposed") and on != "current":
             raise ValueError(f"`mask: {mask}` applies to the current batch only; use `on: current`")
         self.on, self.draw, self.mask = on, int(draw), mask
         self.uses_replay = on != "current"
@@ -83,6 +89,7 @@ class CrossEntropy(Term):
         self._mask: torch.Tensor | None = None  # fixed per task ("past", "future")
         self._active = False  # "batch": masking is on (from the second task)
         self._seen_max: torch.Tensor | None = None  # "batch": the largest label seen so far
+        self.exposed = ExposedClasses() if mask == "exposed" else None
 
     def begin_task(self, state) -> None:
         if self.mask == "batch":
@@ -100,14 +107,19 @@ class CrossEntropy(Term):
                 self._mask[hidden] = True
 
     def state_dict(self) -> dict:
-        return {"classes": None if self.classes is None else self.classes.state_dict(), "mask": self._mask,
-                "active": self._active, "seen_max": self._seen_max}
+        state = {"classes": None if self.classes is None else self.classes.state_dict(), "mask": self._mask,
+                 "active": self._active, "seen_max": self._seen_max}
+        if self.exposed is not None:
+            state["exposed"] = self.exposed.state_dict()
+        return state
 
     def load_state_dict(self, state: dict, context=None) -> None:
         if self.classes is not None:
             self.classes.load_state_dict(state["classes"])
         self._mask = state["mask"]
         self._active, self._seen_max = bool(state.get("active", False)), state.get("seen_max")
+        if self.exposed is not None:
+            self.exposed.load_state_dict(state["exposed"])
 
     def _batch_mask(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mammoth's ER-ACE mask: hide classes absent from the batch and below the largest label
@@ -120,6 +132,8 @@ class CrossEntropy(Term):
         return ~keep
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
+        if self.exposed is not None:
+            return self._exposed_ce(batch)
         replay = batch.draw(self.draw)
         if self.on == "replay":
             if replay is None:
@@ -142,6 +156,22 @@ class CrossEntropy(Term):
                 self._mask = self._mask.to(logits.device)
             logits = logits.masked_fill(self._mask, torch.finfo(logits.dtype).min)
         return F.cross_entropy(logits, batch.y)
+
+    def _exposed_ce(self, batch: StepBatch) -> torch.Tensor:
+        """``mask: exposed``: the current batch's classes are exposed first (the reference's
+        ``add_new_class`` before the batch is trained on), then the rows of ``on`` lose the
+        logits of the classes not exposed yet."""
+        self.exposed.add(batch.y, batch.logits.shape[1])
+        replay = batch.draw(self.draw)
+        if self.on == "replay" and replay is None:
+            return batch.logits.new_zeros(())
+        if self.on == "current" or replay is None:
+            outputs, y = batch.logits, batch.y
+        elif self.on == "replay":
+            outputs, y = batch.replay_outputs(self.draw), replay["y"]
+        else:
+            outputs, y = torch.cat([batch.logits, batch.replay_outputs(self.draw)]), torch.cat([batch.y, replay["y"]])
+        return F.cross_entropy(self.exposed.hide(outputs), y)
 
 
 @register_term

@@ -21,10 +21,11 @@ register_plugin = registrar(PLUGINS, "plug-in")
 
 from lifelong.plugins.agem import AGEM  # noqa: E402  (registers itself)
 from lifelong.plugins.clip import ClipGrad  # noqa: E402
+from lifelong.plugins.exposed import ExposedEval  # noqa: E402
 from lifelong.plugins.mix import MixMemory  # noqa: E402
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
 from lifelong.plugins.refresh import Refresh  # noqa: E402
 from lifelong.plugins.warmup import HeadWarmup  # noqa: E402
 
-__all__ = ["AGEM", "ClipGrad", "HOOKS", "HeadWarmup", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh",
+__all__ = ["AGEM", "ClipGrad", "ExposedEval", "HOOKS", "HeadWarmup", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh",
            "register_plugin"]

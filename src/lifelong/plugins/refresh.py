@@ -186,8 +186,9 @@ class Refresh:
         model = state.model
         if self.loss == "ce":
             return F.cross_entropy(model(batch.x), batch.y)
-        probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, batch.forward(model),
-                          separate=batch.separate)
+        probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, separate=batch.separate,
+                          keep_features=batch.keep_features)
+        probe.outputs = probe.forward()
         return state.recipe.objective(probe)
 
     def unlearn(self, state, batch: StepBatch) -> None:
