@@ -3,8 +3,8 @@ Learning" (ICLR 2024), Eq. (1): the loss on the current batch plus weighted outp
 weight-space Bregman terms. A method is a list of weighted terms (see :mod:`lifelong.methods`).
 """
 from lifelong.objective.base import TERMS, Objective, StepBatch, Term, register_term
-from lifelong.objective.output import Bregman, CrossEntropy, Distillation, ICaRLDistillation, LogitMSE
+from lifelong.objective.output import Bregman, CrossEntropy, Distillation, ICaRLDistillation, LogitMSE, ViewKL
 from lifelong.objective.weight import EWC, L2, MAS, SI, QuadraticPenalty
 
 __all__ = ["Bregman", "CrossEntropy", "Distillation", "EWC", "ICaRLDistillation", "L2", "LogitMSE", "MAS",
-           "Objective", "QuadraticPenalty", "SI", "StepBatch", "TERMS", "Term", "register_term"]
+           "Objective", "QuadraticPenalty", "SI", "StepBatch", "TERMS", "Term", "ViewKL", "register_term"]

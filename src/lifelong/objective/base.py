@@ -37,7 +37,9 @@ class StepBatch:
     ``task``, ``index`` and any stored fields). :attr:`x`, :attr:`logits`,
     :meth:`replay_inputs` and :meth:`replay_outputs` cut ``inputs`` and ``outputs`` into their
     parts. ``task``: the current task's index. ``separate``: the model sees the current batch and
-    each replay draw in forwards of their own (:meth:`forward`).
+    each replay draw in forwards of their own (:meth:`forward`). ``views``: the current batch
+    holds each example this many times back to back (view-batch replay,
+    :mod:`lifelong.plugins.view_batch`); ``y`` then repeats each label as often.
     """
 
     model: nn.Module
@@ -47,6 +49,7 @@ class StepBatch:
     replays: list[dict[str, torch.Tensor]] = field(default_factory=list)
     outputs: torch.Tensor | None = None
     separate: bool = False
+    views: int = 1
 
     def forward(self, model: nn.Module | None = None) -> torch.Tensor:
         """The model's output on :attr:`inputs`: one forward over the concatenation (the default,

@@ -24,7 +24,8 @@ from lifelong.plugins.clip import ClipGrad  # noqa: E402
 from lifelong.plugins.mix import MixMemory  # noqa: E402
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
 from lifelong.plugins.refresh import Refresh  # noqa: E402
+from lifelong.plugins.view_batch import ViewBatch  # noqa: E402
 from lifelong.plugins.warmup import HeadWarmup  # noqa: E402
 
 __all__ = ["AGEM", "ClipGrad", "HOOKS", "HeadWarmup", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh",
-           "register_plugin"]
+           "ViewBatch", "register_plugin"]

@@ -187,7 +187,7 @@ class Refresh:
         if self.loss == "ce":
             return F.cross_entropy(model(batch.x), batch.y)
         probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, batch.forward(model),
-                          separate=batch.separate)
+                          separate=batch.separate, views=batch.views)
         return state.recipe.objective(probe)
 
     def unlearn(self, state, batch: StepBatch) -> None:
