@@ -34,6 +34,7 @@ VALUES = "tests/test_values.py"
 REFRESH_VALUES = "tests/test_refresh_values.py"
 REFRESH = "tests/test_refresh.py"
 BLURRY = "tests/test_blurry.py"
+VIEW_BATCH = "tests/test_view_batch.py"
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,16 @@ MUTANTS: list[Mutant] = [
     M("blurry-disjoint-unrounded", False, "data/blurry.py",
       "n_disjoint = num_classes * disjoint // 100 // num_tasks * num_tasks", "n_disjoint = num_classes * disjoint // 100",
       (BLURRY,), "the number of disjoint classes is not rounded down to a multiple of the number of tasks"),
+    # -- view-batch replay -----------------------------------------------------------------------
+    M("view-kl-teacher-not-detached", False, "objective/output.py", "teacher = log_p[:, :1].detach()",
+      "teacher = log_p[:, :1]", (VIEW_BATCH,), "the first view, the teacher of view-kl, gets gradient"),
+    M("view-kl-swapped", False, "objective/output.py",
+      "kl = (teacher.exp() * (teacher - log_p[:, 1:])).sum(2)",
+      "kl = (log_p[:, 1:].exp() * (log_p[:, 1:] - teacher)).sum(2)", (VIEW_BATCH,),
+      "view-kl computes KL(p_k || p_0) instead of KL(p_0 || p_k)"),
+    M("view-batch-permutation-every-epoch", False, "plugins/view_batch.py",
+      "cycle, part = divmod(epoch, self.views)", "cycle, part = epoch, epoch % self.views", (VIEW_BATCH,),
+      "view-batch replay draws a new permutation every epoch, so a cycle of R epochs misses examples"),
     # -- the loop and evaluation -----------------------------------------------------------------
     M("loop-shared-draw", False, "loop.py",
       "replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []",
