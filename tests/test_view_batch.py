@@ -297,7 +297,8 @@ def test_cli_runs_er_and_derpp_with_view_batch(data_root, tmp_path, capsys):
     saved = json.loads((tmp_path / "er" / "metrics.json").read_text())
     assert saved["complete"] and saved["view_batch"]["repeats"] == 4 and saved["view_batch"]["form"] == "auto"
     config = tmp_path / "vb.yaml"
-    config.write_text("method: derpp\nepochs: 2\nview_batch: {repeats: 2, augment: noise, alpha: 0.5, start_epoch: 1}\n")
+    config.write_text("method: derpp\nepochs: 2\n"
+                      "view_batch: {repeats: 2, augment: noise, alpha: 0.5, start_epoch: 1}\n")
     code, out, err = run_cli(["run", "--config", str(config), *tiny_run_flags(data_root), "--num-tasks", "2",
                               "--out", str(tmp_path / "derpp")], capsys)
     assert code == 0, err
