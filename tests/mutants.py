@@ -36,6 +36,7 @@ REFRESH = "tests/test_refresh.py"
 BLURRY = "tests/test_blurry.py"
 TASK_FREE = "tests/test_taskfree.py"
 MVP = "tests/test_mvp_parts.py"
+VIEW_BATCH = "tests/test_view_batch.py"
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,16 @@ MUTANTS: list[Mutant] = [
       "GSF raises the cosine to γ instead of 1 − cos"),
     M("mvp-exposed-not-restored", False, "objective/mvp.py", '        self.seen = state["seen"]\n',
       "        self.seen = None\n", (MVP,), "a resumed run forgets the classes exposed before the checkpoint"),
+    # -- view-batch replay -----------------------------------------------------------------------
+    M("view-kl-teacher-not-detached", False, "objective/output.py", "teacher = log_p[:, :1].detach()",
+      "teacher = log_p[:, :1]", (VIEW_BATCH,), "the first view, the teacher of view-kl, gets gradient"),
+    M("view-kl-swapped", False, "objective/output.py",
+      "kl = (teacher.exp() * (teacher - log_p[:, 1:])).sum(2)",
+      "kl = (log_p[:, 1:].exp() * (log_p[:, 1:] - teacher)).sum(2)", (VIEW_BATCH,),
+      "view-kl computes KL(p_k || p_0) instead of KL(p_0 || p_k)"),
+    M("view-batch-permutation-every-epoch", False, "plugins/view_batch.py",
+      "cycle, part = divmod(epoch, self.views)", "cycle, part = epoch, epoch % self.views", (VIEW_BATCH,),
+      "view-batch replay draws a new permutation every epoch, so a cycle of R epochs misses examples"),
     # -- the loop and evaluation -----------------------------------------------------------------
     M("loop-shuffles-ordered", False, "loop.py",
       "torch.arange(n, device=device) if train_set.ordered else torch.randperm(n, generator=order).to(device)",

@@ -322,10 +322,10 @@ def test_a_task_without_test_examples_is_refused():
 # -- run settings and the command line -------------------------------------------------------------
 
 def test_settings_are_checked_and_given_to_the_stream():
-    from lifelong.config import UNSET_LEFT_OUT
+    from lifelong.config import BLURRY_KEYS, UNSET_LEFT_OUT
     from lifelong.data.blurry import DEFAULTS
 
-    assert set(DEFAULTS) <= set(UNSET_LEFT_OUT)
+    assert set(DEFAULTS) == set(BLURRY_KEYS) and set(BLURRY_KEYS) <= set(UNSET_LEFT_OUT)
     source = shuffled_source()
     bench = get_benchmark("si-blurry-mnist")
     stream = build_stream(bench, source, seed=0, blurry_disjoint=20, blurry_mix=0, blurry_variant="i")

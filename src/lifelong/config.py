@@ -59,6 +59,7 @@ class RunConfig:
     threads: int | None = None
     imports: list = field(default_factory=list)
     refresh: str | dict | None = None
+    view_batch: int | dict | None = None
     checkpoint_every: int = 2000
     log: list = field(default_factory=list)
     log_every: int = 50
@@ -73,10 +74,12 @@ class RunConfig:
 
 
 # Settings of some benchmarks only (the blurry ones: lifelong.data.blurry; the task-free ones:
-# lifelong.data.taskfree), left out of a configuration while unset, so that the resolved
-# configurations, fingerprints and sweep folder names of the runs of other benchmarks stay what
-# they were before these settings existed.
-UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width")
+# lifelong.data.taskfree) and of view-batch replay (lifelong.plugins.view_batch), left out of a
+# configuration while unset, so that the resolved configurations, fingerprints and sweep folder
+# names of the runs of other benchmarks stay what they were before these settings existed.
+UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width", "view_batch")
+BLURRY_KEYS = ("blurry_disjoint", "blurry_mix", "blurry_variant")
+STREAM_KEYS = BLURRY_KEYS + ("task_free_width",)  # the settings of a kind of stream (benchmarks.check_stream_options)
 
 
 RUNS_ROOT = Path("runs")  # where run folders go when no --out is given
@@ -136,6 +139,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "threads": ((int,), True),
     "imports": ((list,), False),
     "refresh": ((str, dict), True),
+    "view_batch": ((int, dict), True),
     "checkpoint_every": ((int,), False),
     "log": ((list,), False),
     "log_every": ((int,), False),
@@ -148,7 +152,8 @@ assert set(KEYS) == set(_TYPES)
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
                list: "a list"}
 _TYPE_NAMES_BY_KEY = {"method": "a method name or a recipe mapping",
-                      "refresh": "a form ('paper' or 'code') or a mapping of refresh settings"}
+                      "refresh": "a form ('paper' or 'code') or a mapping of refresh settings",
+                      "view_batch": "a number of views or a mapping of view-batch settings"}
 
 
 def _check_type(key: str, value: Any, where: str) -> Any:
@@ -321,6 +326,58 @@ def refresh_plugins(refresh: str | dict | None) -> list[dict]:
     return [{"plugin": "refresh", **options}]
 
 
+# view_batch: the plug-in's settings and the view-kl term's, with their defaults
+VIEW_BATCH_PLUGIN = {"repeats": 4, "form": "auto", "augment": "auto", "noise": 0.2}
+VIEW_BATCH_TERM = {"alpha": 1.0, "start_epoch": 6, "classes": "seen", "reduction": "mean"}
+
+
+def view_batch_settings(value: int | dict | None) -> dict | None:
+    """``view_batch:`` (``--view-batch R``) with every setting filled in: ``4`` means
+    ``{repeats: 4, form: auto, augment: auto, noise: 0.2, alpha: 1.0, start_epoch: 6, classes: seen,
+    reduction: mean}``; ``None`` when off."""
+    if value is None:
+        return None
+    options = {"repeats": value} if isinstance(value, int) else dict(value)
+    known = {**VIEW_BATCH_PLUGIN, **VIEW_BATCH_TERM}
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise ConfigError(f"`view_batch` has no setting `{unknown[0]}`; its settings: {', '.join(known)}")
+    alpha = options.get("alpha", 1.0)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha >= 0):
+        raise ConfigError(f"`view_batch`: `alpha` (the weight of the view-kl loss) must be a finite number >= 0, "
+                          f"got {alpha!r}")
+    return {**known, **options, "alpha": float(alpha)}
+
+
+def view_batch_parts(value: int | dict | None) -> tuple[list[dict], list[dict]]:
+    """``view_batch:`` is shorthand for a ``view-batch`` entry in the recipe's ``plugins:`` and,
+    unless ``alpha`` is 0, a ``view-kl`` entry of weight ``alpha`` in its ``terms:``:
+    ``(plug-in entries, term entries)``, checked where every entry is."""
+    settings = view_batch_settings(value)
+    if settings is None:
+        return [], []
+    plugin = {"plugin": "view-batch", **{k: settings[k] for k in VIEW_BATCH_PLUGIN}}
+    term = {"term": "view-kl", "weight": settings["alpha"], **{k: settings[k] for k in VIEW_BATCH_TERM if k != "alpha"}}
+    return [plugin], ([term] if settings["alpha"] else [])
+
+
+def _check_view_batch(config: RunConfig) -> None:
+    """The view-batch entries build, and a multi-epoch run's batch (of views) splits into whole
+    groups of views."""
+    from lifelong.methods import build_plugin, build_term
+
+    plugins, terms = view_batch_parts(config.view_batch)
+    for entry in plugins:
+        plugin = build_plugin(entry, where="`view_batch`")
+        online = plugin.form == "online" or (plugin.form == "auto" and config.epochs < plugin.views)
+        if not online and config.batch_size % plugin.views:
+            raise ConfigError(f"`view_batch`: over {config.epochs} epochs a batch holds views, so `batch-size` "
+                              f"({config.batch_size}) must be a multiple of the {plugin.views} repeats; or use "
+                              f"`view_batch: {{form: online}}`")
+    for entry in terms:
+        build_term(entry, where="`view_batch`")
+
+
 def validate(config: RunConfig) -> None:
     """Range checks that do not need the data (names are checked where they are looked up)."""
     _check_ranges(config)
@@ -329,6 +386,7 @@ def validate(config: RunConfig) -> None:
 
     for entry in refresh_plugins(config.refresh):  # its options and values, before any data is read
         build_plugin(entry, where="`refresh`")
+    _check_view_batch(config)
     _check_limits(config)
     _check_stream(config)
     _check_memory_size(config)
@@ -342,7 +400,7 @@ def _check_stream(config: RunConfig) -> None:
     from lifelong.data.blurry import DEFAULTS, check_settings
     from lifelong.data.taskfree import check_width
 
-    options = {key: getattr(config, key) for key in UNSET_LEFT_OUT}
+    options = {key: getattr(config, key) for key in STREAM_KEYS}
     benchmark = BENCHMARKS.get(config.benchmark)
     if benchmark is not None:
         check_stream_options(benchmark, config.num_tasks, shuffle_classes=config.shuffle_classes, **options)

@@ -212,21 +212,27 @@ class Hooks:
 
 
 def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size: int, order: torch.Generator,
-            resume: Position):
+            resume: Position, epoch_order: Callable[[int, torch.Generator], torch.Tensor] | None = None):
     """``(epoch, start, order_state, x, y, task_ids)`` for every batch of ``train_set``, from
     ``resume`` on; each epoch is a permutation drawn from ``order`` (its state at the epoch's
     start is ``order_state``, what a checkpoint needs to draw it again), or the stored order of
-    an ``ordered`` task (a task-free stream's)."""
+    an ``ordered`` task (a task-free stream's). ``epoch_order(epoch, order)``, when given,
+    replaces the permutation: the positions in ``train_set`` the epoch visits, in order, drawn
+    only from ``order`` or from the run's seed (a plug-in's ``epoch_order``, e.g. view-batch
+    replay: :mod:`lifelong.plugins.view_batch`)."""
     device, n = train_set.train_idx.device, train_set.num_train
     same_task = torch.full((batch_size,), task.index, dtype=torch.long, device=device)
     for epoch in range(resume.epoch, epochs):
         if epoch == resume.epoch and resume.order_state is not None:
             order.set_state(resume.order_state)
         order_state = order.get_state()
-        perm = torch.arange(n, device=device) if train_set.ordered else torch.randperm(n, generator=order).to(device)
+        if epoch_order is not None:
+            perm = epoch_order(epoch, order).to(device)
+        else:
+            perm = torch.arange(n, device=device) if train_set.ordered else torch.randperm(n, generator=order).to(device)
         idx_all = train_set.train_idx[perm]
         ids_all = None if train_set.train_task is None else train_set.train_task[perm]
-        for start in range(resume.start if epoch == resume.epoch else 0, n, batch_size):
+        for start in range(resume.start if epoch == resume.epoch else 0, len(perm), batch_size):
             idx = idx_all[start:start + batch_size]
             ids = same_task[: len(idx)] if ids_all is None else ids_all[start:start + batch_size]
             x = stream.inputs("train", idx, task.index if ids_all is None else ids)
@@ -243,15 +249,18 @@ class Step:
     hooks: Hooks
     monitor: LossMonitor
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    views: int = 1  # copies of each current example in the step, back to back (view-batch replay)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
         replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
-        inputs = torch.cat([x] + [r["x"] for r in replays]) if replays else x
+        seen, seen_y = (x, y) if self.views == 1 else (x.repeat_interleave(self.views, 0),
+                                                        y.repeat_interleave(self.views, 0))
+        inputs = torch.cat([seen] + [r["x"] for r in replays]) if replays else seen
         if self.augment is not None:
             inputs = self.augment(inputs)
-        batch = StepBatch(state.model, state.task.index, inputs, y, replays,
-                          separate=state.recipe.replay_forward == "separate",
+        batch = StepBatch(state.model, state.task.index, inputs, seen_y, replays,
+                          separate=state.recipe.replay_forward == "separate", views=self.views,
                           keep_features=getattr(objective, "needs_features", False))
         for hook in self.hooks.before_step:
             hook(state, batch)
@@ -268,6 +277,7 @@ class Step:
                 hook(state, batch)
             if hasattr(memory, "add"):
                 extra = {"logits": batch.logits.detach()} if "logits" in objective.stores else {}
+                extra = {k: v[:: self.views] for k, v in extra.items()}  # each example's first view
                 memory.add(x=x, y=y, task=task_ids, **extra)
         state.step += 1
         return applied, value
@@ -307,15 +317,16 @@ def train(
         model.train()
         for t in range(run.position.task, len(run.tasks)):
             task, train_set, resume, draws = run.begin_task(t)
-            events.task_start(task, (epochs - resume.epoch) * math.ceil(train_set.num_train / batch_size)
-                              - resume.start // batch_size)
-            for epoch, start, order_state, x, y, ids in batches(stream, task, train_set, epochs, batch_size,
-                                                                 run.rngs["order"], resume):
+            per_epoch, per_step = run.plan(train_set.num_train, batch_size)
+            events.task_start(task, (epochs - resume.epoch) * math.ceil(per_epoch / per_step)
+                              - resume.start // per_step)
+            for epoch, start, order_state, x, y, ids in batches(stream, task, train_set, epochs, per_step,
+                                                                 run.rngs["order"], resume, run.epoch_order(train_set)):
                 applied, value = run.step_at(Position(t, epoch, start, order_state), x, y, ids, draws)
                 result.skipped_steps += not applied
                 events.step(value)
                 if applied:
-                    run.after_step(Position(t, epoch, start + batch_size, order_state))
+                    run.after_step(Position(t, epoch, start + per_step, order_state))
             class_il, task_il = run.end_task()
             events.task_end(task, class_il, task_il)
             run.after_task(t)
@@ -355,6 +366,17 @@ class _Run:
     checkpointing: Checkpointing | None
     started: float
     previous_seconds: float
+    orderer: Any = None  # the plug-in that orders the epochs (``epoch_order``), if any
+
+    def plan(self, n: int, batch_size: int) -> tuple[int, int]:
+        """``(examples an epoch visits, examples per step)`` of a training set of ``n``: ``(n,
+        batch_size)`` unless a plug-in orders the epochs."""
+        return (n, batch_size) if self.orderer is None else self.orderer.plan(self.state, n, batch_size)
+
+    def epoch_order(self, train_set: Task) -> Callable[[int, torch.Generator], torch.Tensor] | None:
+        if self.orderer is None:
+            return None
+        return lambda epoch, order: self.orderer.epoch_order(self.state, train_set.num_train, epoch, order)
 
     def elapsed(self) -> float:
         return self.previous_seconds + time.perf_counter() - self.started
@@ -451,7 +473,12 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
         position = restore(checkpointing.resume, state, result, rngs, monitor)
         previous = result.train_seconds
     uses_replay = memory is not None and recipe.objective.uses_replay
-    return _Run(state, result, hooks_, Step(state, hooks_, monitor, augment), rngs,
+    orderers = [p for p in recipe.plugins if hasattr(p, "epoch_order")]
+    if len(orderers) > 1:
+        raise ValueError(f"method {recipe.name!r}: only one plug-in may order the epochs, got "
+                         f"{', '.join(p.name for p in orderers)}")
+    orderer = orderers[0] if orderers else None
+    return _Run(state, result, hooks_, Step(state, hooks_, monitor, augment, getattr(orderer, "views", 1)), rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None), position, checkpointing,
-                time.perf_counter(), previous)
+                time.perf_counter(), previous, orderer)

@@ -194,6 +194,12 @@ def build_plugin(entry: dict, where: str = "plugin") -> Any:
     return _construct(PLUGINS, "plugin", entry, {}, set(), where)
 
 
+def build_term(entry: dict, where: str = "term") -> Any:
+    """One term from its entry (``{term: name, option: value, ...}``; ``weight`` is the
+    objective's, not the term's), with the same one-line errors as in a recipe."""
+    return _construct(TERMS, "term", entry, {}, set(), where)
+
+
 def _terms(raw: Any, params: dict, used: set[str], where: str) -> list[tuple[float, Any]]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{where}: `terms` must be a non-empty list, e.g. `terms: [{{term: ce}}]`")
@@ -293,12 +299,15 @@ def _check_like_default(method: str, key: str, value: Any, default: Any) -> None
 
 
 def build_recipe(method: str | dict, params: dict[str, Any] | None = None,
-                 plugins: list[dict] | None = None) -> Recipe:
+                 plugins: list[dict] | None = None, terms: list[dict] | None = None) -> Recipe:
     """A fresh recipe (terms keep state, so never share one) for a preset name or a mapping,
-    with ``plugins`` (entries like those of ``plugins:``, e.g. ``--refresh``'s) added after its own.
+    with ``plugins`` (entries like those of ``plugins:``, e.g. ``--refresh``'s) added after its own,
+    and ``terms`` (e.g. ``--view-batch``'s ``view-kl``) after its own terms.
 
     For a preset, ``params`` override its defaults; unknown names are errors."""
     def with_plugins(spec: dict) -> dict:
+        if terms and isinstance(spec.get("terms"), list):
+            spec = {**spec, "terms": list(spec["terms"]) + list(terms)}
         if not plugins:
             return spec
         own = spec.get("plugins") or []

@@ -41,7 +41,9 @@ class StepBatch:
     parts. ``task``: the current task's index. ``separate``: the model sees the current batch and
     each replay draw in forwards of their own (:meth:`forward`). ``keep_features``: the forward
     runs as ``model.classifier(model.features(x))`` and keeps the features in :attr:`features`
-    (rows as :attr:`outputs`), for terms with ``needs_features``.
+    (rows as :attr:`outputs`), for terms with ``needs_features``. ``views``: the current batch
+    holds each example this many times back to back (view-batch replay,
+    :mod:`lifelong.plugins.view_batch`); ``y`` then repeats each label as often.
     """
 
     model: nn.Module
@@ -53,6 +55,7 @@ class StepBatch:
     separate: bool = False
     keep_features: bool = False
     features: torch.Tensor | None = None
+    views: int = 1
 
     def forward(self, model: nn.Module | None = None) -> torch.Tensor:
         """The model's output on :attr:`inputs`: one forward over the concatenation (the default,

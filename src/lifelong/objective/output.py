@@ -385,3 +385,76 @@ class ICaRLDistillation(Term):
             old = torch.sigmoid(self.teacher(x).index_select(1, self._cols[: self._n_old]))
             targets = torch.cat([old, targets[:, self._n_old:]], dim=1)
         return F.binary_cross_entropy_with_logits(outputs, targets)
+
+
+_VIEW_CLASSES = ("seen", "all")
+_VIEW_REDUCTIONS = ("mean", "batchmean")
+
+
+@register_term
+class ViewKL(Term):
+    """View-batch self-distillation, the one-to-many loss of Kang et al., "Do Your Best and Get
+    Enough Rest for Continual Learning" (CVPR 2025, Sec. 3.3), as ``models/icarl.py`` of
+    hankyul2/ViewBatchModel computes it (``distill_type == 2``). The current batch holds each
+    example ``R`` times back to back (the ``view-batch`` plug-in); in each group of ``R`` views the
+    first view teaches the others::
+
+        L = 1/(G (R-1)) Σ_g Σ_{k=1}^{R-1} KL(p_g0 ‖ p_gk) / c,    p = softmax(z) over the classes,
+
+    ``p_g0`` detached (no gradient through the teacher), temperature 1. ``c``: with
+    ``reduction="mean"`` (the reference's ``F.kl_div`` default, an element-wise mean) the number of
+    classes in the softmax, with ``"batchmean"`` 1 (the KL itself). ``classes="seen"``: the
+    softmax covers the classes of the tasks so far, as the reference slices iCaRL's outputs to
+    them; ``"all"``: every output. Replayed examples drawn from the memory are single copies and
+    not part of it.
+
+    The reference turns the loss on after a warm-up, at epoch index 6 (``epoch > 5``, epochs
+    counted from 0) of each task: ``start_epoch``. In the online form of the plug-in (one pass)
+    there is no later epoch, and the loss is on from the first step. Without the plug-in (one view
+    per example) the loss is 0.
+    """
+
+    name = "view-kl"
+
+    def __init__(self, start_epoch: int = 6, classes: str = "seen", reduction: str = "mean") -> None:
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
+            raise ValueError(f"`start_epoch` must be an epoch index >= 0, got {start_epoch!r}")
+        check_choice("classes", classes, _VIEW_CLASSES)
+        check_choice("reduction", reduction, _VIEW_REDUCTIONS)
+        self.start_epoch, self.reduction = start_epoch, reduction
+        self.classes = _SeenClasses() if classes == "seen" else None
+        self._cols: torch.Tensor | None = None
+        self.active = True
+
+    def begin_task(self, state) -> None:
+        if self.classes is not None:
+            self.classes.begin_task(state)
+            seen = sorted(self.classes.past | self.classes.current)
+            self._cols = torch.tensor(seen, device=next(state.model.parameters()).device)
+
+    def before_step(self, state, batch: StepBatch) -> None:
+        from lifelong.plugins.view_batch import CACHE_KEY
+
+        where = state.cache.get(CACHE_KEY)
+        self.active = where is None or where["online"] or where["epoch"] >= self.start_epoch
+
+    def state_dict(self) -> dict:
+        return {"classes": None if self.classes is None else self.classes.state_dict(), "cols": self._cols}
+
+    def load_state_dict(self, state: dict, context=None) -> None:
+        if self.classes is not None:
+            self.classes.load_state_dict(state["classes"])
+        self._cols = state["cols"]
+
+    def __call__(self, batch: StepBatch) -> torch.Tensor:
+        views, logits = batch.views, batch.logits
+        if views < 2 or not self.active or len(logits) == 0:
+            return logits.new_zeros(())
+        if self._cols is not None:
+            logits = logits.index_select(1, self._cols)
+        log_p = F.log_softmax(logits, dim=1).unflatten(0, (-1, views))  # (groups, R, classes)
+        teacher = log_p[:, :1].detach()
+        kl = (teacher.exp() * (teacher - log_p[:, 1:])).sum(2)  # (groups, R - 1)
+        if self.reduction == "mean":
+            kl = kl / logits.shape[1]
+        return kl.mean()

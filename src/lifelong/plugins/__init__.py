@@ -25,7 +25,8 @@ from lifelong.plugins.exposed import ExposedEval  # noqa: E402
 from lifelong.plugins.mix import MixMemory  # noqa: E402
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
 from lifelong.plugins.refresh import Refresh  # noqa: E402
+from lifelong.plugins.view_batch import ViewBatch  # noqa: E402
 from lifelong.plugins.warmup import HeadWarmup  # noqa: E402
 
-__all__ = ["AGEM", "ClipGrad", "ExposedEval", "HOOKS", "HeadWarmup", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh",
-           "register_plugin"]
+__all__ = ["AGEM", "ClipGrad", "ExposedEval", "HOOKS", "HeadWarmup", "MixMemory", "NearestMeanOfExemplars", "PLUGINS",
+           "Refresh", "ViewBatch", "register_plugin"]

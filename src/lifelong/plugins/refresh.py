@@ -187,7 +187,7 @@ class Refresh:
         if self.loss == "ce":
             return F.cross_entropy(model(batch.x), batch.y)
         probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, separate=batch.separate,
-                          keep_features=batch.keep_features)
+                          keep_features=batch.keep_features, views=batch.views)
         probe.outputs = probe.forward()
         return state.recipe.objective(probe)
 

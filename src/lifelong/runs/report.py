@@ -64,6 +64,7 @@ def build_metrics(result: RunResult, config: dict[str, Any], *, wall_seconds: fl
         "method": config.get("method_name", config["method"]),
         "params": config.get("params", {}),
         "refresh": config.get("refresh"),
+        **({"view_batch": config["view_batch"]} if config.get("view_batch") else {}),
         "seed": config["seed"],
         "num_tasks": num_tasks,
         "tasks_trained": len(result.class_il),

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name,
-                             refresh_plugins)
+                             refresh_plugins, view_batch_parts, view_batch_settings)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.source import Source
 from lifelong.data.streams import Stream
@@ -64,6 +64,9 @@ class PreparedRun:
         params = "".join(f", {k}={v}" for k, v in c["params"].items())
         if c.get("refresh"):
             params += f", refresh {c['refresh']['form']} (gamma {c['refresh']['gamma']}, every {c['refresh']['every']})"
+        if c.get("view_batch"):
+            v = c["view_batch"]
+            params += f", view-batch {v['repeats']} ({v['form']}, augment {v['augment']}, alpha {v['alpha']})"
         tasks = "task-free" if self.stream.task_free else f"{self.stream.num_tasks} tasks"
         return (f"{c['benchmark']} ({tasks}), {self.recipe.name}{memory}{params}, "
                 f"{c['backbone']}, {c['epochs']} epoch(s), batch {c['batch_size']}, lr {c['lr']}, seed {c['seed']}, "
@@ -180,7 +183,8 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
     the benchmark, recipe, backbone name and device."""
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
-    recipe = build_recipe(config.method, config.params, refresh_plugins(config.refresh))
+    view_plugins, view_terms = view_batch_parts(config.view_batch)  # before refresh: it unlearns the views
+    recipe = build_recipe(config.method, config.params, view_plugins + refresh_plugins(config.refresh), view_terms)
     try:  # every run writes checkpoints: a component that could not be restored is refused now
         check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
     except ValueError as exc:
@@ -236,6 +240,8 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
         task_classes=[list(t.classes) for t in stream.tasks],
     )
     resolved.update(stream.settings)  # a blurry stream's settings (and the number of tasks asked for), a task-free one's
+    if config.view_batch is not None:  # every setting, so that the file says what ran
+        resolved["view_batch"] = view_batch_settings(config.view_batch)
     return resolved
 
 
