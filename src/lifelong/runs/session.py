@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from lifelong.anytime import default_every
 from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name,
                              refresh_plugins)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
@@ -64,8 +65,13 @@ class PreparedRun:
         params = "".join(f", {k}={v}" for k, v in c["params"].items())
         if c.get("refresh"):
             params += f", refresh {c['refresh']['form']} (gamma {c['refresh']['gamma']}, every {c['refresh']['every']})"
+        protocol = f"{c['epochs']} epoch(s), batch {c['batch_size']}"
+        if c.get("online"):
+            protocol = f"online (one pass), batch {c['batch_size']}, replay batch {c['replay_batch_size']}"
+        if c.get("eval_every"):
+            protocol += f", anytime evaluation every {c['eval_every']} examples"
         return (f"{c['benchmark']} ({self.stream.num_tasks} tasks), {self.recipe.name}{memory}{params}, "
-                f"{c['backbone']}, {c['epochs']} epoch(s), batch {c['batch_size']}, lr {c['lr']}, seed {c['seed']}, "
+                f"{c['backbone']}, {protocol}, lr {c['lr']}, seed {c['seed']}, "
                 f"device {c['device']} [{c['hparams_source']}] -> {self.out}")
 
 
@@ -231,6 +237,9 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
         task_classes=[list(t.classes) for t in stream.tasks],
     )
     resolved.update(stream.settings)  # a blurry stream's settings, with the number of tasks asked for
+    every = default_every(config.benchmark, config.online, config.eval_every)
+    if every is not None:  # recorded when on, left out when off (lifelong.config.UNSET_LEFT_OUT)
+        resolved["eval_every"] = every
     return resolved
 
 
@@ -378,7 +387,7 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
                 run.stream, run.model, run.recipe, run.optimizer,
                 seed=c["seed"], epochs=c["epochs"], batch_size=c["batch_size"], buffer_size=c["buffer_size"],
                 replay_batch_size=c["replay_batch_size"], augment_padding=run.benchmark.augment_padding,
-                events=events, checkpointing=checkpointing, on_nan=c["on_nan"],
+                events=events, checkpointing=checkpointing, on_nan=c["on_nan"], eval_every=c.get("eval_every"),
             )
             if result.status == "interrupted":
                 result.message += f"; {resume_point(run.store, result.steps)}"
@@ -403,6 +412,10 @@ def _write_results(run: PreparedRun, result: RunResult, started: float) -> dict[
         torch.save(run.model.state_dict(), buffer)
         atomic_write_bytes(run.out / "model.pt", buffer.getvalue())
     write_results(run.out, result, doc)
+    online = doc.get("online")
+    anytime = (f"; anytime A_auc {online['a_auc']}, A_last {online['a_last']} ({online['evaluations']} evaluations "
+               f"every {online['eval_every']} examples, {online['eval_seconds']:.2f} s)" if online else "")
     run.log.write(f"end: {result.status}{': ' + result.message if result.message else ''}; "
-                  f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}")
+                  f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}"
+                  f"{anytime}")
     return doc
