@@ -55,8 +55,8 @@ def main() -> None:
     walls = {name: [r["wall"] for r in rs] for name, rs in results.items()}
     offline, online = (walls[name] for name in RUNS)
     lines = [f"Split-MNIST, MLP, ER, buffer 500, batch 10 + replay 10, one pass; {args.repeats} repeats, alternating; "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-             f"{time.strftime('%Y-%m-%d')}", "",
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}", "",
              "| run | wall s (median) | wall s (min) | steps | anytime evaluations | evaluation s (median) | "
              "class-IL avg. acc. | A_auc |", "|---|---|---|---|---|---|---|---|"]
     for name, rs in results.items():
