@@ -37,6 +37,8 @@ BLURRY = "tests/test_blurry.py"
 TASK_FREE = "tests/test_taskfree.py"
 MVP = "tests/test_mvp_parts.py"
 VIEW_BATCH = "tests/test_view_batch.py"
+ONLINE = "tests/test_online.py"
+ONLINE_METRICS = "tests/test_online_metrics.py"
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,14 @@ MUTANTS: list[Mutant] = [
     M("eval-no-task-mask", False, "evaluate.py",
       'masked = logits.masked_fill(~masks[task.index], float("-inf"))', "masked = logits",
       ("tests/test_evaluate.py",), "task-IL evaluation without the task's mask"),
+    # -- anytime evaluation and the online metrics ------------------------------------------------
+    M("anytime-not-strict", False, "anytime.py", "if self.seen > self.next_at:", "if self.seen >= self.next_at:",
+      (ONLINE,), "an anytime evaluation at a count equal to a multiple, not strictly past it as the reference"),
+    M("anytime-no-mask", False, "anytime.py", 'predicted = logits.masked_fill(~shown, float("-inf")).argmax(1)',
+      "predicted = logits.argmax(1)", (ONLINE,), "anytime evaluation without masking the classes not yet exposed"),
+    M("f-last-all-classes", False, "metrics.py", "        if best > 0:\n            diffs.append(",
+      "        if True:\n            diffs.append(", (ONLINE_METRICS,),
+      "F_last averages over every class, also those never right before the last task end"),
 ]
 
 

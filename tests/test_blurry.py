@@ -484,6 +484,9 @@ def test_a_blurry_run_resumed_from_its_folder_equals_an_uninterrupted_one(tmp_pa
     resumed = execute_run(prepare_run(config_to_resume(tmp_path / "cut"), resume=True))  # as --resume does
     volatile = {"wall_seconds", "train_seconds", "peak_rss_mb", "peak_cuda_mb", "command", "versions"}
     assert whole["complete"] and resumed["complete"]
+    for doc in (whole, resumed):  # a blurry stream is evaluated anytime; its time is volatile like wall_seconds
+        assert doc["online"].pop("eval_seconds") >= 0
+    assert (tmp_path / "whole" / "anytime.csv").read_text() == (tmp_path / "cut" / "anytime.csv").read_text()
     assert {k: v for k, v in whole.items() if k not in volatile} == {k: v for k, v in resumed.items()
                                                                       if k not in volatile}
 

@@ -41,7 +41,7 @@ _API = {
     "register_backbone": "lifelong.nets", "split_head": "lifelong.nets",
     # the loop and its results
     "train": "lifelong.loop", "RunResult": "lifelong.loop", "TrainState": "lifelong.loop",
-    "SGD": "lifelong.optim", "metrics": "lifelong",
+    "SGD": "lifelong.optim", "metrics": "lifelong", "AnytimeEvaluation": "lifelong.anytime",
 }
 
 __all__ = sorted(_API)

@@ -31,6 +31,11 @@ class RunConfig:
     ``momentum``, ``weight_decay`` and ``params`` not given by the user come from the published
     settings for the benchmark, method and buffer size (:mod:`lifelong.hparams`), then from
     :data:`LIBRARY_DEFAULTS` (``params``: the preset's defaults); ``hparams_source`` says which.
+
+    ``online``: the online protocol, one pass over each task's data with :data:`ONLINE_DEFAULTS`
+    for what the user does not set (never the published offline settings). ``eval_every``:
+    anytime evaluation every that many training examples (:mod:`lifelong.anytime`; ``None``: its
+    default, on for online runs and blurry or task-free streams).
     """
 
     benchmark: str = "split-mnist"
@@ -65,19 +70,23 @@ class RunConfig:
     log_every: int = 50
     on_nan: str = "stop"
     deterministic: bool = False
+    online: bool = False
+    eval_every: int | None = None
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a mapping; those of :data:`UNSET_LEFT_OUT` only when they are set."""
         values = asdict(self)
-        return {k: v for k, v in values.items() if not (k in UNSET_LEFT_OUT and v is None)}
+        return {k: v for k, v in values.items() if not (k in UNSET_LEFT_OUT and (v is None or v is False))}
 
 
 # Settings of some benchmarks only (the blurry ones: lifelong.data.blurry; the task-free ones:
-# lifelong.data.taskfree) and of view-batch replay (lifelong.plugins.view_batch), left out of a
-# configuration while unset, so that the resolved configurations, fingerprints and sweep folder
-# names of the runs of other benchmarks stay what they were before these settings existed.
-UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width", "view_batch")
+# lifelong.data.taskfree), of view-batch replay (lifelong.plugins.view_batch) and of some runs
+# only (the online protocol, anytime evaluation: lifelong.anytime), left out of a configuration
+# while unset (None, or False for a switch), so that the resolved configurations, fingerprints
+# and sweep folder names of the other runs stay what they were before these settings existed.
+UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width", "view_batch", "online",
+                  "eval_every")
 BLURRY_KEYS = ("blurry_disjoint", "blurry_mix", "blurry_variant")
 STREAM_KEYS = BLURRY_KEYS + ("task_free_width",)  # the settings of a kind of stream (benchmarks.check_stream_options)
 
@@ -108,6 +117,10 @@ NOT_IDENTITY = ("out", "overwrite", "threads", "hparams_source", "checkpoint_eve
 PER_SEED = ("seed", "task_classes")
 
 LIBRARY_DEFAULTS = {"lr": 0.1, "batch_size": 10, "epochs": 1, "momentum": 0.0, "weight_decay": 0.0}
+# The online protocol's settings where the user gives none: one pass, batches of 10 stream and 10
+# replayed examples (Koh et al., ICLR 2022; Moon et al., ICCV 2023: the stream arrives in small
+# batches and is seen once). They replace the published offline settings (lifelong.hparams).
+ONLINE_DEFAULTS = {"epochs": 1, "batch_size": 10, "replay_batch_size": 10}
 HPARAM_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay")
 
 
@@ -145,6 +158,8 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "log_every": ((int,), False),
     "on_nan": ((str,), False),
     "deterministic": ((bool,), False),
+    "online": ((bool,), False),
+    "eval_every": ((int,), True),
 }
 KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
@@ -286,14 +301,20 @@ def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Run
         merged[key] = _check_type(key, value, where)
     merged["params"] = {**file_values.get("params", {}), **flag_values.get("params", {})}
     config = RunConfig(**merged)
+    if config.online and merged.get("epochs", 1) != 1:
+        raise ConfigError(f"`online` trains one pass over each task's data: `epochs` must be 1, got {config.epochs}; "
+                          f"drop `epochs` or `online`")
     if isinstance(config.method, str):
         entry, note = hparams.lookup(config.benchmark, config.method, config.buffer_size)
     else:
         entry, note = {}, "custom recipe; library defaults"
+    online = {k: v for k, v in ONLINE_DEFAULTS.items() if k not in merged} if config.online else {}
     for key in HPARAM_KEYS:
         if key not in merged:
-            setattr(config, key, entry.get(key, LIBRARY_DEFAULTS.get(key)))
+            setattr(config, key, online.get(key, entry.get(key, LIBRARY_DEFAULTS.get(key))))
     config.params = {**_preset_params(config.method), **entry.get("params", {}), **merged["params"]}
+    if online:
+        note += "; online protocol: " + ", ".join(f"{k} {v}" for k, v in online.items())
     config.hparams_source = note
     validate(config)
     return config
@@ -436,7 +457,7 @@ def _check_ranges(config: RunConfig) -> None:
         value = getattr(config, key)
         if value <= 0:
             raise ConfigError(f"`{key.replace('_', '-')}` must be positive, got {value}")
-    for key in ("replay_batch_size", "num_tasks", "threads"):
+    for key in ("replay_batch_size", "num_tasks", "threads", "eval_every"):
         value = getattr(config, key)
         if value is not None and value <= 0:
             raise ConfigError(f"`{key.replace('_', '-')}` must be positive, got {value}")
@@ -503,7 +524,7 @@ def _check_limits(config: RunConfig) -> None:
     if config.threads is not None and config.threads > cpus:
         raise ConfigError(f"`threads` must be at most {cpus}, the number of CPUs here; got {config.threads}")
     for key in ("buffer_size", "epochs", "batch_size", "replay_batch_size", "num_tasks", "threads", "checkpoint_every",
-                "log_every"):
+                "log_every", "eval_every"):
         value, limit = getattr(config, key), UPPER_BOUNDS.get(key, 2**31 - 1)
         if value is not None and value > limit:
             raise ConfigError(f"`{key.replace('_', '-')}` is too large ({value}); use at most {limit}")

@@ -3,7 +3,8 @@ evaluation of every task after every task. Everything a method does lives in its
 memory, terms and plug-ins, so this file is the same for all of them.
 
 :func:`train` reads top to bottom: tasks, batches (:func:`batches`), one :class:`Step` each,
-checkpoints at step and task boundaries (:mod:`lifelong.resume`), evaluation after each task.
+checkpoints at step and task boundaries (:mod:`lifelong.resume`), evaluation after each task
+(and, with ``eval_every``, anytime evaluation: :mod:`lifelong.anytime`, called by :class:`_Run`).
 What it needs before the first step is built by :func:`_setup`."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.nn as nn
 
+from lifelong.anytime import AnytimeEvaluation
 from lifelong.components import boundary_need, check_resumable, hooks
 from lifelong.data.streams import Stream, Task
 from lifelong.data.transforms import random_crop_flip
@@ -78,7 +80,8 @@ class RunResult:
 
     ``init_*``: accuracy of the randomly initialised model on each task (forward transfer needs
     it). ``status`` is ``"complete"``, ``"diverged"`` or ``"interrupted"`` (then ``message``
-    says where).
+    says where). ``anytime``: with anytime evaluation, its period, curve and time
+    (:meth:`lifelong.anytime.AnytimeEvaluation.report`); else ``None``.
     """
 
     class_il: list[list[float]] = field(default_factory=list)
@@ -90,6 +93,7 @@ class RunResult:
     steps: int = 0
     skipped_steps: int = 0
     train_seconds: float = 0.0
+    anytime: dict | None = None
 
 
 class LossMonitor:
@@ -298,6 +302,7 @@ def train(
     events: Events | None = None,
     checkpointing: Checkpointing | None = None,
     on_nan: str = "stop",
+    eval_every: int | None = None,
 ) -> RunResult:
     """Train ``model`` on ``stream`` with ``recipe``; evaluate on every task after every task.
 
@@ -307,9 +312,13 @@ def train(
     A non-finite loss stops training (``on_nan="stop"``; a checkpoint from before the bad step is
     kept) or skips that step's update (``"skip"``; after 100 in a row it stops); the result then
     holds the rows measured so far and ``status == "diverged"``.
+
+    With ``eval_every``, the model is also evaluated on the classes seen so far every
+    ``eval_every`` training examples and at each task end (:mod:`lifelong.anytime`); this
+    changes nothing in the training.
     """
     run = _setup(stream, model, recipe, optimizer, seed, epochs, batch_size, buffer_size, replay_batch_size,
-                 augment_padding, checkpointing, on_nan)
+                 augment_padding, checkpointing, on_nan, eval_every)
     state, result, events = run.state, run.result, events or _Quiet()
     try:
         if not result.init_class_il:
@@ -334,6 +343,7 @@ def train(
         result.status, result.message = _why_stopped(exc, state)
     result.steps = state.step
     result.train_seconds = run.elapsed()
+    result.anytime = run.anytime.report() if run.anytime is not None else None
     return result
 
 
@@ -367,6 +377,7 @@ class _Run:
     started: float
     previous_seconds: float
     orderer: Any = None  # the plug-in that orders the epochs (``epoch_order``), if any
+    anytime: AnytimeEvaluation | None = None
 
     def plan(self, n: int, batch_size: int) -> tuple[int, int]:
         """``(examples an epoch visits, examples per step)`` of a training set of ``n``: ``(n,
@@ -387,7 +398,7 @@ class _Run:
     def save(self, at: Position) -> None:
         if self.checkpointing is not None:
             payload = snapshot(self.state, self.result, at, self.rngs, self.step.monitor, self.elapsed(),
-                               self.checkpointing.config_hash)
+                               self.checkpointing.config_hash, self.anytime)
             self.checkpointing.store.save(payload, self.state.step)
 
     def begin_task(self, t: int) -> tuple[Task, Task, Position, int]:
@@ -407,12 +418,16 @@ class _Run:
 
     def step_at(self, at: Position, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor,
                 draws: int) -> tuple[bool, float | None]:
-        """One step; if the run diverges, the checkpoint from before it (at ``at``) is written."""
+        """One step (then the anytime evaluation's count); if the run diverges, the checkpoint
+        from before it (at ``at``) is written."""
         try:
-            return self.step(x, y, ids, draws)
+            done = self.step(x, y, ids, draws)
         except DivergedError:
             self.save(at)
             raise
+        if self.anytime is not None:
+            self.anytime.after_step(self.state.model, self.state.task.index, y, ids)
+        return done
 
     def after_step(self, next_at: Position) -> None:
         """A checkpoint when one is due or a stop was asked for; then stop if asked."""
@@ -423,10 +438,13 @@ class _Run:
             raise StopRequested
 
     def end_task(self) -> tuple[list[float], list[float]]:
-        """The end-task hooks, then the evaluation on every task (a new row of each matrix)."""
+        """The end-task hooks, then the evaluation on every task (a new row of each matrix) and
+        the task-end anytime evaluation."""
         for hook in self.hooks.end_task:
             hook(self.state)
         class_il, task_il = evaluate(self.state.model, self.state.stream, scores=self.scores)
+        if self.anytime is not None:
+            self.anytime.task_end(self.state.model, self.state.task.index)
         self.step.monitor.task_loss, self.step.monitor.task_reads = 0.0, 0  # the next task's sums
         self.result.class_il.append(class_il)
         self.result.task_il.append(task_il)
@@ -441,7 +459,7 @@ class _Run:
 
 def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimizer, seed: int, epochs: int,
            batch_size: int, buffer_size: int, replay_batch_size: int | None, augment_padding: int,
-           checkpointing: Checkpointing | None, on_nan: str) -> _Run:
+           checkpointing: Checkpointing | None, on_nan: str, eval_every: int | None = None) -> _Run:
     """Check the arguments; build the state, memory, hooks, generators and the step; restore
     them from ``checkpointing.resume`` when given."""
     device = stream.source.train_x.device
@@ -468,9 +486,11 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
         fill = stream.pad_value()
         augment = lambda inputs: random_crop_flip(inputs, augment_padding, rngs["augment"], fill)  # noqa: E731
     hooks_ = Hooks.of(components)
+    scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
+    anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
     result, position, previous = RunResult(), Position(), 0.0
     if checkpointing is not None and checkpointing.resume is not None:
-        position = restore(checkpointing.resume, state, result, rngs, monitor)
+        position = restore(checkpointing.resume, state, result, rngs, monitor, anytime)
         previous = result.train_seconds
     uses_replay = memory is not None and recipe.objective.uses_replay
     orderers = [p for p in recipe.plugins if hasattr(p, "epoch_order")]
@@ -480,5 +500,4 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     orderer = orderers[0] if orderers else None
     return _Run(state, result, hooks_, Step(state, hooks_, monitor, augment, getattr(orderer, "views", 1)), rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
-                next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None), position, checkpointing,
-                time.perf_counter(), previous, orderer)
+                scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)

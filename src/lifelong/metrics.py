@@ -3,7 +3,8 @@
 ``R[i][j]`` is the accuracy (percent) on task ``j``'s test set after training on tasks
 ``0..i``; ``T`` is the number of tasks; ``b[j]`` is the accuracy on task ``j`` of the model at
 its random initialisation. Each function states its formula and source. A matrix with a single
-row (joint training) has no sequence, so the sequence metrics return ``None`` for it.
+row (joint training) has no sequence, so the sequence metrics return ``None`` for it. The online
+metrics (A_auc, A_last, A_avg, F_last) come from the anytime curve instead (see below).
 
 Class-IL forward transfer is computed but not shown (:data:`NOT_SHOWN`): there it measures the
 random initialisation, not transfer (see :func:`forward_transfer`).
@@ -85,6 +86,63 @@ def forward_transfer(R: Matrix, b: Sequence[float]) -> float | None:
     if len(R) != T or T < 2:
         return None
     return sum(R[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)
+
+
+# -- online metrics: from the anytime curve (lifelong.anytime) -------------------------------------
+# Koh et al., "Online Continual Learning on Class Incremental Blurry Task Configuration with Anytime
+# Inference" (ICLR 2022) and Moon et al. (Si-Blurry, ICCV 2023), as the reference computes them at
+# the end of ``main_worker`` in ``methods/_trainer.py`` of KHU-AGI/Si-Blurry. Accuracies are in
+# percent over the test examples of the classes exposed so far; ``None`` entries (an evaluation
+# with no such example) are left out.
+
+def area_under_accuracy(periodic: Sequence[float | None]) -> float | None:
+    """``A_auc = 1/n * sum_k a(k*K)``: the mean of the accuracies measured every K training
+    examples, the area under the accuracy-over-examples curve divided by its length (Koh et al.'s
+    ``A_AUC = sum_k a(k*K) * K``, normalised by the examples seen; the reference's
+    ``np.mean(eval_results["test_acc"])``). The task-end evaluations are not part of it.
+    ``None`` when there is no periodic evaluation."""
+    kept = [a for a in periodic if a is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def last_accuracy(task_end: Sequence[float | None]) -> float | None:
+    """``A_last``: the accuracy on the exposed classes at the end of the last task."""
+    return task_end[-1] if task_end else None
+
+
+def average_task_end_accuracy(task_end: Sequence[float | None]) -> float | None:
+    """``A_avg = 1/T * sum_t a_t``: the mean over task ends of the accuracy on the classes
+    exposed by then (the reference's ``np.mean(task_records["task_acc"])``)."""
+    kept = [a for a in task_end if a is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def last_forgetting(per_class: Sequence[Sequence[float | None]]) -> float | None:
+    """``F_last = mean_{c in C'} ( max_{t<T} a_t[c] - a_T[c] )``: per class, its best accuracy at
+    an earlier task end minus its accuracy at the last, averaged over the classes ``C'`` whose
+    best earlier accuracy is above 0 (the reference's loop over ``cls_acc[:-1, j]``). Rows: the
+    per-class accuracies at each task end; ``None`` (a class not yet exposed) counts as 0, as
+    the reference's zero. ``None`` with fewer than two task ends or no class in ``C'``."""
+    if len(per_class) < 2:
+        return None
+    last, diffs = per_class[-1], []
+    for c in range(len(last)):
+        best = max((row[c] or 0.0) for row in per_class[:-1])
+        if best > 0:
+            diffs.append(best - (last[c] or 0.0))
+    return sum(diffs) / len(diffs) if diffs else None
+
+
+def online_summary(curve: Sequence[Mapping[str, Any]], eval_every: int, eval_seconds: float) -> dict[str, Any]:
+    """The ``online`` block of ``metrics.json`` from an anytime curve
+    (:class:`lifelong.anytime.AnytimeEvaluation`): the period, the number of periodic
+    evaluations, A_auc, A_last, A_avg, F_last and the evaluation time."""
+    periodic = [p["accuracy"] for p in curve if p["kind"] == "periodic"]
+    ends = [p for p in curve if p["kind"] == "task_end"]
+    return {"eval_every": eval_every, "evaluations": len(periodic), "a_auc": area_under_accuracy(periodic),
+            "a_last": last_accuracy([p["accuracy"] for p in ends]),
+            "a_avg": average_task_end_accuracy([p["accuracy"] for p in ends]),
+            "f_last": last_forgetting([p["per_class"] for p in ends]), "eval_seconds": eval_seconds}
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:

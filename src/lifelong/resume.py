@@ -1,6 +1,6 @@
 """Checkpoint payloads: what a run needs to continue exactly where it stopped, and putting it
 back (the model, the optimiser, the memory, every term's and plug-in's state, all random
-generators, the position in the stream and the results so far). Written and read by
+generators, the position in the stream and the results so far, the anytime curve included). Written and read by
 :func:`lifelong.loop.train`; stored by :class:`lifelong.runs.checkpoint.CheckpointStore`."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import torch
 
 if TYPE_CHECKING:  # only for annotations: the loop imports this module
+    from lifelong.anytime import AnytimeEvaluation
     from lifelong.loop import LossMonitor, RunResult, TrainState
 
 
@@ -57,10 +58,12 @@ def _state_of(component: Any) -> Any:
 
 
 def snapshot(state: "TrainState", result: "RunResult", position: Position, rngs: dict[str, torch.Generator],
-             monitor: "LossMonitor", elapsed: float, config_hash: str) -> dict[str, Any]:
-    """Everything needed to continue exactly, as plain containers and tensors."""
+             monitor: "LossMonitor", elapsed: float, config_hash: str,
+             anytime: "AnytimeEvaluation | None" = None) -> dict[str, Any]:
+    """Everything needed to continue exactly, as plain containers and tensors; with anytime
+    evaluation, its schedule and curve so far under ``"anytime"`` (else no such key)."""
     recipe = state.recipe
-    return {
+    payload = {
         "config_hash": config_hash,
         "position": {"task": position.task, "epoch": position.epoch, "start": position.start,
                      "order_state": position.order_state, "step": state.step},
@@ -76,6 +79,9 @@ def snapshot(state: "TrainState", result: "RunResult", position: Position, rngs:
                    "init_task_il": result.init_task_il, "train_seconds": elapsed,
                    "skipped_steps": result.skipped_steps},
     }
+    if anytime is not None:
+        payload["anytime"] = anytime.state_dict()
+    return payload
 
 
 def task_loss(payload: dict[str, Any] | None) -> tuple[float, int]:
@@ -86,7 +92,7 @@ def task_loss(payload: dict[str, Any] | None) -> tuple[float, int]:
 
 
 def restore(payload: dict[str, Any], state: "TrainState", result: "RunResult", rngs: dict[str, torch.Generator],
-            monitor: "LossMonitor") -> Position:
+            monitor: "LossMonitor", anytime: "AnytimeEvaluation | None" = None) -> Position:
     """Put a :func:`snapshot` back into the live objects; return where to continue."""
     recipe = state.recipe
     state.model.load_state_dict(payload["model"])
@@ -108,6 +114,10 @@ def restore(payload: dict[str, Any], state: "TrainState", result: "RunResult", r
     result.class_il, result.task_il = saved["class_il"], saved["task_il"]
     result.init_class_il, result.init_task_il = saved["init_class_il"], saved["init_task_il"]
     result.train_seconds, result.skipped_steps = saved["train_seconds"], int(saved["skipped_steps"])
+    if anytime is not None:
+        if "anytime" not in payload:
+            raise ValueError("the checkpoint holds no anytime curve; resume it without eval_every")
+        anytime.load_state_dict(payload["anytime"])
     p = payload["position"]
     state.step = int(p["step"])
     return Position(int(p["task"]), int(p["epoch"]), int(p["start"]), p["order_state"])

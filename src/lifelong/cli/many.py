@@ -67,9 +67,12 @@ def _summary_lines(rows: list[dict]) -> list[str]:
               "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
               "class_il.backward_transfer": "class-IL backward transfer",
               "class_il.average_incremental_accuracy": "class-IL avg. incremental acc.", "wall_seconds": "wall seconds"}
+    if any(key in rows[0] for key in ("online.a_auc", "online.a_last")):  # runs with anytime evaluation
+        labels = {**labels, "online.a_auc": "A_auc (anytime accuracy)", "online.a_last": "A_last (anytime, last)"}
+        labels["wall_seconds"] = labels.pop("wall_seconds")
     lines = []
     for key, label in labels.items():
-        stat = rows[0][key]
+        stat = rows[0].get(key)
         lines.append(f"  {label:<32}" + ("-" if stat is None else f"{stat['mean']:8.2f} ± {stat['std']:.2f}"))
     return lines
 

@@ -95,6 +95,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="task-free-* benchmarks: standard deviation of each class's Gaussian in the stream, as a "
                         "fraction of the distance between class centres (default: the reference's, 0.5 for 10 "
                         "classes, 5 for 100)")
+    p.add_argument("--online", action="store_true", default=s,
+                   help="the online protocol: one pass over each task's data, batch 10 and replay batch 10 unless "
+                        "given (not the published offline settings), anytime evaluation every 1000 examples")
+    p.add_argument("--eval-every", type=_integer, default=s, metavar="K",
+                   help="anytime evaluation: accuracy on the classes seen so far every K training examples and at "
+                        "each task end (default 1000 with --online and on si-blurry-*/task-free-* streams, else off)")
     p.add_argument("--backbone", default=s,
                    help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")

@@ -104,6 +104,23 @@ def forgetting_per_task(matrices: Sequence[Matrix]) -> Stats | None:
 SUMMARY_METRICS = METRICS
 
 
+def anytime_accuracy_curve(curves: Sequence[Sequence[tuple[int, float]]]) -> Stats | None:
+    """The accuracy on the classes seen so far over the examples seen (the anytime curve of
+    :mod:`lifelong.anytime`), one ``(examples seen, accuracy)`` list per seed: mean and std over
+    the seeds at the points every seed has (``"x"``); ``None`` when a seed has no point or the
+    seeds share none."""
+    if not curves or any(not c for c in curves):
+        return None
+    shared = sorted(set.intersection(*(set(x for x, _ in c) for c in curves)))
+    if not shared:
+        return None
+    by_seed = [dict(c) for c in curves]
+    return {"x": shared, **_per_seed([[points[x] for x in shared] for points in by_seed])}
+
+
+ONLINE_SUMMARY = ("a_auc", "a_last", "a_avg", "f_last")  # metrics.json's ``online`` block in the summary
+
+
 def _summary_stat(values: list[float | None]) -> dict[str, float] | None:
     """Mean and std of every seed's value; ``None`` when a seed has none, or there are no seeds."""
     if not values or any(v is None for v in values):
@@ -117,7 +134,9 @@ def summary_table(configurations: Sequence[Configuration]) -> list[dict[str, Any
     ``runs`` (how many runs, complete or not), ``wall_seconds`` and, under ``class_il`` and
     ``task_il``, each of :data:`SUMMARY_METRICS` as ``{"mean", "std"}`` over the complete runs'
     ``metrics.json`` values (``None`` where a seed has none, e.g. forgetting of joint training,
-    or no run is complete). Incomplete runs (diverged, interrupted) are left out of the means."""
+    or no run is complete); under ``online``, :data:`ONLINE_SUMMARY` when a complete run has
+    anytime evaluation (else ``online`` is ``None``). Incomplete runs (diverged, interrupted) are
+    left out of the means."""
     rows = []
     for conf in configurations:
         done = conf.complete_runs
@@ -126,6 +145,9 @@ def summary_table(configurations: Sequence[Configuration]) -> list[dict[str, Any
         for scenario in SCENARIOS:
             row[scenario] = {name: _summary_stat([r.metrics[scenario].get(name) for r in done])
                              for name in SUMMARY_METRICS}
+        online = [r.metrics.get("online") or {} for r in done]
+        row["online"] = ({name: _summary_stat([o.get(name) for o in online]) for name in ONLINE_SUMMARY}
+                         if any(online) else None)
         rows.append(row)
     return rows
 
@@ -348,5 +370,31 @@ def plot_forgetting(data: dict[str, Stats], title: str, path: Path, *,
     pad = 0.06 * max(1.0, high - low)
     ax.set_ylim(low - pad if low < 0 else 0.0, high + pad)
     ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def plot_anytime_accuracy(data: dict[str, Stats], title: str, path: Path, *,
+                          colors: dict[str, tuple] | None = None) -> Path:
+    """The accuracy on the classes seen so far over the examples seen, one line per configuration
+    (:func:`anytime_accuracy_curve`), with a ± std band for several seeds."""
+    if not data:
+        raise ValueError("nothing to plot")
+    fig = _new_figure(6.4, 4.2)
+    ax = fig.subplots()
+    colors = colors or label_colors(list(data))
+    for label, stats in data.items():
+        color, xs, mean, std = colors[label], stats["x"], stats["mean"], stats["std"]
+        ax.plot(xs, mean, color=color, linewidth=1.4, label=label if stats["seeds"] == 1
+                else f"{label} (n={stats['seeds']})")
+        if stats["seeds"] > 1:
+            ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [min(100.0, m + s) for m, s in zip(mean, std)],
+                            color=color, alpha=0.18, linewidth=0)
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("training examples seen")
+    ax.set_ylabel("accuracy on the classes seen so far (%)")
+    ax.set_ylim(*accuracy_limits([m + sign * sd for s in data.values() for m, sd in zip(s["mean"], s["std"])
+                                  for sign in (-1, 1)]))
+    ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     return _save(fig, path)

@@ -9,7 +9,9 @@ any other differing setting appended.
 """
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,14 @@ class Run:
     def matrix(self, scenario: str) -> list[list[float]]:
         return self.metrics[scenario]["accuracy_matrix"]
 
+    def anytime_curve(self) -> list[tuple[int, float]] | None:
+        """The periodic points of the run's anytime evaluation, ``(examples seen, accuracy)`` from
+        ``anytime.csv``; ``None`` for a run without anytime evaluation (no ``online`` block in its
+        ``metrics.json``). :class:`UserError` naming the file if it is missing or damaged."""
+        if not self.metrics.get("online"):
+            return None
+        return read_anytime_curve(self.path / "anytime.csv")
+
 
 @dataclass(frozen=True)
 class Configuration:
@@ -81,6 +91,30 @@ class Configuration:
         """The accuracy matrix of each complete seed for ``scenario`` (``"class_il"`` or
         ``"task_il"``); empty when no run of the configuration is complete."""
         return [run.matrix(scenario) for run in self.complete_runs]
+
+
+def read_anytime_curve(file: Path) -> list[tuple[int, float]]:
+    """The ``periodic`` rows of an ``anytime.csv`` (:func:`lifelong.runs.report.anytime_csv`) as
+    ``(examples_seen, accuracy)``, in order; rows without an accuracy are left out."""
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+    curve = []
+    for i, row in enumerate(rows, start=2):
+        try:
+            if row["kind"] != "periodic" or not row["accuracy"]:
+                continue
+            seen, accuracy = int(row["examples_seen"]), float(row["accuracy"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{file} line {i} is not a row of an anytime curve (examples_seen, task, kind, "
+                            f"accuracy, ...)") from None
+        if seen < 0 or not math.isfinite(accuracy) or not 0.0 <= accuracy <= 100.0:
+            raise UserError(f"{file} line {i}: {row['examples_seen']} examples, accuracy {row['accuracy']}: "
+                            f"not a point of an anytime curve")
+        curve.append((seen, accuracy))
+    return curve
 
 
 def _read_run(path: Path) -> Run:

@@ -72,6 +72,47 @@ def _summary_html(rows: list[dict[str, Any]]) -> str:
     return "\n".join(tables)
 
 
+_ONLINE_COLUMNS = (("a_auc", "A_auc (%)"), ("a_last", "A_last (%)"), ("a_avg", "A_avg (%)"), ("f_last", "F_last"))
+
+
+def _online_html(rows: list[dict[str, Any]]) -> str:
+    """The anytime metrics' table (configurations with anytime evaluation only), or nothing."""
+    e = html.escape
+    body = []
+    for row in rows:
+        if row["online"] is None:
+            continue
+        n = len(row["seeds"])
+        cells = [f"<td>{e(row['label'])}</td>"] + [f"<td class=num>{e(_fmt(row['online'][key], n))}</td>"
+                                                   for key, _ in _ONLINE_COLUMNS]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    if not body:
+        return ""
+    head = "<tr><th>configuration (anytime evaluation)</th>" + "".join(f"<th>{e(n)}</th>" for _, n in _ONLINE_COLUMNS)
+    return ("<p class=note>Anytime evaluation, on the test examples of the classes seen so far (lifelong.anytime): "
+            "A_auc the mean of the periodic accuracies, A_last and A_avg the last and the mean accuracy at task "
+            "ends, F_last the mean per-class forgetting (points).</p>\n<div class=wide><table>\n" + head
+            + "</tr>\n" + "\n".join(body) + "\n</table></div>")
+
+
+def anytime_figure(configurations: list[runs.Configuration], out: Path) -> tuple[str, Path | None, str] | None:
+    """The accuracy-over-examples figure (``anytime_accuracy.png``) of the configurations whose
+    complete runs evaluated anytime; ``None`` when none did."""
+    data, colors = {}, figures.label_colors([c.label for c in configurations])
+    for conf in configurations:
+        curves = [run.anytime_curve() for run in conf.complete_runs]
+        if curves and all(c is not None for c in curves):
+            stats = figures.anytime_accuracy_curve(curves)
+            if stats is not None:
+                data[conf.label] = stats
+    if not data:
+        return None
+    title = "Accuracy over the examples seen (anytime evaluation)"
+    left = [c.label for c in configurations if c.label not in data]
+    note = f"Not shown: {', '.join(left)} (no anytime evaluation)." if left else ""
+    return title, figures.plot_anytime_accuracy(data, title, out / "anytime_accuracy.png", colors=colors), note
+
+
 def _run_html(run: runs.Run) -> str:
     """One run in the listing; an incomplete one says how far it got."""
     text = f"seed {run.seed}: <code>{html.escape(str(run.path))}</code>"
@@ -161,7 +202,9 @@ def write_runs_report(loaded: Sequence[runs.Run], out: Path) -> Path:
         + " ".join(f"n/a: {why}." for why in NOT_SHOWN.values()) + "</p>",
         _summary_html(rows),
     ]
-    for heading, png, note in write_figures(configurations, out):
+    parts += [table for table in [_online_html(rows)] if table]
+    anytime = anytime_figure(configurations, out)
+    for heading, png, note in ([anytime] if anytime else []) + write_figures(configurations, out):
         parts.append(f"<h2>{e(heading)}</h2>")
         if note:
             parts.append(f"<p class=note>{e(note)}</p>")

@@ -10,7 +10,9 @@ run can legitimately write is kept, as such:
   than tasks, possibly none; a complete run has one row per task, or one row (joint training);
 - a metric that a run does not have is ``null`` (forgetting after joint training, most metrics
   of a run that stopped early); a NaN or infinite metric or wall time (a diverged run's) is read
-  as ``null`` too, so that it shows as missing rather than as a number.
+  as ``null`` too, so that it shows as missing rather than as a number;
+- the ``online`` block (anytime evaluation: A_auc, A_last, A_avg, F_last) only in the runs that
+  evaluated anytime; its accuracies are numbers from 0 to 100 or ``null``.
 
 The document is written by :func:`lifelong.runs.report.build_metrics`.
 """
@@ -27,6 +29,7 @@ SUPPORTED_SCHEMAS = (1,)  # lifelong.runs.report.SCHEMA_VERSION; checked by the 
 SCENARIOS = ("class_il", "task_il")
 METRICS = ("average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer",
            "forward_transfer")
+ONLINE_ACCURACIES = ("a_auc", "a_last", "a_avg")  # and f_last (points), in the ``online`` block
 _REQUIRED = ("schema_version", "complete", "benchmark", "method", "seed", "num_tasks", "class_il", "task_il",
              "wall_seconds")
 
@@ -73,6 +76,8 @@ def check_metrics(doc: Any) -> dict[str, Any]:
     checked = {**doc, "seed": _whole(doc, "seed"), "wall_seconds": _seconds(doc["wall_seconds"])}
     for scenario in SCENARIOS:
         checked[scenario] = _scenario(doc[scenario], scenario, num_tasks, complete)
+    if doc.get("online") is not None:
+        checked["online"] = _online(doc["online"])
     rows = [len(checked[s]["accuracy_matrix"]) for s in SCENARIOS]
     if rows[0] != rows[1]:
         raise _Invalid(f"class_il.accuracy_matrix has {rows[0]} rows but task_il.accuracy_matrix {rows[1]}; "
@@ -134,6 +139,29 @@ def _scenario(block: Any, name: str, num_tasks: int, complete: bool) -> dict[str
     matrix = _matrix(block["accuracy_matrix"], f"{name}.accuracy_matrix", num_tasks, complete)
     values = {metric: _number_or_none(block.get(metric), f"{name}.{metric}") for metric in METRICS}
     return {**block, **values, "accuracy_matrix": matrix}
+
+
+def _online(block: Any) -> dict[str, Any]:
+    """The ``online`` block: the period and count of evaluations, accuracies from 0 to 100 (or
+    null), forgetting and evaluation time numbers (or null)."""
+    if not isinstance(block, dict):
+        raise _Invalid(f"online is {_show(block)}, not a mapping")
+    checked = dict(block)
+    for key, least in (("eval_every", 1), ("evaluations", 0)):
+        value = block.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise _Invalid(f"online.{key} is {_show(value)}, not a whole number of at least {least}")
+    for key in ONLINE_ACCURACIES:
+        value = _number_or_none(block.get(key), f"online.{key}")
+        if value is not None and not 0.0 <= value <= 100.0:
+            raise _Invalid(f"online.{key} is {_show(block.get(key))}, not an accuracy (0 to 100)")
+        checked[key] = value
+    checked["f_last"] = _number_or_none(block.get("f_last"), "online.f_last")
+    seconds = _number_or_none(block.get("eval_seconds"), "online.eval_seconds")
+    if seconds is not None and seconds < 0:
+        raise _Invalid(f"online.eval_seconds is {_show(block.get('eval_seconds'))}, not a number of seconds")
+    checked["eval_seconds"] = seconds
+    return checked
 
 
 def _matrix(value: Any, where: str, num_tasks: int, complete: bool) -> list[list[float]]:

@@ -2,7 +2,8 @@
 
 A run writes one folder: ``config.yaml`` (the resolved configuration), ``metrics.json`` (schema
 version :data:`SCHEMA_VERSION`), ``accuracy_class_il.csv`` and ``accuracy_task_il.csv`` (the
-matrices) and ``run.log``. ``metrics.json`` is written last and atomically, and its
+matrices) and ``run.log``; with anytime evaluation also ``anytime.csv`` (the curve) and an
+``online`` block in ``metrics.json``. ``metrics.json`` is written last and atomically, and its
 ``status`` is ``"complete"`` only for a run that finished; a folder without it is unfinished.
 """
 from __future__ import annotations
@@ -47,14 +48,31 @@ def _matrix_csv(R: list[list[float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def anytime_csv(curve: list[dict[str, Any]], num_classes: int) -> str:
+    """The anytime curve as CSV: one row per evaluation (``kind``: periodic or task_end), the
+    accuracy on the exposed classes and each class's (empty: not exposed or not tested)."""
+    lines = ["examples_seen,task,kind,accuracy,exposed_classes," + ",".join(f"class_{c}" for c in range(num_classes))]
+    for p in curve:
+        cells = [str(p["examples_seen"]), str(p["task"]), p["kind"], _number(p["accuracy"]), str(p["exposed_classes"])]
+        lines.append(",".join(cells + [_number(a) for a in p["per_class"]]))
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def build_metrics(result: RunResult, config: dict[str, Any], *, wall_seconds: float, num_tasks: int) -> dict[str, Any]:
-    """The content of ``metrics.json``."""
+    """The content of ``metrics.json``; ``online`` (A_auc, A_last, A_avg, F_last:
+    :func:`lifelong.metrics.online_summary`) only for a run with anytime evaluation."""
     complete = result.status == "complete"
     scenarios = {}
     for key, R, b in (("class_il", result.class_il, result.init_class_il), ("task_il", result.task_il, result.init_task_il)):
         summary = metrics.summarize(R, b) if R else dict.fromkeys(
             ["average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer", "forward_transfer"])
         scenarios[key] = {**summary, "accuracy_matrix": R, "initial_accuracy": b}
+    online = {} if result.anytime is None else {"online": metrics.online_summary(
+        result.anytime["curve"], result.anytime["eval_every"], result.anytime["eval_seconds"])}
     return {
         "schema_version": SCHEMA_VERSION,
         "status": result.status,
@@ -69,6 +87,7 @@ def build_metrics(result: RunResult, config: dict[str, Any], *, wall_seconds: fl
         "num_tasks": num_tasks,
         "tasks_trained": len(result.class_il),
         **scenarios,
+        **online,
         "steps": result.steps,
         "skipped_steps": result.skipped_steps,
         "train_seconds": result.train_seconds,
@@ -87,6 +106,9 @@ def write_results(out: Path, result: RunResult, metrics_doc: dict[str, Any]) -> 
     """Matrices first, ``metrics.json`` last, so a complete-looking folder is a complete run."""
     atomic_write(out / "accuracy_class_il.csv", _matrix_csv(result.class_il))
     atomic_write(out / "accuracy_task_il.csv", _matrix_csv(result.task_il))
+    if result.anytime is not None:
+        curve = result.anytime["curve"]
+        atomic_write(out / "anytime.csv", anytime_csv(curve, len(curve[0]["per_class"]) if curve else 0))
     atomic_write(out / "metrics.json", json.dumps(metrics_doc, indent=2) + "\n")
 
 
@@ -125,8 +147,16 @@ def format_table(metrics_doc: dict[str, Any], out: Path | None = None) -> str:
     for key, label in keys:
         lines.append(f"{label:<30}{_cell(metrics_doc, 'class_il', key)}{_cell(metrics_doc, 'task_il', key)}")
     lines += [f"n/a: {why}" for (_, key), why in metrics.NOT_SHOWN.items() if key in dict(keys)]
+    online = metrics_doc.get("online")
+    if online:
+        lines.append("")
+        lines.append(f"anytime (%, classes seen so far): A_auc {_fmt(online['a_auc'], 0).strip()}, "
+                     f"A_last {_fmt(online['a_last'], 0).strip()}, A_avg {_fmt(online['a_avg'], 0).strip()}; "
+                     f"F_last {_fmt(online['f_last'], 0).strip()} points")
     lines.append("")
-    lines.append(f"time {metrics_doc['wall_seconds']:.1f} s ({metrics_doc['steps']} steps), "
+    evaluation = (f"; anytime evaluation {online['eval_seconds']:.1f} s, {online['evaluations']} evaluations every "
+                  f"{online['eval_every']} examples" if online else "")
+    lines.append(f"time {metrics_doc['wall_seconds']:.1f} s ({metrics_doc['steps']} steps{evaluation}), "
                  f"peak memory {metrics_doc['peak_rss_mb']:.0f} MiB")
     if out is not None:
         lines.append(f"results in {out}")

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from lifelong.anytime import default_every
 from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name,
                              refresh_plugins, view_batch_parts, view_batch_settings)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
@@ -67,9 +68,14 @@ class PreparedRun:
         if c.get("view_batch"):
             v = c["view_batch"]
             params += f", view-batch {v['repeats']} ({v['form']}, augment {v['augment']}, alpha {v['alpha']})"
+        protocol = f"{c['epochs']} epoch(s), batch {c['batch_size']}"
+        if c.get("online"):
+            protocol = f"online (one pass), batch {c['batch_size']}, replay batch {c['replay_batch_size']}"
+        if c.get("eval_every"):
+            protocol += f", anytime evaluation every {c['eval_every']} examples"
         tasks = "task-free" if self.stream.task_free else f"{self.stream.num_tasks} tasks"
         return (f"{c['benchmark']} ({tasks}), {self.recipe.name}{memory}{params}, "
-                f"{c['backbone']}, {c['epochs']} epoch(s), batch {c['batch_size']}, lr {c['lr']}, seed {c['seed']}, "
+                f"{c['backbone']}, {protocol}, lr {c['lr']}, seed {c['seed']}, "
                 f"device {c['device']} [{c['hparams_source']}] -> {self.out}")
 
 
@@ -242,6 +248,9 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
     resolved.update(stream.settings)  # a blurry stream's settings (and the number of tasks asked for), a task-free one's
     if config.view_batch is not None:  # every setting, so that the file says what ran
         resolved["view_batch"] = view_batch_settings(config.view_batch)
+    every = default_every(config.benchmark, config.online, config.eval_every)
+    if every is not None:  # recorded when on, left out when off (lifelong.config.UNSET_LEFT_OUT)
+        resolved["eval_every"] = every
     return resolved
 
 
@@ -389,7 +398,7 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
                 run.stream, run.model, run.recipe, run.optimizer,
                 seed=c["seed"], epochs=c["epochs"], batch_size=c["batch_size"], buffer_size=c["buffer_size"],
                 replay_batch_size=c["replay_batch_size"], augment_padding=run.benchmark.augment_padding,
-                events=events, checkpointing=checkpointing, on_nan=c["on_nan"],
+                events=events, checkpointing=checkpointing, on_nan=c["on_nan"], eval_every=c.get("eval_every"),
             )
             if result.status == "interrupted":
                 result.message += f"; {resume_point(run.store, result.steps)}"
@@ -414,6 +423,10 @@ def _write_results(run: PreparedRun, result: RunResult, started: float) -> dict[
         torch.save(run.model.state_dict(), buffer)
         atomic_write_bytes(run.out / "model.pt", buffer.getvalue())
     write_results(run.out, result, doc)
+    online = doc.get("online")
+    anytime = (f"; anytime A_auc {online['a_auc']}, A_last {online['a_last']} ({online['evaluations']} evaluations "
+               f"every {online['eval_every']} examples, {online['eval_seconds']:.2f} s)" if online else "")
     run.log.write(f"end: {result.status}{': ' + result.message if result.message else ''}; "
-                  f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}")
+                  f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}"
+                  f"{anytime}")
     return doc

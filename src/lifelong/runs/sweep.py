@@ -181,12 +181,16 @@ def _stat(values: list[float | None]) -> dict[str, float] | None:
 
 METRICS = (("class_il", "average_accuracy"), ("task_il", "average_accuracy"), ("class_il", "forgetting"),
            ("class_il", "backward_transfer"), ("class_il", "average_incremental_accuracy"))
+# the anytime metrics (``metrics.json``'s ``online`` block), in the rows and tables of the runs that have them
+ONLINE_METRICS = (("online", "a_auc"), ("online", "a_last"))
 
 
 def summarize(points: list[Point], docs: list[list[dict[str, Any] | None]]) -> list[dict[str, Any]]:
     """One row per configuration: its grid values, seeds, and mean ± std of the main metrics over
     its complete runs (:func:`lifelong.metrics.is_complete`); the others are listed in
-    ``incomplete`` (a run not started is ``None``)."""
+    ``incomplete`` (a run not started is ``None``). With anytime evaluation (runs whose
+    ``metrics.json`` has an ``online`` block), also A_auc and A_last (``online.a_auc``,
+    ``online.a_last``); rows without it have no such keys."""
     rows = []
     for point, runs in zip(points, docs):
         kept = [d for d in runs if is_complete(d)]
@@ -197,6 +201,9 @@ def summarize(points: list[Point], docs: list[list[dict[str, Any] | None]]) -> l
                            if not is_complete(d)]}
         for scenario, metric in METRICS:
             row[f"{scenario}.{metric}"] = _stat([d[scenario][metric] for d in kept])
+        if any(d.get("online") for d in kept):
+            for block, metric in ONLINE_METRICS:
+                row[f"{block}.{metric}"] = _stat([(d.get(block) or {}).get(metric) for d in kept])
         row["wall_seconds"] = _stat([d["wall_seconds"] for d in kept])
         rows.append(row)
     return rows
@@ -210,12 +217,12 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
     """``summary.csv`` (means and stds in separate columns) and ``summary.md``."""
     out.mkdir(parents=True, exist_ok=True)
     keys = list(rows[0]["configuration"]) if rows else []
-    metric_names = [f"{s}.{m}" for s, m in METRICS] + ["wall_seconds"]
+    metric_names = [f"{s}.{m}" for s, m in METRICS] + _online_names(rows) + ["wall_seconds"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(keys + ["seeds", "complete"] + [f"{m}.{x}" for m in metric_names for x in ("mean", "std")])
     for row in rows:
-        stats = [row[m] for m in metric_names]
+        stats = [row.get(m) for m in metric_names]
         writer.writerow([json.dumps(row["configuration"][k]) if isinstance(row["configuration"][k], (dict, list))
                          else row["configuration"][k] for k in keys] + [len(row["seeds"]), len(row["complete_seeds"])]
                         + [("" if s is None else f"{s[x]:.4f}") for s in stats for x in ("mean", "std")])
@@ -225,16 +232,25 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
     return csv_path, md_path
 
 
+def _online_names(rows: list[dict[str, Any]]) -> list[str]:
+    """The anytime metrics' keys when a row has them (runs with anytime evaluation), else none."""
+    names = [f"{b}.{m}" for b, m in ONLINE_METRICS]
+    return names if any(name in row for row in rows for name in names) else []
+
+
 def _markdown(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
     """The table of ``summary.md`` (means over the complete runs of each row, and how many of all
-    they are), then the runs left out and why."""
-    header = keys + ["runs", "class-IL", "task-IL", "forgetting (class-IL)", "BWT (class-IL)", "wall s"]
+    they are), then the runs left out and why. A_auc and A_last only when a row has them."""
+    online = _online_names(rows)
+    header = keys + ["runs", "class-IL", "task-IL", "forgetting (class-IL)", "BWT (class-IL)"]
+    header += ["A_auc", "A_last"] if online else []
+    header.append("wall s")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row["configuration"][k]) for k in keys] + [count_complete(len(row["complete_seeds"]),
                                                                                len(row["seeds"]))]
-        cells += [_cell(row[m]) for m in ("class_il.average_accuracy", "task_il.average_accuracy",
-                                          "class_il.forgetting", "class_il.backward_transfer")]
+        cells += [_cell(row.get(m)) for m in ["class_il.average_accuracy", "task_il.average_accuracy",
+                                              "class_il.forgetting", "class_il.backward_transfer", *online]]
         cells.append("-" if row["wall_seconds"] is None else f"{row['wall_seconds']['mean']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     left_out = [run for row in rows for run in row["incomplete"]]
