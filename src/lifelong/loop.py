@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from lifelong.components import check_resumable, hooks
 from lifelong.data.streams import Stream, Task
+from lifelong.data.strong_augment import strong_augment
 from lifelong.data.transforms import random_crop_flip
 from lifelong.errors import ConfigError, DivergedError
 from lifelong.evaluate import evaluate
@@ -209,21 +210,27 @@ def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size
 class Step:
     """One step: the current batch and its replay draws, one forward, the objective, the update,
     the hooks around them, and the memory offered the batch. Returns whether the update was
-    applied (the loss monitor may skip it) and the loss if it was read."""
+    applied (the loss monitor may skip it) and the loss if it was read.
+
+    ``augment``: the benchmark's augmentation of the inputs; ``views``: the recipe's second,
+    augmented copy of them (``views: strong``), made from the inputs before ``augment``."""
 
     state: TrainState
     hooks: Hooks
     monitor: LossMonitor
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    views: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
         replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
         inputs = torch.cat([x] + [r["x"] for r in replays]) if replays else x
+        views = self.views(inputs) if self.views is not None else None
         if self.augment is not None:
             inputs = self.augment(inputs)
         batch = StepBatch(state.model, state.task.index, inputs, y, replays,
-                          separate=state.recipe.replay_forward == "separate")
+                          separate=state.recipe.replay_forward == "separate", views=views,
+                          keep_features=objective.needs_features)
         for hook in self.hooks.before_step:
             hook(state, batch)
         batch.outputs = batch.forward()
@@ -239,6 +246,8 @@ class Step:
                 hook(state, batch)
             if hasattr(memory, "add"):
                 extra = {"logits": batch.logits.detach()} if "logits" in objective.stores else {}
+                if "features" in objective.stores:  # the current batch's, from the forward before the update
+                    extra["features"] = batch.features[: len(y)].detach()
                 memory.add(x=x, y=y, task=task_ids, **extra)
         state.step += 1
         return applied, value
@@ -410,17 +419,21 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     if checkpointing is not None:
         check_resumable(components)
     rngs = {"order": torch_generator(seed, "batch-order"), "augment": torch_generator(seed, "augment", device)}
-    augment = None
+    augment = views = None
     if augment_padding:
         fill = stream.pad_value()
         augment = lambda inputs: random_crop_flip(inputs, augment_padding, rngs["augment"], fill)  # noqa: E731
+    if recipe.views == "strong":  # its own generator, created only then: other runs' checkpoints keep their keys
+        rngs["views"] = torch_generator(seed, "views", device)
+        mean, std = stream.source.mean, stream.source.std
+        views = lambda inputs: strong_augment(inputs, rngs["views"], mean=mean, std=std)  # noqa: E731
     hooks_ = Hooks.of(components)
     result, position, previous = RunResult(), Position(), 0.0
     if checkpointing is not None and checkpointing.resume is not None:
         position = restore(checkpointing.resume, state, result, rngs, monitor)
         previous = result.train_seconds
     uses_replay = memory is not None and recipe.objective.uses_replay
-    return _Run(state, result, hooks_, Step(state, hooks_, monitor, augment), rngs,
+    return _Run(state, result, hooks_, Step(state, hooks_, monitor, augment, views), rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None), position, checkpointing,
                 time.perf_counter(), previous)

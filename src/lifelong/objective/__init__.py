@@ -4,7 +4,9 @@ weight-space Bregman terms. A method is a list of weighted terms (see :mod:`life
 """
 from lifelong.objective.base import TERMS, Objective, StepBatch, Term, register_term
 from lifelong.objective.output import Bregman, CrossEntropy, Distillation, ICaRLDistillation, LogitMSE
+from lifelong.objective.proxy import ProxyContrastive, ProxyLogitDistillation, SimilarityDistillation
 from lifelong.objective.weight import EWC, L2, MAS, SI, QuadraticPenalty
 
 __all__ = ["Bregman", "CrossEntropy", "Distillation", "EWC", "ICaRLDistillation", "L2", "LogitMSE", "MAS",
-           "Objective", "QuadraticPenalty", "SI", "StepBatch", "TERMS", "Term", "register_term"]
+           "Objective", "ProxyContrastive", "ProxyLogitDistillation", "QuadraticPenalty", "SI", "SimilarityDistillation",
+           "StepBatch", "TERMS", "Term", "register_term"]

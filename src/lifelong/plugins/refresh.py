@@ -186,9 +186,7 @@ class Refresh:
         model = state.model
         if self.loss == "ce":
             return F.cross_entropy(model(batch.x), batch.y)
-        probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, batch.forward(model),
-                          separate=batch.separate)
-        return state.recipe.objective(probe)
+        return state.recipe.objective(batch.probe(model))
 
     def unlearn(self, state, batch: StepBatch) -> None:
         """One unlearning step on ``batch``; batch-norm statistics are left as they were."""
