@@ -34,6 +34,7 @@ VALUES = "tests/test_values.py"
 REFRESH_VALUES = "tests/test_refresh_values.py"
 REFRESH = "tests/test_refresh.py"
 BLURRY = "tests/test_blurry.py"
+PCR = "tests/test_pcr.py"
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,17 @@ MUTANTS: list[Mutant] = [
     M("eval-no-task-mask", False, "evaluate.py",
       'masked = logits.masked_fill(~masks[task.index], float("-inf"))', "masked = logits",
       ("tests/test_evaluate.py",), "task-IL evaluation without the task's mask"),
+    M("pcr-mean-over-all", False, "objective/proxy.py",
+      "return -((positive * log_prob).sum(1) / positive.sum(1)).mean()",
+      "return -((positive * log_prob).sum(1) / len(labels)).mean()", (PCR,),
+      "PCR's loss averages over all rows instead of over each anchor's positives"),
+    M("pcd-all-columns", False, "objective/proxy.py",
+      "return F.mse_loss(outputs.index_select(1, columns), stored.index_select(1, columns))",
+      "return F.mse_loss(outputs, stored)", (PCR,), "HPCR's PCD over every class's logit, not the batch labels'"),
+    M("scd-swapped", False, "objective/proxy.py",
+      "target = F.softmax(old_sim, dim=1)\n        return -(target * F.log_softmax(new_sim, dim=1))",
+      "target = F.softmax(new_sim, dim=1)\n        return -(target * F.log_softmax(old_sim, dim=1))", (PCR,),
+      "HPCR's SCD with the old and new similarities swapped"),
 ]
 
 

@@ -118,6 +118,9 @@ def test_pcr_term_contrasts_every_row_and_view_with_the_proxies_of_all_rows():
     assert ProxyContrastive()(b).item() == pytest.approx(right, rel=1e-5)
     assert b.labels.tolist() == labels and b.outputs.shape == (10, 3)
     assert torch.allclose(b.outputs, model(rows), atol=1e-6)
+    joint = _batch(model, separate=False)  # one forward over [inputs, views]: the same layout
+    assert torch.allclose(joint.outputs, b.outputs, atol=1e-6) and torch.allclose(joint.features, b.features)
+    assert torch.equal(b.replay_rows(0, b.outputs), b.outputs[[2, 3, 4, 7, 8, 9]])
 
 
 def test_pcr_term_is_zero_without_replay_but_keeps_the_graph():
