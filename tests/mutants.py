@@ -39,6 +39,7 @@ MVP = "tests/test_mvp_parts.py"
 VIEW_BATCH = "tests/test_view_batch.py"
 ONLINE = "tests/test_online.py"
 ONLINE_METRICS = "tests/test_online_metrics.py"
+PCR = "tests/test_pcr.py"
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,17 @@ MUTANTS: list[Mutant] = [
     M("f-last-all-classes", False, "metrics.py", "        if best > 0:\n            diffs.append(",
       "        if True:\n            diffs.append(", (ONLINE_METRICS,),
       "F_last averages over every class, also those never right before the last task end"),
+    M("pcr-mean-over-all", False, "objective/proxy.py",
+      "return -((positive * log_prob).sum(1) / positive.sum(1)).mean()",
+      "return -((positive * log_prob).sum(1) / len(labels)).mean()", (PCR,),
+      "PCR's loss averages over all rows instead of over each anchor's positives"),
+    M("pcd-all-columns", False, "objective/proxy.py",
+      "return F.mse_loss(outputs.index_select(1, columns), stored.index_select(1, columns))",
+      "return F.mse_loss(outputs, stored)", (PCR,), "HPCR's PCD over every class's logit, not the batch labels'"),
+    M("scd-swapped", False, "objective/proxy.py",
+      "target = F.softmax(old_sim, dim=1)\n        return -(target * F.log_softmax(new_sim, dim=1))",
+      "target = F.softmax(new_sim, dim=1)\n        return -(target * F.log_softmax(old_sim, dim=1))", (PCR,),
+      "HPCR's SCD with the old and new similarities swapped"),
 ]
 
 

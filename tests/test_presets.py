@@ -18,7 +18,7 @@ from lifelong.nets import build_backbone, set_head
 from lifelong.optim import SGD
 from lifelong.loop import train
 
-REPLAY = ("er", "er-ace", "der", "derpp", "icarl", "icarl-replay")
+REPLAY = ("er", "er-ace", "der", "derpp", "icarl", "icarl-replay", "pcr", "hpcr")
 REGULARISERS = ("lwf", "ewc", "ewc-online", "si", "mas")
 DOCS = Path(__file__).parents[1] / "docs" / "METHODS.md"
 README = Path(__file__).parents[1] / "README.md"
@@ -37,7 +37,7 @@ def _run(name: str, stream, lr: float | None = None):
     entry, _ = hparams.lookup("split-mnist", name, 200)
     recipe = build_recipe(name, entry.get("params", {}))
     torch.manual_seed(0)
-    model = set_head(build_backbone("mlp", (1, 28, 28), 10), recipe.head)
+    model = set_head(build_backbone("mlp", (1, 28, 28), 10), recipe.head, recipe.head_scale)
     optimizer = SGD(model.parameters(), lr=lr or entry.get("lr", 0.1), weight_decay=entry.get("weight_decay", 0.0))
     result = train(stream, model, recipe, optimizer, seed=0, batch_size=10, buffer_size=200,
                    replay_batch_size=entry.get("replay_batch_size", 10))

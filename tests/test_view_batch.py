@@ -83,7 +83,7 @@ class Recorder:
         self.steps = []
 
     def before_step(self, state, batch):
-        self.steps.append((batch.x.detach().clone(), batch.y.clone(), batch.views))
+        self.steps.append((batch.x.detach().clone(), batch.y.clone(), batch.repeats))
 
 
 def _train(plugins, epochs=1, batch_size=8, method="er", seed=0, terms=None, stream=None, recorder=None):
@@ -153,7 +153,7 @@ def test_the_memory_is_offered_each_example_once():
 
 # -- the re-augmentation of the 2nd..R-th views -------------------------------------------------
 def _view_batch(x, y, views):
-    return StepBatch(None, 0, x.repeat_interleave(views, 0), y.repeat_interleave(views), views=views)
+    return StepBatch(None, 0, x.repeat_interleave(views, 0), y.repeat_interleave(views), repeats=views)
 
 
 def test_strong_augmentation_changes_the_copies_only_and_follows_the_seed():
@@ -217,7 +217,7 @@ LOGITS = torch.tensor([[2.0, 0.1, -1.0, 0.5], [0.3, 1.5, 0.0, -0.4], [-1.2, 0.8,
 
 def _kl(logits, views=3, **options):
     term = ViewKL(classes="all", **options)
-    batch = StepBatch(None, 0, logits, torch.zeros(len(logits), dtype=torch.long), outputs=logits, views=views)
+    batch = StepBatch(None, 0, logits, torch.zeros(len(logits), dtype=torch.long), outputs=logits, repeats=views)
     return term(batch)
 
 
@@ -248,7 +248,7 @@ def test_view_kl_over_seen_classes_and_its_warm_up():
     state = SimpleNamespace(task=SimpleNamespace(classes=(0, 1)), model=torch.nn.Linear(1, 1),
                             cache={"view-batch": {"epoch": 5, "online": False}})
     term.begin_task(state)
-    batch = StepBatch(None, 0, LOGITS, torch.zeros(6, dtype=torch.long), outputs=LOGITS, views=3)
+    batch = StepBatch(None, 0, LOGITS, torch.zeros(6, dtype=torch.long), outputs=LOGITS, repeats=3)
     term.before_step(state, batch)
     assert float(term(batch)) == 0.0  # epoch index 5: still warming up (the reference's epoch > 5)
     state.cache["view-batch"]["epoch"] = 6

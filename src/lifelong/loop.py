@@ -19,6 +19,7 @@ import torch.nn as nn
 from lifelong.anytime import AnytimeEvaluation
 from lifelong.components import boundary_need, check_resumable, hooks
 from lifelong.data.streams import Stream, Task
+from lifelong.data.strong_augment import strong_augment
 from lifelong.data.transforms import random_crop_flip
 from lifelong.errors import ConfigError, DivergedError
 from lifelong.evaluate import evaluate
@@ -247,25 +248,30 @@ def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size
 class Step:
     """One step: the current batch and its replay draws, one forward, the objective, the update,
     the hooks around them, and the memory offered the batch. Returns whether the update was
-    applied (the loss monitor may skip it) and the loss if it was read."""
+    applied (the loss monitor may skip it) and the loss if it was read.
+
+    ``augment``: the benchmark's augmentation of the inputs; ``views``: the recipe's second,
+    augmented copy of them (``views: strong``), made from the inputs before ``augment``."""
 
     state: TrainState
     hooks: Hooks
     monitor: LossMonitor
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
-    views: int = 1  # copies of each current example in the step, back to back (view-batch replay)
+    repeats: int = 1  # copies of each current example in the step, back to back (view-batch replay)
+    views: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
         replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
-        seen, seen_y = (x, y) if self.views == 1 else (x.repeat_interleave(self.views, 0),
-                                                        y.repeat_interleave(self.views, 0))
+        seen, seen_y = (x, y) if self.repeats == 1 else (x.repeat_interleave(self.repeats, 0),
+                                                          y.repeat_interleave(self.repeats, 0))
         inputs = torch.cat([seen] + [r["x"] for r in replays]) if replays else seen
+        views = self.views(inputs) if self.views is not None else None
         if self.augment is not None:
             inputs = self.augment(inputs)
         batch = StepBatch(state.model, state.task.index, inputs, seen_y, replays,
-                          separate=state.recipe.replay_forward == "separate", views=self.views,
-                          keep_features=getattr(objective, "needs_features", False))
+                          separate=state.recipe.replay_forward == "separate", views=views, repeats=self.repeats,
+                          keep_features=objective.needs_features)
         for hook in self.hooks.before_step:
             hook(state, batch)
         batch.outputs = batch.forward()
@@ -281,7 +287,9 @@ class Step:
                 hook(state, batch)
             if hasattr(memory, "add"):
                 extra = {"logits": batch.logits.detach()} if "logits" in objective.stores else {}
-                extra = {k: v[:: self.views] for k, v in extra.items()}  # each example's first view
+                if "features" in objective.stores:  # the current batch's, from the forward before the update
+                    extra["features"] = batch.features[: len(batch.y)].detach()
+                extra = {k: v[:: self.repeats] for k, v in extra.items()}  # each example's first view
                 memory.add(x=x, y=y, task=task_ids, **extra)
         state.step += 1
         return applied, value
@@ -481,10 +489,14 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     if checkpointing is not None:
         check_resumable(components)
     rngs = {"order": torch_generator(seed, "batch-order"), "augment": torch_generator(seed, "augment", device)}
-    augment = None
+    augment = views = None
     if augment_padding:
         fill = stream.pad_value()
         augment = lambda inputs: random_crop_flip(inputs, augment_padding, rngs["augment"], fill)  # noqa: E731
+    if recipe.views == "strong":  # its own generator, created only then: other runs' checkpoints keep their keys
+        rngs["views"] = torch_generator(seed, "views", device)
+        mean, std = stream.source.mean, stream.source.std
+        views = lambda inputs: strong_augment(inputs, rngs["views"], mean=mean, std=std)  # noqa: E731
     hooks_ = Hooks.of(components)
     scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
     anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
@@ -498,6 +510,7 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
         raise ValueError(f"method {recipe.name!r}: only one plug-in may order the epochs, got "
                          f"{', '.join(p.name for p in orderers)}")
     orderer = orderers[0] if orderers else None
-    return _Run(state, result, hooks_, Step(state, hooks_, monitor, augment, getattr(orderer, "views", 1)), rngs,
+    step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views)
+    return _Run(state, result, hooks_, step, rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)

@@ -13,6 +13,8 @@ a small mapping, the same for the presets below and for a user's own method in Y
     replay_forward: separate                        # joint (default) | separate forwards per part
     replay_from: 0                                  # first task (from 0) that replays
     head: linear                                    # linear (default) | cosine classifier
+    head_scale: 10                                  # the cosine classifier's scale s (logits s·cos)
+    views: none                                     # none (default) | strong: augmented copies too
 
 ``${name}`` refers to a parameter of the method, given by the hyperparameter files, a config's
 ``params:`` or ``--param name=value``.
@@ -41,8 +43,12 @@ class Recipe:
     current and replayed examples) or ``"separate"`` (one per part; they differ only through
     batch-norm statistics). ``replay_from``: the index of the first task whose steps draw replay
     samples (ER-ACE replays from the second). ``head``: ``"linear"`` or ``"cosine"``
-    (:class:`lifelong.nets.heads.CosineLinear` replaces the backbone's classifier). ``spec``:
-    the mapping it was built from.
+    (:class:`lifelong.nets.heads.CosineLinear` replaces the backbone's classifier);
+    ``head_scale``: its scale (``None``: the head's default, 10). ``views``: ``"none"`` or
+    ``"strong"``: every input of a step (current and replayed) also goes through the forward as a
+    strongly augmented copy (:func:`lifelong.data.strong_augment.strong_augment`, PCR's
+    augmentation), whose outputs follow the plain ones (:class:`lifelong.objective.StepBatch`).
+    ``spec``: the mapping it was built from.
     """
 
     name: str
@@ -54,6 +60,8 @@ class Recipe:
     replay_forward: str = "joint"
     replay_from: int = 0
     head: str = "linear"
+    head_scale: float | None = None
+    views: str = "none"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,9 @@ class Preset:
 def _ce(**kw: Any) -> dict:
     return {"term": "ce", **kw}
 
+
+# PCR's proxy classifier: logits cos(f, w_c) / 0.09 (``cosLinear`` in FelixHuiweiLin/PCR, fixed in the code)
+PCR_HEAD_SCALE = 1 / 0.09
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("finetune", "SGD on each task in turn; the lower bound", "-", {"terms": [_ce()]}),
@@ -119,13 +130,29 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017",
            {"terms": [{"term": "icarl", "on": "current"}], "memory": "herding",
             "plugins": [{"plugin": "mix-memory"}, {"plugin": "nme"}]}),
+    Preset("pcr", "proxy-based contrastive replay: features against the proxies of the batch's classes, "
+           "strong augmentation, cosine classifier",
+           "Lin et al., PCR: Proxy-based contrastive replay for online class-incremental continual learning, CVPR 2023",
+           {"terms": [{"term": "pcr", "temperature": "${temperature}"}], "memory": "reservoir", "views": "strong",
+            "replay_forward": "separate", "head": "cosine", "head_scale": PCR_HEAD_SCALE},
+           {"temperature": 0.09}),
+    Preset("hpcr", "holistic PCR: PCR with a periodic loss scale and proxy and similarity distillation",
+           "Lin et al., HPCR: Holistic proxy-based contrastive replay for online continual learning, TNNLS 2025",
+           {"terms": [{"term": "pcr", "temperature": "${temperature}", "t_max": "${t_max}", "t_min": "${t_min}",
+                       "period": "${period}"},
+                      {"term": "pcd", "weight": "${alpha}"},
+                      {"term": "scd", "temperature": "${temperature}", "weight": "${beta}"}],
+            "memory": "reservoir", "views": "strong", "replay_forward": "separate", "head": "cosine",
+            "head_scale": PCR_HEAD_SCALE},
+           {"temperature": 0.09, "t_max": 1.8, "t_min": 0.5625, "period": 500, "alpha": 0.1, "beta": 0.5}),
     Preset("icarl-replay", "iCaRL with a batch of exemplars replayed at every step instead of mixed into the data",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017 (variant)",
            {"terms": [{"term": "icarl", "on": "both"}], "memory": "herding", "plugins": [{"plugin": "nme"}]}),
 ]}
 
 _REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-RECIPE_KEYS = ("name", "terms", "memory", "plugins", "joint", "replay_forward", "replay_from", "head")
+RECIPE_KEYS = ("name", "terms", "memory", "plugins", "joint", "replay_forward", "replay_from", "head", "head_scale",
+               "views")
 
 
 def _substitute(value: Any, params: dict[str, Any], used: set[str], where: str) -> Any:
@@ -231,6 +258,9 @@ _OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "replay_forward": ("joint", ("joint", "separate"), "'joint' or 'separate'"),
     "replay_from": (0, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a task index >= 0"),
     "head": ("linear", ("linear", "cosine"), "'linear' or 'cosine'"),
+    "head_scale": (None, lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and math.isfinite(v) and v > 0), "a positive number"),
+    "views": ("none", ("none", "strong"), "'none' or 'strong'"),
 }
 
 
@@ -258,9 +288,9 @@ def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) 
         if getattr(plugin, "needs_source_index", False) and not getattr(MEMORIES.get(memory), "keeps_source_index", False):
             raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {' or '.join(indexed)} "
                               f"(a memory that keeps each example's source index)")
-    if "logits" in objective.stores and memory is not None and not hasattr(MEMORIES[memory], "add"):
-        raise ConfigError(f"{where}: terms that store logits need a memory filled at every step, "
-                          f"e.g. `memory: reservoir`")
+    if objective.stores and memory is not None and not hasattr(MEMORIES[memory], "add"):
+        raise ConfigError(f"{where}: terms that store {' and '.join(objective.stores)} need a memory filled at "
+                          f"every step, e.g. `memory: reservoir`")
 
 
 def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: str = "custom",
@@ -277,6 +307,8 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     objective = Objective(_terms(spec.get("terms"), params, used, where))
     plugins = _plugins(spec.get("plugins"), params, used, where)
     options = {key: _option(spec, key, params, used, where) for key in _OPTIONS}
+    if options["head_scale"] is not None and options["head"] != "cosine":
+        raise ConfigError(f"{where}: `head_scale` applies to the cosine classifier; add `head: cosine` or remove it")
     _check_memory(spec.get("memory"), objective, plugins, where)
     unused = sorted(set(params) - used)
     if unused:

@@ -4,6 +4,9 @@
 ER-ACE work (Caccia et al., "New insights on reducing abrupt representation change in online
 continual learning", ICLR 2022), as Mammoth's ``models/er_ace.py`` (``CustomLinear``, scale 10,
 ``1e-5`` added to the norms) builds it when ``--use_custom_classifier`` is on (its default).
+With ``scale = 1 / 0.09`` it is the proxy classifier of PCR and HPCR (Lin et al., CVPR 2023;
+``cosLinear`` in FelixHuiweiLin/PCR ``models/resnet.py``, which adds ``1e-6`` to the norms): its
+rows are the class proxies.
 """
 from __future__ import annotations
 
@@ -32,14 +35,16 @@ class CosineLinear(nn.Module):
         return self.scale * x @ w.t()
 
 
-def set_head(model: nn.Module, kind: str) -> nn.Module:
-    """Give ``model`` the classifier ``kind`` (``"linear"`` keeps it) and return it. Call it before
-    the optimiser is built, under the run's initialisation seed."""
+def set_head(model: nn.Module, kind: str, scale: float | None = None) -> nn.Module:
+    """Give ``model`` the classifier ``kind`` (``"linear"`` keeps it) and return it; ``scale``:
+    the cosine classifier's (``None``: 10). Call it before the optimiser is built, under the
+    run's initialisation seed."""
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; choose one of: {', '.join(HEADS)}")
     if kind == "cosine":
         old = getattr(model, "classifier", None)
         if not isinstance(old, nn.Linear):
             raise ValueError("the cosine head replaces a backbone's linear `classifier`; this model has none")
-        model.classifier = CosineLinear(old.in_features, old.out_features).to(old.weight.device)
+        extra = {} if scale is None else {"scale": scale}
+        model.classifier = CosineLinear(old.in_features, old.out_features, **extra).to(old.weight.device)
     return model

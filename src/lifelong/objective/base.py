@@ -7,9 +7,10 @@ A term is a small object with ``__call__(batch) -> scalar``. It may declare
 
 - ``uses_replay``: it reads replayed samples; ``draw``: which independent replay draw
   (0, 1, ...) it reads, so that DER++ can take its two terms from two separate samples;
-- ``stores``: extra fields the memory keeps with each example (``"logits"`` for DER);
-- ``needs_features``: it reads the backbone's features of the step's forward
-  (:attr:`StepBatch.features`; MVP's adaptive feature scaling);
+- ``stores``: extra fields the memory keeps with each example (``"logits"`` for DER,
+  ``"features"`` for HPCR's similarity distillation);
+- ``needs_features``: it reads the backbone's features (:attr:`StepBatch.features`), not only
+  the logits (MVP's adaptive feature scaling, HPCR);
 
 and it may define any hook of :mod:`lifelong.plugins` (``begin_task``, ``end_task``,
 ``before_step``, ``after_backward``, ``after_step``) to keep its own state: EWC computes its
@@ -39,11 +40,15 @@ class StepBatch:
     ``task``, ``index`` and any stored fields). :attr:`x`, :attr:`logits`,
     :meth:`replay_inputs` and :meth:`replay_outputs` cut ``inputs`` and ``outputs`` into their
     parts. ``task``: the current task's index. ``separate``: the model sees the current batch and
-    each replay draw in forwards of their own (:meth:`forward`). ``keep_features``: the forward
-    runs as ``model.classifier(model.features(x))`` and keeps the features in :attr:`features`
-    (rows as :attr:`outputs`), for terms with ``needs_features``. ``views``: the current batch
-    holds each example this many times back to back (view-batch replay,
-    :mod:`lifelong.plugins.view_batch`); ``y`` then repeats each label as often.
+    each replay draw in forwards of their own (:meth:`forward`).
+
+    ``views``: a second, augmented copy of :attr:`inputs` in the same layout (PCR's strongly
+    augmented views), or ``None``. With views, :attr:`outputs` (and :attr:`features`) hold the
+    rows of :attr:`inputs` followed by those of :attr:`views`, so that :attr:`logits` and
+    :meth:`replay_outputs` still mean the un-augmented rows. ``keep_features``: the forward also
+    keeps the backbone's ``features`` (``model.classifier(model.features(x))`` is the output).
+    ``repeats``: the current batch holds each example this many times back to back (view-batch
+    replay, :mod:`lifelong.plugins.view_batch`); ``y`` then repeats each label as often.
     """
 
     model: nn.Module
@@ -53,22 +58,64 @@ class StepBatch:
     replays: list[dict[str, torch.Tensor]] = field(default_factory=list)
     outputs: torch.Tensor | None = None
     separate: bool = False
+    views: torch.Tensor | None = None
     keep_features: bool = False
     features: torch.Tensor | None = None
-    views: int = 1
+    repeats: int = 1
 
     def forward(self, model: nn.Module | None = None) -> torch.Tensor:
-        """The model's output on :attr:`inputs`: one forward over the concatenation (the default,
-        as Mammoth's ER), or with ``separate`` one forward per part, current batch first, as
-        Mammoth's DER, DER++ and ER-ACE do. The two differ only through batch-norm statistics.
-        With :attr:`keep_features` it also sets :attr:`features`."""
+        """The model's output on :attr:`inputs` (then :attr:`views`, if any): one forward over
+        the concatenation (the default, as Mammoth's ER), or with ``separate`` one forward per
+        part, current batch first, as Mammoth's DER, DER++ and ER-ACE do; a part's views go with
+        the part (PCR's ``pcrForward`` of a batch and its augmented copy). The two differ only
+        through batch-norm statistics. With ``keep_features`` it sets :attr:`features` too."""
         model = self.model if model is None else model
-        if self.keep_features:
-            return self._forward_keeping_features(model)
-        if not self.separate or not self.replays:
-            return model(self.inputs)
-        sizes = [len(self.y)] + [len(r["y"]) for r in self.replays]
-        return torch.cat([model(part) for part in self.inputs.split(sizes)])
+        if self.views is None and not self.keep_features:
+            if not self.separate or not self.replays:
+                return model(self.inputs)
+            sizes = [len(self.y)] + [len(r["y"]) for r in self.replays]
+            return torch.cat([model(part) for part in self.inputs.split(sizes)])
+        parts = [self.inputs] if not self.separate or not self.replays else \
+            list(self.inputs.split([len(self.y)] + [len(r["y"]) for r in self.replays]))
+        sizes = [len(p) for p in parts]
+        if self.views is not None:  # each part with its views, in one forward
+            parts = [torch.cat([p, v]) for p, v in zip(parts, self.views.split(sizes))]
+        results = [_with_features(model, p) if self.keep_features else (model(p), None) for p in parts]
+
+        def join(i: int) -> torch.Tensor:  # plain rows of every part, then their views' rows
+            rows = [r[i][:n] for r, n in zip(results, sizes)]
+            if self.views is not None:
+                rows += [r[i][n:] for r, n in zip(results, sizes)]
+            return rows[0] if len(rows) == 1 else torch.cat(rows)
+
+        outputs, features = join(0), (join(1) if self.keep_features else None)
+        self.features = features
+        return outputs
+
+    def probe(self, model: nn.Module | None = None) -> "StepBatch":
+        """A copy of this batch with its own forward through ``model`` (refresh learning's)."""
+        copy = StepBatch(self.model, self.task, self.inputs, self.y, self.replays, separate=self.separate,
+                         views=self.views, keep_features=self.keep_features, repeats=self.repeats)
+        copy.outputs = copy.forward(model)
+        return copy
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """The label of every row of :attr:`outputs`: current, each replay draw, and again for
+        the views."""
+        y = torch.cat([self.y] + [r["y"] for r in self.replays]) if self.replays else self.y
+        return y if self.views is None else torch.cat([y, y])
+
+    def replay_rows(self, k: int, of: torch.Tensor) -> torch.Tensor | None:
+        """The rows of replay draw ``k`` in ``of`` (:attr:`outputs` or :attr:`features`), followed
+        by those of its view when there are views (``None`` if there is no such draw)."""
+        if k >= len(self.replays):
+            return None
+        span = self._span(k)
+        if self.views is None:
+            return of[span]
+        n = len(self.inputs)
+        return torch.cat([of[span], of[span.start + n:span.stop + n]])
 
     def _forward_keeping_features(self, model: nn.Module) -> torch.Tensor:
         parts = [self.inputs]
@@ -112,6 +159,11 @@ class StepBatch:
         return self.outputs[self._span(k)] if k < len(self.replays) else None
 
 
+def _with_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    features = model.features(x)
+    return model.classifier(features), features
+
+
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """Raise a ``ValueError`` naming the option and its choices unless ``value`` is one of them."""
     if value not in choices:
@@ -126,6 +178,7 @@ class Term:
     draw: int = 0
     stores: ClassVar[tuple[str, ...]] = ()
     needs_task_boundaries: str | None = None  # why it cannot work on a task-free stream (lifelong.components)
+    needs_features: ClassVar[bool] = False
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -148,7 +201,8 @@ class Objective:
         self.uses_replay = bool(replay_terms)
         self.draws = 1 + max((term.draw for term in replay_terms), default=-1)
         self.stores = tuple(sorted({f for _, term in self.terms for f in term.stores}))
-        self.needs_features = any(getattr(term, "needs_features", False) for _, term in self.terms)
+        self.needs_features = any(getattr(term, "needs_features", False) for _, term in self.terms) \
+            or "features" in self.stores
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         total = None

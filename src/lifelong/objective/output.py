@@ -447,7 +447,7 @@ class ViewKL(Term):
         self._cols = state["cols"]
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
-        views, logits = batch.views, batch.logits
+        views, logits = batch.repeats, batch.logits
         if views < 2 or not self.active or len(logits) == 0:
             return logits.new_zeros(())
         if self._cols is not None:

@@ -186,10 +186,7 @@ class Refresh:
         model = state.model
         if self.loss == "ce":
             return F.cross_entropy(model(batch.x), batch.y)
-        probe = StepBatch(model, batch.task, batch.inputs, batch.y, batch.replays, separate=batch.separate,
-                          keep_features=batch.keep_features, views=batch.views)
-        probe.outputs = probe.forward()
-        return state.recipe.objective(probe)
+        return state.recipe.objective(batch.probe(model))
 
     def unlearn(self, state, batch: StepBatch) -> None:
         """One unlearning step on ``batch``; batch-norm statistics are left as they were."""

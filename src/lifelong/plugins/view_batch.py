@@ -107,7 +107,7 @@ class ViewBatch:
 
     # -- the re-augmentation of the 2nd..R-th views ---------------------------------------
     def before_step(self, state, batch: StepBatch) -> None:
-        if self.augment == "none" or batch.views != self.views or len(batch.y) == 0:
+        if self.augment == "none" or batch.repeats != self.views or len(batch.y) == 0:
             return
         current = batch.x.unflatten(0, (-1, self.views))  # (examples, views, C, H, W)
         copies = current[:, 1:]

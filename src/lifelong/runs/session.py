@@ -294,7 +294,8 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
         except torch.cuda.OutOfMemoryError:
             raise ConfigError(f"{benchmark.name}'s data do not fit in the memory of {device}; use --device cpu") from None
     torch.manual_seed(derive(config.seed, "init"))
-    model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head).to(device)
+    model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
+                     recipe.head_scale).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
     resolved = _resolved(config, recipe, backbone, device, out, stream)
