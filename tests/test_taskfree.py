@@ -246,6 +246,7 @@ REFUSED = [
     ("agem", "its memory 'task-balanced' needs task boundaries (it stores each task's examples at the task's end"),
     ("icarl", "its memory 'herding' needs task boundaries (its exemplars are chosen by herding at each task's end)"),
     ("icarl-replay", "its memory 'herding' needs task boundaries"),
+    ("hpcr", "its term 'pcd' needs task boundaries (it distils from the second task on"),
     ("er-ace", "its replay starts at task 2 (`replay_from: 1`), so on one task it would never replay"),
 ]
 
@@ -257,7 +258,7 @@ def test_methods_that_need_task_boundaries_are_refused(method, why, dry, capsys,
     code, out, err = run_cli(args + (["--dry-run"] if dry else []), capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"lifelong: error: method {method!r} cannot learn from the task-free stream task-free-mnist: ")
-    assert why in err and err.rstrip().endswith("; use er, der, derpp or finetune instead")
+    assert why in err and err.rstrip().endswith("; use er, der, derpp, pcr or finetune instead")
     assert not (tmp_path / "r").exists()
 
 
@@ -332,7 +333,7 @@ def tiny_task_free(root, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("method,extra", [("er", []), ("derpp", []), ("derpp", ["--refresh", "code"]),
-                                          ("joint", []), ("finetune", [])])
+                                          ("joint", []), ("finetune", []), ("pcr", [])])
 def test_short_runs_finish(method, extra, data_root, capsys, tmp_path):
     out = tmp_path / "run"
     code, stdout, err = run_cli(tiny_task_free(data_root, "--method", method, "--out", str(out), *extra), capsys)

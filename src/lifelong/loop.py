@@ -159,7 +159,7 @@ def check_memory_capacity(recipe: Recipe, stream: Stream, buffer_size: int) -> N
         raise ConfigError(f"method {recipe.name!r}: {problem}")
 
 
-TASK_FREE_METHODS = "er, der, derpp or finetune"  # presets that need no task boundary (joint too)
+TASK_FREE_METHODS = "er, der, derpp, pcr or finetune"  # presets that need no task boundary (joint too)
 
 
 def check_task_free(recipe: Recipe, stream_name: str) -> None:

@@ -147,6 +147,7 @@ class ProxyLogitDistillation(Term):
     name = "pcd"
     uses_replay = True
     stores = ("logits",)
+    needs_task_boundaries = "it distils from the second task on, so on one task it never acts"
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
         if batch.task == 0 or not batch.replays:
@@ -174,6 +175,7 @@ class SimilarityDistillation(Term):
     name = "scd"
     uses_replay = True
     stores = ("features",)
+    needs_task_boundaries = "it distils from the second task on, so on one task it never acts"
 
     def __init__(self, temperature: float = 0.09) -> None:
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
