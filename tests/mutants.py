@@ -40,6 +40,7 @@ VIEW_BATCH = "tests/test_view_batch.py"
 ONLINE = "tests/test_online.py"
 ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
+ERROR_MEMORY = "tests/test_error_memory.py"
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,20 @@ MUTANTS: list[Mutant] = [
       "target = F.softmax(old_sim, dim=1)\n        return -(target * F.log_softmax(new_sim, dim=1))",
       "target = F.softmax(new_sim, dim=1)\n        return -(target * F.log_softmax(old_sim, dim=1))", (PCR,),
       "HPCR's SCD with the old and new similarities swapped"),
+    # -- ReLoop2's error memory and the prequential protocol -------------------------------------
+    M("error-memory-unnormalised", False, "plugins/error_memory.py",
+      "weights = torch.softmax(top / self.temperature, dim=1)", "weights = torch.exp(top / self.temperature)",
+      (ERROR_MEMORY,), "the similarity weights of the nearest errors not normalised to sum to 1"),
+    M("error-memory-residual-sign", False, "plugins/error_memory.py",
+      "return F.one_hot(y, probs.shape[1]).to(probs.dtype) - probs",
+      "return probs - F.one_hot(y, probs.shape[1]).to(probs.dtype)", (ERROR_MEMORY,),
+      "the stored residual is prediction minus label"),
+    M("prequential-no-refresh", False, "prequential.py",
+      "        memory.write(features, ErrorMemory.residuals(probs, y))\n", "", (ERROR_MEMORY,),
+      "the memory is not refreshed with the labels of the batches just predicted"),
+    M("error-memory-no-fifo", False, "plugins/error_memory.py",
+      "position = (self.writes[b] + r) % self.slots", "position = r % self.slots", (ERROR_MEMORY,),
+      "a full bucket overwrites its first slots instead of its oldest entries"),
 ]
 
 
