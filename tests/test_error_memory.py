@@ -223,3 +223,34 @@ def test_the_plugin_writes_each_training_batch_and_scores_with_the_memory():
     restored = ErrorMemoryPlugin(bits=3, slots=8)
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     assert torch.equal(restored.scores(model, x), plugin.scores(model, x))
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+def _run_args(root, out, *extra):
+    return ["run", "--benchmark", "split-fashion-mnist", "--data-root", str(root), "--out", str(out),
+            "--batch-size", "4", "--quiet", *extra]
+
+
+def test_the_error_memory_flag_and_key(fashion_root, tmp_path, capsys):
+    import yaml
+
+    code, _, err = run_cli(_run_args(fashion_root, tmp_path / "plain"), capsys)
+    assert code == 0, err
+    plain = yaml.safe_load((tmp_path / "plain" / "config.yaml").read_text())
+    assert "error_memory" not in plain and not plain["recipe"].get("plugins")  # off: the config is as before
+    cfg = tmp_path / "em.yaml"
+    cfg.write_text("error_memory: {bits: 3, slots: 8, lam: 1.0}\n")
+    code, _, err = run_cli(_run_args(fashion_root, tmp_path / "on", "--config", str(cfg), "--error-memory"), capsys)
+    assert code == 0, err
+    resolved = yaml.safe_load((tmp_path / "on" / "config.yaml").read_text())
+    assert resolved["error_memory"] == {"bits": 3, "slots": 8, "lam": 1.0}
+    assert {"plugin": "error-memory", "bits": 3, "slots": 8, "lam": 1.0} in resolved["recipe"]["plugins"]
+    for value, word in (("{bits: 0}", "bits"), ("{slots: 0}", "slots"), ("{lam: -1}", "lam"), ("{plugin: nme}", "plugin"),
+                        ("3", "error_memory")):
+        cfg.write_text(f"error_memory: {value}\n")
+        code, _, err = run_cli(_run_args(fashion_root, tmp_path / "never", "--config", str(cfg)), capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and word in err, err
+    assert not (tmp_path / "never").exists()
+    code, _, err = run_cli(_run_args(fashion_root, tmp_path / "never", "--method", "icarl", "--error-memory"), capsys)
+    assert code == 2 and "'nme' and 'error-memory'" in err

@@ -310,6 +310,10 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     if options["head_scale"] is not None and options["head"] != "cosine":
         raise ConfigError(f"{where}: `head_scale` applies to the cosine classifier; add `head: cosine` or remove it")
     _check_memory(spec.get("memory"), objective, plugins, where)
+    scoring = [p.name for p in plugins if hasattr(p, "scores")]
+    if len(scoring) > 1:  # evaluation ranks the classes by one plug-in's scores
+        raise ConfigError(f"{where}: plug-ins {scoring[0]!r} and {scoring[1]!r} both replace the class scores at "
+                          f"evaluation; keep one")
     unused = sorted(set(params) - used)
     if unused:
         raise ConfigError(f"{where}: parameter `{unused[0]}` is not used by this method")

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from lifelong.anytime import default_every
 from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name,
-                             refresh_plugins, view_batch_parts, view_batch_settings)
+                             error_memory_plugins, refresh_plugins, view_batch_parts, view_batch_settings)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.source import Source
 from lifelong.data.streams import Stream
@@ -68,6 +68,8 @@ class PreparedRun:
         if c.get("view_batch"):
             v = c["view_batch"]
             params += f", view-batch {v['repeats']} ({v['form']}, augment {v['augment']}, alpha {v['alpha']})"
+        if c.get("error_memory"):
+            params += ", error memory"
         protocol = f"{c['epochs']} epoch(s), batch {c['batch_size']}"
         if c.get("online"):
             protocol = f"online (one pass), batch {c['batch_size']}, replay batch {c['replay_batch_size']}"
@@ -190,7 +192,9 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     view_plugins, view_terms = view_batch_parts(config.view_batch)  # before refresh: it unlearns the views
-    recipe = build_recipe(config.method, config.params, view_plugins + refresh_plugins(config.refresh), view_terms)
+    # the error memory first: it records each batch's errors before refresh learning unlearns it
+    shorthand = error_memory_plugins(config.error_memory) + view_plugins + refresh_plugins(config.refresh)
+    recipe = build_recipe(config.method, config.params, shorthand, view_terms)
     try:  # every run writes checkpoints: a component that could not be restored is refused now
         check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
     except ValueError as exc:
