@@ -61,14 +61,13 @@ def main() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    update = None
-    if args.slow_lr > 0:
-        slow = torch.optim.SGD(model.parameters(), lr=args.slow_lr)
+    slow = torch.optim.SGD(model.parameters(), lr=args.slow_lr) if args.slow_lr > 0 else None
 
-        def update(x: torch.Tensor, y: torch.Tensor) -> None:
-            slow.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            slow.step()
+    def slow_step(x: torch.Tensor, y: torch.Tensor) -> None:  # the slow learner: one SGD step per batch
+        slow.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        slow.step()
+    update = slow_step if slow is not None else None
     try:
         batches = gradual_rotation(source, "test", batch_size=args.batch_size, end_degrees=args.end_degrees,
                                    seed=args.seed)
