@@ -328,3 +328,5 @@ MEMORIES: dict[str, type] = {}
 register_memory = registrar(MEMORIES, "memory")
 for _policy in (ReservoirBuffer, TaskBalancedBuffer, HerdingBuffer):
     register_memory(_policy)
+
+from lifelong.hidden_replay import ActivationMemory  # noqa: E402,F401  (registers itself: `activations`)
