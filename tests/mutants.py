@@ -40,6 +40,7 @@ VIEW_BATCH = "tests/test_view_batch.py"
 ONLINE = "tests/test_online.py"
 ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
+SHARP = "tests/test_sharp.py"
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,17 @@ MUTANTS: list[Mutant] = [
       "target = F.softmax(old_sim, dim=1)\n        return -(target * F.log_softmax(new_sim, dim=1))",
       "target = F.softmax(new_sim, dim=1)\n        return -(target * F.log_softmax(old_sim, dim=1))", (PCR,),
       "HPCR's SCD with the old and new similarities swapped"),
+    M("sharp-quantise-floor", False, "hidden_replay.py", "codes = torch.round((a - lo) / span * LEVELS)",
+      "codes = torch.floor((a - lo) / span * LEVELS)", (SHARP,),
+      "SHARP's 8-bit memory truncates instead of rounding (errs up to a whole step)"),
+    M("sharp-knn-no-mask", False, "plugins/knn.py",
+      "q = F.normalize(query[:, mask], p=2, dim=1)\n        r = F.normalize(reps[:, mask], p=2, dim=1)",
+      "q = F.normalize(query, p=2, dim=1)\n        r = F.normalize(reps, p=2, dim=1)", (SHARP,),
+      "SHARP's kNN ignores each class's mask of valid units"),
+    M("sharp-supcon-self-in-denominator", False, "objective/supcon.py",
+      'torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)',
+      "torch.logsumexp(logits, dim=1, keepdim=True)", (SHARP,),
+      "SupCon keeps the anchor itself in the denominator"),
 ]
 
 

@@ -86,6 +86,11 @@ class ActivationMemory(Memory):
             raise ValueError(f"`split_after` must be a layer name such as 'features.2', 'auto' or "
                              f"'{INPUT}', got {split_after!r}")
 
+    @classmethod
+    def check_model(cls, model, recent_tasks: int = 1, split_after: str = "auto") -> None:
+        """Refuse, before training, a backbone that cannot be cut where asked (one line)."""
+        frozen_split(model, split_after)
+
     def __init__(self, capacity: int, generator: np.random.Generator, recent_tasks: int = 1,
                  split_after: str = "auto", **kwargs) -> None:
         self.check_options(recent_tasks, split_after)

@@ -329,4 +329,4 @@ register_memory = registrar(MEMORIES, "memory")
 for _policy in (ReservoirBuffer, TaskBalancedBuffer, HerdingBuffer):
     register_memory(_policy)
 
-from lifelong.hidden_replay import ActivationMemory  # noqa: E402,F401  (registers itself: `activations`)
+import lifelong.hidden_replay  # noqa: E402,F401  (registers `activations`; a module import: it imports this one)
