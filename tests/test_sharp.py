@@ -97,7 +97,7 @@ def test_replay_goes_through_the_trainable_part_only_and_the_frozen_part_never_m
 def test_memory_stores_each_class_block_with_its_own_scale_and_replays_only_the_last_task():
     stream = _stream()
     model = _mlp(stream)
-    recipe = build_recipe("sharp-lite", {"per_class": 4})
+    recipe = build_recipe("sharp-lite", {"per_class": 4, "recent_tasks": 1})
     draws = []
 
     class Spy:
@@ -129,6 +129,21 @@ def test_memory_stores_each_class_block_with_its_own_scale_and_replays_only_the_
         assert set(ys) == set(previous)  # only the classes of the task just before (stm_num_tasks = 1)
         counts = sorted(ys.count(c) for c in previous)
         assert counts == [3, 4] and ys.count(min(previous)) == 4  # 7 shared evenly, the first class the extra
+    every = []  # recent_tasks 0 (sharp-lite's default): every earlier task's classes
+    recipe = build_recipe("sharp-lite", {"per_class": 4})
+
+    class Every:
+        name, stateless = "every", True
+
+        def before_step(self, state, batch):
+            if batch.replays and state.task.index == 2:
+                every.append(sorted(set(batch.replays[0]["y"].tolist())))
+
+    recipe.plugins.append(Every())
+    model = _mlp(stream)
+    train(stream, model, recipe, SGD(model.parameters(), lr=0.05), seed=0, batch_size=6, buffer_size=24,
+          replay_batch_size=8)
+    assert every and all(ys == [0, 1, 2, 3] for ys in every)
 
 
 def test_split_names_a_layer_of_features_and_input_is_raw_replay():
@@ -249,7 +264,7 @@ def test_knn_majority_of_k_and_ties_to_the_smallest_class():
 def test_knn_plugin_stores_the_first_examples_and_refreshes_the_replayed_classes():
     stream = _stream()
     model = _mlp(stream)
-    recipe = build_recipe("sharp-lite", {"per_class": 4, "k": 3})
+    recipe = build_recipe("sharp-lite", {"per_class": 4, "k": 3, "recent_tasks": 1})
     knn = next(p for p in recipe.plugins if isinstance(p, MaskedKNN))
     snapshots = []
 
@@ -314,7 +329,7 @@ def test_resume_mid_task_equals_an_uninterrupted_run(fashion, tmp_path, monkeypa
 
 
 def test_recipe_errors_are_one_line(fashion, capsys):
-    for param, word in (("recent_tasks=0", "recent_tasks"), ("temperature=0", "temperature"), ("k=0", "`k`")):
+    for param, word in (("recent_tasks=-1", "recent_tasks"), ("temperature=0", "temperature"), ("k=0", "`k`")):
         code, _, err = run_cli(["run", "--method", "sharp-lite", "--param", param, *tiny_run_flags(fashion),
                                 "--dry-run"], capsys)
         assert code == 2 and word in err and "Traceback" not in err, (param, err)

@@ -15,7 +15,8 @@ frozen early part of the network outputs for them (:mod:`lifelong.nets.split`), 
   per-class dictionary does. Every class of the stream has the same quota, ``capacity`` shared by
   :func:`lifelong.memory.balanced_quotas` (25 per class for 250 slots on Split-MNIST, the
   reference's ``stm_per_class``). A step replays only the classes stored at the last
-  ``recent_tasks`` task ends (``stm_num_tasks``, 1 in every script of the reference), the draw
+  ``recent_tasks`` task ends (``stm_num_tasks``, 1 in every script of the reference; 0: every
+  earlier task, the ``sharp-lite`` preset's default), the draw
   shared evenly among them (the first classes take the remainder), without replacement within
   a class unless it has too few rows (``MemoryBuffer.sample_n``).
 
@@ -80,8 +81,8 @@ class ActivationMemory(Memory):
 
     @classmethod
     def check_options(cls, recent_tasks: int = 1, split_after: str = "auto") -> None:
-        if isinstance(recent_tasks, bool) or not isinstance(recent_tasks, int) or recent_tasks < 1:
-            raise ValueError(f"`recent_tasks` must be an integer >= 1, got {recent_tasks!r}")
+        if isinstance(recent_tasks, bool) or not isinstance(recent_tasks, int) or recent_tasks < 0:
+            raise ValueError(f"`recent_tasks` must be an integer >= 0 (0: every earlier task), got {recent_tasks!r}")
         if not isinstance(split_after, str) or not split_after:
             raise ValueError(f"`split_after` must be a layer name such as 'features.2', 'auto' or "
                              f"'{INPUT}', got {split_after!r}")
@@ -148,7 +149,11 @@ class ActivationMemory(Memory):
     def recent(self) -> torch.Tensor:
         """The rows stored at the end of one of the last ``recent_tasks`` tasks before the current one."""
         task = self.fields["task"][: self.count]
-        return torch.nonzero((task >= self.current - self.recent_tasks) & (task < self.current)).squeeze(1)
+        return torch.nonzero((task >= self.first_recent(self.current)) & (task < self.current)).squeeze(1)
+
+    def first_recent(self, current: int) -> int:
+        """The first task whose classes are replayed while training task ``current``."""
+        return 0 if self.recent_tasks == 0 else max(0, current - self.recent_tasks)
 
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """``n`` rows of the recent classes, shared evenly among the classes (the first take the

@@ -154,7 +154,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            {"terms": [{"term": "supcon", "temperature": "${temperature}"}],
             "memory": {"memory": "activations", "recent_tasks": "${recent_tasks}", "split_after": "${split_after}"},
             "plugins": [{"plugin": "masked-knn", "k": "${k}", "per_class": "${per_class}"}]},
-           {"temperature": 0.1, "recent_tasks": 1, "split_after": "auto", "k": 5, "per_class": 25}),
+           {"temperature": 0.1, "recent_tasks": 0, "split_after": "auto", "k": 5, "per_class": 25}),
     Preset("icarl-replay", "iCaRL with a batch of exemplars replayed at every step instead of mixed into the data",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017 (variant)",
            {"terms": [{"term": "icarl", "on": "both"}], "memory": "herding", "plugins": [{"plugin": "nme"}]}),

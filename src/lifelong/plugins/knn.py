@@ -107,7 +107,7 @@ class MaskedKNN:
                 self.stored[(task.index, int(c))] = (reps, self.valid_units(state, reps.shape[1], 2, reps.device))
         split = getattr(memory, "split", None)
         if split is not None:  # the replayed classes, recomputed from their activations (learner.py)
-            recent = range(task.index - memory.recent_tasks, task.index)
+            recent = range(memory.first_recent(task.index), task.index)
             for (t, c), acts in memory.activations(recent).items():
                 reps = split.late(acts[: self.per_class])  # (the reference draws them in a random order)
                 age = task.index - 1 - t  # 0 for the task just before
