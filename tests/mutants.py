@@ -41,6 +41,7 @@ ONLINE = "tests/test_online.py"
 ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
 ERROR_MEMORY = "tests/test_error_memory.py"
+SHARP = "tests/test_sharp.py"
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,17 @@ MUTANTS: list[Mutant] = [
     M("error-memory-no-fifo", False, "plugins/error_memory.py",
       "position = (self.writes[b] + r) % self.slots", "position = r % self.slots", (ERROR_MEMORY,),
       "a full bucket overwrites its first slots instead of its oldest entries"),
+    M("sharp-quantise-floor", False, "hidden_replay.py", "codes = torch.round((a - lo) / span * LEVELS)",
+      "codes = torch.floor((a - lo) / span * LEVELS)", (SHARP,),
+      "SHARP's 8-bit memory truncates instead of rounding (errs up to a whole step)"),
+    M("sharp-knn-no-mask", False, "plugins/knn.py",
+      "q = F.normalize(query[:, mask], p=2, dim=1)\n        r = F.normalize(reps[:, mask], p=2, dim=1)",
+      "q = F.normalize(query, p=2, dim=1)\n        r = F.normalize(reps, p=2, dim=1)", (SHARP,),
+      "SHARP's kNN ignores each class's mask of valid units"),
+    M("sharp-supcon-self-in-denominator", False, "objective/supcon.py",
+      'torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)',
+      "torch.logsumexp(logits, dim=1, keepdim=True)", (SHARP,),
+      "SupCon keeps the anchor itself in the denominator"),
 ]
 
 

@@ -196,7 +196,7 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
     offers = epochs * (stream.joint().num_train if recipe.joint else sum(t.num_train for t in stream.tasks))
     return MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
                                    sample_generator=numpy_generator(seed, "memory-sample"),
-                                   max_rows=offers, device=stream.source.train_x.device)
+                                   max_rows=offers, device=stream.source.train_x.device, **recipe.memory_options)
 
 
 @dataclass
@@ -265,13 +265,14 @@ class Step:
         replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
         seen, seen_y = (x, y) if self.repeats == 1 else (x.repeat_interleave(self.repeats, 0),
                                                           y.repeat_interleave(self.repeats, 0))
-        inputs = torch.cat([seen] + [r["x"] for r in replays]) if replays else seen
+        split = getattr(memory, "split", None)  # hidden-activation replay: replays enter after the split
+        inputs = torch.cat([seen] + [r["x"] for r in replays]) if replays and split is None else seen
         views = self.views(inputs) if self.views is not None else None
         if self.augment is not None:
             inputs = self.augment(inputs)
         batch = StepBatch(state.model, state.task.index, inputs, seen_y, replays,
                           separate=state.recipe.replay_forward == "separate", views=views, repeats=self.repeats,
-                          keep_features=objective.needs_features)
+                          keep_features=objective.needs_features, split=split)
         for hook in self.hooks.before_step:
             hook(state, batch)
         batch.outputs = batch.forward()

@@ -328,3 +328,5 @@ MEMORIES: dict[str, type] = {}
 register_memory = registrar(MEMORIES, "memory")
 for _policy in (ReservoirBuffer, TaskBalancedBuffer, HerdingBuffer):
     register_memory(_policy)
+
+import lifelong.hidden_replay  # noqa: E402,F401  (registers `activations`; a module import: it imports this one)

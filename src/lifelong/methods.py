@@ -8,7 +8,8 @@ a small mapping, the same for the presets below and for a user's own method in Y
       - {term: ce}                                  # cross-entropy on the current batch
       - {term: logit-mse, weight: ${alpha}}         # DER: match stored logits
       - {term: ce, on: replay, draw: 1, weight: ${beta}}
-    memory: reservoir                               # reservoir | task-balanced | herding
+    memory: reservoir                               # reservoir | task-balanced | herding | activations
+                                                    # or {memory: activations, recent_tasks: 1}: with options
     plugins: []                                     # e.g. [{plugin: agem}]
     replay_forward: separate                        # joint (default) | separate forwards per part
     replay_from: 0                                  # first task (from 0) that replays
@@ -48,7 +49,8 @@ class Recipe:
     ``"strong"``: every input of a step (current and replayed) also goes through the forward as a
     strongly augmented copy (:func:`lifelong.data.strong_augment.strong_augment`, PCR's
     augmentation), whose outputs follow the plain ones (:class:`lifelong.objective.StepBatch`).
-    ``spec``: the mapping it was built from.
+    ``spec``: the mapping it was built from. ``memory_options``: the options given with the
+    memory (``memory: {memory: activations, recent_tasks: 1}``), passed to its constructor.
     """
 
     name: str
@@ -62,6 +64,7 @@ class Recipe:
     head: str = "linear"
     head_scale: float | None = None
     views: str = "none"
+    memory_options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
             "memory": "reservoir", "views": "strong", "replay_forward": "separate", "head": "cosine",
             "head_scale": PCR_HEAD_SCALE},
            {"temperature": 0.09, "t_max": 1.8, "t_min": 0.5625, "period": 500, "alpha": 0.1, "beta": 0.5}),
+    Preset("sharp-lite", "SHARP without its sparse network: 8-bit replay of a frozen early part's activations "
+           "through the late part, supervised contrastive loss, kNN prediction",
+           "Gurbuz et al., SHARP: Sparsity and hidden activation replay for neuro-inspired continual learning, 2023",
+           {"terms": [{"term": "supcon", "temperature": "${temperature}"}],
+            "memory": {"memory": "activations", "recent_tasks": "${recent_tasks}", "split_after": "${split_after}"},
+            "plugins": [{"plugin": "masked-knn", "k": "${k}", "per_class": "${per_class}"}]},
+           {"temperature": 0.1, "recent_tasks": 0, "split_after": "auto", "k": 5, "per_class": 25}),
     Preset("icarl-replay", "iCaRL with a batch of exemplars replayed at every step instead of mixed into the data",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017 (variant)",
            {"terms": [{"term": "icarl", "on": "both"}], "memory": "herding", "plugins": [{"plugin": "nme"}]}),
@@ -276,6 +286,35 @@ def _option(spec: dict, key: str, params: dict, used: set[str], where: str) -> A
     return value
 
 
+LOOP_MEMORY_ARGS = ("self", "capacity", "generator", "sample_generator", "max_rows", "device", "kwargs")
+
+
+def _memory_entry(raw: Any, params: dict, used: set[str], where: str) -> tuple[Any, dict]:
+    """``(name, options)`` of a recipe's ``memory:``: a name, or a mapping ``{memory: name,
+    option: value, ...}`` whose options are the memory's own constructor arguments."""
+    if not isinstance(raw, dict):
+        return raw, {}
+    if "memory" not in raw:
+        raise ConfigError(f"{where}: a `memory:` mapping needs a `memory` name, e.g. `{{memory: activations}}`")
+    name = raw["memory"]
+    if name not in MEMORIES:
+        raise ConfigError(f"{where}: unknown memory {name!r}; choose one of: {', '.join(MEMORIES)}")
+    cls = MEMORIES[name]
+    accepted = [p for p in inspect.signature(cls).parameters if p not in LOOP_MEMORY_ARGS]
+    options = {k: _substitute(v, params, used, where) for k, v in raw.items() if k != "memory"}
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise ConfigError(f"{where}: memory {name!r} has no option `{unknown[0]}`; its options: "
+                          f"{', '.join(accepted) if accepted else 'none'}")
+    check = getattr(cls, "check_options", None)
+    if check is not None:
+        try:
+            check(**options)
+        except (TypeError, ValueError) as exc:
+            raise _refused(exc, raw, params, where, "memory", name, "its memory") from None
+    return name, options
+
+
 def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) -> None:
     """The memory exists and suits the terms and plug-ins that use it."""
     if memory is not None and memory not in MEMORIES:
@@ -309,7 +348,11 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     options = {key: _option(spec, key, params, used, where) for key in _OPTIONS}
     if options["head_scale"] is not None and options["head"] != "cosine":
         raise ConfigError(f"{where}: `head_scale` applies to the cosine classifier; add `head: cosine` or remove it")
-    _check_memory(spec.get("memory"), objective, plugins, where)
+    memory, memory_options = _memory_entry(spec.get("memory"), params, used, where)
+    _check_memory(memory, objective, plugins, where)
+    if getattr(MEMORIES.get(memory), "hidden", False) and options["views"] != "none":
+        raise ConfigError(f"{where}: memory {memory!r} replays hidden activations, which have no augmented views; "
+                          f"remove `views: {options['views']}`")
     scoring = [p.name for p in plugins if hasattr(p, "scores")]
     if len(scoring) > 1:  # evaluation ranks the classes by one plug-in's scores
         raise ConfigError(f"{where}: plug-ins {scoring[0]!r} and {scoring[1]!r} both replace the class scores at "
@@ -317,7 +360,8 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     unused = sorted(set(params) - used)
     if unused:
         raise ConfigError(f"{where}: parameter `{unused[0]}` is not used by this method")
-    return Recipe(str(spec.get("name", name)), objective, spec.get("memory"), plugins, spec=spec, **options)
+    return Recipe(str(spec.get("name", name)), objective, memory, plugins, spec=spec, memory_options=memory_options,
+                  **options)
 
 
 def _kind(value: Any) -> str:

@@ -49,6 +49,12 @@ class StepBatch:
     keeps the backbone's ``features`` (``model.classifier(model.features(x))`` is the output).
     ``repeats``: the current batch holds each example this many times back to back (view-batch
     replay, :mod:`lifelong.plugins.view_batch`); ``y`` then repeats each label as often.
+
+    ``split``: with hidden-activation replay (:mod:`lifelong.hidden_replay`), the backbone's
+    :class:`lifelong.nets.split.FrozenSplit`: each replay draw's ``x`` is then an activation of
+    the frozen early part, :attr:`inputs` holds the current batch only, and the forward runs the
+    current batch through the whole network and the replayed activations through the late part
+    only; :attr:`outputs` keeps its layout (current rows, then each draw's).
     """
 
     model: nn.Module
@@ -62,6 +68,7 @@ class StepBatch:
     keep_features: bool = False
     features: torch.Tensor | None = None
     repeats: int = 1
+    split: Any = None
 
     def forward(self, model: nn.Module | None = None) -> torch.Tensor:
         """The model's output on :attr:`inputs` (then :attr:`views`, if any): one forward over
@@ -70,6 +77,8 @@ class StepBatch:
         the part (PCR's ``pcrForward`` of a batch and its augmented copy). The two differ only
         through batch-norm statistics. With ``keep_features`` it sets :attr:`features` too."""
         model = self.model if model is None else model
+        if self.split is not None:
+            return self._forward_hidden(model)
         if self.views is None and not self.keep_features:
             if not self.separate or not self.replays:
                 return model(self.inputs)
@@ -92,10 +101,27 @@ class StepBatch:
         self.features = features
         return outputs
 
+    def _forward_hidden(self, model: nn.Module) -> torch.Tensor:
+        """The forward with hidden-activation replay (SHARP's ``forward`` and ``forward_memo``):
+        the current batch through the frozen early part, then it and every replayed activation
+        through the late part and the classifier, in one forward (or one per part with
+        ``separate``)."""
+        from lifelong.nets.split import frozen_split
+
+        split = self.split if model is self.model else frozen_split(model, self.split.after)
+        parts = [split.hidden(self.inputs)] + [r["x"] for r in self.replays]
+        if not self.separate and len(parts) > 1:
+            parts = [torch.cat(parts)]
+        features = [split.late(p) for p in parts]
+        features = features[0] if len(features) == 1 else torch.cat(features)
+        if self.keep_features:
+            self.features = features
+        return model.classifier(features)
+
     def probe(self, model: nn.Module | None = None) -> "StepBatch":
         """A copy of this batch with its own forward through ``model`` (refresh learning's)."""
         copy = StepBatch(self.model, self.task, self.inputs, self.y, self.replays, separate=self.separate,
-                         views=self.views, keep_features=self.keep_features, repeats=self.repeats)
+                         views=self.views, keep_features=self.keep_features, repeats=self.repeats, split=self.split)
         copy.outputs = copy.forward(model)
         return copy
 
@@ -151,8 +177,11 @@ class StepBatch:
         return slice(start, start + len(self.replays[k]["y"]))
 
     def replay_inputs(self, k: int) -> torch.Tensor | None:
-        """The (augmented) inputs of replay draw ``k`` as they went into the forward."""
-        return self.inputs[self._span(k)] if k < len(self.replays) else None
+        """The (augmented) inputs of replay draw ``k`` as they went into the forward (with
+        :attr:`split`, the replayed activations)."""
+        if k >= len(self.replays):
+            return None
+        return self.replays[k]["x"] if self.split is not None else self.inputs[self._span(k)]
 
     def replay_outputs(self, k: int) -> torch.Tensor | None:
         """The model's output on replay draw ``k`` (``None`` if there is no such draw)."""

@@ -24,6 +24,7 @@ from lifelong.data.source import Source
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
 from lifelong.runs.loggers import Fanout, RunLoggers, check_loggers
+from lifelong.memory import MEMORIES
 from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone, set_head
 from lifelong.optim import SGD
@@ -301,6 +302,9 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
                      recipe.head_scale).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    check_model = getattr(MEMORIES.get(recipe.memory), "check_model", None)
+    if check_model is not None:  # e.g. hidden-activation replay needs a frozen split of the backbone
+        check_model(model, **recipe.memory_options)
 
     resolved = _resolved(config, recipe, backbone, device, out, stream)
     check_loggers(config.log)
