@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from lifelong.errors import ConfigError
-from lifelong.nets.heads import HEADS, CosineLinear, set_head
+from lifelong.nets.heads import HEADS, CosineLinear, set_head, set_projection
 from lifelong.nets.mlp import MLP
 from lifelong.nets.resnet import reduced_resnet18, resnet18
 from lifelong.registry import check_free
@@ -113,4 +113,4 @@ register_backbone("reduced-resnet18", _reduced_resnet18, builtin=True,
                               "(Lopez-Paz and Ranzato, 2017)")
 
 __all__ = ["BACKBONES", "Backbone", "HEADS", "MLP", "CosineLinear", "SplitModel", "build_backbone",
-           "reduced_resnet18", "register_backbone", "resnet18", "set_head", "split_head"]
+           "reduced_resnet18", "register_backbone", "resnet18", "set_head", "set_projection", "split_head"]
