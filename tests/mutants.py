@@ -40,6 +40,7 @@ VIEW_BATCH = "tests/test_view_batch.py"
 ONLINE = "tests/test_online.py"
 ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
+PRD = "tests/test_prd.py"
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,15 @@ MUTANTS: list[Mutant] = [
       "target = F.softmax(old_sim, dim=1)\n        return -(target * F.log_softmax(new_sim, dim=1))",
       "target = F.softmax(new_sim, dim=1)\n        return -(target * F.log_softmax(old_sim, dim=1))", (PCR,),
       "HPCR's SCD with the old and new similarities swapped"),
+    M("prd-kl-swapped", False, "objective/prototype.py",
+      "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
+      "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),
+      "PRD's relation distillation with the current model's similarities as the target"),
+    M("prd-prototype-not-detached", False, "objective/prototype.py", "    f = features.detach()\n",
+      "    f = features\n", (PRD,), "PRD's prototype loss also trains the encoder (features not detached)"),
+    M("supcon-self-contrast", False, "objective/supcon.py",
+      'logits = (z @ z.t() / temperature).masked_fill(self_mask, float("-inf"))',
+      "logits = z @ z.t() / temperature", (PRD,), "SupCon's softmax includes each anchor's similarity to itself"),
 ]
 
 
