@@ -42,6 +42,7 @@ ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
 ERROR_MEMORY = "tests/test_error_memory.py"
 SHARP = "tests/test_sharp.py"
+PRD = "tests/test_prd.py"
 
 
 @dataclass(frozen=True)
@@ -282,10 +283,18 @@ MUTANTS: list[Mutant] = [
       "q = F.normalize(query[:, mask], p=2, dim=1)\n        r = F.normalize(reps[:, mask], p=2, dim=1)",
       "q = F.normalize(query, p=2, dim=1)\n        r = F.normalize(reps, p=2, dim=1)", (SHARP,),
       "SHARP's kNN ignores each class's mask of valid units"),
-    M("sharp-supcon-self-in-denominator", False, "objective/supcon.py",
-      'torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)',
-      "torch.logsumexp(logits, dim=1, keepdim=True)", (SHARP,),
-      "SupCon keeps the anchor itself in the denominator"),
+    M("sharp-supcon-lonely-kept", False, "objective/supcon.py", '    if lonely == "drop":\n',
+      '    if False:\n', (SHARP,),
+      "SHARP's SupCon keeps the rows without a positive in the others' denominators"),
+    M("prd-kl-swapped", False, "objective/prototype.py",
+      "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
+      "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),
+      "PRD's relation distillation with the current model's similarities as the target"),
+    M("prd-prototype-not-detached", False, "objective/prototype.py", "    f = features.detach()\n",
+      "    f = features\n", (PRD,), "PRD's prototype loss also trains the encoder (features not detached)"),
+    M("supcon-self-contrast", False, "objective/supcon.py",
+      'logits = (z @ z.t() / temperature).masked_fill(self_mask, float("-inf"))',
+      "logits = z @ z.t() / temperature", (PRD, SHARP), "SupCon's softmax includes each anchor's similarity to itself"),
 ]
 
 

@@ -15,7 +15,9 @@ a small mapping, the same for the presets below and for a user's own method in Y
     replay_from: 0                                  # first task (from 0) that replays
     head: linear                                    # linear (default) | cosine classifier
     head_scale: 10                                  # the cosine classifier's scale s (logits s·cos)
-    views: none                                     # none (default) | strong: augmented copies too
+    views: none                                     # none (default) | strong | padded: augmented copies too
+    two_views: false                                # true: the inputs are augmented views as well
+    projection: []                                  # widths of a projection MLP on the features
 
 ``${name}`` refers to a parameter of the method, given by the hyperparameter files, a config's
 ``params:`` or ``--param name=value``.
@@ -48,9 +50,16 @@ class Recipe:
     ``head_scale``: its scale (``None``: the head's default, 10). ``views``: ``"none"`` or
     ``"strong"``: every input of a step (current and replayed) also goes through the forward as a
     strongly augmented copy (:func:`lifelong.data.strong_augment.strong_augment`, PCR's
-    augmentation), whose outputs follow the plain ones (:class:`lifelong.objective.StepBatch`).
-    ``spec``: the mapping it was built from. ``memory_options``: the options given with the
-    memory (``memory: {memory: activations, recent_tasks: 1}``), passed to its constructor.
+    augmentation), whose outputs follow the plain ones (:class:`lifelong.objective.StepBatch`);
+    ``"padded"``: the same with a padded random crop in place of the resized one and no hue jitter
+    (PRD's augmentation; :data:`lifelong.data.strong_augment.VIEW_AUGMENTS`). ``two_views``: the
+    inputs themselves are replaced by a second augmented view of the same kind (two augmented
+    views of each example, SupCon's as PRD trains it) instead of the plain (benchmark-augmented)
+    input. ``projection``: the widths of a projection MLP that :func:`lifelong.nets.set_projection`
+    adds to the model as ``model.projection`` (ReLU between layers; empty: none), for terms that
+    contrast projected features (``supcon``). ``spec``: the mapping it was built from.
+    ``memory_options``: the options given with the memory (``memory: {memory: activations,
+    recent_tasks: 1}``), passed to its constructor.
     """
 
     name: str
@@ -65,6 +74,8 @@ class Recipe:
     head_scale: float | None = None
     views: str = "none"
     memory_options: dict = field(default_factory=dict)
+    two_views: bool = False
+    projection: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,10 +162,19 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("sharp-lite", "SHARP without its sparse network: 8-bit replay of a frozen early part's activations "
            "through the late part, supervised contrastive loss, kNN prediction",
            "Gurbuz et al., SHARP: Sparsity and hidden activation replay for neuro-inspired continual learning, 2023",
-           {"terms": [{"term": "supcon", "temperature": "${temperature}"}],
+           {"terms": [{"term": "supcon", "on": "both", "temperature": "${temperature}"}],
             "memory": {"memory": "activations", "recent_tasks": "${recent_tasks}", "split_after": "${split_after}"},
             "plugins": [{"plugin": "masked-knn", "k": "${k}", "per_class": "${per_class}"}]},
            {"temperature": 0.1, "recent_tasks": 0, "split_after": "auto", "k": 5, "per_class": 25}),
+    Preset("prd", "prototype-sample relation distillation, replay-free: supervised contrastive learning of two "
+           "augmented views, prototypes learned from detached features, the old model's sample-to-prototype "
+           "similarities distilled, cosine-prototype classifier",
+           "Asadi et al., Prototype-sample relation distillation: towards replay-free continual learning, ICML 2023",
+           {"terms": [{"term": "supcon", "temperature": "${supcon_temperature}", "base_temperature": 0.07},
+                      {"term": "prototype", "weight": "${prototypes_coef}"},
+                      {"term": "relation-distill", "temperature": "${distill_temp}", "weight": "${distill_coef}"}],
+            "views": "padded", "two_views": True, "head": "cosine", "head_scale": 1.0, "projection": [512, 512, 128]},
+           {"supcon_temperature": 0.1, "prototypes_coef": 2.0, "distill_coef": 4.0, "distill_temp": 1.0}),
     Preset("icarl-replay", "iCaRL with a batch of exemplars replayed at every step instead of mixed into the data",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017 (variant)",
            {"terms": [{"term": "icarl", "on": "both"}], "memory": "herding", "plugins": [{"plugin": "nme"}]}),
@@ -162,7 +182,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 
 _REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 RECIPE_KEYS = ("name", "terms", "memory", "plugins", "joint", "replay_forward", "replay_from", "head", "head_scale",
-               "views")
+               "views", "two_views", "projection")
 
 
 def _substitute(value: Any, params: dict[str, Any], used: set[str], where: str) -> Any:
@@ -270,7 +290,10 @@ _OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "head": ("linear", ("linear", "cosine"), "'linear' or 'cosine'"),
     "head_scale": (None, lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
                                                  and math.isfinite(v) and v > 0), "a positive number"),
-    "views": ("none", ("none", "strong"), "'none' or 'strong'"),
+    "views": ("none", ("none", "strong", "padded"), "'none', 'strong' or 'padded'"),
+    "two_views": (False, (True, False), "true or false"),
+    "projection": ((), lambda v: isinstance(v, (list, tuple)) and all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in v), "a list of layer widths >= 1"),
 }
 
 
@@ -349,6 +372,9 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     if options["head_scale"] is not None and options["head"] != "cosine":
         raise ConfigError(f"{where}: `head_scale` applies to the cosine classifier; add `head: cosine` or remove it")
     memory, memory_options = _memory_entry(spec.get("memory"), params, used, where)
+    if options["two_views"] and options["views"] == "none":
+        raise ConfigError(f"{where}: `two_views` needs augmented views; add `views: strong` or `views: padded`")
+    options["projection"] = tuple(options["projection"])
     _check_memory(memory, objective, plugins, where)
     if getattr(MEMORIES.get(memory), "hidden", False) and options["views"] != "none":
         raise ConfigError(f"{where}: memory {memory!r} replays hidden activations, which have no augmented views; "

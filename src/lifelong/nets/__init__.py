@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from lifelong.errors import ConfigError
-from lifelong.nets.heads import HEADS, CosineLinear, set_head
+from lifelong.nets.heads import HEADS, CosineLinear, set_head, set_projection
 from lifelong.nets.mlp import MLP
 from lifelong.nets.resnet import reduced_resnet18, resnet18
 from lifelong.nets.sharp import SharpConvNet
@@ -119,5 +119,5 @@ register_backbone("sharp-conv", lambda shape, n: SharpConvNet(shape[0], n, (shap
                               "(Gurbuz et al., 2023)")
 
 __all__ = ["BACKBONES", "Backbone", "FrozenSplit", "HEADS", "MLP", "CosineLinear", "SharpConvNet", "SplitModel",
-           "build_backbone", "frozen_split", "reduced_resnet18", "register_backbone", "resnet18", "set_head",
+           "build_backbone", "frozen_split", "reduced_resnet18", "register_backbone", "resnet18", "set_head", "set_projection",
            "split_head"]

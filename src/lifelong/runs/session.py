@@ -26,7 +26,7 @@ from lifelong.errors import ConfigError
 from lifelong.runs.loggers import Fanout, RunLoggers, check_loggers
 from lifelong.memory import MEMORIES
 from lifelong.methods import Recipe, build_recipe
-from lifelong.nets import BACKBONES, build_backbone, set_head
+from lifelong.nets import BACKBONES, build_backbone, set_head, set_projection
 from lifelong.optim import SGD
 from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes, step_of
 from lifelong.components import check_resumable
@@ -301,6 +301,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     torch.manual_seed(derive(config.seed, "init"))
     model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
                      recipe.head_scale).to(device)
+    model = set_projection(model, recipe.projection)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     check_model = getattr(MEMORIES.get(recipe.memory), "check_model", None)
     if check_model is not None:  # e.g. hidden-activation replay needs a frozen split of the backbone
