@@ -22,11 +22,12 @@ register_plugin = registrar(PLUGINS, "plug-in")
 from lifelong.plugins.agem import AGEM  # noqa: E402  (registers itself)
 from lifelong.plugins.clip import ClipGrad  # noqa: E402
 from lifelong.plugins.exposed import ExposedEval  # noqa: E402
+from lifelong.plugins.gpm import CUBER, GPM  # noqa: E402
 from lifelong.plugins.mix import MixMemory  # noqa: E402
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
 from lifelong.plugins.refresh import Refresh  # noqa: E402
 from lifelong.plugins.view_batch import ViewBatch  # noqa: E402
 from lifelong.plugins.warmup import HeadWarmup  # noqa: E402
 
-__all__ = ["AGEM", "ClipGrad", "ExposedEval", "HOOKS", "HeadWarmup", "MixMemory", "NearestMeanOfExemplars", "PLUGINS",
+__all__ = ["AGEM", "CUBER", "ClipGrad", "ExposedEval", "GPM", "HOOKS", "HeadWarmup", "MixMemory", "NearestMeanOfExemplars", "PLUGINS",
            "Refresh", "ViewBatch", "register_plugin"]
