@@ -40,6 +40,7 @@ VIEW_BATCH = "tests/test_view_batch.py"
 ONLINE = "tests/test_online.py"
 ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
+GPM = "tests/test_gpm.py"
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,17 @@ MUTANTS: list[Mutant] = [
       "target = F.softmax(old_sim, dim=1)\n        return -(target * F.log_softmax(new_sim, dim=1))",
       "target = F.softmax(new_sim, dim=1)\n        return -(target * F.log_softmax(old_sim, dim=1))", (PCR,),
       "HPCR's SCD with the old and new similarities swapped"),
+    # -- GPM and CUBER (Saha et al., ICLR 2021; Lin et al., NeurIPS 2022) ----------------------------
+    M("gpm-singular-values", False, "plugins/gpm.py", "    return values, vectors\n",
+      "    return values.sqrt(), vectors\n", (GPM,),
+      "GPM's energy threshold on the singular values instead of their squares"),
+    M("gpm-residual-share-skipped", False, "plugins/gpm.py",
+      "captured = (total - float(residual.sum())) / total", "captured = 0.0", (GPM,),
+      "after the first task, the criterion ignores the share of the energy the bases already capture"),
+    M("cuber-sufficient-absolute", False, "plugins/gpm.py",
+      "sufficient = float(inside.norm()) > self.epsilon * float(g.norm())",
+      "sufficient = float(inside.norm()) > self.epsilon", (GPM,),
+      "CUBER's sufficient projection compares the projection's norm with epsilon, not with epsilon times the gradient's"),
 ]
 
 
