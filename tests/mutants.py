@@ -271,6 +271,9 @@ MUTANTS: list[Mutant] = [
       "sufficient = float(inside.norm()) > self.epsilon * float(g.norm())",
       "sufficient = float(inside.norm()) > self.epsilon", (GPM,),
       "CUBER's sufficient projection compares the projection's norm with epsilon, not with epsilon times the gradient's"),
+    M("cuber-keep-not-restored", False, "plugins/gpm.py",
+      '        self.keep = [[bool(k) for k in row] for row in state["keep"]]\n', "        self.keep = []\n", (GPM,),
+      "a run resumed mid-task forgets which old tasks' subspaces CUBER keeps for the task in progress"),
 ]
 
 

@@ -243,20 +243,23 @@ def test_cli_runs_finish_and_report_backward_transfer(method, fashion, tmp_path,
 
 @pytest.mark.parametrize("method", ["gpm", "cuber"])
 def test_resume_mid_task_equals_an_uninterrupted_run(method, fashion, tmp_path, monkeypatch):
-    """A crash in the third task: the bases, the old tasks' gradients and CUBER's decisions for
+    """A crash in the fourth task: the bases, the old tasks' gradients and CUBER's decisions for
     the task in progress come back from the checkpoint."""
     import lifelong.loop as loop
 
     def config(out):
         return make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(fashion), "out": str(out),
                                 "method": method, "batch_size": 4, "checkpoint_every": 2, "threads": 1,
-                                "lr": 0.05, "params": {"examples": 10}})
+                                "lr": 0.05, "params": params})
+
+    # CUBER: epsilon 0 and beta 0.5, so that the fourth task keeps a block (measured) and adds its term
+    params = {"examples": 10} if method == "gpm" else {"examples": 10, "epsilon": 0.0, "beta": 0.5}
 
     execute_run(prepare_run(config(tmp_path / "ref")))
     original = loop.LossMonitor.observe
 
     def observe(self, loss, task, step):
-        if step == 9:
+        if step == 15:  # the checkpoint of step 14 is mid-task 4 (4 steps per task)
             raise KeyError("crash")
         return original(self, loss, task, step)
 
