@@ -43,6 +43,7 @@ PCR = "tests/test_pcr.py"
 ERROR_MEMORY = "tests/test_error_memory.py"
 SHARP = "tests/test_sharp.py"
 PRD = "tests/test_prd.py"
+GPM = "tests/test_gpm.py"
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,20 @@ MUTANTS: list[Mutant] = [
     M("supcon-self-contrast", False, "objective/supcon.py",
       'logits = (z @ z.t() / temperature).masked_fill(self_mask, float("-inf"))',
       "logits = z @ z.t() / temperature", (PRD, SHARP), "SupCon's softmax includes each anchor's similarity to itself"),
+    # -- GPM and CUBER (Saha et al., ICLR 2021; Lin et al., NeurIPS 2022) ----------------------------
+    M("gpm-singular-values", False, "plugins/gpm.py", "    return values, vectors\n",
+      "    return values.sqrt(), vectors\n", (GPM,),
+      "GPM's energy threshold on the singular values instead of their squares"),
+    M("gpm-residual-share-skipped", False, "plugins/gpm.py",
+      "captured = (total - float(residual.sum())) / total", "captured = 0.0", (GPM,),
+      "after the first task, the criterion ignores the share of the energy the bases already capture"),
+    M("cuber-sufficient-absolute", False, "plugins/gpm.py",
+      "sufficient = float(inside.norm()) > self.epsilon * float(g.norm())",
+      "sufficient = float(inside.norm()) > self.epsilon", (GPM,),
+      "CUBER's sufficient projection compares the projection's norm with epsilon, not with epsilon times the gradient's"),
+    M("cuber-keep-not-restored", False, "plugins/gpm.py",
+      '        self.keep = [[bool(k) for k in row] for row in state["keep"]]\n', "        self.keep = []\n", (GPM,),
+      "a run resumed mid-task forgets which old tasks' subspaces CUBER keeps for the task in progress"),
 ]
 
 

@@ -94,6 +94,12 @@ def _ce(**kw: Any) -> dict:
 # PCR's proxy classifier: logits cos(f, w_c) / 0.09 (``cosLinear`` in FelixHuiweiLin/PCR, fixed in the code)
 PCR_HEAD_SCALE = 1 / 0.09
 
+# GPM's options as preset parameters; defaults: the reference's Permuted-MNIST settings (sahagobinda/GPM,
+# main_pmnist.py: 300 examples, thresholds 0.95 for the first layer, 0.99 for the others)
+_GPM_OPTIONS = {"threshold": "${threshold}", "first_threshold": "${first_threshold}",
+                "threshold_step": "${threshold_step}", "examples": "${examples}"}
+_GPM_PARAMS = {"threshold": 0.99, "first_threshold": 0.95, "threshold_step": 0.0, "examples": 300}
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("finetune", "SGD on each task in turn; the lower bound", "-", {"terms": [_ce()]}),
     Preset("joint", "all tasks' data at once, same epochs; the upper bound", "-",
@@ -140,6 +146,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("agem", "averaged GEM: project the gradient so the memory loss does not rise",
            "Chaudhry et al., Efficient lifelong learning with A-GEM, ICLR 2019",
            {"terms": [_ce()], "memory": "task-balanced", "plugins": [{"plugin": "agem"}]}),
+    Preset("gpm", "gradient projection memory: each layer's gradient loses its component in the input "
+           "subspaces of finished tasks (SVD bases kept to an energy threshold)",
+           "Saha et al., Gradient projection memory for continual learning, ICLR 2021",
+           {"terms": [_ce()], "plugins": [{"plugin": "gpm", **_GPM_OPTIONS}]},
+           _GPM_PARAMS),
+    Preset("cuber", "GPM that keeps the step in an old task's subspace where the new task's gradient projects "
+           "sufficiently on it and correlates positively with the old task's (backward transfer)",
+           "Lin et al., Beyond not-forgetting: continual learning with backward knowledge transfer, NeurIPS 2022",
+           {"terms": [_ce()], "plugins": [{"plugin": "cuber", **_GPM_OPTIONS, "epsilon": "${epsilon}",
+                                           "beta": "${beta}"}]},
+           {**_GPM_PARAMS, "epsilon": 0.2, "beta": 0.0}),
     Preset("icarl", "iCaRL: herding exemplars added to each task's data, distillation, nearest-mean classifier",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017",
            {"terms": [{"term": "icarl", "on": "current"}], "memory": "herding",
