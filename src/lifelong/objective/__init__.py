@@ -6,8 +6,9 @@ from lifelong.objective.base import TERMS, Objective, StepBatch, Term, register_
 from lifelong.objective.mvp import MVPCrossEntropy
 from lifelong.objective.output import Bregman, CrossEntropy, Distillation, ICaRLDistillation, LogitMSE, ViewKL
 from lifelong.objective.proxy import ProxyContrastive, ProxyLogitDistillation, SimilarityDistillation
+from lifelong.objective.threshold_margin import ThresholdMargin
 from lifelong.objective.weight import EWC, L2, MAS, SI, QuadraticPenalty
 
 __all__ = ["Bregman", "CrossEntropy", "Distillation", "EWC", "ICaRLDistillation", "L2", "LogitMSE", "MAS",
            "MVPCrossEntropy", "Objective", "ProxyContrastive", "ProxyLogitDistillation", "QuadraticPenalty", "SI",
-           "SimilarityDistillation", "StepBatch", "TERMS", "Term", "ViewKL", "register_term"]
+           "SimilarityDistillation", "StepBatch", "TERMS", "Term", "ThresholdMargin", "ViewKL", "register_term"]

@@ -298,6 +298,10 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
                      recipe.head_scale).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
+    for i, (_, term) in enumerate(recipe.objective.terms):  # e.g. a layer the backbone does not have
+        problem = term.check_model(model) if hasattr(term, "check_model") else None
+        if problem:
+            raise ConfigError(f"method {recipe.name!r}, term {i + 1} ({term.name}): {problem}")
     resolved = _resolved(config, recipe, backbone, device, out, stream)
     check_loggers(config.log)
     if recipe.memory:
