@@ -40,6 +40,8 @@ VIEW_BATCH = "tests/test_view_batch.py"
 ONLINE = "tests/test_online.py"
 ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
+GERE = "tests/test_gere.py"
+ADAPTIVE = "tests/test_adaptive_weights.py"
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,17 @@ MUTANTS: list[Mutant] = [
       "target = F.softmax(old_sim, dim=1)\n        return -(target * F.log_softmax(new_sim, dim=1))",
       "target = F.softmax(new_sim, dim=1)\n        return -(target * F.log_softmax(old_sim, dim=1))", (PCR,),
       "HPCR's SCD with the old and new similarities swapped"),
+    M("tm-mean-over-all", False, "objective/threshold_margin.py",
+      "return loss.sum() / ((loss != 0).sum() + EPS)", "return loss.mean()", (GERE,),
+      "GeRe's TM loss averages over every entry instead of over the entries out of their band"),
+    M("tm-bands-swapped", False, "objective/threshold_margin.py",
+      "    low = (h0 <= neg).to(h.dtype)\n    high = (h0 >= pos).to(h.dtype)\n",
+      "    low = (h0 >= pos).to(h.dtype)\n    high = (h0 <= neg).to(h.dtype)\n", (GERE,),
+      "GeRe's TM loss with the high and low bands swapped"),
+    M("recap-convergence-inverted", False, "plugins/adaptive_weights.py",
+      "score = mu_old / safe_mu + sigma / (safe_mu + mu_old)",
+      "score = safe_mu / mu_old + sigma / (safe_mu + mu_old)", (ADAPTIVE,),
+      "RECAP's convergence rate as current over previous mean (a falling loss would lose weight)"),
 ]
 
 
