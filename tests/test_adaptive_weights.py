@@ -146,6 +146,21 @@ def test_without_the_plugin_and_in_its_warm_up_a_run_is_bit_for_bit_the_same():
     assert not all(torch.equal(p, q) for p, q in zip(model_a.state_dict().values(), model_c.state_dict().values()))
 
 
+def test_with_gere_s_dynamic_weight_both_multipliers_apply():
+    """Two weighers on one objective: the threshold-margin term's dynamic weight and RECAP's."""
+    source = make_source(4, 12, 4)
+    stream = class_incremental(source, 2)
+    torch.manual_seed(0)
+    model = build_backbone("mlp", source.image_shape, source.num_classes)
+    recipe = build_recipe({"terms": [{"term": "ce", "on": "both"}, {"term": "threshold-margin", "weighting": "dynamic"}],
+                           "memory": "first-task", "plugins": [{"plugin": "adaptive-weights", "window": 2}]})
+    result = train(stream, model, recipe, SGD(model.parameters(), lr=0.05), seed=0, batch_size=4, buffer_size=8)
+    assert result.status == "complete" and len(recipe.objective.weighers) == 2
+    plugin = recipe.plugins[0]
+    assert plugin.seen == result.steps and torch.isfinite(plugin.last).all()
+    assert plugin.history[1, -1] > 0  # the margin term's own (unweighted) value in the second task
+
+
 @pytest.mark.parametrize("options, message", [
     ({"window": 0}, "`window`"), ({"temperature": 0}, "`temperature`"), ({"temperature": -1.0}, "`temperature`"),
     ({"floor": 1.5}, "`floor`"), ({"spread": "all"}, "`spread`"), ({"scale": "max"}, "`scale`"),

@@ -251,9 +251,10 @@ def test_cli_refuses_an_unknown_layer_listing_the_valid_ones(data_root, tmp_path
     assert "classifier" in err
 
 
-def test_cli_runs_the_example(data_root, tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["--refresh", "code"]])  # refresh's unlearning forward is tapped too
+def test_cli_runs_the_example(extra, data_root, tmp_path, capsys):
     code, _, err = run_cli(["run", "--config", str(EXAMPLES / "gere.yaml"), *tiny_run_flags(data_root),
-                            "--buffer-size", "8", "--num-tasks", "2", "--out", str(tmp_path / "run")], capsys)
+                            "--buffer-size", "8", "--num-tasks", "2", "--out", str(tmp_path / "run"), *extra], capsys)
     assert code == 0, err
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert doc["complete"] and doc["num_tasks"] == 2
