@@ -44,6 +44,8 @@ ERROR_MEMORY = "tests/test_error_memory.py"
 SHARP = "tests/test_sharp.py"
 PRD = "tests/test_prd.py"
 GPM = "tests/test_gpm.py"
+GERE = "tests/test_gere.py"
+ADAPTIVE = "tests/test_adaptive_weights.py"
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,17 @@ MUTANTS: list[Mutant] = [
     M("cuber-keep-not-restored", False, "plugins/gpm.py",
       '        self.keep = [[bool(k) for k in row] for row in state["keep"]]\n', "        self.keep = []\n", (GPM,),
       "a run resumed mid-task forgets which old tasks' subspaces CUBER keeps for the task in progress"),
+    M("tm-mean-over-all", False, "objective/threshold_margin.py",
+      "return loss.sum() / ((loss != 0).sum() + EPS)", "return loss.mean()", (GERE,),
+      "GeRe's TM loss averages over every entry instead of over the entries out of their band"),
+    M("tm-bands-swapped", False, "objective/threshold_margin.py",
+      "    low = (h0 <= neg).to(h.dtype)\n    high = (h0 >= pos).to(h.dtype)\n",
+      "    low = (h0 >= pos).to(h.dtype)\n    high = (h0 <= neg).to(h.dtype)\n", (GERE,),
+      "GeRe's TM loss with the high and low bands swapped"),
+    M("recap-convergence-inverted", False, "plugins/adaptive_weights.py",
+      "score = mu_old / safe_mu + sigma / (safe_mu + mu_old)",
+      "score = safe_mu / mu_old + sigma / (safe_mu + mu_old)", (ADAPTIVE,),
+      "RECAP's convergence rate as current over previous mean (a falling loss would lose weight)"),
 ]
 
 

@@ -278,7 +278,7 @@ class Step:
                 inputs = self.augment(inputs)
         batch = StepBatch(state.model, state.task.index, inputs, seen_y, replays,
                           separate=state.recipe.replay_forward == "separate", views=views, repeats=self.repeats,
-                          keep_features=objective.needs_features, split=split)
+                          keep_features=objective.needs_features, split=split, taps=objective.taps)
         for hook in self.hooks.before_step:
             hook(state, batch)
         batch.outputs = batch.forward()
@@ -508,6 +508,7 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
         mean, std, options = stream.source.mean, stream.source.std, VIEW_AUGMENTS[recipe.views]
         views = lambda inputs: strong_augment(inputs, rngs["views"], mean=mean, std=std, **options)  # noqa: E731
     hooks_ = Hooks.of(components)
+    recipe.objective.weighers = hooks(components, "reweight")  # none: the plain weighted sum
     scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
     anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
     result, position, previous = RunResult(), Position(), 0.0

@@ -367,6 +367,11 @@ def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) 
         if getattr(plugin, "needs_source_index", False) and not getattr(MEMORIES.get(memory), "keeps_source_index", False):
             raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {' or '.join(indexed)} "
                               f"(a memory that keeps each example's source index)")
+    fixed = [name for name, cls in MEMORIES.items() if getattr(cls, "fixed", False)]
+    for _, term in objective.terms:
+        if getattr(term, "needs_fixed_memory", False) and not getattr(MEMORIES.get(memory), "fixed", False):
+            raise ConfigError(f"{where}: term {term.name!r} records each replayed example's activations once, so it "
+                              f"needs a memory whose slots never change: `memory:` {' or '.join(fixed)}")
     if objective.stores and memory is not None and not hasattr(MEMORIES[memory], "add"):
         raise ConfigError(f"{where}: terms that store {' and '.join(objective.stores)} need a memory filled at "
                           f"every step, e.g. `memory: reservoir`")

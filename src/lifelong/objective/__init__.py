@@ -8,9 +8,10 @@ from lifelong.objective.output import Bregman, CrossEntropy, Distillation, ICaRL
 from lifelong.objective.prototype import PrototypeLoss, RelationDistillation
 from lifelong.objective.proxy import ProxyContrastive, ProxyLogitDistillation, SimilarityDistillation
 from lifelong.objective.supcon import SupCon
+from lifelong.objective.threshold_margin import ThresholdMargin
 from lifelong.objective.weight import EWC, L2, MAS, SI, QuadraticPenalty
 
 __all__ = ["Bregman", "CrossEntropy", "Distillation", "EWC", "ICaRLDistillation", "L2", "LogitMSE", "MAS",
            "MVPCrossEntropy", "Objective", "PrototypeLoss", "ProxyContrastive", "ProxyLogitDistillation",
            "QuadraticPenalty", "RelationDistillation", "SI", "SimilarityDistillation", "StepBatch", "SupCon", "TERMS",
-           "Term", "ViewKL", "register_term"]
+           "Term", "ThresholdMargin", "ViewKL", "register_term"]

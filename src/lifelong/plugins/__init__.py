@@ -19,7 +19,8 @@ PLUGINS: dict[str, type] = {}
 
 register_plugin = registrar(PLUGINS, "plug-in")
 
-from lifelong.plugins.agem import AGEM  # noqa: E402  (registers itself)
+from lifelong.plugins.adaptive_weights import AdaptiveWeights  # noqa: E402  (registers itself)
+from lifelong.plugins.agem import AGEM  # noqa: E402
 from lifelong.plugins.clip import ClipGrad  # noqa: E402
 from lifelong.plugins.error_memory import ErrorMemoryPlugin  # noqa: E402
 from lifelong.plugins.exposed import ExposedEval  # noqa: E402
@@ -31,5 +32,6 @@ from lifelong.plugins.refresh import Refresh  # noqa: E402
 from lifelong.plugins.view_batch import ViewBatch  # noqa: E402
 from lifelong.plugins.warmup import HeadWarmup  # noqa: E402
 
-__all__ = ["AGEM", "CUBER", "ClipGrad", "ErrorMemoryPlugin", "ExposedEval", "GPM", "HOOKS", "HeadWarmup", "MaskedKNN",
-           "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh", "ViewBatch", "register_plugin"]
+__all__ = ["AGEM", "AdaptiveWeights", "CUBER", "ClipGrad", "ErrorMemoryPlugin", "ExposedEval", "GPM", "HOOKS",
+           "HeadWarmup", "MaskedKNN", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh", "ViewBatch",
+           "register_plugin"]

@@ -307,6 +307,10 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     if check_model is not None:  # e.g. hidden-activation replay needs a frozen split of the backbone
         check_model(model, **recipe.memory_options)
 
+    for i, (_, term) in enumerate(recipe.objective.terms):  # e.g. a layer the backbone does not have
+        problem = term.check_model(model) if hasattr(term, "check_model") else None
+        if problem:
+            raise ConfigError(f"method {recipe.name!r}, term {i + 1} ({term.name}): {problem}")
     resolved = _resolved(config, recipe, backbone, device, out, stream)
     check_loggers(config.log)
     if recipe.memory:
