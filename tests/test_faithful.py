@@ -351,7 +351,7 @@ def test_mix_memory_training_set_holds_the_exemplars_with_their_own_task_ids():
 
 def test_mix_memory_needs_an_indexed_memory():
     from lifelong.errors import ConfigError
-    with pytest.raises(ConfigError, match="needs `memory:` task-balanced or herding .a memory that keeps"):
+    with pytest.raises(ConfigError, match="needs `memory:` task-balanced, herding or first-task .a memory that keeps"):
         recipe_from_spec({"terms": [{"term": "ce"}], "memory": "reservoir", "plugins": [{"plugin": "mix-memory"}]})
 
 

@@ -355,6 +355,11 @@ def _memory_entry(raw: Any, params: dict, used: set[str], where: str) -> tuple[A
     return name, options
 
 
+def _either(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) -> None:
     """The memory exists and suits the terms and plug-ins that use it."""
     if memory is not None and memory not in MEMORIES:
@@ -365,7 +370,7 @@ def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) 
     indexed = [name for name, cls in MEMORIES.items() if getattr(cls, "keeps_source_index", False)]
     for plugin in plugins:
         if getattr(plugin, "needs_source_index", False) and not getattr(MEMORIES.get(memory), "keeps_source_index", False):
-            raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {' or '.join(indexed)} "
+            raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {_either(indexed)} "
                               f"(a memory that keeps each example's source index)")
     fixed = [name for name, cls in MEMORIES.items() if getattr(cls, "fixed", False)]
     for _, term in objective.terms:
