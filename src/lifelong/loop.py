@@ -266,16 +266,8 @@ class Step:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
         replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
-        seen, seen_y = (x, y) if self.repeats == 1 else (x.repeat_interleave(self.repeats, 0),
-                                                          y.repeat_interleave(self.repeats, 0))
         split = getattr(memory, "split", None)  # hidden-activation replay: replays enter after the split
-        inputs = torch.cat([seen] + [r["x"] for r in replays]) if replays and split is None else seen
-        if self.two_views:
-            inputs, views = self.views(inputs), self.views(inputs)
-        else:
-            views = self.views(inputs) if self.views is not None else None
-            if self.augment is not None:
-                inputs = self.augment(inputs)
+        inputs, views, seen_y = self.inputs(x, y, [] if split is not None else replays)
         batch = StepBatch(state.model, state.task.index, inputs, seen_y, replays,
                           separate=state.recipe.replay_forward == "separate", views=views, repeats=self.repeats,
                           keep_features=objective.needs_features, split=split, taps=objective.taps)
@@ -300,6 +292,20 @@ class Step:
                 memory.add(x=x, y=y, task=task_ids, **extra)
         state.step += 1
         return applied, value
+
+    def inputs(self, x: torch.Tensor, y: torch.Tensor,
+               replays: list[dict]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The forward's inputs (the current batch, each example ``repeats`` times, then the replay
+        draws' inputs), their augmented views or ``None``, and the current rows' labels."""
+        if self.repeats != 1:
+            x, y = x.repeat_interleave(self.repeats, 0), y.repeat_interleave(self.repeats, 0)
+        inputs = torch.cat([x] + [r["x"] for r in replays]) if replays else x
+        if self.two_views:
+            return self.views(inputs), self.views(inputs), y
+        views = self.views(inputs) if self.views is not None else None
+        if self.augment is not None:
+            inputs = self.augment(inputs)
+        return inputs, views, y
 
 
 def train(
