@@ -22,8 +22,7 @@ from lifelong.nets import build_backbone
 from lifelong.objective import Objective
 from lifelong.optim import SGD
 from lifelong.plugins.adaptive_weights import AdaptiveWeights, recap_weights
-from lifelong.runs.session import execute_run, prepare_run
-from tests.conftest import make_source, run_cli, tiny_run_flags
+from tests.conftest import crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FLAT, FALLING, VOLATILE = [1.0, 1.0, 1.0, 1.0], [4.0, 3.0, 2.0, 1.0], [1.0, 3.0, 1.0, 3.0]  # oldest first, W = 2
@@ -186,8 +185,6 @@ def test_cli_runs_the_example_and_refuses_a_bad_temperature(data_root, tmp_path,
 def test_a_resumed_run_equals_an_uninterrupted_one(data_root, tmp_path, monkeypatch):
     """A crash in the second task with the weights moving (W = 2): the history and the step count
     come back from the checkpoint."""
-    import lifelong.loop as loop
-
     spec = {"terms": [{"term": "ce"}, {"term": "ce", "on": "replay"}], "memory": "reservoir",
             "plugins": [{"plugin": "adaptive-weights", "window": 2, "temperature": 0.5}]}
 
@@ -196,20 +193,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(data_root, tmp_path, monkeypa
                                 "method": spec, "batch_size": 4, "buffer_size": 6, "checkpoint_every": 3,
                                 "threads": 1, "num_tasks": 2})
 
-    assert execute_run(prepare_run(config(tmp_path / "ref")))["complete"]
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 11:  # after the checkpoint at step 9
-            raise KeyError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(KeyError):
-        execute_run(prepare_run(config(tmp_path / "run")))
-    monkeypatch.undo()
-    assert execute_run(prepare_run(config(tmp_path / "run"), resume=True))["complete"]
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ref", "run"))
+    a, b = crash_then_resume(config, tmp_path, monkeypatch, 11)  # after the checkpoint at step 9
+    assert a["complete"] and b["complete"]
     assert a["class_il"] == b["class_il"] and a["steps"] == b["steps"]
-    wa, wb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("ref", "run"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(tmp_path / "whole", tmp_path / "cut")

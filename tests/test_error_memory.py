@@ -257,12 +257,8 @@ def test_the_error_memory_flag_and_key(fashion_root, tmp_path, capsys):
 
 
 def test_a_run_with_the_memory_resumed_after_a_crash_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    import json
-
-    import lifelong.loop as loop
     from lifelong.config import make_config
-    from lifelong.runs.session import execute_run, prepare_run
-    from tests.conftest import write_fashion_mnist
+    from tests.conftest import crash_then_resume, write_fashion_mnist
 
     root = write_fashion_mnist(tmp_path / "data", per_class_train=8, per_class_test=3).parents[1]
 
@@ -271,19 +267,6 @@ def test_a_run_with_the_memory_resumed_after_a_crash_equals_an_uninterrupted_one
                                 "method": "finetune", "batch_size": 4, "checkpoint_every": 3, "threads": 1,
                                 "error_memory": {"bits": 3, "slots": 4, "lam": 1.0}})
 
-    execute_run(prepare_run(config(tmp_path / "whole")))
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 7:
-            raise RuntimeError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(RuntimeError, match="crash"):
-        execute_run(prepare_run(config(tmp_path / "cut")))
-    monkeypatch.undo()
-    execute_run(prepare_run(config(tmp_path / "cut"), resume=True))
-    whole, cut = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "cut"))
+    whole, cut = crash_then_resume(config, tmp_path, monkeypatch, 7)
     for key in ("class_il", "task_il", "steps"):
         assert whole[key] == cut[key], key

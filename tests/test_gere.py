@@ -23,8 +23,7 @@ from lifelong.nets import build_backbone
 from lifelong.objective import Objective, StepBatch, ThresholdMargin
 from lifelong.objective.threshold_margin import band_thresholds, threshold_margin_loss
 from lifelong.optim import SGD
-from lifelong.runs.session import execute_run, prepare_run
-from tests.conftest import make_source, run_cli, tiny_run_flags
+from tests.conftest import crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 GERE = {"terms": [{"term": "ce", "on": "both"}, {"term": "threshold-margin", "weight": 100.0}],
@@ -264,8 +263,6 @@ def test_cli_runs_the_example(extra, data_root, tmp_path, capsys):
 def test_a_resumed_run_equals_an_uninterrupted_one(data_root, tmp_path, monkeypatch):
     """A crash in the second task, after the activations were recorded: they and the thresholds
     come back from the checkpoint (dynamic weight, a tapped hidden layer)."""
-    import lifelong.loop as loop
-
     spec = {**GERE, "terms": [GERE["terms"][0], {"term": "threshold-margin", "layer": "features.2",
                                                  "weighting": "dynamic"}]}
 
@@ -274,20 +271,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(data_root, tmp_path, monkeypa
                                 "method": spec, "batch_size": 4, "buffer_size": 6, "checkpoint_every": 2,
                                 "threads": 1, "num_tasks": 2})
 
-    assert execute_run(prepare_run(config(tmp_path / "ref")))["complete"]
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if task == 1 and step == 12:  # after the checkpoint at step 10 (8 steps a task)
-            raise KeyError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(KeyError):
-        execute_run(prepare_run(config(tmp_path / "run")))
-    monkeypatch.undo()
-    assert execute_run(prepare_run(config(tmp_path / "run"), resume=True))["complete"]
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ref", "run"))
+    # after the checkpoint at step 10 (8 steps a task)
+    a, b = crash_then_resume(config, tmp_path, monkeypatch, 12, task=1)
+    assert a["complete"] and b["complete"]
     assert a["class_il"] == b["class_il"] and a["steps"] == b["steps"]
-    wa, wb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("ref", "run"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(tmp_path / "whole", tmp_path / "cut")

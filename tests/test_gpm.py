@@ -17,8 +17,8 @@ from lifelong.loop import check_task_free, train
 from lifelong.methods import build_recipe
 from lifelong.optim import SGD
 from lifelong.plugins.gpm import CUBER, GPM, _Layer, project_out, update_basis
-from lifelong.runs.session import execute_run, prepare_run
-from tests.conftest import make_source, run_cli, tiny_run_flags, write_fashion_mnist
+from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags,
+                            write_fashion_mnist)
 
 
 class _State:
@@ -245,8 +245,6 @@ def test_cli_runs_finish_and_report_backward_transfer(method, fashion, tmp_path,
 def test_resume_mid_task_equals_an_uninterrupted_run(method, fashion, tmp_path, monkeypatch):
     """A crash in the fourth task: the bases, the old tasks' gradients and CUBER's decisions for
     the task in progress come back from the checkpoint."""
-    import lifelong.loop as loop
-
     def config(out):
         return make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(fashion), "out": str(out),
                                 "method": method, "batch_size": 4, "checkpoint_every": 2, "threads": 1,
@@ -255,28 +253,15 @@ def test_resume_mid_task_equals_an_uninterrupted_run(method, fashion, tmp_path, 
     # CUBER: epsilon 0 and beta 0.5, so that the fourth task keeps a block (measured) and adds its term
     params = {"examples": 10} if method == "gpm" else {"examples": 10, "epsilon": 0.0, "beta": 0.5}
 
+    # the spy's first decisions are the uninterrupted run's (crash_then_resume undoes it before the resume)
     decisions, decide = [], CUBER.decide
     monkeypatch.setattr(CUBER, "decide", lambda self, grads: decisions.append(decide(self, grads)) or decisions[-1])
-    execute_run(prepare_run(config(tmp_path / "ref")))
-    monkeypatch.undo()
+    # the checkpoint of step 14 is mid-task 4 (4 steps per task)
+    a, b = crash_then_resume(config, tmp_path, monkeypatch, 15)
     if method == "cuber":  # the fourth task keeps a block: the decisions must come back from the checkpoint
         assert any(any(row) for row in decisions[2])
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 15:  # the checkpoint of step 14 is mid-task 4 (4 steps per task)
-            raise KeyError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(KeyError):
-        execute_run(prepare_run(config(tmp_path / "run")))
-    monkeypatch.undo()
-    execute_run(prepare_run(config(tmp_path / "run"), resume=True))
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ref", "run"))
     assert a["class_il"] == b["class_il"] and a["task_il"] == b["task_il"]
-    wa, wb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("ref", "run"))
-    assert all(wa[k].numpy().tobytes() == wb[k].numpy().tobytes() for k in wa)
+    assert same_weights(tmp_path / "whole", tmp_path / "cut")
 
 
 # -- bad inputs -----------------------------------------------------------------------------------

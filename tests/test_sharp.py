@@ -22,8 +22,8 @@ from lifelong.nets import build_backbone, frozen_split, register_backbone, BACKB
 from lifelong.objective.supcon import supcon_loss
 from lifelong.optim import SGD
 from lifelong.plugins.knn import MaskedKNN, knn_scores, knn_votes
-from lifelong.runs.session import execute_run, prepare_run
-from tests.conftest import make_source, run_cli, tiny_run_flags, write_fashion_mnist
+from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags,
+                            write_fashion_mnist)
 
 
 # -- quantisation -------------------------------------------------------------------------------
@@ -302,30 +302,14 @@ def test_cli_run_finishes_with_the_sharp_network(fashion, tmp_path, capsys):
 
 
 def test_resume_mid_task_equals_an_uninterrupted_run(fashion, tmp_path, monkeypatch):
-    import lifelong.loop as loop
-
     def config(out):
         return make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(fashion), "out": str(out),
                                 "method": "sharp-lite", "batch_size": 4, "buffer_size": 20, "checkpoint_every": 2,
                                 "threads": 1, "lr": 0.05, "params": {"per_class": 3}})
 
-    execute_run(prepare_run(config(tmp_path / "ref")))
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 9:
-            raise KeyError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(KeyError):
-        execute_run(prepare_run(config(tmp_path / "run")))
-    monkeypatch.undo()
-    execute_run(prepare_run(config(tmp_path / "run"), resume=True))
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ref", "run"))
+    a, b = crash_then_resume(config, tmp_path, monkeypatch, 9)
     assert a["class_il"] == b["class_il"] and a["task_il"] == b["task_il"]
-    wa, wb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("ref", "run"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(tmp_path / "whole", tmp_path / "cut")
 
 
 def test_recipe_errors_are_one_line(fashion, capsys):
