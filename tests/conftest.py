@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch
 from lifelong.data.idx import write_idx
 from lifelong.data.source import Source
 from lifelong.data.streams import class_incremental
+from lifelong.runs.session import execute_run, prepare_run
 
 
 def make_images(labels: torch.Tensor, size: int = 8, channels: int = 1, seed: int = 0) -> torch.Tensor:
@@ -80,3 +82,52 @@ def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     write_fashion_mnist(root)
     return root
+
+
+class Crash(Exception):
+    """The crash of :func:`crash_then_resume` (the process dies; only the files on disk remain)."""
+
+
+def crash_then_resume(config: Callable[[Path], Any], tmp_path: Path, monkeypatch, step: int, *,
+                      task: int | None = None, resume_config: Callable[[Path], Any] | None = None,
+                      names: tuple[str, str] = ("whole", "cut")) -> tuple[dict, dict]:
+    """A run whole and the same run crashed and resumed, for the test that they are the same run.
+
+    ``config(folder)`` is the run's configuration writing to ``folder``. The run goes once
+    uninterrupted into ``tmp_path / names[0]``; once into ``tmp_path / names[1]`` with the loss
+    monitor raising :class:`Crash` at global step ``step`` (only in task ``task``, counted from 0,
+    when given), which must happen; then, unpatched (``monkeypatch.undo()``, so everything the test
+    patched before is undone too), that run resumes from its folder, with ``config(folder)`` or
+    ``resume_config(folder)`` (``config_to_resume`` to read the folder as ``--resume`` does).
+    Returns the two metrics documents that ``execute_run`` returned: the whole run's, the resumed one's.
+    """
+    import lifelong.loop as loop
+
+    whole, cut = (tmp_path / name for name in names)
+    first = execute_run(prepare_run(config(whole)))
+    original = loop.LossMonitor.observe
+
+    def observe(self, loss, at_task, at_step):
+        if at_step == step and (task is None or at_task == task):
+            raise Crash(f"crash at step {step}")
+        return original(self, loss, at_task, at_step)
+
+    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
+    with pytest.raises(Crash):
+        execute_run(prepare_run(config(cut)))
+    monkeypatch.undo()
+    resumed = execute_run(prepare_run((resume_config or config)(cut), resume=True))
+    return first, resumed
+
+
+def same_weights(folder_a: Path, folder_b: Path) -> bool:
+    """The two runs' ``model.pt`` hold the same tensors: the same names, and each pair equal by
+    ``torch.equal`` and to the bit (same dtype and bytes, so 0.0 and -0.0 differ)."""
+    a, b = (torch.load(Path(folder) / "model.pt", weights_only=True) for folder in (folder_a, folder_b))
+    return a.keys() == b.keys() and all(_same_tensor(a[k], b[k]) for k in a)
+
+
+def _same_tensor(x: torch.Tensor, y: torch.Tensor) -> bool:
+    if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y):
+        return False
+    return torch.equal(*(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8) for t in (x, y)))

@@ -40,6 +40,12 @@ VIEW_BATCH = "tests/test_view_batch.py"
 ONLINE = "tests/test_online.py"
 ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
+ERROR_MEMORY = "tests/test_error_memory.py"
+SHARP = "tests/test_sharp.py"
+PRD = "tests/test_prd.py"
+GPM = "tests/test_gpm.py"
+GERE = "tests/test_gere.py"
+ADAPTIVE = "tests/test_adaptive_weights.py"
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,64 @@ MUTANTS: list[Mutant] = [
       "target = F.softmax(old_sim, dim=1)\n        return -(target * F.log_softmax(new_sim, dim=1))",
       "target = F.softmax(new_sim, dim=1)\n        return -(target * F.log_softmax(old_sim, dim=1))", (PCR,),
       "HPCR's SCD with the old and new similarities swapped"),
+    # -- ReLoop2's error memory and the prequential protocol -------------------------------------
+    M("error-memory-unnormalised", False, "plugins/error_memory.py",
+      "weights = torch.softmax(top / self.temperature, dim=1)", "weights = torch.exp(top / self.temperature)",
+      (ERROR_MEMORY,), "the similarity weights of the nearest errors not normalised to sum to 1"),
+    M("error-memory-residual-sign", False, "plugins/error_memory.py",
+      "return F.one_hot(y, probs.shape[1]).to(probs.dtype) - probs",
+      "return probs - F.one_hot(y, probs.shape[1]).to(probs.dtype)", (ERROR_MEMORY,),
+      "the stored residual is prediction minus label"),
+    M("prequential-no-refresh", False, "prequential.py",
+      "        memory.write(features, ErrorMemory.residuals(probs, y))\n", "", (ERROR_MEMORY,),
+      "the memory is not refreshed with the labels of the batches just predicted"),
+    M("error-memory-no-fifo", False, "plugins/error_memory.py",
+      "position = (self.writes[b] + r) % self.slots", "position = r % self.slots", (ERROR_MEMORY,),
+      "a full bucket overwrites its first slots instead of its oldest entries"),
+    M("sharp-quantise-floor", False, "hidden_replay.py", "codes = torch.round((a - lo) / span * LEVELS)",
+      "codes = torch.floor((a - lo) / span * LEVELS)", (SHARP,),
+      "SHARP's 8-bit memory truncates instead of rounding (errs up to a whole step)"),
+    M("sharp-knn-no-mask", False, "plugins/knn.py",
+      "q = F.normalize(query[:, mask], p=2, dim=1)\n        r = F.normalize(reps[:, mask], p=2, dim=1)",
+      "q = F.normalize(query, p=2, dim=1)\n        r = F.normalize(reps, p=2, dim=1)", (SHARP,),
+      "SHARP's kNN ignores each class's mask of valid units"),
+    M("sharp-supcon-lonely-kept", False, "objective/supcon.py", '    if lonely == "drop":\n',
+      '    if False:\n', (SHARP,),
+      "SHARP's SupCon keeps the rows without a positive in the others' denominators"),
+    M("prd-kl-swapped", False, "objective/prototype.py",
+      "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
+      "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),
+      "PRD's relation distillation with the current model's similarities as the target"),
+    M("prd-prototype-not-detached", False, "objective/prototype.py", "    f = features.detach()\n",
+      "    f = features\n", (PRD,), "PRD's prototype loss also trains the encoder (features not detached)"),
+    M("supcon-self-contrast", False, "objective/supcon.py",
+      'logits = (z @ z.t() / temperature).masked_fill(self_mask, float("-inf"))',
+      "logits = z @ z.t() / temperature", (PRD, SHARP), "SupCon's softmax includes each anchor's similarity to itself"),
+    # -- GPM and CUBER (Saha et al., ICLR 2021; Lin et al., NeurIPS 2022) ----------------------------
+    M("gpm-singular-values", False, "plugins/gpm.py", "    return values, vectors\n",
+      "    return values.sqrt(), vectors\n", (GPM,),
+      "GPM's energy threshold on the singular values instead of their squares"),
+    M("gpm-residual-share-skipped", False, "plugins/gpm.py",
+      "captured = (total - float(residual.sum())) / total", "captured = 0.0", (GPM,),
+      "after the first task, the criterion ignores the share of the energy the bases already capture"),
+    M("cuber-sufficient-absolute", False, "plugins/gpm.py",
+      "sufficient = float(inside.norm()) > self.epsilon * float(g.norm())",
+      "sufficient = float(inside.norm()) > self.epsilon", (GPM,),
+      "CUBER's sufficient projection compares the projection's norm with epsilon, not with epsilon times the gradient's"),
+    M("cuber-keep-not-restored", False, "plugins/gpm.py",
+      '        self.keep = [[bool(k) for k in row] for row in state["keep"]]\n', "        self.keep = []\n", (GPM,),
+      "a run resumed mid-task forgets which old tasks' subspaces CUBER keeps for the task in progress"),
+    M("tm-mean-over-all", False, "objective/threshold_margin.py",
+      "return loss.sum() / ((loss != 0).sum() + EPS)", "return loss.mean()", (GERE,),
+      "GeRe's TM loss averages over every entry instead of over the entries out of their band"),
+    M("tm-bands-swapped", False, "objective/threshold_margin.py",
+      "    low = (h0 <= neg).to(h.dtype)\n    high = (h0 >= pos).to(h.dtype)\n",
+      "    low = (h0 >= pos).to(h.dtype)\n    high = (h0 <= neg).to(h.dtype)\n", (GERE,),
+      "GeRe's TM loss with the high and low bands swapped"),
+    M("recap-convergence-inverted", False, "plugins/adaptive_weights.py",
+      "score = mu_old / safe_mu + sigma / (safe_mu + mu_old)",
+      "score = safe_mu / mu_old + sigma / (safe_mu + mu_old)", (ADAPTIVE,),
+      "RECAP's convergence rate as current over previous mean (a falling loss would lose weight)"),
 ]
 
 

@@ -19,7 +19,7 @@ from lifelong.methods import build_recipe
 from lifelong.metrics import summarize
 from lifelong.nets import build_backbone
 from lifelong.optim import SGD
-from tests.conftest import make_images, run_cli, write_fashion_mnist
+from tests.conftest import crash_then_resume, make_images, run_cli, write_fashion_mnist
 
 
 def shuffled_source(num_classes: int = 10, per_class: int = 20, per_class_test: int = 3, seed: int = 0,
@@ -452,14 +452,9 @@ def test_si_blurry_mnist_end_to_end(capsys, tmp_path):
     assert other.state == "other" and other.other == "blurry_mix 10, not 20"
 
 
-class Crash(Exception):
-    """A crash at a chosen step (only the files on disk remain)."""
-
-
 def test_a_blurry_run_resumed_from_its_folder_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    import lifelong.loop as loop
     from lifelong.config import make_config
-    from lifelong.runs.session import config_to_resume, execute_run, prepare_run
+    from lifelong.runs.session import config_to_resume
 
     root = tmp_path / "data"
     write_fashion_mnist(root, per_class_train=12, per_class_test=3)
@@ -469,19 +464,8 @@ def test_a_blurry_run_resumed_from_its_folder_equals_an_uninterrupted_one(tmp_pa
                                 "method": "derpp", "batch_size": 4, "buffer_size": 20, "checkpoint_every": 3,
                                 "blurry_mix": 30, "seed": 1})
 
-    whole = execute_run(prepare_run(config(tmp_path / "whole")))
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 17:
-            raise Crash
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(Crash):
-        execute_run(prepare_run(config(tmp_path / "cut")))
-    monkeypatch.undo()
-    resumed = execute_run(prepare_run(config_to_resume(tmp_path / "cut"), resume=True))  # as --resume does
+    whole, resumed = crash_then_resume(config, tmp_path, monkeypatch, 17,
+                                       resume_config=config_to_resume)  # as --resume does
     volatile = {"wall_seconds", "train_seconds", "peak_rss_mb", "peak_cuda_mb", "command", "versions"}
     assert whole["complete"] and resumed["complete"]
     for doc in (whole, resumed):  # a blurry stream is evaluated anytime; its time is volatile like wall_seconds

@@ -3,7 +3,6 @@
 Each test states the source it follows and the wrong variant it catches."""
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -19,9 +18,8 @@ from lifelong.objective import SI, CrossEntropy, StepBatch
 from lifelong.optim import SGD
 from lifelong.plugins import ClipGrad, HeadWarmup
 from lifelong.seeding import torch_generator
-from lifelong.runs.session import execute_run, prepare_run
 from lifelong.loop import TrainState, train
-from tests.conftest import make_source, write_fashion_mnist
+from tests.conftest import crash_then_resume, make_source, same_weights, write_fashion_mnist
 
 g = torch.Generator().manual_seed(0)
 
@@ -351,7 +349,7 @@ def test_mix_memory_training_set_holds_the_exemplars_with_their_own_task_ids():
 
 def test_mix_memory_needs_an_indexed_memory():
     from lifelong.errors import ConfigError
-    with pytest.raises(ConfigError, match="needs `memory:` task-balanced or herding .a memory that keeps"):
+    with pytest.raises(ConfigError, match="needs `memory:` task-balanced, herding or first-task .a memory that keeps"):
         recipe_from_spec({"terms": [{"term": "ce"}], "memory": "reservoir", "plugins": [{"plugin": "mix-memory"}]})
 
 
@@ -416,30 +414,14 @@ def fashion_root(tmp_path_factory):
 def test_resume_mid_task_equals_an_uninterrupted_run(method, extra, fashion_root, tmp_path, monkeypatch):
     """A crash in the third task (the terms hold state from two task ends: SI's Ω and path,
     LwF's teacher, iCaRL's teacher and exemplars, refresh's Fisher and noise generator)."""
-    import lifelong.loop as train_module
-
     def config(out):
         return make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(fashion_root), "out": str(out),
                                 "method": method, "batch_size": 4, "buffer_size": 10, "checkpoint_every": 2,
                                 "threads": 1, "lr": 0.05, **extra})
 
-    execute_run(prepare_run(config(tmp_path / "ref")))
-    original = train_module.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 15:
-            raise KeyError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(train_module.LossMonitor, "observe", observe)
-    with pytest.raises(KeyError):
-        execute_run(prepare_run(config(tmp_path / "run")))
-    monkeypatch.undo()
-    execute_run(prepare_run(config(tmp_path / "run"), resume=True))
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ref", "run"))
+    a, b = crash_then_resume(config, tmp_path, monkeypatch, 15)
     assert a["class_il"] == b["class_il"] and a["task_il"] == b["task_il"]
-    wa, wb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("ref", "run"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(tmp_path / "whole", tmp_path / "cut")
 
 
 # -- DER and DER++ (Buzzega et al. 2020; Mammoth models/der.py, derpp.py) ----------------------

@@ -22,7 +22,7 @@ from lifelong.objective.mvp import ExposedClasses, MVPCrossEntropy
 from lifelong.objective.output import CrossEntropy
 from lifelong.plugins.exposed import ExposedEval
 from lifelong.yamlio import parse_yaml
-from tests.conftest import run_cli, write_fashion_mnist
+from tests.conftest import crash_then_resume, run_cli, same_weights, write_fashion_mnist
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "mvp_er.yaml"
 
@@ -290,9 +290,8 @@ def test_the_example_runs_and_resumes_bit_for_bit(blurry_root, tmp_path, monkeyp
     """The example on a tiny Si-Blurry Fashion-MNIST from the CLI; then a crash mid-task and a
     resume equal the uninterrupted run (the exposed classes of the term and of the plug-in are
     in the checkpoint)."""
-    import lifelong.loop as loop
     from lifelong.config import make_config
-    from lifelong.runs.session import config_to_resume, execute_run, prepare_run
+    from lifelong.runs.session import config_to_resume
 
     out = tmp_path / "cli"
     code, _, err = run_cli(["run", "--config", str(EXAMPLE), "--benchmark", "si-blurry-fashion-mnist",
@@ -311,20 +310,7 @@ def test_the_example_runs_and_resumes_bit_for_bit(blurry_root, tmp_path, monkeyp
                                 "out": str(folder), "method": method, "batch_size": 4, "buffer_size": 20,
                                 "checkpoint_every": 3, "blurry_mix": 30, "seed": 1})
 
-    whole = execute_run(prepare_run(config(tmp_path / "whole")))
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 11:
-            raise KeyError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(KeyError):
-        execute_run(prepare_run(config(tmp_path / "cut")))
-    monkeypatch.undo()
-    resumed = execute_run(prepare_run(config_to_resume(tmp_path / "cut"), resume=True))
+    whole, resumed = crash_then_resume(config, tmp_path, monkeypatch, 11, resume_config=config_to_resume)
     assert whole["complete"] and resumed["complete"]
     assert whole["class_il"] == resumed["class_il"] and whole["task_il"] == resumed["task_il"]
-    wa, wb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("whole", "cut"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(tmp_path / "whole", tmp_path / "cut")

@@ -21,7 +21,7 @@ from lifelong.loop import train
 from lifelong.methods import build_recipe
 from lifelong.optim import SGD
 from lifelong.runs.session import config_hash, config_to_resume, execute_run, prepare_run, resolve_config
-from tests.conftest import make_source, run_cli, write_fashion_mnist
+from tests.conftest import crash_then_resume, make_source, run_cli, write_fashion_mnist
 
 VOLATILE = {"wall_seconds", "train_seconds", "peak_rss_mb", "peak_cuda_mb", "command", "versions"}
 
@@ -176,27 +176,10 @@ def test_a_run_with_and_without_eval_every_trains_the_same_model(data_root, tmp_
     assert all(a[k].numpy().tobytes() == b[k].numpy().tobytes() for k in a)
 
 
-class Crash(Exception):
-    """A crash at a chosen step (only the files on disk remain)."""
-
-
 def test_a_resumed_run_has_the_curve_of_an_uninterrupted_one(data_root, tmp_path, monkeypatch):
-    import lifelong.loop as loop
-
     values = {"method": "derpp", "batch_size": 4, "checkpoint_every": 3, "eval_every": 7}
-    whole = _run(_config(data_root, tmp_path / "whole", **values))
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 17:
-            raise Crash
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(Crash):
-        _run(_config(data_root, tmp_path / "cut", **values))
-    monkeypatch.undo()
-    resumed = _run(config_to_resume(tmp_path / "cut"), resume=True)  # as --resume does
+    whole, resumed = crash_then_resume(lambda out: _config(data_root, out, **values), tmp_path, monkeypatch, 17,
+                                       resume_config=config_to_resume)  # as --resume does
     for doc in (whole, resumed):
         assert doc["online"].pop("eval_seconds") > 0
     assert {k: v for k, v in whole.items() if k not in VOLATILE} == {k: v for k, v in resumed.items()

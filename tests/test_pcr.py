@@ -22,8 +22,8 @@ from lifelong.objective import StepBatch
 from lifelong.objective.proxy import (ProxyContrastive, ProxyLogitDistillation, SimilarityDistillation,
                                       periodic_scale, proxy_contrastive_loss)
 from lifelong.optim import SGD
-from lifelong.runs.session import execute_run, prepare_run
-from tests.conftest import make_source, run_cli, tiny_run_flags, write_fashion_mnist
+from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags,
+                            write_fashion_mnist)
 
 
 # -- the proxy loss by hand ---------------------------------------------------------------------
@@ -361,30 +361,14 @@ def test_cli_runs_finish(method, extra, fashion, tmp_path, capsys):
 def test_resume_mid_task_equals_an_uninterrupted_run(method, fashion, tmp_path, monkeypatch):
     """A crash in the third task: the views' generator, the memory's stored features and the
     scale's step counter come back from the checkpoint."""
-    import lifelong.loop as loop
-
     def config(out):
         return make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(fashion), "out": str(out),
                                 "method": method, "batch_size": 4, "buffer_size": 10, "checkpoint_every": 2,
                                 "threads": 1, "lr": 0.05})
 
-    execute_run(prepare_run(config(tmp_path / "ref")))
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 9:
-            raise KeyError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(KeyError):
-        execute_run(prepare_run(config(tmp_path / "run")))
-    monkeypatch.undo()
-    execute_run(prepare_run(config(tmp_path / "run"), resume=True))
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ref", "run"))
+    a, b = crash_then_resume(config, tmp_path, monkeypatch, 9)
     assert a["class_il"] == b["class_il"] and a["task_il"] == b["task_il"]
-    wa, wb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("ref", "run"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(tmp_path / "whole", tmp_path / "cut")
 
 
 def test_recipe_errors_are_one_line(capsys, fashion):

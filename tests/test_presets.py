@@ -14,12 +14,18 @@ from lifelong import hparams
 from lifelong.data.mnist import load_mnist
 from lifelong.data.streams import Task, class_incremental
 from lifelong.methods import PRESETS, build_recipe
-from lifelong.nets import build_backbone, set_head
+from lifelong.nets import build_backbone, set_head, set_projection
 from lifelong.optim import SGD
 from lifelong.loop import train
 
 REPLAY = ("er", "er-ace", "der", "derpp", "icarl", "icarl-replay", "pcr", "hpcr")
 REGULARISERS = ("lwf", "ewc", "ewc-online", "si", "mas")
+# PRD is replay-free and learns its features contrastively: one epoch of batches of 10 gives it
+# less task-IL than the others (measured on the subset, seed 0: task-IL 81.3, class-IL 31.0;
+# without its distillation 71.4 and 21.1). Its floor is lower, and its distillation must keep
+# more of the old classes than fine-tuning does (19).
+OWN_TASK_IL_FLOOR = {"prd": 75}
+DISTILLERS = ("prd",)
 DOCS = Path(__file__).parents[1] / "docs" / "METHODS.md"
 README = Path(__file__).parents[1] / "README.md"
 
@@ -37,7 +43,8 @@ def _run(name: str, stream, lr: float | None = None):
     entry, _ = hparams.lookup("split-mnist", name, 200)
     recipe = build_recipe(name, entry.get("params", {}))
     torch.manual_seed(0)
-    model = set_head(build_backbone("mlp", (1, 28, 28), 10), recipe.head, recipe.head_scale)
+    model = set_projection(set_head(build_backbone("mlp", (1, 28, 28), 10), recipe.head, recipe.head_scale),
+                           recipe.projection)
     optimizer = SGD(model.parameters(), lr=lr or entry.get("lr", 0.1), weight_decay=entry.get("weight_decay", 0.0))
     result = train(stream, model, recipe, optimizer, seed=0, batch_size=10, buffer_size=200,
                    replay_batch_size=entry.get("replay_batch_size", 10))
@@ -49,9 +56,11 @@ def _run(name: str, stream, lr: float | None = None):
 def _check(results: dict, replay_margin: float, agem_margin: float, task_il_floor: float) -> None:
     ft_class, ft_task, _ = results["finetune"]
     for name, (class_il, task_il, _) in results.items():
-        assert task_il > task_il_floor, (name, task_il)
+        assert task_il > OWN_TASK_IL_FLOOR.get(name, task_il_floor), (name, task_il)
     for name in REPLAY:
         assert results[name][0] > ft_class + replay_margin, (name, results[name][0], ft_class)
+    for name in DISTILLERS:
+        assert results[name][0] > ft_class + 5, (name, results[name][0], ft_class)
     assert results["agem"][0] > ft_class + agem_margin, results["agem"][0]
     assert results["joint"][0] > 80
 

@@ -20,7 +20,7 @@ from lifelong.methods import build_recipe
 from lifelong.metrics import summarize
 from lifelong.nets import build_backbone
 from lifelong.optim import SGD
-from tests.conftest import make_images, make_source, run_cli, write_fashion_mnist
+from tests.conftest import crash_then_resume, make_images, make_source, run_cli, write_fashion_mnist
 
 
 def gen(seed: int) -> torch.Generator:
@@ -362,14 +362,9 @@ def test_task_free_mnist_with_er_end_to_end(capsys, tmp_path):
     assert "(task-free)" in (out / "run.log").read_text()
 
 
-class Crash(Exception):
-    """A crash at a chosen step (only the files on disk remain)."""
-
-
 def test_a_task_free_run_resumed_mid_stream_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    import lifelong.loop as loop
     from lifelong.config import make_config
-    from lifelong.runs.session import config_to_resume, execute_run, prepare_run
+    from lifelong.runs.session import config_to_resume
 
     root = tmp_path / "data"
     write_fashion_mnist(root, per_class_train=4, per_class_test=1)
@@ -379,19 +374,8 @@ def test_a_task_free_run_resumed_mid_stream_equals_an_uninterrupted_one(tmp_path
                                 "method": "derpp", "batch_size": 4, "buffer_size": 12, "checkpoint_every": 3,
                                 "task_free_width": 0.8, "epochs": 2, "seed": 1})
 
-    whole = execute_run(prepare_run(config(tmp_path / "whole")))
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 13:  # in the second epoch
-            raise Crash
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-    with pytest.raises(Crash):
-        execute_run(prepare_run(config(tmp_path / "cut")))
-    monkeypatch.undo()
-    resumed = execute_run(prepare_run(config_to_resume(tmp_path / "cut"), resume=True))
+    # a crash in the second epoch
+    whole, resumed = crash_then_resume(config, tmp_path, monkeypatch, 13, resume_config=config_to_resume)
     volatile = {"wall_seconds", "train_seconds", "peak_rss_mb", "peak_cuda_mb", "command", "versions"}
     assert whole["complete"] and resumed["complete"] and whole["steps"] == 20
     for doc in (whole, resumed):  # anytime evaluation is on by default here; its time differs

@@ -22,8 +22,7 @@ from lifelong.objective import StepBatch, ViewKL
 from lifelong.optim import SGD
 from lifelong.plugins import PLUGINS, register_plugin
 from lifelong.plugins.view_batch import ViewBatch
-from lifelong.runs.session import execute_run, prepare_run
-from tests.conftest import make_source, run_cli, tiny_run_flags
+from tests.conftest import crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags
 
 R = 4
 
@@ -329,31 +328,15 @@ def test_yaml_refuses_unknown_view_batch_settings():
 def test_a_resumed_view_batch_run_equals_an_uninterrupted_one(data_root, tmp_path, monkeypatch):
     """A crash mid-cycle (epoch 1 of a cycle of 2) of a run with re-augmented views; the resumed
     run's results and weights equal the uninterrupted run's byte for byte."""
-    import lifelong.loop as loop_module
-
     def config(out):
         return make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(data_root), "out": str(out),
                                 "method": "derpp", "batch_size": 4, "buffer_size": 20, "checkpoint_every": 3,
                                 "threads": 1, "epochs": 3, "num_tasks": 2,
                                 "view_batch": {"repeats": 2, "augment": "autoaugment", "start_epoch": 1}})
 
-    reference = tmp_path / "reference"
-    assert execute_run(prepare_run(config(reference)))["complete"]
-    original = loop_module.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == 11:  # epoch 1 (slice 1 of the first cycle), after the checkpoint at step 9
-            raise RuntimeError("crash")
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop_module.LossMonitor, "observe", observe)
-    out = tmp_path / "run"
-    with pytest.raises(RuntimeError):
-        execute_run(prepare_run(config(out)))
-    monkeypatch.undo()
-    assert execute_run(prepare_run(config(out), resume=True))["complete"]
-    ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (reference, out))
+    # epoch 1 (slice 1 of the first cycle), after the checkpoint at step 9
+    ma, mb = crash_then_resume(config, tmp_path, monkeypatch, 11)
+    assert ma["complete"] and mb["complete"]
     for key in ("class_il", "task_il", "steps"):
         assert ma[key] == mb[key], key
-    wa, wb = (torch.load(p / "model.pt", weights_only=True) for p in (reference, out))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(tmp_path / "whole", tmp_path / "cut")

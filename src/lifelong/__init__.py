@@ -38,7 +38,7 @@ _API = {
     "register_benchmark": "lifelong.data.user", "source_from_arrays": "lifelong.data.user",
     "source_from_torchvision": "lifelong.data.user", "source_from_image_folder": "lifelong.data.user",
     "BACKBONES": "lifelong.nets", "build_backbone": "lifelong.nets", "set_head": "lifelong.nets",
-    "register_backbone": "lifelong.nets", "split_head": "lifelong.nets",
+    "set_projection": "lifelong.nets", "register_backbone": "lifelong.nets", "split_head": "lifelong.nets",
     # the loop and its results
     "train": "lifelong.loop", "RunResult": "lifelong.loop", "TrainState": "lifelong.loop",
     "SGD": "lifelong.optim", "metrics": "lifelong", "AnytimeEvaluation": "lifelong.anytime",

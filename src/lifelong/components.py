@@ -11,6 +11,12 @@ terms, then plug-ins, each in recipe order:
 - ``after_backward(state, batch)``: gradients are in ``.grad``; change them in place (A-GEM
   projects them here, ``clip-grad`` clips them).
 - ``after_step(state, batch)``: after the optimiser's update.
+- ``reweight(terms, values) -> multipliers``: called by the objective each time it is computed,
+  with its ``(weight, term)`` pairs and each term's unweighted value (detached); returns one
+  multiplier per term (:class:`lifelong.objective.Objective`). GeRe's dynamic margin weight and
+  the ``adaptive-weights`` plug-in (RECAP) set the terms' weights this way. The objective is also
+  computed outside the step (refresh learning's unlearning step), so a hook that keeps a history
+  of the values records it in ``after_step``, from ``state.recipe.objective.values``.
 
 ``state`` is the loop's :class:`lifelong.loop.TrainState`; ``batch`` the step's
 :class:`lifelong.objective.StepBatch`.
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-HOOKS = ("begin_task", "training_set", "end_task", "before_step", "after_backward", "after_step")
+HOOKS = ("begin_task", "training_set", "end_task", "before_step", "after_backward", "after_step", "reweight")
 
 
 def hooks(components: Iterable[Any], name: str) -> list:

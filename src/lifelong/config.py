@@ -65,6 +65,7 @@ class RunConfig:
     imports: list = field(default_factory=list)
     refresh: str | dict | None = None
     view_batch: int | dict | None = None
+    error_memory: bool | dict | None = None
     checkpoint_every: int = 2000
     log: list = field(default_factory=list)
     log_every: int = 50
@@ -81,12 +82,13 @@ class RunConfig:
 
 
 # Settings of some benchmarks only (the blurry ones: lifelong.data.blurry; the task-free ones:
-# lifelong.data.taskfree), of view-batch replay (lifelong.plugins.view_batch) and of some runs
+# lifelong.data.taskfree), of view-batch replay (lifelong.plugins.view_batch), of ReLoop2's error
+# memory (lifelong.plugins.error_memory) and of some runs
 # only (the online protocol, anytime evaluation: lifelong.anytime), left out of a configuration
 # while unset (None, or False for a switch), so that the resolved configurations, fingerprints
 # and sweep folder names of the other runs stay what they were before these settings existed.
 UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width", "view_batch", "online",
-                  "eval_every")
+                  "eval_every", "error_memory")
 BLURRY_KEYS = ("blurry_disjoint", "blurry_mix", "blurry_variant")
 STREAM_KEYS = BLURRY_KEYS + ("task_free_width",)  # the settings of a kind of stream (benchmarks.check_stream_options)
 
@@ -153,6 +155,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "imports": ((list,), False),
     "refresh": ((str, dict), True),
     "view_batch": ((int, dict), True),
+    "error_memory": ((bool, dict), True),
     "checkpoint_every": ((int,), False),
     "log": ((list,), False),
     "log_every": ((int,), False),
@@ -168,7 +171,8 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
                list: "a list"}
 _TYPE_NAMES_BY_KEY = {"method": "a method name or a recipe mapping",
                       "refresh": "a form ('paper' or 'code') or a mapping of refresh settings",
-                      "view_batch": "a number of views or a mapping of view-batch settings"}
+                      "view_batch": "a number of views or a mapping of view-batch settings",
+                      "error_memory": "true or a mapping of error-memory settings"}
 
 
 def _check_type(key: str, value: Any, where: str) -> Any:
@@ -399,6 +403,19 @@ def _check_view_batch(config: RunConfig) -> None:
         build_term(entry, where="`view_batch`")
 
 
+def error_memory_plugins(value: bool | dict | None) -> list[dict]:
+    """``error_memory:`` (``--error-memory``) is shorthand for an ``error-memory`` entry in the
+    recipe's ``plugins:`` (ReLoop2's error memory, :mod:`lifelong.plugins.error_memory`):
+    ``true`` with its defaults, a mapping with settings (``bits``, ``slots``, ``k``,
+    ``temperature``, ``lam``, ``seed``, ``during_training``); unset or ``false``: none."""
+    if value is None or value is False:
+        return []
+    options = {} if value is True else dict(value)
+    if "plugin" in options:
+        raise ConfigError("`error_memory`: give the error-memory settings only (bits, slots, ...), not `plugin`")
+    return [{"plugin": "error-memory", **options}]
+
+
 def validate(config: RunConfig) -> None:
     """Range checks that do not need the data (names are checked where they are looked up)."""
     _check_ranges(config)
@@ -407,6 +424,8 @@ def validate(config: RunConfig) -> None:
 
     for entry in refresh_plugins(config.refresh):  # its options and values, before any data is read
         build_plugin(entry, where="`refresh`")
+    for entry in error_memory_plugins(config.error_memory):
+        build_plugin(entry, where="`error_memory`")
     _check_view_batch(config)
     _check_limits(config)
     _check_stream(config)

@@ -19,7 +19,7 @@ import torch.nn as nn
 from lifelong.anytime import AnytimeEvaluation
 from lifelong.components import boundary_need, check_resumable, hooks
 from lifelong.data.streams import Stream, Task
-from lifelong.data.strong_augment import strong_augment
+from lifelong.data.strong_augment import VIEW_AUGMENTS, strong_augment
 from lifelong.data.transforms import random_crop_flip
 from lifelong.errors import ConfigError, DivergedError
 from lifelong.evaluate import evaluate
@@ -196,7 +196,7 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
     offers = epochs * (stream.joint().num_train if recipe.joint else sum(t.num_train for t in stream.tasks))
     return MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
                                    sample_generator=numpy_generator(seed, "memory-sample"),
-                                   max_rows=offers, device=stream.source.train_x.device)
+                                   max_rows=offers, device=stream.source.train_x.device, **recipe.memory_options)
 
 
 @dataclass
@@ -251,7 +251,9 @@ class Step:
     applied (the loss monitor may skip it) and the loss if it was read.
 
     ``augment``: the benchmark's augmentation of the inputs; ``views``: the recipe's second,
-    augmented copy of them (``views: strong``), made from the inputs before ``augment``."""
+    augmented copy of them (``views: strong``), made from the inputs before ``augment``;
+    ``two_views``: the inputs are replaced by another draw of ``views`` (before the views, as
+    PRD's ``x1, x2 = aug(x), aug(x)``), and ``augment`` is not applied."""
 
     state: TrainState
     hooks: Hooks
@@ -259,19 +261,16 @@ class Step:
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     repeats: int = 1  # copies of each current example in the step, back to back (view-batch replay)
     views: Callable[[torch.Tensor], torch.Tensor] | None = None
+    two_views: bool = False
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
         replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
-        seen, seen_y = (x, y) if self.repeats == 1 else (x.repeat_interleave(self.repeats, 0),
-                                                          y.repeat_interleave(self.repeats, 0))
-        inputs = torch.cat([seen] + [r["x"] for r in replays]) if replays else seen
-        views = self.views(inputs) if self.views is not None else None
-        if self.augment is not None:
-            inputs = self.augment(inputs)
+        split = getattr(memory, "split", None)  # hidden-activation replay: replays enter after the split
+        inputs, views, seen_y = self.inputs(x, y, [] if split is not None else replays)
         batch = StepBatch(state.model, state.task.index, inputs, seen_y, replays,
                           separate=state.recipe.replay_forward == "separate", views=views, repeats=self.repeats,
-                          keep_features=objective.needs_features)
+                          keep_features=objective.needs_features, split=split, taps=objective.taps)
         for hook in self.hooks.before_step:
             hook(state, batch)
         batch.outputs = batch.forward()
@@ -293,6 +292,20 @@ class Step:
                 memory.add(x=x, y=y, task=task_ids, **extra)
         state.step += 1
         return applied, value
+
+    def inputs(self, x: torch.Tensor, y: torch.Tensor,
+               replays: list[dict]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The forward's inputs (the current batch, each example ``repeats`` times, then the replay
+        draws' inputs), their augmented views or ``None``, and the current rows' labels."""
+        if self.repeats != 1:
+            x, y = x.repeat_interleave(self.repeats, 0), y.repeat_interleave(self.repeats, 0)
+        inputs = torch.cat([x] + [r["x"] for r in replays]) if replays else x
+        if self.two_views:
+            return self.views(inputs), self.views(inputs), y
+        views = self.views(inputs) if self.views is not None else None
+        if self.augment is not None:
+            inputs = self.augment(inputs)
+        return inputs, views, y
 
 
 def train(
@@ -479,6 +492,9 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     if recipe.head == "cosine" and not isinstance(getattr(model, "classifier", None), CosineLinear):
         raise ValueError(f"method {recipe.name!r} needs a cosine classifier: call "
                          f"lifelong.nets.set_head(model, 'cosine') before building the optimiser")
+    if recipe.projection and not isinstance(getattr(model, "projection", None), nn.Module):
+        raise ValueError(f"method {recipe.name!r} needs a projection head: call lifelong.nets.set_projection("
+                         f"model, {list(recipe.projection)}) before building the optimiser")
     if stream.task_free:
         check_task_free(recipe, stream.name)
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
@@ -493,11 +509,12 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     if augment_padding:
         fill = stream.pad_value()
         augment = lambda inputs: random_crop_flip(inputs, augment_padding, rngs["augment"], fill)  # noqa: E731
-    if recipe.views == "strong":  # its own generator, created only then: other runs' checkpoints keep their keys
+    if recipe.views != "none":  # its own generator, created only then: other runs' checkpoints keep their keys
         rngs["views"] = torch_generator(seed, "views", device)
-        mean, std = stream.source.mean, stream.source.std
-        views = lambda inputs: strong_augment(inputs, rngs["views"], mean=mean, std=std)  # noqa: E731
+        mean, std, options = stream.source.mean, stream.source.std, VIEW_AUGMENTS[recipe.views]
+        views = lambda inputs: strong_augment(inputs, rngs["views"], mean=mean, std=std, **options)  # noqa: E731
     hooks_ = Hooks.of(components)
+    recipe.objective.weighers = hooks(components, "reweight")  # none: the plain weighted sum
     scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
     anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
     result, position, previous = RunResult(), Position(), 0.0
@@ -510,7 +527,8 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
         raise ValueError(f"method {recipe.name!r}: only one plug-in may order the epochs, got "
                          f"{', '.join(p.name for p in orderers)}")
     orderer = orderers[0] if orderers else None
-    step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views)
+    step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views,
+                two_views=recipe.two_views)
     return _Run(state, result, hooks_, step, rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)

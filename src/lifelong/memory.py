@@ -10,6 +10,8 @@
   Chaudhry et al., "Efficient lifelong learning with A-GEM", ICLR 2019).
 - :class:`HerdingBuffer`: class-balanced exemplars, chosen by herding on normalised features
   (Rebuffi et al., "iCaRL", CVPR 2017, Alg. 4 and 5).
+- :class:`FirstTaskBuffer`: a fixed sample of the first task, written once at its end and never
+  changed: the fixed "general" replay set of GeRe (Zhang et al., 2025) in an image stream.
 
 Both balanced memories use every slot (:func:`balanced_quotas`): the capacity is shared as evenly
 as the parts (tasks, classes) allow, the first parts in order (the oldest classes, the first
@@ -324,7 +326,40 @@ class HerdingBuffer(Memory):
         self.order = {int(c): rows.to(self.device) for c, rows in state["order"]}
 
 
+class FirstTaskBuffer(Memory):
+    """At the end of the first task, ``capacity`` of its training examples chosen at random
+    (without replacement; all of them when it has fewer) are stored; nothing is ever added or
+    replaced afterwards. GeRe (Zhang et al., "GeRe: Towards Efficient Anti-Forgetting in
+    Continual Learning of LLM via General Samples Replay", 2025) replays a fixed set of general
+    samples that the model knew before the continual training started (1,000 SlimPajama texts
+    for an LLM); in an image stream the model knows nothing before its first task, so the first
+    task's data stand for the general set and the model at the first task's end for the frozen
+    base model. ``fixed = True``: a slot keeps its example for the whole run, so a term may
+    record something per slot once (the threshold-margin term's activations)."""
+
+    name = "first-task"
+    keeps_source_index = True
+    fixed = True
+    needs_task_boundaries = "it stores a sample of the first task at that task's end"
+
+    @torch.no_grad()
+    def end_task(self, state) -> None:
+        if self.count or state.task.index != 0:
+            return
+        n = min(self.rows, state.task.num_train)
+        if n <= 0:
+            return
+        positions = torch.from_numpy(np.sort(self.rng.choice(state.task.num_train, size=n, replace=False)))
+        batch = _task_examples(state, positions.to(state.task.train_idx.device))
+        self._allocate(batch)
+        for name, value in batch.items():
+            self.fields[name][:n] = value
+        self.count = n
+
+
 MEMORIES: dict[str, type] = {}
 register_memory = registrar(MEMORIES, "memory")
-for _policy in (ReservoirBuffer, TaskBalancedBuffer, HerdingBuffer):
+for _policy in (ReservoirBuffer, TaskBalancedBuffer, HerdingBuffer, FirstTaskBuffer):
     register_memory(_policy)
+
+import lifelong.hidden_replay  # noqa: E402,F401  (registers `activations`; a module import: it imports this one)

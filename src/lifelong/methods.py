@@ -8,13 +8,16 @@ a small mapping, the same for the presets below and for a user's own method in Y
       - {term: ce}                                  # cross-entropy on the current batch
       - {term: logit-mse, weight: ${alpha}}         # DER: match stored logits
       - {term: ce, on: replay, draw: 1, weight: ${beta}}
-    memory: reservoir                               # reservoir | task-balanced | herding
+    memory: reservoir                               # reservoir | task-balanced | herding | activations
+                                                    # or {memory: activations, recent_tasks: 1}: with options
     plugins: []                                     # e.g. [{plugin: agem}]
     replay_forward: separate                        # joint (default) | separate forwards per part
     replay_from: 0                                  # first task (from 0) that replays
     head: linear                                    # linear (default) | cosine classifier
     head_scale: 10                                  # the cosine classifier's scale s (logits s·cos)
-    views: none                                     # none (default) | strong: augmented copies too
+    views: none                                     # none (default) | strong | padded: augmented copies too
+    two_views: false                                # true: the inputs are augmented views as well
+    projection: []                                  # widths of a projection MLP on the features
 
 ``${name}`` refers to a parameter of the method, given by the hyperparameter files, a config's
 ``params:`` or ``--param name=value``.
@@ -47,8 +50,16 @@ class Recipe:
     ``head_scale``: its scale (``None``: the head's default, 10). ``views``: ``"none"`` or
     ``"strong"``: every input of a step (current and replayed) also goes through the forward as a
     strongly augmented copy (:func:`lifelong.data.strong_augment.strong_augment`, PCR's
-    augmentation), whose outputs follow the plain ones (:class:`lifelong.objective.StepBatch`).
-    ``spec``: the mapping it was built from.
+    augmentation), whose outputs follow the plain ones (:class:`lifelong.objective.StepBatch`);
+    ``"padded"``: the same with a padded random crop in place of the resized one and no hue jitter
+    (PRD's augmentation; :data:`lifelong.data.strong_augment.VIEW_AUGMENTS`). ``two_views``: the
+    inputs themselves are replaced by a second augmented view of the same kind (two augmented
+    views of each example, SupCon's as PRD trains it) instead of the plain (benchmark-augmented)
+    input. ``projection``: the widths of a projection MLP that :func:`lifelong.nets.set_projection`
+    adds to the model as ``model.projection`` (ReLU between layers; empty: none), for terms that
+    contrast projected features (``supcon``). ``spec``: the mapping it was built from.
+    ``memory_options``: the options given with the memory (``memory: {memory: activations,
+    recent_tasks: 1}``), passed to its constructor.
     """
 
     name: str
@@ -62,6 +73,9 @@ class Recipe:
     head: str = "linear"
     head_scale: float | None = None
     views: str = "none"
+    memory_options: dict = field(default_factory=dict)
+    two_views: bool = False
+    projection: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,12 @@ def _ce(**kw: Any) -> dict:
 
 # PCR's proxy classifier: logits cos(f, w_c) / 0.09 (``cosLinear`` in FelixHuiweiLin/PCR, fixed in the code)
 PCR_HEAD_SCALE = 1 / 0.09
+
+# GPM's options as preset parameters; defaults: the reference's Permuted-MNIST settings (sahagobinda/GPM,
+# main_pmnist.py: 300 examples, thresholds 0.95 for the first layer, 0.99 for the others)
+_GPM_OPTIONS = {"threshold": "${threshold}", "first_threshold": "${first_threshold}",
+                "threshold_step": "${threshold_step}", "examples": "${examples}"}
+_GPM_PARAMS = {"threshold": 0.99, "first_threshold": 0.95, "threshold_step": 0.0, "examples": 300}
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("finetune", "SGD on each task in turn; the lower bound", "-", {"terms": [_ce()]}),
@@ -126,6 +146,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("agem", "averaged GEM: project the gradient so the memory loss does not rise",
            "Chaudhry et al., Efficient lifelong learning with A-GEM, ICLR 2019",
            {"terms": [_ce()], "memory": "task-balanced", "plugins": [{"plugin": "agem"}]}),
+    Preset("gpm", "gradient projection memory: each layer's gradient loses its component in the input "
+           "subspaces of finished tasks (SVD bases kept to an energy threshold)",
+           "Saha et al., Gradient projection memory for continual learning, ICLR 2021",
+           {"terms": [_ce()], "plugins": [{"plugin": "gpm", **_GPM_OPTIONS}]},
+           _GPM_PARAMS),
+    Preset("cuber", "GPM that keeps the step in an old task's subspace where the new task's gradient projects "
+           "sufficiently on it and correlates positively with the old task's (backward transfer)",
+           "Lin et al., Beyond not-forgetting: continual learning with backward knowledge transfer, NeurIPS 2022",
+           {"terms": [_ce()], "plugins": [{"plugin": "cuber", **_GPM_OPTIONS, "epsilon": "${epsilon}",
+                                           "beta": "${beta}"}]},
+           {**_GPM_PARAMS, "epsilon": 0.2, "beta": 0.0}),
     Preset("icarl", "iCaRL: herding exemplars added to each task's data, distillation, nearest-mean classifier",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017",
            {"terms": [{"term": "icarl", "on": "current"}], "memory": "herding",
@@ -145,6 +176,22 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
             "memory": "reservoir", "views": "strong", "replay_forward": "separate", "head": "cosine",
             "head_scale": PCR_HEAD_SCALE},
            {"temperature": 0.09, "t_max": 1.8, "t_min": 0.5625, "period": 500, "alpha": 0.1, "beta": 0.5}),
+    Preset("sharp-lite", "SHARP without its sparse network: 8-bit replay of a frozen early part's activations "
+           "through the late part, supervised contrastive loss, kNN prediction",
+           "Gurbuz et al., SHARP: Sparsity and hidden activation replay for neuro-inspired continual learning, 2023",
+           {"terms": [{"term": "supcon", "on": "both", "temperature": "${temperature}"}],
+            "memory": {"memory": "activations", "recent_tasks": "${recent_tasks}", "split_after": "${split_after}"},
+            "plugins": [{"plugin": "masked-knn", "k": "${k}", "per_class": "${per_class}"}]},
+           {"temperature": 0.1, "recent_tasks": 0, "split_after": "auto", "k": 5, "per_class": 25}),
+    Preset("prd", "prototype-sample relation distillation, replay-free: supervised contrastive learning of two "
+           "augmented views, prototypes learned from detached features, the old model's sample-to-prototype "
+           "similarities distilled, cosine-prototype classifier",
+           "Asadi et al., Prototype-sample relation distillation: towards replay-free continual learning, ICML 2023",
+           {"terms": [{"term": "supcon", "temperature": "${supcon_temperature}", "base_temperature": 0.07},
+                      {"term": "prototype", "weight": "${prototypes_coef}"},
+                      {"term": "relation-distill", "temperature": "${distill_temp}", "weight": "${distill_coef}"}],
+            "views": "padded", "two_views": True, "head": "cosine", "head_scale": 1.0, "projection": [512, 512, 128]},
+           {"supcon_temperature": 0.1, "prototypes_coef": 2.0, "distill_coef": 4.0, "distill_temp": 1.0}),
     Preset("icarl-replay", "iCaRL with a batch of exemplars replayed at every step instead of mixed into the data",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017 (variant)",
            {"terms": [{"term": "icarl", "on": "both"}], "memory": "herding", "plugins": [{"plugin": "nme"}]}),
@@ -152,7 +199,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 
 _REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 RECIPE_KEYS = ("name", "terms", "memory", "plugins", "joint", "replay_forward", "replay_from", "head", "head_scale",
-               "views")
+               "views", "two_views", "projection")
 
 
 def _substitute(value: Any, params: dict[str, Any], used: set[str], where: str) -> Any:
@@ -260,7 +307,10 @@ _OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "head": ("linear", ("linear", "cosine"), "'linear' or 'cosine'"),
     "head_scale": (None, lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
                                                  and math.isfinite(v) and v > 0), "a positive number"),
-    "views": ("none", ("none", "strong"), "'none' or 'strong'"),
+    "views": ("none", ("none", "strong", "padded"), "'none', 'strong' or 'padded'"),
+    "two_views": (False, (True, False), "true or false"),
+    "projection": ((), lambda v: isinstance(v, (list, tuple)) and all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in v), "a list of layer widths >= 1"),
 }
 
 
@@ -276,6 +326,40 @@ def _option(spec: dict, key: str, params: dict, used: set[str], where: str) -> A
     return value
 
 
+LOOP_MEMORY_ARGS = ("self", "capacity", "generator", "sample_generator", "max_rows", "device", "kwargs")
+
+
+def _memory_entry(raw: Any, params: dict, used: set[str], where: str) -> tuple[Any, dict]:
+    """``(name, options)`` of a recipe's ``memory:``: a name, or a mapping ``{memory: name,
+    option: value, ...}`` whose options are the memory's own constructor arguments."""
+    if not isinstance(raw, dict):
+        return raw, {}
+    if "memory" not in raw:
+        raise ConfigError(f"{where}: a `memory:` mapping needs a `memory` name, e.g. `{{memory: activations}}`")
+    name = raw["memory"]
+    if name not in MEMORIES:
+        raise ConfigError(f"{where}: unknown memory {name!r}; choose one of: {', '.join(MEMORIES)}")
+    cls = MEMORIES[name]
+    accepted = [p for p in inspect.signature(cls).parameters if p not in LOOP_MEMORY_ARGS]
+    options = {k: _substitute(v, params, used, where) for k, v in raw.items() if k != "memory"}
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise ConfigError(f"{where}: memory {name!r} has no option `{unknown[0]}`; its options: "
+                          f"{', '.join(accepted) if accepted else 'none'}")
+    check = getattr(cls, "check_options", None)
+    if check is not None:
+        try:
+            check(**options)
+        except (TypeError, ValueError) as exc:
+            raise _refused(exc, raw, params, where, "memory", name, "its memory") from None
+    return name, options
+
+
+def _either(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) -> None:
     """The memory exists and suits the terms and plug-ins that use it."""
     if memory is not None and memory not in MEMORIES:
@@ -286,8 +370,13 @@ def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) 
     indexed = [name for name, cls in MEMORIES.items() if getattr(cls, "keeps_source_index", False)]
     for plugin in plugins:
         if getattr(plugin, "needs_source_index", False) and not getattr(MEMORIES.get(memory), "keeps_source_index", False):
-            raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {' or '.join(indexed)} "
+            raise ConfigError(f"{where}: plug-in {plugin.name!r} needs `memory:` {_either(indexed)} "
                               f"(a memory that keeps each example's source index)")
+    fixed = [name for name, cls in MEMORIES.items() if getattr(cls, "fixed", False)]
+    for _, term in objective.terms:
+        if getattr(term, "needs_fixed_memory", False) and not getattr(MEMORIES.get(memory), "fixed", False):
+            raise ConfigError(f"{where}: term {term.name!r} records each replayed example's activations once, so it "
+                              f"needs a memory whose slots never change: `memory:` {' or '.join(fixed)}")
     if objective.stores and memory is not None and not hasattr(MEMORIES[memory], "add"):
         raise ConfigError(f"{where}: terms that store {' and '.join(objective.stores)} need a memory filled at "
                           f"every step, e.g. `memory: reservoir`")
@@ -309,11 +398,23 @@ def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: 
     options = {key: _option(spec, key, params, used, where) for key in _OPTIONS}
     if options["head_scale"] is not None and options["head"] != "cosine":
         raise ConfigError(f"{where}: `head_scale` applies to the cosine classifier; add `head: cosine` or remove it")
-    _check_memory(spec.get("memory"), objective, plugins, where)
+    memory, memory_options = _memory_entry(spec.get("memory"), params, used, where)
+    if options["two_views"] and options["views"] == "none":
+        raise ConfigError(f"{where}: `two_views` needs augmented views; add `views: strong` or `views: padded`")
+    options["projection"] = tuple(options["projection"])
+    _check_memory(memory, objective, plugins, where)
+    if getattr(MEMORIES.get(memory), "hidden", False) and options["views"] != "none":
+        raise ConfigError(f"{where}: memory {memory!r} replays hidden activations, which have no augmented views; "
+                          f"remove `views: {options['views']}`")
+    scoring = [p.name for p in plugins if hasattr(p, "scores")]
+    if len(scoring) > 1:  # evaluation ranks the classes by one plug-in's scores
+        raise ConfigError(f"{where}: plug-ins {scoring[0]!r} and {scoring[1]!r} both replace the class scores at "
+                          f"evaluation; keep one")
     unused = sorted(set(params) - used)
     if unused:
         raise ConfigError(f"{where}: parameter `{unused[0]}` is not used by this method")
-    return Recipe(str(spec.get("name", name)), objective, spec.get("memory"), plugins, spec=spec, **options)
+    return Recipe(str(spec.get("name", name)), objective, memory, plugins, spec=spec, memory_options=memory_options,
+                  **options)
 
 
 def _kind(value: Any) -> str:

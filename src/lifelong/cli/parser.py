@@ -121,6 +121,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="add view-batch replay (Kang et al., CVPR 2025) to the method: R views of each example per "
                         "batch, re-augmented, with the view-kl self-distillation; more settings as `view_batch:` in "
                         "the config file (see the README)")
+    p.add_argument("--error-memory", action="store_true", default=s,
+                   help="evaluate with ReLoop2's error memory (Zhu et al., KDD 2023): the model's probabilities "
+                        "compensated by its nearest recent errors; settings as `error_memory:` in the config file "
+                        "(see the README)")
     p.add_argument("--checkpoint-every", type=_integer, default=s, metavar="N",
                    help="checkpoint every N steps as well as at every task end; 0: task ends only "
                         f"(default {C.checkpoint_every})")
@@ -192,6 +196,8 @@ def flags_of(args: argparse.Namespace) -> tuple[dict, dict]:
     if "refresh" in flags or args.refresh_param:  # key by key over the file's `refresh:`
         flags["refresh"] = merge_refresh(file_values.get("refresh"), flags.get("refresh"),
                                          dict(args.refresh_param or []))
+    if flags.get("error_memory") is True and isinstance(file_values.get("error_memory"), dict):  # keep its settings
+        flags["error_memory"] = file_values["error_memory"]
     if "view_batch" in flags and isinstance(file_values.get("view_batch"), dict):  # only the number of views
         flags["view_batch"] = {**file_values["view_batch"], "repeats": flags["view_batch"]}
     return flags, file_values

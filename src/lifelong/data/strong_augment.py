@@ -34,6 +34,15 @@ on the number of channels.
 
 Inputs that were normalised (``(x - mean) / std``) are given with their ``mean`` and ``std``:
 the augmentation undoes the normalisation, works in [0, 1] and normalises again.
+
+With ``padding`` the crop is a padded random crop of the image's own size instead (PRD's
+``kornia.augmentation.RandomCrop(size, padding=4, fill=-1)`` on images in [-1, 1], in
+naderAsadi/Probing-Continual-Learning ``data/cifar.py``): the image, in [0, 1], padded with
+black (0) on every side, a window of the original size at a uniform offset, then the flip
+(:func:`lifelong.data.transforms.crop_flip`). A hue strength of 0 leaves the hue alone, as
+torchvision's ``ColorJitter(hue=0)`` does.
+
+:data:`VIEW_AUGMENTS` names the two settings a recipe's ``views`` chooses from.
 """
 from __future__ import annotations
 
@@ -42,6 +51,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from lifelong.data.transforms import crop_flip
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 TRIES = 10  # torchvision's RandomResizedCrop.get_params
@@ -184,20 +195,24 @@ def strong_augment(x: torch.Tensor, generator: torch.Generator, *, scale: Sequen
                    ratio: Sequence[float] = (3 / 4, 4 / 3), flip_p: float = 0.5,
                    jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1), jitter_p: float = 0.8, grayscale_p: float = 0.2,
                    mean: torch.Tensor | Sequence[float] | None = None,
-                   std: torch.Tensor | Sequence[float] | None = None) -> torch.Tensor:
+                   std: torch.Tensor | Sequence[float] | None = None, padding: int | None = None) -> torch.Tensor:
     """A strongly augmented copy of the batch ``x`` (``(n, C, H, W)`` floats): random resized
     crop, horizontal flip, colour jitter with probability ``jitter_p`` (brightness, contrast,
     saturation, hue in a random order) and grayscale with probability ``grayscale_p``, each
     image with its own parameters (see the module docstring). ``jitter`` holds the brightness,
     contrast and saturation strengths and the largest hue shift. ``mean``/``std`` (per channel):
     the normalisation of ``x``, undone for the augmentation and applied again after it.
-    ``generator`` should live on ``x``'s device."""
+    ``padding``: a padded random crop (black padding of this many pixels) replaces the resized
+    crop (``scale`` and ``ratio`` are then unused). ``generator`` should live on ``x``'s device."""
     if x.dim() != 4:
         raise ValueError(f"strong_augment needs a batch of images (n, C, H, W), got shape {tuple(x.shape)}")
     n, c, height, width = x.shape
     g = generator
     # every draw first, in a fixed order and number: the same generator state gives the same images
-    boxes = crop_boxes(n, height, width, g, scale, ratio)
+    if padding is None:
+        boxes = crop_boxes(n, height, width, g, scale, ratio)
+    else:
+        offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=g, device=g.device)
     flip = torch.rand(n, generator=g, device=g.device) < flip_p
     do_jitter = torch.rand(n, generator=g, device=g.device) < jitter_p
     order = torch.rand((n, 4), generator=g, device=g.device).argsort(dim=1)  # a random permutation per image
@@ -211,12 +226,25 @@ def strong_augment(x: torch.Tensor, generator: torch.Generator, *, scale: Sequen
         mean_ = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std_ = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         x = x * std_ + mean_
-    out = resized_crop(x, boxes, flip)
+    out = resized_crop(x, boxes, flip) if padding is None else crop_flip(x, padding, offsets.to(x.device),
+                                                                        flip.to(x.device))
     for position in range(4):  # the op at this position of each image's order
         for op, (fn, p) in enumerate(zip(_JITTERS, params)):
+            if op == 3 and jitter[3] == 0:  # no hue jitter: torchvision's ColorJitter(hue=0) skips it
+                continue
             chosen = (order[:, position] == op) & do_jitter
             out = torch.where(chosen.view(-1, 1, 1, 1), fn(out, p), out)
     out = torch.where(do_gray.view(-1, 1, 1, 1), grayscale(out).expand(-1, c, -1, -1), out)
     if mean is not None:
         out = (out - mean_) / std_
     return out
+
+
+# A recipe's ``views`` (:mod:`lifelong.methods`) -> the options of :func:`strong_augment`.
+VIEW_AUGMENTS: dict[str, dict] = {
+    # PCR, HPCR (FelixHuiweiLin/PCR ``transforms_aug``): SimCLR's resized crop, jitter with hue 0.1
+    "strong": {},
+    # PRD (naderAsadi/Probing-Continual-Learning ``data/cifar.py``, ``train_transforms``):
+    # RandomCrop(padding=4), RandomHorizontalFlip, ColorJitter(0.4, 0.4, 0.4, p=0.8), RandomGrayscale(0.2)
+    "padded": {"padding": 4, "jitter": (0.4, 0.4, 0.4, 0.0)},
+}

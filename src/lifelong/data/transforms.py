@@ -14,9 +14,17 @@ def random_crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator,
     normalisation (torchvision's ``RandomCrop`` pads the raw image with zeros); default 0.
     ``generator`` should live on ``x``'s device, so that nothing waits for a copy.
     """
-    n, c, h, w = x.shape
+    n = x.shape[0]
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=generator.device).to(x.device)
     flips = (torch.rand(n, generator=generator, device=generator.device) < 0.5).to(x.device)
+    return crop_flip(x, padding, offsets, flips, fill)
+
+
+def crop_flip(x: torch.Tensor, padding: int, offsets: torch.Tensor, flips: torch.Tensor,
+              fill: torch.Tensor | None = None) -> torch.Tensor:
+    """The crop and flip of :func:`random_crop_flip` with its draws given: ``offsets`` ``(2, n)``
+    (top and left in the padded image, in ``0..2·padding``) and ``flips`` ``(n,)`` booleans."""
+    n, c, h, w = x.shape
     if fill is None:
         padded = F.pad(x, (padding, padding, padding, padding))
     else:

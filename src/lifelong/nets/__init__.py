@@ -17,9 +17,11 @@ import torch
 import torch.nn as nn
 
 from lifelong.errors import ConfigError
-from lifelong.nets.heads import HEADS, CosineLinear, set_head
+from lifelong.nets.heads import HEADS, CosineLinear, set_head, set_projection
 from lifelong.nets.mlp import MLP
 from lifelong.nets.resnet import reduced_resnet18, resnet18
+from lifelong.nets.sharp import SharpConvNet
+from lifelong.nets.split import FrozenSplit, frozen_split
 from lifelong.registry import check_free
 
 Factory = Callable[[tuple[int, int, int], int], nn.Module]
@@ -112,5 +114,10 @@ register_backbone("reduced-resnet18", _reduced_resnet18, builtin=True,
                   description="reduced ResNet-18 of online CL: width 20, 4x4 average pool, 160 features "
                               "(Lopez-Paz and Ranzato, 2017)")
 
-__all__ = ["BACKBONES", "Backbone", "HEADS", "MLP", "CosineLinear", "SplitModel", "build_backbone",
-           "reduced_resnet18", "register_backbone", "resnet18", "set_head", "split_head"]
+register_backbone("sharp-conv", lambda shape, n: SharpConvNet(shape[0], n, (shape[1], shape[2])), builtin=True,
+                  description="SHARP's MNIST network: 2 x (conv 16, ReLU, max-pool), linear 500, linear 500, ReLU "
+                              "(Gurbuz et al., 2023)")
+
+__all__ = ["BACKBONES", "Backbone", "FrozenSplit", "HEADS", "MLP", "CosineLinear", "SharpConvNet", "SplitModel",
+           "build_backbone", "frozen_split", "reduced_resnet18", "register_backbone", "resnet18", "set_head", "set_projection",
+           "split_head"]

@@ -12,7 +12,11 @@ class MLP(nn.Module):
     """``features``: flatten, two hidden layers; ``classifier``: one linear layer.
 
     Weights are Glorot-uniform and biases zero (Glorot and Bengio, 2010), as in Mammoth's MLP.
+    ``frozen_split``: where hidden-activation replay cuts it (:mod:`lifelong.nets.split`): after
+    the first hidden layer.
     """
+
+    frozen_split = "features.2"
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 100) -> None:
         super().__init__()

@@ -46,7 +46,10 @@ class ResNet(nn.Module):
     ``pool=None``: a global average pool (``width · 8`` features whatever the input size).
     ``pool=k``: a ``k x k`` average pool of stride ``k``, as ``avg_pool2d(out, 4)`` in the reduced
     ResNet-18's reference code; the features are then ``width · 8 · ⌊h/k⌋ · ⌊w/k⌋`` for a last map
-    of ``h x w``, which needs ``input_size`` (H, W)."""
+    of ``h x w``, which needs ``input_size`` (H, W). ``frozen_split``: where hidden-activation
+    replay cuts it (:mod:`lifelong.nets.split`): after the stem and the first stage (two blocks)."""
+
+    frozen_split = "features.4"
 
     def __init__(self, blocks: tuple[int, ...], num_classes: int, in_channels: int = 3, width: int = 64,
                  pool: int | None = None, input_size: tuple[int, int] | None = None) -> None:

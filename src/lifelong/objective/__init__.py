@@ -5,9 +5,13 @@ weight-space Bregman terms. A method is a list of weighted terms (see :mod:`life
 from lifelong.objective.base import TERMS, Objective, StepBatch, Term, register_term
 from lifelong.objective.mvp import MVPCrossEntropy
 from lifelong.objective.output import Bregman, CrossEntropy, Distillation, ICaRLDistillation, LogitMSE, ViewKL
+from lifelong.objective.prototype import PrototypeLoss, RelationDistillation
 from lifelong.objective.proxy import ProxyContrastive, ProxyLogitDistillation, SimilarityDistillation
+from lifelong.objective.supcon import SupCon
+from lifelong.objective.threshold_margin import ThresholdMargin
 from lifelong.objective.weight import EWC, L2, MAS, SI, QuadraticPenalty
 
 __all__ = ["Bregman", "CrossEntropy", "Distillation", "EWC", "ICaRLDistillation", "L2", "LogitMSE", "MAS",
-           "MVPCrossEntropy", "Objective", "ProxyContrastive", "ProxyLogitDistillation", "QuadraticPenalty", "SI",
-           "SimilarityDistillation", "StepBatch", "TERMS", "Term", "ViewKL", "register_term"]
+           "MVPCrossEntropy", "Objective", "PrototypeLoss", "ProxyContrastive", "ProxyLogitDistillation",
+           "QuadraticPenalty", "RelationDistillation", "SI", "SimilarityDistillation", "StepBatch", "SupCon", "TERMS",
+           "Term", "ThresholdMargin", "ViewKL", "register_term"]

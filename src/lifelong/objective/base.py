@@ -11,6 +11,8 @@ A term is a small object with ``__call__(batch) -> scalar``. It may declare
   ``"features"`` for HPCR's similarity distillation);
 - ``needs_features``: it reads the backbone's features (:attr:`StepBatch.features`), not only
   the logits (MVP's adaptive feature scaling, HPCR);
+- ``taps``: names of layers whose outputs in the step's forward it reads
+  (:attr:`StepBatch.activations`; GeRe's threshold-margin term);
 
 and it may define any hook of :mod:`lifelong.plugins` (``begin_task``, ``end_task``,
 ``before_step``, ``after_backward``, ``after_step``) to keep its own state: EWC computes its
@@ -49,6 +51,15 @@ class StepBatch:
     keeps the backbone's ``features`` (``model.classifier(model.features(x))`` is the output).
     ``repeats``: the current batch holds each example this many times back to back (view-batch
     replay, :mod:`lifelong.plugins.view_batch`); ``y`` then repeats each label as often.
+
+    ``split``: with hidden-activation replay (:mod:`lifelong.hidden_replay`), the backbone's
+    :class:`lifelong.nets.split.FrozenSplit`: each replay draw's ``x`` is then an activation of
+    the frozen early part, :attr:`inputs` holds the current batch only, and the forward runs the
+    current batch through the whole network and the replayed activations through the late part
+    only; :attr:`outputs` keeps its layout (current rows, then each draw's).
+    ``taps``: layer names (``model.named_modules()``'s) whose outputs the forward keeps, by forward
+    hooks that live for that forward only, in :attr:`activations` (``name -> rows``, in the row
+    order of :attr:`outputs`).
     """
 
     model: nn.Module
@@ -62,6 +73,9 @@ class StepBatch:
     keep_features: bool = False
     features: torch.Tensor | None = None
     repeats: int = 1
+    split: Any = None
+    taps: tuple[str, ...] = ()
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def forward(self, model: nn.Module | None = None) -> torch.Tensor:
         """The model's output on :attr:`inputs` (then :attr:`views`, if any): one forward over
@@ -70,6 +84,10 @@ class StepBatch:
         the part (PCR's ``pcrForward`` of a batch and its augmented copy). The two differ only
         through batch-norm statistics. With ``keep_features`` it sets :attr:`features` too."""
         model = self.model if model is None else model
+        if self.taps:
+            return self._tapped_forward(model)
+        if self.split is not None:
+            return self._forward_hidden(model)
         if self.views is None and not self.keep_features:
             if not self.separate or not self.replays:
                 return model(self.inputs)
@@ -92,10 +110,51 @@ class StepBatch:
         self.features = features
         return outputs
 
+    def _forward_hidden(self, model: nn.Module) -> torch.Tensor:
+        """The forward with hidden-activation replay (SHARP's ``forward`` and ``forward_memo``):
+        the current batch through the frozen early part, then it and every replayed activation
+        through the late part and the classifier, in one forward (or one per part with
+        ``separate``)."""
+        from lifelong.nets.split import frozen_split
+
+        split = self.split if model is self.model else frozen_split(model, self.split.after)
+        parts = [split.hidden(self.inputs)] + [r["x"] for r in self.replays]
+        if not self.separate and len(parts) > 1:
+            parts = [torch.cat(parts)]
+        features = [split.late(p) for p in parts]
+        features = features[0] if len(features) == 1 else torch.cat(features)
+        if self.keep_features:
+            self.features = features
+        return model.classifier(features)
+    def _tapped_forward(self, model: nn.Module) -> torch.Tensor:
+        """:meth:`forward` with the layers of :attr:`taps` kept in :attr:`activations`: one
+        output per part (the whole batch, or each part with ``separate``), joined as the
+        outputs are (plain rows of every part, then their views' rows)."""
+        from lifelong.objective.taps import tapped
+
+        names, self.taps = self.taps, ()
+        try:
+            with tapped(model, names) as kept:
+                outputs = self.forward(model)
+        finally:
+            self.taps = names
+        sizes = [len(self.y)] + [len(r["y"]) for r in self.replays] if self.separate and self.replays \
+            else [len(self.inputs)]
+        for name, parts in kept.items():
+            if len(parts) != len(sizes):
+                raise ValueError(f"layer {name!r} ran {len(parts)} times in a forward of {len(sizes)} part(s); "
+                                 f"name a layer that runs once per forward")
+            rows = [p[:n] for p, n in zip(parts, sizes)]
+            if self.views is not None:
+                rows += [p[n:] for p, n in zip(parts, sizes)]
+            self.activations[name] = rows[0] if len(rows) == 1 else torch.cat(rows)
+        return outputs
+
     def probe(self, model: nn.Module | None = None) -> "StepBatch":
         """A copy of this batch with its own forward through ``model`` (refresh learning's)."""
         copy = StepBatch(self.model, self.task, self.inputs, self.y, self.replays, separate=self.separate,
-                         views=self.views, keep_features=self.keep_features, repeats=self.repeats)
+                         views=self.views, keep_features=self.keep_features, repeats=self.repeats, split=self.split,
+                         taps=self.taps)
         copy.outputs = copy.forward(model)
         return copy
 
@@ -151,8 +210,11 @@ class StepBatch:
         return slice(start, start + len(self.replays[k]["y"]))
 
     def replay_inputs(self, k: int) -> torch.Tensor | None:
-        """The (augmented) inputs of replay draw ``k`` as they went into the forward."""
-        return self.inputs[self._span(k)] if k < len(self.replays) else None
+        """The (augmented) inputs of replay draw ``k`` as they went into the forward (with
+        :attr:`split`, the replayed activations)."""
+        if k >= len(self.replays):
+            return None
+        return self.replays[k]["x"] if self.split is not None else self.inputs[self._span(k)]
 
     def replay_outputs(self, k: int) -> torch.Tensor | None:
         """The model's output on replay draw ``k`` (``None`` if there is no such draw)."""
@@ -191,7 +253,16 @@ register_term = registrar(TERMS, "term")
 
 
 class Objective:
-    """``L = Σ_k w_k · term_k(batch)`` (Wang et al., 2024, Eq. 1)."""
+    """``L = Σ_k w_k · term_k(batch)`` (Wang et al., 2024, Eq. 1).
+
+    ``weighers``: callables ``(terms, values) -> multipliers`` that scale the terms at each call
+    (set by the loop from the components' ``reweight`` hooks, :mod:`lifelong.components`):
+    ``terms`` are the ``(weight, term)`` pairs, ``values`` each term's unweighted value at this
+    call (detached), and the loss is then ``Σ_k m_k · w_k · term_k`` with ``m_k`` the product of
+    every weigher's ``k``-th multiplier (a number or a 0-dimensional tensor, treated as a
+    constant). ``values``: each term's unweighted value (detached) at the last call, kept when a
+    weigher is set or ``observe`` is true; otherwise ``None``. Without weighers (the default)
+    the sum is the plain one above."""
 
     def __init__(self, terms: Sequence[tuple[float, Any]]) -> None:
         if not terms:
@@ -203,10 +274,30 @@ class Objective:
         self.stores = tuple(sorted({f for _, term in self.terms for f in term.stores}))
         self.needs_features = any(getattr(term, "needs_features", False) for _, term in self.terms) \
             or "features" in self.stores
+        self.taps = tuple(dict.fromkeys(name for _, term in self.terms for name in getattr(term, "taps", ())))
+        self.weighers: list = []
+        self.observe = False
+        self.values: list[torch.Tensor] | None = None
 
     def __call__(self, batch: StepBatch) -> torch.Tensor:
+        if self.weighers or self.observe:
+            return self._weighed(batch)
         total = None
         for weight, term in self.terms:
             value = term(batch) * weight
+            total = value if total is None else total + value
+        return total
+
+    def _weighed(self, batch: StepBatch) -> torch.Tensor:
+        values = [term(batch) for _, term in self.terms]
+        self.values = [v.detach() for v in values]
+        multipliers: list[Any] = [1.0] * len(values)
+        for weigh in self.weighers:
+            multipliers = [m * w for m, w in zip(multipliers, weigh(self.terms, self.values))]
+        total = None
+        for (weight, _), value, m in zip(self.terms, values, multipliers):
+            value = value * weight
+            if not (isinstance(m, float) and m == 1.0):
+                value = value * (m.detach() if isinstance(m, torch.Tensor) else m)
             total = value if total is None else total + value
         return total

@@ -18,14 +18,15 @@ import torch.nn as nn
 
 from lifelong.anytime import default_every
 from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name,
-                             refresh_plugins, view_batch_parts, view_batch_settings)
+                             error_memory_plugins, refresh_plugins, view_batch_parts, view_batch_settings)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.source import Source
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
 from lifelong.runs.loggers import Fanout, RunLoggers, check_loggers
+from lifelong.memory import MEMORIES
 from lifelong.methods import Recipe, build_recipe
-from lifelong.nets import BACKBONES, build_backbone, set_head
+from lifelong.nets import BACKBONES, build_backbone, set_head, set_projection
 from lifelong.optim import SGD
 from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes, step_of
 from lifelong.components import check_resumable
@@ -68,6 +69,8 @@ class PreparedRun:
         if c.get("view_batch"):
             v = c["view_batch"]
             params += f", view-batch {v['repeats']} ({v['form']}, augment {v['augment']}, alpha {v['alpha']})"
+        if c.get("error_memory"):
+            params += ", error memory"
         protocol = f"{c['epochs']} epoch(s), batch {c['batch_size']}"
         if c.get("online"):
             protocol = f"online (one pass), batch {c['batch_size']}, replay batch {c['replay_batch_size']}"
@@ -190,7 +193,9 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
     import_user_code(config.imports)
     benchmark = get_benchmark(config.benchmark)
     view_plugins, view_terms = view_batch_parts(config.view_batch)  # before refresh: it unlearns the views
-    recipe = build_recipe(config.method, config.params, view_plugins + refresh_plugins(config.refresh), view_terms)
+    # the error memory first: it records each batch's errors before refresh learning unlearns it
+    shorthand = error_memory_plugins(config.error_memory) + view_plugins + refresh_plugins(config.refresh)
+    recipe = build_recipe(config.method, config.params, shorthand, view_terms)
     try:  # every run writes checkpoints: a component that could not be restored is refused now
         check_resumable([t for _, t in recipe.objective.terms] + list(recipe.plugins))
     except ValueError as exc:
@@ -296,8 +301,16 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     torch.manual_seed(derive(config.seed, "init"))
     model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
                      recipe.head_scale).to(device)
+    model = set_projection(model, recipe.projection)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    check_model = getattr(MEMORIES.get(recipe.memory), "check_model", None)
+    if check_model is not None:  # e.g. hidden-activation replay needs a frozen split of the backbone
+        check_model(model, **recipe.memory_options)
 
+    for i, (_, term) in enumerate(recipe.objective.terms):  # e.g. a layer the backbone does not have
+        problem = term.check_model(model) if hasattr(term, "check_model") else None
+        if problem:
+            raise ConfigError(f"method {recipe.name!r}, term {i + 1} ({term.name}): {problem}")
     resolved = _resolved(config, recipe, backbone, device, out, stream)
     check_loggers(config.log)
     if recipe.memory:
