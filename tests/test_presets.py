@@ -24,7 +24,11 @@ REGULARISERS = ("lwf", "ewc", "ewc-online", "si", "mas")
 # less task-IL than the others (measured on the subset, seed 0: task-IL 81.3, class-IL 31.0;
 # without its distillation 71.4 and 21.1). Its floor is lower, and its distillation must keep
 # more of the old classes than fine-tuning does (19).
-OWN_TASK_IL_FLOOR = {"prd": 75}
+# GPM at the library's lr 0.1 (no published Split-MNIST setting) leaks into old tasks' subspaces:
+# task-IL 89.86 ± 1.15 with a BWT of -10.5 over seeds 0-2 on the full data (docs/RESULTS.md), 88.9
+# in the slow test; its floor keeps this a check that it learns every task, not a claim that it
+# keeps them.
+OWN_TASK_IL_FLOOR = {"prd": 75, "gpm": 85}
 DISTILLERS = ("prd",)
 DOCS = Path(__file__).parents[1] / "docs" / "METHODS.md"
 README = Path(__file__).parents[1] / "README.md"
