@@ -21,6 +21,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from reproduce import mean_std  # the ledger's mean ± std (n - 1), as benchmarks/reproduce.py prints it
+
 HERE = Path(__file__).resolve().parent
 
 METHODS = ("finetune", "er", "er-ace", "derpp", "pcr", "hpcr")
@@ -55,14 +57,6 @@ def run_one(flags: str, seed: int, folder: Path) -> dict | str:
         lines = proc.stderr.strip().splitlines()
         return f"failed (exit {proc.returncode}): {lines[-1] if lines else ''}"
     return json.loads(metrics.read_text())
-
-
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def main() -> None:
