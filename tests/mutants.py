@@ -46,6 +46,7 @@ PRD = "tests/test_prd.py"
 GPM = "tests/test_gpm.py"
 GERE = "tests/test_gere.py"
 ADAPTIVE = "tests/test_adaptive_weights.py"
+OPTIM = "tests/test_optim.py"
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,17 @@ MUTANTS: list[Mutant] = [
       "score = mu_old / safe_mu + sigma / (safe_mu + mu_old)",
       "score = safe_mu / mu_old + sigma / (safe_mu + mu_old)", (ADAPTIVE,),
       "RECAP's convergence rate as current over previous mean (a falling loss would lose weight)"),
+    # -- Adadelta (Zeiler 2012; torch.optim.Adadelta; SHARP's optimiser) --------------------------
+    M("adadelta-rho-swapped", False, "optim.py",
+      "        torch._foreach_mul_(square_avgs, rho)\n"
+      "        torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - rho)\n",
+      "        torch._foreach_mul_(square_avgs, 1 - rho)\n"
+      "        torch._foreach_addcmul_(square_avgs, grads, grads, value=rho)\n",
+      (OPTIM,), "Adadelta's running average of squared gradients with rho and 1 - rho swapped"),
+    M("adadelta-eps-outside-sqrt", False, "optim.py",
+      "        std = torch._foreach_add(square_avgs, eps)\n        torch._foreach_sqrt_(std)\n",
+      "        std = torch._foreach_sqrt(square_avgs)\n        torch._foreach_add_(std, eps)\n",
+      (OPTIM,), "Adadelta's RMS of the gradients with eps added after the square root"),
 ]
 
 
