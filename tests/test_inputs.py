@@ -422,7 +422,9 @@ def test_every_default_in_run_help_is_the_one_runs_use():
     helps = {a.dest: a.help or "" for a in run._actions}
     for key in HPARAM_KEYS:
         assert "the method's published setting for the benchmark and buffer size" in helps[key], key
-        fallback = "the batch size" if key == "replay_batch_size" else f"else {LIBRARY_DEFAULTS[key]:g}"
+        value = LIBRARY_DEFAULTS.get(key)
+        fallback = ("the batch size" if value is None else f"else {value}" if isinstance(value, str)
+                    else f"else {value:g}")
         assert fallback in helps[key], (key, helps[key])
     assert "published setting" in helps["param"] and "else the preset's" in helps["param"]
     for key in ("benchmark", "method", "buffer_size", "seed", "checkpoint_every", "log_every", "data_root"):

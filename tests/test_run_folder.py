@@ -275,15 +275,18 @@ def test_resume_reads_the_runs_own_configuration_as_written(tmp_path):
     assert config_hash(again.resolved) == config_hash(run.resolved)
 
 
-def test_a_run_does_not_import_torchs_compiler(tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adadelta"])
+def test_a_run_does_not_import_torchs_compiler(tmp_path, optimizer):
     """torch._dynamo costs 1.5-2 s to import, a third of a Split-MNIST run: nothing on a run's
-    path may pull it in (torch.optim.SGD, torch.use_deterministic_algorithms(False) both do)."""
+    path may pull it in (torch.optim.SGD, torch.use_deterministic_algorithms(False) both do),
+    with either of the run's optimisers."""
     import os
     import subprocess
     import sys
 
     code = ("import sys; from lifelong.cli import main; "
-            f"main(['run', '--num-tasks', '2', '--epochs', '1', '--quiet', '--out', {str(tmp_path / 'run')!r}]); "
+            f"main(['run', '--num-tasks', '2', '--epochs', '1', '--quiet', '--optimizer', {optimizer!r}, "
+            f"'--out', {str(tmp_path / 'run')!r}]); "
             "print('torch._dynamo' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

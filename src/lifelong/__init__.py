@@ -41,7 +41,8 @@ _API = {
     "set_projection": "lifelong.nets", "register_backbone": "lifelong.nets", "split_head": "lifelong.nets",
     # the loop and its results
     "train": "lifelong.loop", "RunResult": "lifelong.loop", "TrainState": "lifelong.loop",
-    "SGD": "lifelong.optim", "metrics": "lifelong", "AnytimeEvaluation": "lifelong.anytime",
+    "SGD": "lifelong.optim", "Adadelta": "lifelong.optim", "metrics": "lifelong",
+    "AnytimeEvaluation": "lifelong.anytime",
 }
 
 __all__ = sorted(_API)

@@ -23,11 +23,12 @@ def settings_used(method: str, benchmark: str, buffer_size: int) -> tuple[str, s
     from lifelong.methods import PRESETS
 
     c = make_config({}, {"method": method, "benchmark": benchmark, "buffer_size": buffer_size})
-    values = {"lr": c.lr, "batch_size": c.batch_size, "replay_batch_size": c.replay_batch_size or c.batch_size,
-              "epochs": c.epochs, "momentum": c.momentum, "weight_decay": c.weight_decay}
+    values = {"optimizer": c.optimizer, "lr": c.lr, "batch_size": c.batch_size,
+              "replay_batch_size": c.replay_batch_size or c.batch_size, "epochs": c.epochs, "momentum": c.momentum, "weight_decay": c.weight_decay}
     if not PRESETS[method].recipe.get("memory"):
         del values["replay_batch_size"]  # nothing is replayed
-    text = ", ".join(f"{k}={v}" for k, v in values.items() if v or k not in ("momentum", "weight_decay"))
+    text = ", ".join(f"{k}={v}" for k, v in values.items()
+                     if (v or k not in ("momentum", "weight_decay")) and (k, v) != ("optimizer", "sgd"))
     params = ", ".join(f"{k}={v}" for k, v in c.params.items())
     return text + (f"; {params}" if params else ""), c.hparams_source
 

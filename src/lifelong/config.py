@@ -20,6 +20,7 @@ from lifelong.errors import ConfigError
 from lifelong.yamlio import YamlLoader, parse_yaml  # noqa: F401  (re-exported)
 
 DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("sgd", "adadelta")  # the run setting `optimizer`: lifelong.optim.SGD, lifelong.optim.Adadelta
 
 
 @dataclass
@@ -28,9 +29,12 @@ class RunConfig:
 
     ``method`` is a preset name or a recipe mapping (see :mod:`lifelong.methods`); ``params``
     are the method's parameters. ``lr``, ``batch_size``, ``replay_batch_size``, ``epochs``,
-    ``momentum``, ``weight_decay`` and ``params`` not given by the user come from the published
-    settings for the benchmark, method and buffer size (:mod:`lifelong.hparams`), then from
-    :data:`LIBRARY_DEFAULTS` (``params``: the preset's defaults); ``hparams_source`` says which.
+    ``momentum``, ``weight_decay``, ``optimizer`` and ``params`` not given by the user come from
+    the published settings for the benchmark, method and buffer size (:mod:`lifelong.hparams`),
+    then from :data:`LIBRARY_DEFAULTS` (``params``: the preset's defaults); ``hparams_source``
+    says which. ``optimizer``: ``sgd`` or ``adadelta`` (:mod:`lifelong.optim`); a published
+    entry's ``lr``, ``momentum`` and ``weight_decay`` are its optimiser's and are not taken by a
+    run with another one (:func:`_entry_for`).
 
     ``online``: the online protocol, one pass over each task's data with :data:`ONLINE_DEFAULTS`
     for what the user does not set (never the published offline settings). ``eval_every``:
@@ -48,6 +52,7 @@ class RunConfig:
     lr: float = 0.1
     momentum: float = 0.0
     weight_decay: float = 0.0
+    optimizer: str = "sgd"
     seed: int = 0
     num_tasks: int | None = None
     shuffle_classes: bool = False
@@ -76,9 +81,11 @@ class RunConfig:
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a mapping; those of :data:`UNSET_LEFT_OUT` only when they are set."""
+        """The fields as a mapping; those of :data:`UNSET_LEFT_OUT` only when they are set, those
+        of :data:`DEFAULT_LEFT_OUT` only when they are not their default."""
         values = asdict(self)
-        return {k: v for k, v in values.items() if not (k in UNSET_LEFT_OUT and (v is None or v is False))}
+        return {k: v for k, v in values.items() if not (k in UNSET_LEFT_OUT and (v is None or v is False))
+                and not (k in DEFAULT_LEFT_OUT and v == DEFAULT_LEFT_OUT[k])}
 
 
 # Settings of some benchmarks only (the blurry ones: lifelong.data.blurry; the task-free ones:
@@ -90,6 +97,9 @@ class RunConfig:
 UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width", "view_batch", "online",
                   "eval_every", "error_memory")
 BLURRY_KEYS = ("blurry_disjoint", "blurry_mix", "blurry_variant")
+# ...and the same for settings whose default predates them: ``optimizer: sgd`` is what every run
+# did before the setting existed (an absent ``optimizer`` in a config.yaml means sgd)
+DEFAULT_LEFT_OUT = {"optimizer": "sgd"}
 STREAM_KEYS = BLURRY_KEYS + ("task_free_width",)  # the settings of a kind of stream (benchmarks.check_stream_options)
 
 
@@ -118,12 +128,15 @@ NOT_IDENTITY = ("out", "overwrite", "threads", "hparams_source", "checkpoint_eve
 # ...and the settings that differ between the seeds of one configuration
 PER_SEED = ("seed", "task_classes")
 
-LIBRARY_DEFAULTS = {"lr": 0.1, "batch_size": 10, "epochs": 1, "momentum": 0.0, "weight_decay": 0.0}
+LIBRARY_DEFAULTS = {"lr": 0.1, "batch_size": 10, "epochs": 1, "momentum": 0.0, "weight_decay": 0.0, "optimizer": "sgd"}
+# ...where another optimiser's differ: Adadelta's lr is torch's default (1.0), SHARP's (Source/learner.py)
+OPTIMIZER_DEFAULTS = {"adadelta": {"lr": 1.0}}
+OPTIMIZER_SETTINGS = ("lr", "momentum", "weight_decay")  # tuned for one optimiser
 # The online protocol's settings where the user gives none: one pass, batches of 10 stream and 10
 # replayed examples (Koh et al., ICLR 2022; Moon et al., ICCV 2023: the stream arrives in small
 # batches and is seen once). They replace the published offline settings (lifelong.hparams).
 ONLINE_DEFAULTS = {"epochs": 1, "batch_size": 10, "replay_batch_size": 10}
-HPARAM_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay")
+HPARAM_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay", "optimizer")
 
 
 # What each field may hold: (python types accepted, allows None)
@@ -138,6 +151,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "lr": ((float, int), False),
     "momentum": ((float, int), False),
     "weight_decay": ((float, int), False),
+    "optimizer": ((str,), False),
     "seed": ((int,), False),
     "num_tasks": ((int,), True),
     "shuffle_classes": ((bool,), False),
@@ -312,16 +326,30 @@ def make_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Run
         entry, note = hparams.lookup(config.benchmark, config.method, config.buffer_size)
     else:
         entry, note = {}, "custom recipe; library defaults"
+    entry, note, defaults = _entry_for(merged.get("optimizer"), entry, note)
     online = {k: v for k, v in ONLINE_DEFAULTS.items() if k not in merged} if config.online else {}
     for key in HPARAM_KEYS:
         if key not in merged:
-            setattr(config, key, online.get(key, entry.get(key, LIBRARY_DEFAULTS.get(key))))
+            setattr(config, key, online.get(key, entry.get(key, defaults.get(key))))
     config.params = {**_preset_params(config.method), **entry.get("params", {}), **merged["params"]}
     if online:
         note += "; online protocol: " + ", ".join(f"{k} {v}" for k, v in online.items())
     config.hparams_source = note
     validate(config)
     return config
+
+
+def _entry_for(optimizer: str | None, entry: dict[str, Any], note: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The published ``entry`` a run with ``optimizer`` (the user's; ``None``: the entry's) takes,
+    its note, and the library defaults for the rest. An entry's ``lr``, ``momentum`` and
+    ``weight_decay`` were tuned with its optimiser (``optimizer``, else sgd): a run with another
+    one takes that optimiser's defaults instead (Adadelta: lr 1.0, momentum 0)."""
+    own = entry.get("optimizer", LIBRARY_DEFAULTS["optimizer"])
+    chosen = own if optimizer is None else optimizer
+    if chosen != own and any(k in entry for k in OPTIMIZER_SETTINGS):
+        entry = {k: v for k, v in entry.items() if k not in OPTIMIZER_SETTINGS}
+        note += f"; its lr, momentum and weight decay are {own}'s, not taken with {chosen}"
+    return entry, note, {**LIBRARY_DEFAULTS, **OPTIMIZER_DEFAULTS.get(chosen, {})}
 
 
 def merge_refresh(file_value: str | dict | None, form: str | bool | None, settings: dict | None = None) -> dict:
@@ -484,6 +512,9 @@ def _check_ranges(config: RunConfig) -> None:
         raise ConfigError(f"`momentum` must lie in [0, 1), got {config.momentum}")
     if config.weight_decay < 0:
         raise ConfigError(f"`weight-decay` must not be negative, got {config.weight_decay}")
+    if config.optimizer == "adadelta" and config.momentum:
+        raise ConfigError(f"`momentum` is SGD's; Adadelta has none: drop `momentum` ({config.momentum:g}) "
+                          f"or use `optimizer: sgd`")
     if config.seed < 0 or config.seed >= 2**63:
         raise ConfigError(f"`seed` must lie in 0..2^63-1, got {config.seed}")
     if config.checkpoint_every < 0:
@@ -501,6 +532,8 @@ def _check_choices(config: RunConfig) -> None:
         raise ConfigError(f"`log-every` must be positive, got {config.log_every}")
     if config.on_nan not in ("stop", "skip"):
         raise ConfigError(f"`on-nan` must be 'stop' or 'skip', got {config.on_nan!r}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     if config.device not in DEVICES:
         raise ConfigError(f"unknown device {config.device!r}; choose one of: {', '.join(DEVICES)}")
     for key in ("benchmark", "data_root", "out", "backbone"):

@@ -53,7 +53,8 @@ def _published(key: str) -> str:
     """The help's default for a setting the hyperparameter files give (one source: the config)."""
     from lifelong.config import LIBRARY_DEFAULTS
 
-    fallback = "the batch size" if key == "replay_batch_size" else f"{LIBRARY_DEFAULTS[key]:g}"
+    value = LIBRARY_DEFAULTS.get(key, "the batch size")  # replay_batch_size: none of its own
+    fallback = f"{value:g}" if isinstance(value, (int, float)) else value
     return (f"default: the method's published setting for the benchmark and buffer size (`lifelong list`), "
             f"else {fallback}")
 
@@ -76,9 +77,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help=f"current-task batch size; {_published('batch_size')}")
     p.add_argument("--replay-batch-size", type=_integer, default=s,
                    help=f"examples replayed per step; {_published('replay_batch_size')}")
-    p.add_argument("--lr", type=_number, default=s, help=f"SGD learning rate; {_published('lr')}")
+    p.add_argument("--optimizer", default=s, metavar="sgd|adadelta",
+                   help=f"sgd or adadelta (torch's: rho 0.9, eps 1e-6; no momentum); {_published('optimizer')}")
+    p.add_argument("--lr", type=_number, default=s, help=f"learning rate; {_published('lr')} (adadelta: 1)")
     p.add_argument("--momentum", type=_number, default=s, help=f"SGD momentum; {_published('momentum')}")
-    p.add_argument("--weight-decay", type=_number, default=s, help=f"SGD weight decay; {_published('weight_decay')}")
+    p.add_argument("--weight-decay", type=_number, default=s,
+                   help=f"weight decay (L2 added to the gradient); {_published('weight_decay')}")
     p.add_argument("--seed", type=_integer, default=s, help=f"the one seed of the run; default {C.seed}")
     p.add_argument("--num-tasks", type=_integer, default=s, help="number of tasks; default: the benchmark's")
     p.add_argument("--shuffle-classes", action="store_true", default=s,

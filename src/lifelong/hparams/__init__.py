@@ -2,7 +2,8 @@
 
 Each ``<benchmark>.yaml`` file maps a method to entries keyed by buffer size (or ``any`` for
 methods without a memory). An entry may set ``lr``, ``batch_size``, ``replay_batch_size``,
-``epochs``, ``momentum``, ``weight_decay`` and the method's ``params``. The file says where the
+``epochs``, ``momentum``, ``weight_decay``, ``optimizer`` (``sgd`` when absent; the entry's
+``lr``, ``momentum`` and ``weight_decay`` are for it) and the method's ``params``. The file says where the
 values come from. A run takes an entry's values for whatever the user did not set; when the
 buffer size has no entry, the nearest listed size is used and the run's config says so.
 """
@@ -17,7 +18,8 @@ from lifelong.yamlio import parse_yaml
 
 
 HERE = Path(__file__).parent
-ENTRY_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay", "params", "note")
+ENTRY_KEYS = ("lr", "batch_size", "replay_batch_size", "epochs", "momentum", "weight_decay", "optimizer", "params",
+              "note")
 
 
 @lru_cache(maxsize=None)

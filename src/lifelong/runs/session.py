@@ -27,7 +27,7 @@ from lifelong.runs.loggers import Fanout, RunLoggers, check_loggers
 from lifelong.memory import MEMORIES
 from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone, set_head, set_projection
-from lifelong.optim import SGD
+from lifelong.optim import SGD, Adadelta, build_optimizer
 from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes, step_of
 from lifelong.components import check_resumable
 from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
@@ -47,7 +47,7 @@ class PreparedRun:
     stream: Stream
     recipe: Recipe
     model: nn.Module
-    optimizer: SGD
+    optimizer: SGD | Adadelta
     device: torch.device
     out: Path
     log: RunLog
@@ -302,7 +302,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
                      recipe.head_scale).to(device)
     model = set_projection(model, recipe.projection)
-    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
     check_model = getattr(MEMORIES.get(recipe.memory), "check_model", None)
     if check_model is not None:  # e.g. hidden-activation replay needs a frozen split of the backbone
         check_model(model, **recipe.memory_options)
