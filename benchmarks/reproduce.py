@@ -44,6 +44,12 @@ def _split_mnist() -> dict:
         "cuber": ("--method cuber", None, None),
         "prd": ("--method prd", None, None),
         "sharp-lite-250": ("--method sharp-lite --buffer-size 250", None, None),
+        # what SHARP's parts contribute, on its MNIST network: the sparse network (sharp), the
+        # reference's replay of the last task without it, every task's replay without it
+        "sharp-conv-250": ("--method sharp --backbone sharp-conv --buffer-size 250", None, None),
+        "sharp-lite-conv-last-250": ("--method sharp-lite --backbone sharp-conv --buffer-size 250 "
+                                     "--param recent_tasks=1", None, None),
+        "sharp-lite-conv-250": ("--method sharp-lite --backbone sharp-conv --buffer-size 250", None, None),
         "gere-200": ("--config examples/gere.yaml --buffer-size 200 --lr 0.01 --batch-size 10 --replay-batch-size 10",
                      None, None),
         "recap-er-200": ("--config examples/recap_er.yaml --buffer-size 200 --lr 0.01 --batch-size 10 "

@@ -42,6 +42,7 @@ ONLINE_METRICS = "tests/test_online_metrics.py"
 PCR = "tests/test_pcr.py"
 ERROR_MEMORY = "tests/test_error_memory.py"
 SHARP = "tests/test_sharp.py"
+SPARSE = "tests/test_sharp_sparse.py"
 PRD = "tests/test_prd.py"
 GPM = "tests/test_gpm.py"
 GERE = "tests/test_gere.py"
@@ -290,6 +291,23 @@ MUTANTS: list[Mutant] = [
     M("sharp-supcon-lonely-kept", False, "objective/supcon.py", '    if lonely == "drop":\n',
       '    if False:\n', (SHARP,),
       "SHARP's SupCon keeps the rows without a positive in the others' denominators"),
+    M("sparse-first-phase-t1", False, "plugins/sparse.py", "t = max(int(phase), 2)", "t = int(phase)", (SPARSE,),
+      "SHARP's first phase selects by the schedule at t = 1 instead of the reference's t = 2"),
+    M("sparse-top-units-past-the-mass", False, "plugins/sparse.py", "count = int((cumulative < total * fraction).sum()) + 1",
+      "count = int((cumulative <= total * fraction).sum()) + 1", (SPARSE,),
+      "SHARP's selection takes one unit more than the one that reaches the activation mass"),
+    M("sparse-drop-into-plastic", False, "plugins/sparse.py",
+      "drop = layer.mask & (layer.ages != 0)[:, None] & cols[None, :]", "drop = layer.mask & cols[None, :]",
+      (SPARSE,), "SHARP's drop also removes plastic-to-plastic connections"),
+    M("sparse-frozen-not-restored", False, "plugins/sparse.py", "        self._restore_frozen()\n", "", (SPARSE,),
+      "SHARP's frozen units move with weight decay or momentum (their values are not kept)"),
+    M("sparse-output-not-masked", False, "plugins/sparse.py", "        if not self._masking_output:\n            return output\n",
+      "        return output\n", (SPARSE,), "SHARP's plastic units of the last layer are not masked out"),
+    M("sparse-promote-all", False, "plugins/sparse.py", "layer.ages[layer.ages != 0] += 1", "layer.ages += 1", (SPARSE,),
+      "SHARP's task end ages plastic units too"),
+    M("sparse-reinit-fan-in", False, "plugins/sparse.py",
+      "fan_out = block.shape[0] * (block[0][0].numel() if block.dim() > 2 else 1)",
+      "fan_out = block[0].numel()", (SPARSE,), "SHARP's re-initialisation uses the fan-in instead of the fan-out"),
     M("prd-kl-swapped", False, "objective/prototype.py",
       "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
       "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),

@@ -28,8 +28,9 @@ REGULARISERS = ("lwf", "ewc", "ewc-online", "si", "mas")
 # task-IL 89.86 ± 1.15 with a BWT of -10.5 over seeds 0-2 on the full data (docs/RESULTS.md), 88.9
 # in the slow test; its floor keeps this a check that it learns every task, not a claim that it
 # keeps them. SHARP-lite (no sparse network, its early part frozen at initialisation) has task-IL
-# 85.95 ± 0.65 over seeds 0-2 on the full data, 87.1 in the slow test.
-OWN_TASK_IL_FLOOR = {"prd": 75, "gpm": 85, "sharp-lite": 80}
+# 85.95 ± 0.65 over seeds 0-2 on the full data, 87.1 in the slow test. SHARP with its sparse
+# network on the MLP rewires a single late layer (task-IL 88.6 on the subset, seed 0).
+OWN_TASK_IL_FLOOR = {"prd": 75, "gpm": 85, "sharp-lite": 80, "sharp": 80}
 DISTILLERS = ("prd",)
 DOCS = Path(__file__).parents[1] / "docs" / "METHODS.md"
 README = Path(__file__).parents[1] / "README.md"

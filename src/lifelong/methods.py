@@ -183,6 +183,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
             "memory": {"memory": "activations", "recent_tasks": "${recent_tasks}", "split_after": "${split_after}"},
             "plugins": [{"plugin": "masked-knn", "k": "${k}", "per_class": "${per_class}"}]},
            {"temperature": 0.1, "recent_tasks": 0, "split_after": "auto", "k": 5, "per_class": 25}),
+    Preset("sharp", "SHARP: a fixed-density sparse late network whose units age from plastic to candidate to "
+           "stable and frozen, rewired (drop and grow) at each phase; 8-bit replay of the frozen early part's "
+           "activations of the last task; supervised contrastive loss; masked kNN prediction",
+           "Gurbuz et al., SHARP: Sparsity and hidden activation replay for neuro-inspired continual learning, 2023",
+           {"terms": [{"term": "supcon", "on": "both", "temperature": "${temperature}"}],
+            "memory": {"memory": "activations", "recent_tasks": "${recent_tasks}", "split_after": "${split_after}"},
+            "plugins": [{"plugin": "sparse-rewiring", "pruning": "${pruning}", "phases": "${phases}",
+                         "min_selection": "${min_selection}", "tau": "${tau}", "short_term_tasks": "${recent_tasks}",
+                         "reinit": "${reinit}"},
+                        {"plugin": "masked-knn", "k": "${k}", "per_class": "${per_class}"}]},
+           {"temperature": 0.1, "recent_tasks": 1, "split_after": "auto", "k": 5, "per_class": 25, "pruning": 0.6,
+            "phases": 10, "min_selection": 0.9, "tau": 30.0, "reinit": True}),
     Preset("prd", "prototype-sample relation distillation, replay-free: supervised contrastive learning of two "
            "augmented views, prototypes learned from detached features, the old model's sample-to-prototype "
            "similarities distilled, cosine-prototype classifier",

@@ -29,9 +29,11 @@ from lifelong.plugins.gpm import CUBER, GPM  # noqa: E402
 from lifelong.plugins.mix import MixMemory  # noqa: E402
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
 from lifelong.plugins.refresh import Refresh  # noqa: E402
+from lifelong.plugins.sparse import SparseRewiring  # noqa: E402
 from lifelong.plugins.view_batch import ViewBatch  # noqa: E402
 from lifelong.plugins.warmup import HeadWarmup  # noqa: E402
 
 __all__ = ["AGEM", "AdaptiveWeights", "CUBER", "ClipGrad", "ErrorMemoryPlugin", "ExposedEval", "GPM", "HOOKS",
-           "HeadWarmup", "MaskedKNN", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh", "ViewBatch",
+           "HeadWarmup", "MaskedKNN", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh", "SparseRewiring",
+           "ViewBatch",
            "register_plugin"]

@@ -15,7 +15,8 @@ representations, where its distance to a representation ``r`` of class ``c`` is
 units, each side L2-normalised after masking. Ties go to the smallest class index
 (``torch.mode``).
 
-The masks come from unit ages (SHARP's sparse network): a class's representation is compared on
+The masks come from unit ages (SHARP's sparse network, :mod:`lifelong.plugins.sparse`, which
+must come before this plug-in in the recipe so that a task's units are aged first): a class's representation is compared on
 the units that were stable when it was stored, which no later task changes. A model without unit
 ages (plain backbones, ``sharp-lite``) has every unit valid, so the masks are all ones.
 """
@@ -85,8 +86,10 @@ class MaskedKNN:
     @staticmethod
     def valid_units(state, dim: int, min_age: int, device) -> torch.Tensor:
         """The units of the representation valid for a class stored now: those of age at least
-        ``min_age`` when the model keeps unit ages (``model.valid_units(min_age)``), else all."""
-        ages = getattr(state.model, "valid_units", None)
+        ``min_age`` when a plug-in keeps unit ages (``sparse-rewiring``'s ``units_of_age(min_age)``;
+        or the model, ``model.valid_units``), else all."""
+        ages = next((p.units_of_age for p in state.recipe.plugins if hasattr(p, "units_of_age")), None)
+        ages = ages or getattr(state.model, "valid_units", None)
         mask = ages(min_age) if ages is not None else None
         if mask is None or not bool(mask.any()):  # the reference: no valid unit -> every unit
             return torch.ones(dim, dtype=torch.bool, device=device)
