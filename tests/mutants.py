@@ -308,6 +308,8 @@ MUTANTS: list[Mutant] = [
     M("sparse-reinit-fan-in", False, "plugins/sparse.py",
       "fan_out = block.shape[0] * (block[0][0].numel() if block.dim() > 2 else 1)",
       "fan_out = block[0].numel()", (SPARSE,), "SHARP's re-initialisation uses the fan-in instead of the fan-out"),
+    M("sparse-optimizer-kept", False, "plugins/sparse.py", "        if self.reset_optimizer:\n            reset_optimizer_state(state.optimizer)\n",
+      "", (SPARSE,), "SHARP's phases keep the optimiser's state instead of starting a new optimiser"),
     M("prd-kl-swapped", False, "objective/prototype.py",
       "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
       "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),

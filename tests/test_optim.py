@@ -186,3 +186,25 @@ def test_an_entry_may_set_the_optimizer(monkeypatch):
     sgd = make_config({}, {"method": "er", "optimizer": "sgd"})
     assert (sgd.optimizer, sgd.lr, sgd.batch_size) == ("sgd", 0.1, 256)
     assert "optimizer" in hparams.ENTRY_KEYS
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9), lambda ps: Adadelta(ps, lr=1.0)])
+def test_reset_state_makes_the_next_step_a_fresh_optimisers(make):
+    """SHARP builds a new optimiser for each phase (``Learner.learn_next_episode``); ``reset_state``
+    is that: after it, a step equals the first step of a newly built optimiser."""
+    torch.manual_seed(0)
+    a = [torch.randn(5, 3, requires_grad=True)]
+    b = [a[0].detach().clone().requires_grad_(True)]
+    used, fresh = make(a), None
+    for _ in range(3):
+        a[0].grad = torch.randn(5, 3)
+        used.step()
+    used.reset_state()
+    with torch.no_grad():
+        b[0].copy_(a[0])
+    fresh = make(b)
+    g = torch.randn(5, 3)
+    a[0].grad, b[0].grad = g.clone(), g.clone()
+    used.step()
+    fresh.step()
+    assert torch.equal(a[0], b[0])

@@ -267,3 +267,23 @@ def test_bad_options_are_one_line(fashion, capsys):
                                 "--dry-run"], capsys)
         assert code == 2 and word in err and "Traceback" not in err, (param, err)
         assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_the_optimiser_starts_afresh_at_each_phase(reset):
+    """The reference builds a new optimiser for every phase; ``reset_optimizer`` clears its state."""
+    recipe, sparse = _sharp({} if reset else None)
+    sparse.reset_optimizer = reset
+    stream = _stream()
+    torch.manual_seed(0)
+    model = ConvLate(stream.num_classes)
+
+    class Counting(SGD):
+        resets = 0
+
+        def reset_state(self):
+            Counting.resets += 1
+            super().reset_state()
+
+    train(stream, model, recipe, Counting(model.parameters(), lr=0.05), seed=0, batch_size=6, buffer_size=24)
+    assert Counting.resets == (9 if reset else 0)

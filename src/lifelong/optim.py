@@ -80,6 +80,10 @@ class SGD:
         group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
         return {"group": group, "momentum_buffers": self.momentum_buffers}
 
+    def reset_state(self) -> None:
+        """Forget the momentum, as a newly built optimiser would start (SHARP's new optimiser per phase)."""
+        self.momentum_buffers = None
+
     def load_state_dict(self, state: dict) -> None:
         self.param_groups[0].update(state["group"])
         buffers = state["momentum_buffers"]
@@ -136,6 +140,11 @@ class Adadelta:
     def state_dict(self) -> dict:
         group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
         return {"group": group, "square_avgs": self.square_avgs, "acc_deltas": self.acc_deltas}
+
+    def reset_state(self) -> None:
+        """Forget both running averages, as a newly built optimiser would start (SHARP builds a new
+        Adadelta for each phase, ``Learner.learn_next_episode``)."""
+        self.square_avgs = self.acc_deltas = None
 
     def load_state_dict(self, state: dict) -> None:
         self.param_groups[0].update(state["group"])
