@@ -50,6 +50,12 @@ def _split_mnist() -> dict:
         "sharp-lite-conv-last-250": ("--method sharp-lite --backbone sharp-conv --buffer-size 250 "
                                      "--param recent_tasks=1", None, None),
         "sharp-lite-conv-250": ("--method sharp-lite --backbone sharp-conv --buffer-size 250", None, None),
+        "sharp-dense-conv-250": ("--method sharp --backbone sharp-conv --buffer-size 250 --param pruning=0.0",
+                                 None, None),
+        # the reference's optimisation (comparison_with_raw_replay.sh): Adadelta lr 1, batches of 256,
+        # 10 phases of 3 epochs
+        "sharp-reference-conv-250": ("--method sharp --backbone sharp-conv --buffer-size 250 --optimizer adadelta "
+                                     "--lr 1.0 --batch-size 256 --replay-batch-size 256 --epochs 30", None, None),
         "gere-200": ("--config examples/gere.yaml --buffer-size 200 --lr 0.01 --batch-size 10 --replay-batch-size 10",
                      None, None),
         "recap-er-200": ("--config examples/recap_er.yaml --buffer-size 200 --lr 0.01 --batch-size 10 "
