@@ -12,7 +12,9 @@ frozen early part of the network outputs for them (:mod:`lifelong.nets.split`), 
   training examples of each of its classes (the reference's ``get_n_samples_per_class``: the first
   ``stm_per_class`` of the class in the task's order) go through the early part, and the class's
   block is quantised as one tensor; a class seen again replaces its block, as the reference's
-  per-class dictionary does. Every class of the stream has the same quota, ``capacity`` shared by
+  per-class dictionary does, except on a domain-incremental stream (Permuted-MNIST: every task
+  has every class), where blocks are kept per (task, class) and the capacity is shared by every
+  (task, class) pair, so that each task keeps its own. Every class of the stream has the same quota, ``capacity`` shared by
   :func:`lifelong.memory.balanced_quotas` (25 per class for 250 slots on Split-MNIST, the
   reference's ``stm_per_class``). A step replays only the classes stored at the last
   ``recent_tasks`` task ends (``stm_num_tasks``, 1 in every script of the reference; 0: every
@@ -113,18 +115,32 @@ class ActivationMemory(Memory):
     def before_step(self, state, batch) -> None:
         self.split.early.eval()  # the loop's model.train() would let batch norm move the frozen part
 
-    def quotas(self, state) -> dict[int, int]:
-        """Each class's number of slots: ``capacity`` shared evenly by every class of the stream."""
-        labels = state.stream.source.train_y
-        classes = sorted({c for task in state.stream.tasks for c in task.classes})
-        caps = [int((labels == c).sum()) for c in classes]
-        return dict(zip(classes, balanced_quotas(self.rows, caps)))
+    @staticmethod
+    def per_task(state) -> bool:
+        """Whether blocks are kept per (task, class): on a domain-incremental stream, where every
+        task brings the same classes (Permuted-MNIST), so that one task's blocks do not replace
+        another's; the reference's per-class blocks (class-incremental streams) otherwise."""
+        return state.stream.scenario == "domain-il"
+
+    def quotas(self, state) -> dict[tuple[int, int], int]:
+        """Each block's number of slots, by ``(task, class)``: ``capacity`` shared evenly by every
+        class of the stream (each class's share under every task that has it, the class being
+        stored again at each), or on a domain-incremental stream by every (task, class) pair."""
+        stream = state.stream
+        labels = stream.source.train_y
+        if self.per_task(state):
+            pairs = [(t.index, int(c)) for t in stream.tasks for c in t.classes]
+            caps = [int((stream.labels("train", t.train_idx) == c).sum()) for t in stream.tasks for c in t.classes]
+            return dict(zip(pairs, balanced_quotas(self.rows, caps)))
+        classes = sorted({int(c) for task in stream.tasks for c in task.classes})
+        share = dict(zip(classes, balanced_quotas(self.rows, [int((labels == c).sum()) for c in classes])))
+        return {(t.index, int(c)): share[int(c)] for t in stream.tasks for c in t.classes}
 
     @torch.no_grad()
     def end_task(self, state) -> None:
         task, quotas, blocks = state.task, self.quotas(state), []
         for c in task.classes:
-            x = first_of_class(state, int(c), quotas.get(int(c), 0))
+            x = first_of_class(state, int(c), quotas.get((task.index, int(c)), 0))
             if len(x) == 0:
                 continue
             acts = torch.cat([self.split.hidden(x[s:s + 1000]) for s in range(0, len(x), 1000)])
@@ -136,9 +152,10 @@ class ActivationMemory(Memory):
         if not blocks:
             return
         new = {name: torch.cat([b[name] for b in blocks]) for name in blocks[0]}
-        if self.count:  # a class stored again replaces its block
+        if self.count:  # a class stored again replaces its block (per task on a domain-incremental stream)
             old = {name: value[: self.count] for name, value in self.fields.items()}
-            keep = ~torch.isin(old["y"], new["y"])
+            keep = (torch.ones_like(old["y"], dtype=torch.bool) if self.per_task(state)
+                    else ~torch.isin(old["y"], new["y"]))
             new = {name: torch.cat([old[name][keep], new[name]]) for name in new}
         self.fields = {}
         self._allocate({name: value[:1] for name, value in new.items()})
