@@ -172,10 +172,12 @@ def sweep_command(args: argparse.Namespace) -> int:
     jobs = _jobs(args.jobs, len(configs))
     root = points[0].folder.parent
     left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
+    header = (f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x "
+              f"{_plural(len(points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {root}")
+    if args.dry_run:
+        return _dry_run(header, [f"seed {c.seed} {p.folder.name}" for p in points for c in p.configs], configs)
     with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
-        print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x "
-              f"{_plural(len(points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {root}",
-              file=sys.stderr)
+        print(header, file=sys.stderr)
         done = [0]
 
         def report(i: int, doc: dict) -> None:

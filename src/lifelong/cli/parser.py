@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="runs in parallel processes (default: one per CPU, at most one per run)")
     sweep.add_argument("--out", default=None, help="folder of the sweep's runs (default: the file's `out:`)")
     sweep.add_argument("--quiet", action="store_true", help="no line per finished run")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="check every run's configuration, data and model and say what would happen to its "
+                            "folder; train nothing, write nothing")
     report = sub.add_parser("report", help="an HTML page and PNG figures of finished runs")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="run folders, or folders holding run folders (e.g. a sweep's or compare's)")
