@@ -195,3 +195,27 @@ def test_the_readme_python_example_runs_with_the_public_api(tmp_path, monkeypatc
         TERMS.pop("logit-penalty", None)
     doc = json.loads((tmp_path / "runs" / "er-penalty" / "metrics.json").read_text())
     assert doc["complete"] and doc["method"] == "er+penalty"
+
+
+def test_method_names_and_hook_names_are_defined_once():
+    from dataclasses import fields
+
+    from lifelong.components import HOOKS
+    from lifelong.config import method_name
+    from lifelong.loop import Hooks
+    from lifelong.methods import build_recipe, recipe_from_spec
+    from lifelong.runs.sweep import _slug
+
+    spec = {"terms": [{"term": "ce"}]}
+    assert build_recipe(spec).name == recipe_from_spec(spec).name == method_name(spec) == "custom"
+    assert build_recipe({**spec, "name": "mine"}).name == "mine"
+    assert _slug({"method": spec}, make_config({"method": spec}, {})).startswith(method_name(spec) + "-")
+    assert {f.name for f in fields(Hooks)} <= set(HOOKS)
+
+    class Component:
+        def begin_task(self, *a): ...
+        def after_step(self, *a): ...
+
+    c = Component()
+    made = Hooks.of([c])
+    assert made.begin_task == [c.begin_task] and made.after_step == [c.after_step] and made.end_task == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol
 
 import torch
@@ -201,7 +201,8 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
 
 @dataclass
 class Hooks:
-    """Each hook of the run's components (memory, terms, plug-ins; :mod:`lifelong.components`)."""
+    """Each hook of the run's components (memory, terms, plug-ins; :mod:`lifelong.components`):
+    one field per hook the loop calls, named as in :data:`lifelong.components.HOOKS`."""
 
     begin_task: list
     training_set: list
@@ -212,8 +213,7 @@ class Hooks:
 
     @classmethod
     def of(cls, components: list[Any]) -> "Hooks":
-        return cls(*(hooks(components, name) for name in
-                     ("begin_task", "training_set", "before_step", "after_backward", "after_step", "end_task")))
+        return cls(**{f.name: hooks(components, f.name) for f in fields(cls)})
 
 
 def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size: int, order: torch.Generator,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.runs.compare import parse_seeds
-from lifelong.config import NOT_IDENTITY, RUNS_ROOT, RunConfig, load_yaml_document, make_config
+from lifelong.config import NOT_IDENTITY, RUNS_ROOT, RunConfig, load_yaml_document, make_config, method_name
 from lifelong.metrics import count_complete, is_complete, mean_std
 from lifelong.runs.folder import check_runs_folder
 from lifelong.runs.parallel import outcome
@@ -73,7 +73,7 @@ def _slug(values: dict[str, Any], config: RunConfig) -> str:
     """A grid point's folder name: its grid values, readable, then a hash of its whole
     configuration (the base settings and the grid values; not the seed, nor what does not
     define a run, :data:`NOT_IDENTITY`), so that changing the base settings gives new folders."""
-    text = "-".join(str(v) if not isinstance(v, dict) else str(v.get("name", "recipe")) for v in values.values())
+    text = "-".join(method_name(v) if isinstance(v, dict) else str(v) for v in values.values())
     text = re.sub(r"[^A-Za-z0-9.=_-]+", "_", text)[:60] or "run"
     settings = {k: v for k, v in config.to_dict().items() if k not in NOT_IDENTITY and k != "seed"}
     whole = {"configuration": settings, "grid": values}
