@@ -8,6 +8,7 @@ import math
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,26 @@ def test_buffer_size_does_not_split_methods_without_memory(tmp_path):
             make_run(tmp_path, "b", "finetune", 1, ER[1], buffer_size=500)]
     confs = runs.group_runs(runs.load_runs(dirs))
     assert [(c.label, c.seeds) for c in confs] == [("finetune", [0, 1])]
+
+
+def test_old_folders_without_a_recipe_read_the_memory_from_the_preset(tmp_path):
+    """Folders written before config.yaml held the recipe: the preset's recipe says whether the
+    method keeps a memory (so whether the buffer size labels and splits its configurations)."""
+    dirs = [make_run(tmp_path, "er-a", "er", 0, ER[0]), make_run(tmp_path, "er-b", "er", 0, ER[1], buffer_size=500),
+            make_run(tmp_path, "ft-a", "finetune", 0, ER[0]), make_run(tmp_path, "ft-b", "finetune", 1, ER[1],
+                                                                          buffer_size=500),
+            make_run(tmp_path, "mine", "my-recipe", 0, ER[0])]
+    for path in dirs:
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        del config["recipe"]
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+    loaded = runs.load_runs(dirs)
+    assert [r.has_memory for r in loaded] == [True, True, False, False, False]  # no preset: no memory known
+    confs = runs.group_runs(loaded)
+    assert [(c.label, c.seeds) for c in confs] == [("er (buffer 200)", [0]), ("er (buffer 500)", [0]),
+                                                    ("finetune", [0, 1]), ("my-recipe", [0])]
+    old = replace(loaded[0], config={k: v for k, v in loaded[0].config.items() if k != "buffer_size"})
+    assert not old.has_memory  # nor without a buffer size
 
 
 def test_a_setting_left_out_by_older_runs_equals_null(tmp_path):
