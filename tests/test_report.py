@@ -288,3 +288,21 @@ def test_accuracy_axes_follow_the_data():
     assert accuracy_limits([19.7, 85.0]) == (15.0, 90.0)
     assert accuracy_limits([0.0, 100.0]) == (0.0, 101.0)
     assert accuracy_limits([]) == (0.0, 101.0)
+
+
+def test_mean_line_and_band_of_every_figure_come_from_one_helper():
+    """The ± std band is drawn only for several seeds, capped at 100%; one seed's legend has no n."""
+    calls = []
+
+    class Axes:
+        def plot(self, xs, mean, **kw):
+            calls.append(("plot", list(xs), list(mean), kw["label"]))
+
+        def fill_between(self, xs, low, high, **kw):
+            calls.append(("band", list(low), list(high), kw["alpha"]))
+
+    ax = Axes()
+    figures._mean_and_band(ax, [0, 1], [90.0, 99.0], [5.0, 2.0], 3, "red", figures._series_name("er", {"seeds": 3}))
+    figures._mean_and_band(ax, [0, 1], [50.0, 60.0], [0.0, 0.0], 1, "blue", figures._series_name("ft", {"seeds": 1}))
+    assert calls == [("plot", [0, 1], [90.0, 99.0], "er (n=3)"), ("band", [85.0, 97.0], [95.0, 100.0], 0.18),
+                     ("plot", [0, 1], [50.0, 60.0], "ft")]
