@@ -15,7 +15,7 @@ from lifelong.cli.parser import flags_of
 from lifelong.errors import UserError
 
 
-def _jobs(jobs: int | None, runs: int) -> int:
+def _jobs(jobs: int | None, runs: list) -> int:
     from lifelong.runs.parallel import choose_jobs
 
     return choose_jobs(jobs, runs)
@@ -130,7 +130,6 @@ def seeds_command(args: argparse.Namespace) -> int:
     from lifelong.runs.sweep import Point, summarize, write_tables
 
     seeds = parse_seeds(args.seeds)
-    jobs = _jobs(args.jobs, len(seeds))
     flags, file_values, out = _many_runs_flags(args, "--seeds")
     config = make_config(file_values, flags)
     method = method_name(config.method)
@@ -138,6 +137,7 @@ def seeds_command(args: argparse.Namespace) -> int:
     check_runs_folder(root)
     check_run(config)  # the user's code, the recipe, ...: a mistake is refused before the first line
     configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
+    jobs = _jobs(args.jobs, configs)
     header = f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}"
     if args.dry_run:
         return _dry_run(header, [f"seed {s}" for s in seeds], configs)
@@ -169,7 +169,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     sweep = expand_sweep(Path(args.file), args.out)
     points = sweep.points
     configs = [c for p in points for c in p.configs]
-    jobs = _jobs(args.jobs, len(configs))
+    jobs = _jobs(args.jobs, configs)
     root = points[0].folder.parent
     left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
     header = (f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x "
@@ -210,13 +210,13 @@ def compare_command(args: argparse.Namespace) -> int:
     from lifelong.runs.session import check_run
 
     seeds = parse_seeds(args.seeds)
-    jobs = _jobs(args.jobs, 2 * len(seeds))
     flags, file_values, out = _many_runs_flags(args, "compare")
     config = make_config(file_values, flags)
     method = method_name(config.method)
     root = Path(out) if out else default_folder("compare", config.benchmark, method)
     check_runs_folder(root)
     runs = comparison_runs(replace(config, out=None), seeds, root)
+    jobs = _jobs(args.jobs, [c for _, _, c in runs])
     for _, _, variant in runs[:2]:  # without and with refresh: a mistake is refused before the first line
         check_run(variant)
     form = config.refresh.get("form", "paper") if isinstance(config.refresh, dict) else config.refresh or "paper"

@@ -18,7 +18,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from lifelong.config import RunConfig
 from lifelong.errors import ConfigError, UserError
@@ -36,11 +36,15 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def choose_jobs(jobs: int | None, runs: int) -> int:
-    """``jobs`` checked, or its default: one process per CPU, at most one per run."""
+def choose_jobs(jobs: int | None, configs: Sequence[RunConfig]) -> int:
+    """``jobs`` checked, or its default: as many runs at once as the CPUs hold at their threads
+    each (``--threads``; the most any of ``configs`` asks for), at most one per run, at least one."""
+    from lifelong.runs.session import DEFAULT_THREADS
+
     cpus = available_cpus()
     if jobs is None:
-        return max(1, min(cpus, runs))
+        threads = max((c.threads or DEFAULT_THREADS for c in configs), default=DEFAULT_THREADS)
+        return max(1, min(cpus // threads, len(configs)))
     if not 1 <= jobs <= cpus:
         raise ConfigError(f"--jobs must lie in 1..{cpus} (the CPUs here), got {jobs}")
     return jobs
