@@ -134,6 +134,23 @@ def tally(docs: list[dict[str, Any] | None]) -> dict[str, int]:
     return counts
 
 
+@contextmanager
+def finishing() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while the block runs: around the runs of a command of many runs
+    (whose own stop request takes them while runs are in flight: :func:`run_all`)
+    and what follows them, and after a run's training, while what was done is written and
+    printed. There is nothing left to stop then, and a stop would cut the summary short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_all(configs: list[RunConfig], jobs: int = 1, report: Report | None = None) -> list[dict[str, Any] | None]:
     """Run every configuration (each with its own ``out``); ``jobs`` processes at a time, each
     with its configuration's threads (one unless it says otherwise). ``report(i, doc)`` is
