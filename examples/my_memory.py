@@ -1,6 +1,6 @@
 """Your own replay memory: a storage policy, registered by name, used by any recipe.
 
-    lifelong run --import examples/my_memory.py --config examples/my_memory.yaml
+    lifelong run --config examples/my_memory.yaml     # its `imports:` names this file
 
 `lifelong.Memory` keeps the storage (preallocated tensors, uniform sampling, checkpoints); a
 policy decides what is written. This one keeps the most recent examples (a sliding window),

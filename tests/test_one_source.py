@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from lifelong.plugins import Refresh
 from lifelong.runs.finished import Run, group_runs
 from lifelong.seeding import torch_generator
 from lifelong.runs.session import config_hash, execute_run, prepare_run
-from tests.conftest import write_fashion_mnist
+from tests.conftest import run_cli, write_fashion_mnist
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,6 @@ def test_default_folders_come_from_one_place(monkeypatch, tmp_path):
 
 def test_one_thread_per_run_and_one_job_per_cpu_by_default(monkeypatch, tmp_path):
     """Runs side by side must not spin threads against each other (benchmarks/side_by_side.py)."""
-    from lifelong.cli import many as cli
     from lifelong.errors import UserError
 
     before = torch.get_num_threads()
@@ -129,9 +129,28 @@ def test_one_thread_per_run_and_one_job_per_cpu_by_default(monkeypatch, tmp_path
     from lifelong.runs import parallel
 
     monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
-    assert (cli._jobs(None, 5), cli._jobs(None, 1), cli._jobs(1, 5)) == (2, 1, 1)
+    one, five = [make_config({}, {})], [make_config({}, {})] * 5
+    assert [parallel.choose_jobs(j, c) for j, c in ((None, five), (None, one), (1, five))] == [2, 1, 1]
     with pytest.raises(UserError, match="--jobs must lie in 1..2"):
-        cli._jobs(3, 5)
+        parallel.choose_jobs(3, five)
+
+
+def test_the_default_jobs_leave_room_for_each_runs_threads(monkeypatch, tmp_path, capsys):
+    """``--threads 2 --seeds 0-4`` on 2 CPUs runs one job at a time, not 2 jobs x 2 threads:
+    ``max(1, min(cpus // threads, runs))``."""
+    from lifelong.runs import parallel
+
+    def jobs(cpus: int, threads: int | None, runs: int) -> int:
+        monkeypatch.setattr(parallel, "available_cpus", lambda: cpus)
+        return parallel.choose_jobs(None, [replace(make_config({}, {}), threads=threads)] * runs)
+
+    assert [jobs(2, 2, 5), jobs(2, 1, 5), jobs(2, None, 5), jobs(16, 4, 5), jobs(16, 3, 2), jobs(2, 4, 5)] == \
+        [1, 2, 2, 4, 2, 1]
+    assert parallel.choose_jobs(2, [replace(make_config({}, {}), threads=2)] * 5) == 2  # --jobs given: as asked
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
+    code, _, err = run_cli(["run", "--threads", "2", "--seeds", "0-4", "--out", str(tmp_path / "s"), "--dry-run"],
+                           capsys)
+    assert code == 0 and "seeds [0, 1, 2, 3, 4], 1 job(s)" in err, err
 
 
 def test_a_stateful_component_without_state_dict_is_refused_before_the_run(fashion, tmp_path):
@@ -195,3 +214,27 @@ def test_the_readme_python_example_runs_with_the_public_api(tmp_path, monkeypatc
         TERMS.pop("logit-penalty", None)
     doc = json.loads((tmp_path / "runs" / "er-penalty" / "metrics.json").read_text())
     assert doc["complete"] and doc["method"] == "er+penalty"
+
+
+def test_method_names_and_hook_names_are_defined_once():
+    from dataclasses import fields
+
+    from lifelong.components import HOOKS
+    from lifelong.config import method_name
+    from lifelong.loop import Hooks
+    from lifelong.methods import build_recipe, recipe_from_spec
+    from lifelong.runs.sweep import _slug
+
+    spec = {"terms": [{"term": "ce"}]}
+    assert build_recipe(spec).name == recipe_from_spec(spec).name == method_name(spec) == "custom"
+    assert build_recipe({**spec, "name": "mine"}).name == "mine"
+    assert _slug({"method": spec}, make_config({"method": spec}, {})).startswith(method_name(spec) + "-")
+    assert {f.name for f in fields(Hooks)} <= set(HOOKS)
+
+    class Component:
+        def begin_task(self, *a): ...
+        def after_step(self, *a): ...
+
+    c = Component()
+    made = Hooks.of([c])
+    assert made.begin_task == [c.begin_task] and made.after_step == [c.after_step] and made.end_task == []

@@ -8,6 +8,7 @@ import math
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,26 @@ def test_buffer_size_does_not_split_methods_without_memory(tmp_path):
     assert [(c.label, c.seeds) for c in confs] == [("finetune", [0, 1])]
 
 
+def test_old_folders_without_a_recipe_read_the_memory_from_the_preset(tmp_path):
+    """Folders written before config.yaml held the recipe: the preset's recipe says whether the
+    method keeps a memory (so whether the buffer size labels and splits its configurations)."""
+    dirs = [make_run(tmp_path, "er-a", "er", 0, ER[0]), make_run(tmp_path, "er-b", "er", 0, ER[1], buffer_size=500),
+            make_run(tmp_path, "ft-a", "finetune", 0, ER[0]), make_run(tmp_path, "ft-b", "finetune", 1, ER[1],
+                                                                          buffer_size=500),
+            make_run(tmp_path, "mine", "my-recipe", 0, ER[0])]
+    for path in dirs:
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        del config["recipe"]
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+    loaded = runs.load_runs(dirs)
+    assert [r.has_memory for r in loaded] == [True, True, False, False, False]  # no preset: no memory known
+    confs = runs.group_runs(loaded)
+    assert [(c.label, c.seeds) for c in confs] == [("er (buffer 200)", [0]), ("er (buffer 500)", [0]),
+                                                    ("finetune", [0, 1]), ("my-recipe", [0])]
+    old = replace(loaded[0], config={k: v for k, v in loaded[0].config.items() if k != "buffer_size"})
+    assert not old.has_memory  # nor without a buffer size
+
+
 def test_a_setting_left_out_by_older_runs_equals_null(tmp_path):
     a = make_run(tmp_path, "a", "er", 0, ER[0])  # writes refresh: null
     b = make_run(tmp_path, "b", "er", 1, ER[1])
@@ -267,3 +288,21 @@ def test_accuracy_axes_follow_the_data():
     assert accuracy_limits([19.7, 85.0]) == (15.0, 90.0)
     assert accuracy_limits([0.0, 100.0]) == (0.0, 101.0)
     assert accuracy_limits([]) == (0.0, 101.0)
+
+
+def test_mean_line_and_band_of_every_figure_come_from_one_helper():
+    """The ± std band is drawn only for several seeds, capped at 100%; one seed's legend has no n."""
+    calls = []
+
+    class Axes:
+        def plot(self, xs, mean, **kw):
+            calls.append(("plot", list(xs), list(mean), kw["label"]))
+
+        def fill_between(self, xs, low, high, **kw):
+            calls.append(("band", list(low), list(high), kw["alpha"]))
+
+    ax = Axes()
+    figures._mean_and_band(ax, [0, 1], [90.0, 99.0], [5.0, 2.0], 3, "red", figures._series_name("er", {"seeds": 3}))
+    figures._mean_and_band(ax, [0, 1], [50.0, 60.0], [0.0, 0.0], 1, "blue", figures._series_name("ft", {"seeds": 1}))
+    assert calls == [("plot", [0, 1], [90.0, 99.0], "er (n=3)"), ("band", [85.0, 97.0], [95.0, 100.0], 0.18),
+                     ("plot", [0, 1], [50.0, 60.0], "ft")]

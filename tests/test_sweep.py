@@ -138,3 +138,24 @@ def test_a_sweep_may_use_a_term_of_the_users_own(tmp_path):
 
         TERMS.pop("test-sweep-own-term", None)
     assert point.configs[0].method["name"] == "mine" and point.configs[0].imports == [str(tmp_path / "my_term.py")]
+
+
+def test_seeds_and_sweeps_run_from_python_without_the_cli(tmp_path, data_root, capsys):
+    """What `lifelong run --seeds` and `lifelong sweep` do lives in lifelong.runs.sweep: the CLI
+    only parses and prints, so the same runs and tables come from Python, printing nothing."""
+    from lifelong.config import make_config
+    from lifelong.runs.sweep import expand_sweep, format_seeds, run_sweep, seed_runs
+
+    config = make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(data_root), "batch_size": 4})
+    seeds = seed_runs(config, [0, 1], str(tmp_path / "seeds"))
+    assert [c.out for c in seeds.configs] == [str(tmp_path / "seeds" / f"seed-{s}") for s in (0, 1)]
+    summary = run_sweep(seeds)
+    assert summary["complete"] and not summary["stopped"] and summary["runs"]["complete"] == 2
+    assert summary["table"] == (tmp_path / "seeds" / "summary.md").read_text()
+    text = format_seeds(seeds, summary)
+    assert text.startswith("split-fashion-mnist | er | seeds [0, 1] | 2/2 complete") and "class-IL forgetting" in text
+    sweep = expand_sweep(_sweep_file(tmp_path, data_root, tmp_path / "grid"))
+    summary = run_sweep(sweep, report=lambda i, doc: None)
+    assert summary["complete"] and [r["configuration"]["method"] for r in summary["rows"]] == ["er", "derpp"]
+    assert (tmp_path / "grid" / "summary.csv").is_file()
+    assert capsys.readouterr() == ("", "")

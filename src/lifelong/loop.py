@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol
 
 import torch
@@ -201,7 +201,8 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
 
 @dataclass
 class Hooks:
-    """Each hook of the run's components (memory, terms, plug-ins; :mod:`lifelong.components`)."""
+    """Each hook of the run's components (memory, terms, plug-ins; :mod:`lifelong.components`):
+    one field per hook the loop calls, named as in :data:`lifelong.components.HOOKS`."""
 
     begin_task: list
     training_set: list
@@ -212,8 +213,7 @@ class Hooks:
 
     @classmethod
     def of(cls, components: list[Any]) -> "Hooks":
-        return cls(*(hooks(components, name) for name in
-                     ("begin_task", "training_set", "before_step", "after_backward", "after_step", "end_task")))
+        return cls(**{f.name: hooks(components, f.name) for f in fields(cls)})
 
 
 def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size: int, order: torch.Generator,
@@ -486,7 +486,39 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     device = stream.source.train_x.device
     monitor = LossMonitor(every=1 if device.type == "cpu" or on_nan == "skip" else 25, on_nan=on_nan,
                           num_tasks=stream.num_tasks)
+    _check_model(stream, model, recipe)
+    memory = _memory(recipe, stream, seed, buffer_size, epochs)
+    state = TrainState(model, optimizer, stream, recipe, memory,
+                       batch_size if replay_batch_size is None else replay_batch_size,
+                       batch_size=batch_size, epochs=epochs, seed=seed)
+    components = ([memory] if memory is not None else []) + [t for _, t in recipe.objective.terms] + recipe.plugins
+    if checkpointing is not None:
+        check_resumable(components)
+    rngs = _generators(seed, device, recipe)
+    augment, views = _augmentations(stream, recipe, augment_padding, rngs)
+    hooks_ = Hooks.of(components)
+    recipe.objective.weighers = hooks(components, "reweight")  # none: the plain weighted sum
+    scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
+    anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
+    result, position, previous = RunResult(), Position(), 0.0
+    if checkpointing is not None and checkpointing.resume is not None:
+        position = restore(checkpointing.resume, state, result, rngs, monitor, anytime)
+        previous = result.train_seconds
+    uses_replay = memory is not None and recipe.objective.uses_replay
+    orderer = _orderer(recipe)
+    step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views,
+                two_views=recipe.two_views)
+    return _Run(state, result, hooks_, step, rngs,
+                [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
+                scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)
+
+
+def _check_model(stream: Stream, model: nn.Module, recipe: Recipe) -> None:
+    """``ValueError`` for a model the recipe cannot train: on another device than the data, or
+    without the cosine classifier or projection head the recipe needs; the recipe checked for a
+    task-free stream."""
     first = next(model.parameters(), None)
+    device = stream.source.train_x.device
     if first is not None and first.device != device:
         raise ValueError(f"the model is on {first.device} but the stream's data on {device}; move one of them")
     if recipe.head == "cosine" and not isinstance(getattr(model, "classifier", None), CosineLinear):
@@ -497,38 +529,37 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
                          f"model, {list(recipe.projection)}) before building the optimiser")
     if stream.task_free:
         check_task_free(recipe, stream.name)
-    memory = _memory(recipe, stream, seed, buffer_size, epochs)
-    state = TrainState(model, optimizer, stream, recipe, memory,
-                       batch_size if replay_batch_size is None else replay_batch_size,
-                       batch_size=batch_size, epochs=epochs, seed=seed)
-    components = ([memory] if memory is not None else []) + [t for _, t in recipe.objective.terms] + recipe.plugins
-    if checkpointing is not None:
-        check_resumable(components)
+
+
+def _generators(seed: int, device: torch.device, recipe: Recipe) -> dict[str, torch.Generator]:
+    """The loop's own generators, each from the run's seed: the batch order, the augmentation and,
+    for a recipe with ``views``, the views' (created only then: other runs' checkpoints keep
+    their keys)."""
     rngs = {"order": torch_generator(seed, "batch-order"), "augment": torch_generator(seed, "augment", device)}
-    augment = views = None
-    if augment_padding:
-        fill = stream.pad_value()
-        augment = lambda inputs: random_crop_flip(inputs, augment_padding, rngs["augment"], fill)  # noqa: E731
-    if recipe.views != "none":  # its own generator, created only then: other runs' checkpoints keep their keys
+    if recipe.views != "none":
         rngs["views"] = torch_generator(seed, "views", device)
+    return rngs
+
+
+def _augmentations(stream: Stream, recipe: Recipe, padding: int, rngs: dict[str, torch.Generator]
+                   ) -> tuple[Callable | None, Callable | None]:
+    """``(augment, views)`` of :class:`Step`: the benchmark's random crop and flip (with
+    ``padding``) and the recipe's strong views, each drawing from its generator in ``rngs``
+    (looked up at each call, so that a restored state is used); ``None`` when not used."""
+    augment = views = None
+    if padding:
+        fill = stream.pad_value()
+        augment = lambda inputs: random_crop_flip(inputs, padding, rngs["augment"], fill)  # noqa: E731
+    if recipe.views != "none":
         mean, std, options = stream.source.mean, stream.source.std, VIEW_AUGMENTS[recipe.views]
         views = lambda inputs: strong_augment(inputs, rngs["views"], mean=mean, std=std, **options)  # noqa: E731
-    hooks_ = Hooks.of(components)
-    recipe.objective.weighers = hooks(components, "reweight")  # none: the plain weighted sum
-    scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
-    anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
-    result, position, previous = RunResult(), Position(), 0.0
-    if checkpointing is not None and checkpointing.resume is not None:
-        position = restore(checkpointing.resume, state, result, rngs, monitor, anytime)
-        previous = result.train_seconds
-    uses_replay = memory is not None and recipe.objective.uses_replay
+    return augment, views
+
+
+def _orderer(recipe: Recipe) -> Any:
+    """The one plug-in that orders the epochs (``epoch_order``, e.g. view-batch replay), if any."""
     orderers = [p for p in recipe.plugins if hasattr(p, "epoch_order")]
     if len(orderers) > 1:
         raise ValueError(f"method {recipe.name!r}: only one plug-in may order the epochs, got "
                          f"{', '.join(p.name for p in orderers)}")
-    orderer = orderers[0] if orderers else None
-    step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views,
-                two_views=recipe.two_views)
-    return _Run(state, result, hooks_, step, rngs,
-                [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
-                scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)
+    return orderers[0] if orderers else None

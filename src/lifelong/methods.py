@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from lifelong.config import method_name
 from lifelong.errors import ConfigError
 from lifelong.memory import MEMORIES
 from lifelong.objective import TERMS, Objective
@@ -394,13 +395,15 @@ def _check_memory(memory: Any, objective: Objective, plugins: list, where: str) 
                           f"every step, e.g. `memory: reservoir`")
 
 
-def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: str = "custom",
+def recipe_from_spec(spec: dict, params: dict[str, Any] | None = None, *, name: str | None = None,
                      where: str = "method") -> Recipe:
-    """Build a recipe from its mapping (see the module docstring); every mistake is a
-    :class:`ConfigError` saying where and what to fix."""
+    """Build a recipe from its mapping (see the module docstring), named ``name`` or by
+    :func:`lifelong.config.method_name`; every mistake is a :class:`ConfigError` saying where
+    and what to fix."""
     params = dict(params or {})
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: a recipe must be a mapping with `terms:`")
+    name = name or method_name(spec)
     unknown = [k for k in spec if k not in RECIPE_KEYS]
     if unknown:
         raise ConfigError(f"{where}: unknown recipe key `{unknown[0]}`; recipe keys: {', '.join(RECIPE_KEYS)}")
@@ -459,7 +462,7 @@ def build_recipe(method: str | dict, params: dict[str, Any] | None = None,
         return {**spec, "plugins": (list(own) if isinstance(own, list) else own) + list(plugins)}
 
     if isinstance(method, dict):
-        return recipe_from_spec(with_plugins(method), params, name=str(method.get("name", "custom")))
+        return recipe_from_spec(with_plugins(method), params)
     if method not in PRESETS:
         raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(PRESETS)}")
     preset = PRESETS[method]

@@ -1,24 +1,16 @@
 """The commands of many runs, `lifelong run --seeds`, `lifelong compare` and `lifelong sweep`:
-their flags checked, their runs started through :mod:`lifelong.runs.parallel`, one line per run
-as it ends, the summary printed, and one line on how to continue after a stop."""
+their flags checked, their runs planned and run by :mod:`lifelong.runs.sweep` and
+:mod:`lifelong.runs.compare`, one line printed per run as it ends, then the summary, and one
+line on how to continue after a stop."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 from lifelong.cli.parser import flags_of
 from lifelong.errors import UserError
-
-
-def _jobs(jobs: int | None, runs: int) -> int:
-    from lifelong.runs.parallel import choose_jobs
-
-    return choose_jobs(jobs, runs)
 
 
 def _outcome(doc: dict) -> str:
@@ -43,38 +35,6 @@ def _stop_line(counts: dict[str, int], root: Path, out_given: bool) -> str:
     done = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     return (f"lifelong: stopped on request ({done}); to continue, {again}: complete runs are reused and "
             f"interrupted ones resume from their checkpoints")
-
-
-@contextlib.contextmanager
-def finishing() -> Iterator[None]:
-    """SIGINT and SIGTERM ignored while the block runs: around the runs of a command of many runs
-    (whose own stop request takes them while runs are in flight: :func:`lifelong.runs.parallel.run_all`)
-    and what follows them, and after a run's training, while what was done is written and
-    printed. There is nothing left to stop then, and a stop would cut the summary short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _summary_lines(rows: list[dict]) -> list[str]:
-    labels = {"class_il.average_accuracy": "class-IL average accuracy", "task_il.average_accuracy":
-              "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
-              "class_il.backward_transfer": "class-IL backward transfer",
-              "class_il.average_incremental_accuracy": "class-IL avg. incremental acc.", "wall_seconds": "wall seconds"}
-    if any(key in rows[0] for key in ("online.a_auc", "online.a_last")):  # runs with anytime evaluation
-        labels = {**labels, "online.a_auc": "A_auc (anytime accuracy)", "online.a_last": "A_last (anytime, last)"}
-        labels["wall_seconds"] = labels.pop("wall_seconds")
-    lines = []
-    for key, label in labels.items():
-        stat = rows[0].get(key)
-        lines.append(f"  {label:<32}" + ("-" if stat is None else f"{stat['mean']:8.2f} ± {stat['std']:.2f}"))
-    return lines
 
 
 def _many_runs_flags(args: argparse.Namespace, command: str) -> tuple[dict, dict, str | None]:
@@ -118,124 +78,102 @@ def _dry_run(header: str, labels: list[str], configs: list) -> int:
     return 0
 
 
-def seeds_command(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+def _run_many(args: argparse.Namespace, header: str, root: Path, configs: list, labels: list[str],
+              run: Callable[[], tuple[dict, str]], out_given: bool) -> int:
+    """What the commands of many runs share: ``--dry-run`` (:func:`_dry_run`), or ``run()`` under
+    the folder's command lock, its summary's text printed, and the exit code: 130 after a stop
+    request (with how to continue), 1 when a run is not complete, else 0."""
+    from lifelong.runs.folder import CommandLock
+    from lifelong.runs.parallel import finishing
 
-    from lifelong.runs.compare import parse_seeds
-    from lifelong.config import default_folder, make_config, method_name
-    from lifelong.metrics import count_complete
-    from lifelong.runs.folder import CommandLock, check_runs_folder
-    from lifelong.runs.parallel import run_all, stopped, tally
-    from lifelong.runs.session import check_run
-    from lifelong.runs.sweep import Point, summarize, write_tables
-
-    seeds = parse_seeds(args.seeds)
-    jobs = _jobs(args.jobs, len(seeds))
-    flags, file_values, out = _many_runs_flags(args, "--seeds")
-    config = make_config(file_values, flags)
-    method = method_name(config.method)
-    root = Path(out) if out else default_folder(config.benchmark, method, "seeds")
-    check_runs_folder(root)
-    check_run(config)  # the user's code, the recipe, ...: a mistake is refused before the first line
-    configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
-    header = f"lifelong: {method} on {config.benchmark}, seeds {seeds}, {jobs} job(s) -> {root}"
     if args.dry_run:
-        return _dry_run(header, [f"seed {s}" for s in seeds], configs)
+        return _dry_run(header, labels, configs)
     with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
         print(header, file=sys.stderr)
-
-        def report(i: int, doc: dict) -> None:
-            print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
-
         with finishing():
-            docs = run_all(configs, jobs, report)
-            rows = summarize([Point({"method": method}, configs, root)], [docs])
-            write_tables(rows, root)
-            print(f"{config.benchmark} | {method} | seeds {seeds} | "
-                  f"{count_complete(len(rows[0]['complete_seeds']), len(seeds))} (mean ± std of the complete runs)")
-            print("\n".join(_summary_lines(rows)))
-            print(f"results in {root} (summary.md, summary.csv)")
-            if stopped(docs):
-                print(_stop_line(tally(docs), root, out is not None), file=sys.stderr)
+            summary, text = run()
+            print(text)
+            if summary["stopped"]:
+                print(_stop_line(summary["runs"], root, out_given), file=sys.stderr)
                 return 130
-            return 0 if rows[0]["complete"] else 1
+            return 0 if summary["complete"] else 1
+
+
+def seeds_command(args: argparse.Namespace) -> int:
+    from lifelong.config import make_config
+    from lifelong.runs.compare import parse_seeds
+    from lifelong.runs.parallel import choose_jobs
+    from lifelong.runs.sweep import format_seeds, run_sweep, seed_runs
+
+    seeds = parse_seeds(args.seeds)
+    flags, file_values, out = _many_runs_flags(args, "--seeds")
+    config = make_config(file_values, flags)
+    sweep = seed_runs(config, seeds, out)
+    jobs = choose_jobs(args.jobs, sweep.configs)
+
+    def report(i: int, doc: dict) -> None:
+        print(f"  seed {doc['seed']}: {_outcome(doc)}", file=sys.stderr)
+
+    def run() -> tuple[dict, str]:
+        summary = run_sweep(sweep, jobs=jobs, report=report)
+        return summary, f"{format_seeds(sweep, summary)}\nresults in {sweep.root} (summary.md, summary.csv)"
+
+    header = (f"lifelong: {sweep.points[0].values['method']} on {config.benchmark}, seeds {seeds}, {jobs} job(s) "
+              f"-> {sweep.root}")
+    return _run_many(args, header, sweep.root, sweep.configs, [f"seed {s}" for s in seeds], run, out is not None)
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    from lifelong.runs.folder import CommandLock
-    from lifelong.runs.parallel import run_all, stopped, tally
-    from lifelong.runs.sweep import expand_sweep, summarize, write_tables
+    from lifelong.runs.parallel import choose_jobs
+    from lifelong.runs.sweep import expand_sweep, run_sweep
 
     sweep = expand_sweep(Path(args.file), args.out)
-    points = sweep.points
-    configs = [c for p in points for c in p.configs]
-    jobs = _jobs(args.jobs, len(configs))
-    root = points[0].folder.parent
+    configs = sweep.configs
+    jobs = choose_jobs(args.jobs, configs)
+    done = [0]
+
+    def report(i: int, doc: dict) -> None:
+        done[0] += 1
+        if not args.quiet:
+            print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
+
+    def run() -> tuple[dict, str]:
+        summary = run_sweep(sweep, jobs=jobs, report=report)
+        return summary, f"{summary['table']}results in {sweep.root} (summary.md, summary.csv)"
+
     left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
-    with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
-        print(f"lifelong: sweep of {_plural(len(points), 'configuration')}{left_out} x "
-              f"{_plural(len(points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {root}",
-              file=sys.stderr)
-        done = [0]
-
-        def report(i: int, doc: dict) -> None:
-            done[0] += 1
-            if not args.quiet:
-                print(f"  [{done[0]}/{len(configs)}] {configs[i].out}: {_outcome(doc)}", file=sys.stderr)
-
-        with finishing():
-            docs = run_all(configs, jobs, report)
-            per_point, i = [], 0
-            for p in points:
-                per_point.append(docs[i:i + len(p.configs)])
-                i += len(p.configs)
-            rows = summarize(points, per_point)
-            _, md = write_tables(rows, root)
-            print(md.read_text(), end="")
-            print(f"results in {root} (summary.md, summary.csv)")
-            if stopped(docs):
-                print(_stop_line(tally(docs), root, True), file=sys.stderr)
-                return 130
-            return 0 if all(r["complete"] for r in rows) else 1
+    header = (f"lifelong: sweep of {_plural(len(sweep.points), 'configuration')}{left_out} x "
+              f"{_plural(len(sweep.points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {sweep.root}")
+    labels = [f"seed {c.seed} {p.folder.name}" for p in sweep.points for c in p.configs]
+    return _run_many(args, header, sweep.root, configs, labels, run, True)
 
 
 def compare_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from lifelong.runs.compare import comparison_runs, format_comparison, parse_seeds, run_comparison
-    from lifelong.config import default_folder, make_config, method_name
-    from lifelong.runs.folder import CommandLock, check_runs_folder
-    from lifelong.runs.session import check_run
+    from lifelong.config import make_config, method_name
+    from lifelong.runs.compare import format_comparison, parse_seeds, plan_comparison, run_comparison
+    from lifelong.runs.parallel import choose_jobs
 
     seeds = parse_seeds(args.seeds)
-    jobs = _jobs(args.jobs, 2 * len(seeds))
     flags, file_values, out = _many_runs_flags(args, "compare")
     config = make_config(file_values, flags)
-    method = method_name(config.method)
-    root = Path(out) if out else default_folder("compare", config.benchmark, method)
-    check_runs_folder(root)
-    runs = comparison_runs(replace(config, out=None), seeds, root)
-    for _, _, variant in runs[:2]:  # without and with refresh: a mistake is refused before the first line
-        check_run(variant)
+    root, runs = plan_comparison(config, seeds, out)
+    configs = [c for _, _, c in runs]
+    jobs = choose_jobs(args.jobs, configs)
+
+    def report(variant: str, seed: int, doc: dict) -> None:
+        print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
+
+    def run() -> tuple[dict, str]:
+        try:
+            summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
+        except OSError as exc:
+            raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
+        return summary, f"{format_comparison(summary)}\nresults in {root}"
+
     form = config.refresh.get("form", "paper") if isinstance(config.refresh, dict) else config.refresh or "paper"
-    header = (f"lifelong: comparing {method} on {config.benchmark} without and with refresh ({form}), "
-              f"seeds {seeds} -> {root}")
-    if args.dry_run:
-        return _dry_run(header, [f"seed {seed} {variant}" for variant, seed, _ in runs], [c for _, _, c in runs])
-    with CommandLock(root):  # one command of many runs in a folder at a time; else refused in one line
-        print(header, file=sys.stderr)
-
-        def report(variant: str, seed: int, doc: dict) -> None:
-            print(f"  seed {seed} {variant:<8} {_outcome(doc)}", file=sys.stderr)
-
-        with finishing():
-            try:
-                summary = run_comparison(replace(config, out=None), seeds, root, jobs=jobs, report=report)
-            except OSError as exc:
-                raise UserError(f"cannot write to {root}: {exc.strerror or exc}; choose another --out") from None
-            print(format_comparison(summary))
-            print(f"results in {root}")
-            if summary["stopped"]:
-                print(_stop_line(summary["runs"], root, out is not None), file=sys.stderr)
-                return 130
-            return 0 if summary["complete"] else 1
+    header = (f"lifelong: comparing {method_name(config.method)} on {config.benchmark} without and with refresh "
+              f"({form}), seeds {seeds} -> {root}")
+    labels = [f"seed {seed} {variant}" for variant, seed, _ in runs]
+    return _run_many(args, header, root, configs, labels, run, out is not None)

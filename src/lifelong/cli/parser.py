@@ -158,18 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(run)
     run.add_argument("--seeds", default=None, help="several seeds, e.g. 0-4: one run folder each, then mean ± std")
     run.add_argument("--jobs", type=_integer, default=None,
-                     help="with --seeds: runs in parallel processes (default: one per CPU, at most one per run)")
+                     help="with --seeds: runs in parallel processes (default: CPUs // --threads, at most one per run)")
     compare = sub.add_parser("compare", help="a method with and without refresh learning over several seeds")
     _add_run_flags(compare)
     compare.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,1,2 (default %(default)s)")
     compare.add_argument("--jobs", type=_integer, default=None,
-                         help="runs in parallel processes (default: one per CPU, at most one per run)")
+                         help="runs in parallel processes (default: CPUs // --threads, at most one per run)")
     sweep = sub.add_parser("sweep", help="a grid of runs from a sweep file, then a summary table")
     sweep.add_argument("file", metavar="SWEEP.yaml", help="base settings, a grid of values, seeds (see the README)")
     sweep.add_argument("--jobs", type=_integer, default=None,
-                       help="runs in parallel processes (default: one per CPU, at most one per run)")
+                       help="runs in parallel processes (default: CPUs // --threads, at most one per run)")
     sweep.add_argument("--out", default=None, help="folder of the sweep's runs (default: the file's `out:`)")
     sweep.add_argument("--quiet", action="store_true", help="no line per finished run")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="check every run's configuration, data and model and say what would happen to its "
+                            "folder; train nothing, write nothing")
     report = sub.add_parser("report", help="an HTML page and PNG figures of finished runs")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="run folders, or folders holding run folders (e.g. a sweep's or compare's)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lifelong.cli.many import finishing, seeds_command
+from lifelong.cli.many import seeds_command
 from lifelong.cli.parser import flags_of
 from lifelong.errors import UserError
 
@@ -96,6 +96,7 @@ def run_command(args: argparse.Namespace, started: float) -> int:
         print(f"\nlifelong: interrupted; {resume_point(run.store)}.{resume_with if run.store.newest else ''}",
               file=sys.stderr)
         return 130
+    from lifelong.runs.parallel import finishing
     from lifelong.runs.report import format_table
 
     with finishing():

@@ -10,10 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from lifelong.config import RunConfig, method_name
+from lifelong.config import RunConfig, default_folder, method_name
 from lifelong.errors import ConfigError
 from lifelong.metrics import count_complete, is_complete, mean_std
+from lifelong.runs.folder import check_runs_folder
 from lifelong.runs.parallel import outcome, run_all, stopped, tally
+from lifelong.runs.session import check_run
 
 VARIANTS = ("base", "refresh")  # without and with refresh
 
@@ -94,6 +96,19 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     (out / f"compare-{tag}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / f"compare-{tag}.md").write_text(format_comparison(summary) + "\n")
     return summary
+
+
+def plan_comparison(config: RunConfig, seeds: list[int], out: str | None = None
+                    ) -> tuple[Path, list[tuple[str, int, RunConfig]]]:
+    """The folder of a comparison (``out``, default ``runs/compare-<benchmark>-<method>-<time>``)
+    and its runs (:func:`comparison_runs`), the two variants checked as a run is (the user's
+    code, the recipe with and without refresh, ...) before any run starts."""
+    root = Path(out) if out else default_folder("compare", config.benchmark, method_name(config.method))
+    check_runs_folder(root)
+    runs = comparison_runs(replace(config, out=None), seeds, root)
+    for _, _, variant in runs[:2]:  # without and with refresh
+        check_run(variant)
+    return root, runs
 
 
 def comparison_runs(config: RunConfig, seeds: list[int], out: Path) -> list[tuple[str, int, RunConfig]]:

@@ -276,27 +276,43 @@ def plot_average_accuracy(data: dict[str, Stats], title: str, path: Path, *,
     for label, stats in data.items():
         color = colors[label]
         mean, std = stats["mean"], stats["std"]
-        name = label if stats["seeds"] == 1 else f"{label} (n={stats['seeds']})"
         if len(mean) == 1 and T > 1:
-            ax.axhline(mean[0], color=color, linestyle="--", linewidth=1.5, label=name)
+            ax.axhline(mean[0], color=color, linestyle="--", linewidth=1.5, label=_series_name(label, stats))
             if stats["seeds"] > 1:
                 ax.axhspan(mean[0] - std[0], mean[0] + std[0], color=color, alpha=0.12, linewidth=0)
             continue
-        xs = list(range(len(mean)))
-        ax.plot(xs, mean, marker="o", markersize=4, color=color, label=name)
-        if stats["seeds"] > 1:
-            ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [min(100.0, m + s) for m, s in zip(mean, std)],
-                            color=color, alpha=0.18, linewidth=0)
-    ax.set_title(title, fontsize=11)
-    ax.set_xlabel("after training task")
-    ax.set_ylabel("average accuracy on tasks seen (%)")
+        _mean_and_band(ax, list(range(len(mean))), mean, std, stats["seeds"], color, _series_name(label, stats),
+                       marker="o", markersize=4)
     _task_ticks(ax, T)
     ax.set_xlim(-0.2, T - 0.8)
+    _finish_axes(ax, data, title, "after training task", "average accuracy on tasks seen (%)")
+    return _save(fig, path)
+
+
+def _series_name(label: str, stats: Stats) -> str:
+    """A configuration's legend entry: its label, and how many seeds when more than one."""
+    return label if stats["seeds"] == 1 else f"{label} (n={stats['seeds']})"
+
+
+def _mean_and_band(ax, xs: list, mean: list, std: list, seeds: int, color: tuple, label: str, *,
+                   band_alpha: float = 0.18, **style: Any) -> None:
+    """The mean over ``seeds`` seeds as a line, and with several seeds a band of ± one standard
+    deviation (capped at 100%)."""
+    ax.plot(xs, mean, color=color, label=label, **style)
+    if seeds > 1:
+        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [min(100.0, m + s) for m, s in zip(mean, std)],
+                        color=color, alpha=band_alpha, linewidth=0)
+
+
+def _finish_axes(ax, data: dict[str, Stats], title: str, xlabel: str, ylabel: str) -> None:
+    """Title, axis labels, accuracy limits that hold every mean ± std, grid and legend."""
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(*accuracy_limits([m + sign * sd for s in data.values() for m, sd in zip(s["mean"], s["std"])
                                   for sign in (-1, 1)]))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    return _save(fig, path)
 
 
 def plot_task_accuracy_curves(data: dict[str, Stats], title: str, path: Path) -> Path:
@@ -314,11 +330,8 @@ def plot_task_accuracy_curves(data: dict[str, Stats], title: str, path: Path) ->
                               for m, sd in zip(mean, std) for sign in (-1, 1)])
     for ax, (label, stats) in zip(axes.flat, data.items()):
         for j, (mean, std) in enumerate(zip(stats["mean"], stats["std"])):
-            xs = list(range(j, T))
-            ax.plot(xs, mean, marker="o", markersize=3, color=colors[j], label=f"task {j + 1}")
-            if stats["seeds"] > 1:
-                ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [min(100.0, m + s) for m, s in zip(mean, std)],
-                                color=colors[j], alpha=0.15, linewidth=0)
+            _mean_and_band(ax, list(range(j, T)), mean, std, stats["seeds"], colors[j], f"task {j + 1}",
+                           band_alpha=0.15, marker="o", markersize=3)
         ax.set_title(label if stats["seeds"] == 1 else f"{label}, {stats['seeds']} seeds", fontsize=9)
         _task_ticks(ax, T)
         ax.set_xlim(-0.2, T - 0.8)
@@ -355,8 +368,7 @@ def plot_forgetting(data: dict[str, Stats], title: str, path: Path, *,
         color = colors[label]
         xs = [j - 0.4 + width * (k + 0.5) for j in range(n_tasks)]
         err = stats["std"] if stats["seeds"] > 1 else None
-        name = label if stats["seeds"] == 1 else f"{label} (n={stats['seeds']})"
-        ax.bar(xs, stats["mean"], width=width, color=color, label=name, yerr=err,
+        ax.bar(xs, stats["mean"], width=width, color=color, label=_series_name(label, stats), yerr=err,
                error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.25"})
         stds = stats["std"] if err else [0.0] * n_tasks
         low = min(low, *(m - s for m, s in zip(stats["mean"], stds)))
@@ -384,17 +396,7 @@ def plot_anytime_accuracy(data: dict[str, Stats], title: str, path: Path, *,
     ax = fig.subplots()
     colors = colors or label_colors(list(data))
     for label, stats in data.items():
-        color, xs, mean, std = colors[label], stats["x"], stats["mean"], stats["std"]
-        ax.plot(xs, mean, color=color, linewidth=1.4, label=label if stats["seeds"] == 1
-                else f"{label} (n={stats['seeds']})")
-        if stats["seeds"] > 1:
-            ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [min(100.0, m + s) for m, s in zip(mean, std)],
-                            color=color, alpha=0.18, linewidth=0)
-    ax.set_title(title, fontsize=11)
-    ax.set_xlabel("training examples seen")
-    ax.set_ylabel("accuracy on the classes seen so far (%)")
-    ax.set_ylim(*accuracy_limits([m + sign * sd for s in data.values() for m, sd in zip(s["mean"], s["std"])
-                                  for sign in (-1, 1)]))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+        _mean_and_band(ax, stats["x"], stats["mean"], stats["std"], stats["seeds"], colors[label],
+                       _series_name(label, stats), linewidth=1.4)
+    _finish_axes(ax, data, title, "training examples seen", "accuracy on the classes seen so far (%)")
     return _save(fig, path)

@@ -18,7 +18,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from lifelong.config import RunConfig
 from lifelong.errors import ConfigError, UserError
@@ -36,11 +36,15 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def choose_jobs(jobs: int | None, runs: int) -> int:
-    """``jobs`` checked, or its default: one process per CPU, at most one per run."""
+def choose_jobs(jobs: int | None, configs: Sequence[RunConfig]) -> int:
+    """``jobs`` checked, or its default: as many runs at once as the CPUs hold at their threads
+    each (``--threads``; the most any of ``configs`` asks for), at most one per run, at least one."""
+    from lifelong.runs.session import DEFAULT_THREADS
+
     cpus = available_cpus()
     if jobs is None:
-        return max(1, min(cpus, runs))
+        threads = max((c.threads or DEFAULT_THREADS for c in configs), default=DEFAULT_THREADS)
+        return max(1, min(cpus // threads, len(configs)))
     if not 1 <= jobs <= cpus:
         raise ConfigError(f"--jobs must lie in 1..{cpus} (the CPUs here), got {jobs}")
     return jobs
@@ -128,6 +132,23 @@ def tally(docs: list[dict[str, Any] | None]) -> dict[str, int]:
         state = "not started" if doc is None else "complete" if is_complete(doc) else doc["status"]
         counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+@contextmanager
+def finishing() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while the block runs: around the runs of a command of many runs
+    (whose own stop request takes them while runs are in flight: :func:`run_all`)
+    and what follows them, and after a run's training, while what was done is written and
+    printed. There is nothing left to stop then, and a stop would cut the summary short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_all(configs: list[RunConfig], jobs: int = 1, report: Report | None = None) -> list[dict[str, Any] | None]:

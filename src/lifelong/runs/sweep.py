@@ -17,6 +17,10 @@ Each run goes to ``<out>/<values>-<hash>/seed-<k>``, the hash of the point's who
 there is reused and an interrupted one resumed, so a sweep can be stopped and started again at
 any time. A folder holding a run of other settings refuses the sweep before any run starts
 (:func:`lifelong.runs.reuse.check_runs`).
+
+``lifelong sweep`` is :func:`expand_sweep` then :func:`run_sweep`; ``lifelong run --seeds`` is a
+sweep of one configuration, :func:`seed_runs` then :func:`run_sweep` (summary: :func:`format_seeds`).
+No printing here: the CLI prints.
 """
 from __future__ import annotations
 
@@ -32,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.runs.compare import parse_seeds
-from lifelong.config import NOT_IDENTITY, RUNS_ROOT, RunConfig, load_yaml_document, make_config
+from lifelong.config import (NOT_IDENTITY, RUNS_ROOT, RunConfig, default_folder, load_yaml_document, make_config,
+                             method_name)
 from lifelong.metrics import count_complete, is_complete, mean_std
 from lifelong.runs.folder import check_runs_folder
-from lifelong.runs.parallel import outcome
+from lifelong.runs.parallel import Report, outcome, run_all, stopped, tally
 from lifelong.errors import ConfigError
 from lifelong.methods import build_recipe
-from lifelong.runs.session import import_user_code
+from lifelong.runs.session import check_run, import_user_code
 
 SWEEP_KEYS = ("base", "grid", "seeds", "out")
 
@@ -73,7 +78,7 @@ def _slug(values: dict[str, Any], config: RunConfig) -> str:
     """A grid point's folder name: its grid values, readable, then a hash of its whole
     configuration (the base settings and the grid values; not the seed, nor what does not
     define a run, :data:`NOT_IDENTITY`), so that changing the base settings gives new folders."""
-    text = "-".join(str(v) if not isinstance(v, dict) else str(v.get("name", "recipe")) for v in values.values())
+    text = "-".join(method_name(v) if isinstance(v, dict) else str(v) for v in values.values())
     text = re.sub(r"[^A-Za-z0-9.=_-]+", "_", text)[:60] or "run"
     settings = {k: v for k, v in config.to_dict().items() if k not in NOT_IDENTITY and k != "seed"}
     whole = {"configuration": settings, "grid": values}
@@ -138,11 +143,18 @@ def _point(base: dict, values: dict, seeds: list[int], root: Path, where: str) -
 
 @dataclass
 class Sweep:
-    """A sweep file expanded: its configurations, and how many grid points were left out as the
-    same configuration as an earlier point (``lr: [0.1, 0.1]``, or lists that merge alike)."""
+    """A sweep file expanded (or the seeds of ``--seeds``: :func:`seed_runs`): its configurations,
+    the folder of their runs, and how many grid points were left out as the same configuration
+    as an earlier point (``lr: [0.1, 0.1]``, or lists that merge alike)."""
 
     points: list[Point]
+    root: Path
     duplicates: int = 0
+
+    @property
+    def configs(self) -> list[RunConfig]:
+        """Every run, point by point."""
+        return [c for p in self.points for c in p.configs]
 
 
 def expand_sweep(path: Path, out: str | None = None) -> Sweep:
@@ -161,7 +173,61 @@ def expand_sweep(path: Path, out: str | None = None) -> Sweep:
     for combo in combos:
         point = _point(base, dict(zip(keys, combo)), seeds, root, str(path))
         points.setdefault(_identity(point), point)
-    return Sweep(list(points.values()), len(combos) - len(points))
+    return Sweep(list(points.values()), root, len(combos) - len(points))
+
+
+def seed_runs(config: RunConfig, seeds: list[int], out: str | None = None) -> Sweep:
+    """``lifelong run --seeds``, a sweep of one configuration: ``config`` for every seed, in
+    ``<out>/seed-<k>`` (default ``runs/<benchmark>-<method>-seeds-<time>``), checked as a run
+    is (the user's code, the recipe, ...) before any run starts."""
+    method = method_name(config.method)
+    root = Path(out) if out else default_folder(config.benchmark, method, "seeds")
+    check_runs_folder(root)
+    check_run(config)
+    configs = [replace(config, seed=s, out=str(root / f"seed-{s}")) for s in seeds]
+    return Sweep([Point({"method": method}, configs, root)], root)
+
+
+def run_sweep(sweep: Sweep, *, jobs: int = 1, report: Report | None = None) -> dict[str, Any]:
+    """Run every configuration of ``sweep`` (:func:`lifelong.runs.parallel.run_all`: complete runs
+    reused, interrupted ones resumed, ``report(i, doc)`` as run ``i`` ends), then write its
+    summary tables in its folder (:func:`write_tables`). Returns the table's ``rows``
+    (:func:`summarize`), the text of ``summary.md`` (``table``), whether a stop request ended the
+    runs early (``stopped``), how many runs ended in each state (``runs``) and whether every
+    configuration's runs completed (``complete``)."""
+    docs = run_all(sweep.configs, jobs, report)
+    per_point, i = [], 0
+    for point in sweep.points:
+        per_point.append(docs[i:i + len(point.configs)])
+        i += len(point.configs)
+    rows = summarize(sweep.points, per_point)
+    _, md = write_tables(rows, sweep.root)
+    return {"rows": rows, "table": md.read_text(), "stopped": stopped(docs), "runs": tally(docs),
+            "complete": all(row["complete"] for row in rows)}
+
+
+_LABELS = {"class_il.average_accuracy": "class-IL average accuracy", "task_il.average_accuracy":
+           "task-IL average accuracy", "class_il.forgetting": "class-IL forgetting",
+           "class_il.backward_transfer": "class-IL backward transfer",
+           "class_il.average_incremental_accuracy": "class-IL avg. incremental acc."}
+
+
+def format_seeds(sweep: Sweep, summary: dict[str, Any]) -> str:
+    """The summary of ``--seeds`` (one configuration, :func:`run_sweep`'s ``summary``): what ran,
+    how many runs completed, and each metric's mean ± std over the complete ones (A_auc and
+    A_last with anytime evaluation)."""
+    row, config = summary["rows"][0], sweep.configs[0]
+    seeds = row["seeds"]
+    labels = dict(_LABELS)
+    if any(key in row for key in ("online.a_auc", "online.a_last")):  # runs with anytime evaluation
+        labels.update({"online.a_auc": "A_auc (anytime accuracy)", "online.a_last": "A_last (anytime, last)"})
+    labels["wall_seconds"] = "wall seconds"
+    lines = [f"{config.benchmark} | {row['configuration']['method']} | seeds {seeds} | "
+             f"{count_complete(len(row['complete_seeds']), len(seeds))} (mean ± std of the complete runs)"]
+    for key, label in labels.items():
+        stat = row.get(key)
+        lines.append(f"  {label:<32}" + ("-" if stat is None else f"{stat['mean']:8.2f} ± {stat['std']:.2f}"))
+    return "\n".join(lines)
 
 
 def load_sweep(path: Path, out: str | None = None) -> list[Point]:
