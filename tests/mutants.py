@@ -310,6 +310,8 @@ MUTANTS: list[Mutant] = [
       "fan_out = block[0].numel()", (SPARSE,), "SHARP's re-initialisation uses the fan-in instead of the fan-out"),
     M("sparse-optimizer-kept", False, "plugins/sparse.py", "        if self.reset_optimizer:\n            reset_optimizer_state(state.optimizer)\n",
       "", (SPARSE,), "SHARP's phases keep the optimiser's state instead of starting a new optimiser"),
+    M("activations-per-class-in-domain-il", False, "hidden_replay.py", 'return state.stream.scenario == "domain-il"',
+      "return False", (SHARP,), "the activation memory's blocks per class on Permuted-MNIST: each task replaces the last one's"),
     M("prd-kl-swapped", False, "objective/prototype.py",
       "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
       "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from lifelong.config import make_config
-from lifelong.data.streams import class_incremental
+from lifelong.data.streams import class_incremental, permuted
 from lifelong.errors import ConfigError
 from lifelong.hidden_replay import dequantise, quantise
 from lifelong.loop import train
@@ -321,3 +321,27 @@ def test_recipe_errors_are_one_line(fashion, capsys):
         build_recipe({"terms": [{"term": "supcon"}], "memory": {"memory": "activations", "per_clas": 3}})
     with pytest.raises(ConfigError, match="views"):
         build_recipe({"terms": [{"term": "supcon"}], "memory": {"memory": "activations"}, "views": "strong"})
+
+
+def test_on_a_domain_incremental_stream_each_task_keeps_its_own_blocks():
+    """Permuted-MNIST gives every task every class: the blocks are per (task, class) and share the
+    capacity, so the first task's activations are still replayed after the third (a per-class
+    block would be replaced by each later task's)."""
+    stream = permuted(make_source(num_classes=3, per_class_train=10, size=8), 3, torch.Generator().manual_seed(0))
+    model = _mlp(stream)
+    recipe = build_recipe("sharp-lite", {"per_class": 2})
+    stored = []
+
+    class Spy:
+        name, stateless = "spy", True
+
+        def end_task(self, state):
+            m = state.memory
+            stored.append(sorted(zip(m.fields["task"][: m.count].tolist(), m.fields["y"][: m.count].tolist())))
+
+    recipe.plugins.append(Spy())
+    train(stream, model, recipe, SGD(model.parameters(), lr=0.05), seed=0, batch_size=5, buffer_size=19)
+    # 19 slots over 9 (task, class) pairs: 3 for the first pair, 2 for the others
+    expected = [(t, c) for t in range(3) for c in range(3) for _ in range(3 if (t, c) == (0, 0) else 2)]
+    assert stored[-1] == expected
+    assert stored[0] == [p for p in expected if p[0] == 0]
