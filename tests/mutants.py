@@ -43,6 +43,7 @@ PCR = "tests/test_pcr.py"
 ERROR_MEMORY = "tests/test_error_memory.py"
 SHARP = "tests/test_sharp.py"
 SPARSE = "tests/test_sharp_sparse.py"
+STREAMS = "tests/test_streams.py"
 PRD = "tests/test_prd.py"
 GPM = "tests/test_gpm.py"
 GERE = "tests/test_gere.py"
@@ -312,6 +313,8 @@ MUTANTS: list[Mutant] = [
       "", (SPARSE,), "SHARP's phases keep the optimiser's state instead of starting a new optimiser"),
     M("activations-per-class-in-domain-il", False, "hidden_replay.py", 'return state.stream.scenario == "domain-il"',
       "return False", (SHARP,), "the activation memory's blocks per class on Permuted-MNIST: each task replaces the last one's"),
+    M("views-of-shuffled-pixels", False, "loop.py", 'inverse = getattr(stream.domain, "inverse", None)',
+      "inverse = None", (STREAMS,), "Permuted-MNIST's views crop and flip the shuffled pixels instead of the images"),
     M("prd-kl-swapped", False, "objective/prototype.py",
       "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
       "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),

@@ -124,3 +124,30 @@ def test_task_ids_of_any_integer_type(tiny_source):
     a = stream.inputs("train", idx, 1)
     assert torch.equal(stream.inputs("train", idx, np.int64(1)), a)
     assert torch.equal(stream.inputs("train", idx, torch.tensor(1)), a)
+
+
+def test_a_permutation_is_undone_row_by_row():
+    stream = permuted(make_source(num_classes=2, per_class_train=3, size=4), 3, torch.Generator().manual_seed(0))
+    x = torch.rand(6, 1, 4, 4)
+    tasks = torch.tensor([0, 1, 2, 2, 1, 0])
+    shuffled = stream.domain(x, tasks)
+    assert not torch.equal(shuffled, x)
+    assert torch.equal(stream.domain.inverse(shuffled, tasks), x)
+    assert torch.equal(stream.domain.inverse(stream.domain(x, 1), 1), x)
+
+
+def test_views_of_a_permuted_stream_are_made_in_image_space():
+    """A crop or flip of Permuted-MNIST's inputs must move image pixels: the view of a permuted
+    image is the permuted view of the image (the same random draws), not a view of shuffled pixels."""
+    from lifelong.data.strong_augment import strong_augment
+    from lifelong.loop import _in_image_space
+
+    stream = permuted(make_source(num_classes=2, per_class_train=3, size=8), 2, torch.Generator().manual_seed(0))
+    images = torch.rand(4, 1, 8, 8)
+    tasks = torch.tensor([0, 1, 1, 0])
+    flip = lambda x: strong_augment(x, torch.Generator().manual_seed(3), padding=2)  # noqa: E731
+    view = _in_image_space(stream, flip)(stream.domain(images, tasks), tasks)
+    assert torch.equal(view, stream.domain(flip(images), tasks))
+    assert not torch.equal(view, flip(stream.domain(images, tasks)))
+    plain = class_incremental(make_source(num_classes=2, per_class_train=3, size=8), 1)
+    assert torch.equal(_in_image_space(plain, flip)(images, tasks), flip(images))

@@ -258,16 +258,16 @@ class Step:
     state: TrainState
     hooks: Hooks
     monitor: LossMonitor
-    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (inputs, tasks)
     repeats: int = 1  # copies of each current example in the step, back to back (view-batch replay)
-    views: Callable[[torch.Tensor], torch.Tensor] | None = None
+    views: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (inputs, tasks)
     two_views: bool = False
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
         replays = [memory.sample(state.replay_batch_size) for _ in range(draws)] if draws and len(memory) else []
         split = getattr(memory, "split", None)  # hidden-activation replay: replays enter after the split
-        inputs, views, seen_y = self.inputs(x, y, [] if split is not None else replays)
+        inputs, views, seen_y = self.inputs(x, y, [] if split is not None else replays, task_ids)
         batch = StepBatch(state.model, state.task.index, inputs, seen_y, replays,
                           separate=state.recipe.replay_forward == "separate", views=views, repeats=self.repeats,
                           keep_features=objective.needs_features, split=split, taps=objective.taps)
@@ -293,18 +293,22 @@ class Step:
         state.step += 1
         return applied, value
 
-    def inputs(self, x: torch.Tensor, y: torch.Tensor,
-               replays: list[dict]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, replays: list[dict],
+               task_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The forward's inputs (the current batch, each example ``repeats`` times, then the replay
-        draws' inputs), their augmented views or ``None``, and the current rows' labels."""
+        draws' inputs), their augmented views or ``None``, and the current rows' labels.
+        ``task_ids``: the current rows' tasks (with the replays' own, they tell an image-space
+        augmentation which permutation to undo: :func:`_in_image_space`)."""
         if self.repeats != 1:
             x, y = x.repeat_interleave(self.repeats, 0), y.repeat_interleave(self.repeats, 0)
+            task_ids = task_ids.repeat_interleave(self.repeats, 0)
         inputs = torch.cat([x] + [r["x"] for r in replays]) if replays else x
+        tasks = torch.cat([task_ids] + [r["task"] for r in replays]) if replays else task_ids
         if self.two_views:
-            return self.views(inputs), self.views(inputs), y
-        views = self.views(inputs) if self.views is not None else None
+            return self.views(inputs, tasks), self.views(inputs, tasks), y
+        views = self.views(inputs, tasks) if self.views is not None else None
         if self.augment is not None:
-            inputs = self.augment(inputs)
+            inputs = self.augment(inputs, tasks)
         return inputs, views, y
 
 
@@ -553,7 +557,20 @@ def _augmentations(stream: Stream, recipe: Recipe, padding: int, rngs: dict[str,
     if recipe.views != "none":
         mean, std, options = stream.source.mean, stream.source.std, VIEW_AUGMENTS[recipe.views]
         views = lambda inputs: strong_augment(inputs, rngs["views"], mean=mean, std=std, **options)  # noqa: E731
-    return augment, views
+    return _in_image_space(stream, augment), _in_image_space(stream, views)
+
+
+def _in_image_space(stream: Stream, augment: Callable | None) -> Callable | None:
+    """``augment(inputs, tasks)``: on a stream whose inputs are permuted pixels (Permuted-MNIST),
+    the permutation of each row's task is undone, the images augmented, and the permutation
+    applied again, so that crops and flips move image pixels, not shuffled ones; elsewhere
+    ``augment(inputs)``."""
+    if augment is None:
+        return None
+    inverse = getattr(stream.domain, "inverse", None)
+    if inverse is None:
+        return lambda inputs, tasks: augment(inputs)
+    return lambda inputs, tasks: stream.domain(augment(inverse(inputs, tasks)), tasks)
 
 
 def _orderer(recipe: Recipe) -> Any:

@@ -56,10 +56,21 @@ class PixelPermutation:
         self.perms = perms  # (T, H*W) long
 
     def __call__(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        return self._gather(x, self.perms, task)
+
+    def inverse(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        """The images before the permutation: ``inverse(perm(x, t), t) == x``, so that image-space
+        augmentations (a crop, a flip) see images, not shuffled pixels (:func:`lifelong.loop.Step`)."""
+        if getattr(self, "_inverse", None) is None or self._inverse.device != self.perms.device:
+            self._inverse = torch.argsort(self.perms, dim=1)
+        return self._gather(x, self._inverse, task)
+
+    @staticmethod
+    def _gather(x: torch.Tensor, perms: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         flat = x.flatten(2)
         if not isinstance(task, torch.Tensor) or task.dim() == 0:
-            return flat[..., self.perms[int(task)]].view_as(x)
-        index = self.perms[task].unsqueeze(1).expand(-1, flat.shape[1], -1)
+            return flat[..., perms[int(task)]].view_as(x)
+        index = perms[task].unsqueeze(1).expand(-1, flat.shape[1], -1)
         return flat.gather(2, index).view_as(x)
 
     def to(self, device: torch.device | str) -> "PixelPermutation":
