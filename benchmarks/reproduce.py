@@ -98,6 +98,7 @@ def _permuted_mnist() -> dict:
         # issue 13 (no published Permuted-MNIST numbers at these settings)
         "prd": ("--benchmark permuted-mnist --method prd", None),
         "sharp-lite-250": ("--benchmark permuted-mnist --method sharp-lite --buffer-size 250 --lr 0.01", None),
+        "sharp-250": ("--benchmark permuted-mnist --method sharp --buffer-size 250 --lr 0.01", None),
         "gpm-10": ("--benchmark permuted-mnist --num-tasks 10 --method gpm", None),
         "cuber-10": ("--benchmark permuted-mnist --num-tasks 10 --method cuber", None),
     }
