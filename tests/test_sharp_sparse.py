@@ -17,7 +17,6 @@ from lifelong.config import make_config
 from lifelong.data.streams import class_incremental
 from lifelong.loop import train
 from lifelong.methods import build_recipe
-from lifelong.nets import BACKBONES, register_backbone
 from lifelong.optim import SGD
 from lifelong.plugins.knn import MaskedKNN
 from lifelong.plugins.sparse import (SparseLayer, SparseRewiring, drop_connections, grow_connections,
