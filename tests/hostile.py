@@ -36,10 +36,18 @@ yaml_texts = st.one_of(
     st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
 )
 raw_bytes = st.binary(max_size=300)
-flags = st.sampled_from(["--benchmark", "--method", "--buffer-size", "--epochs", "--batch-size", "--replay-batch-size",
-                         "--lr", "--momentum", "--weight-decay", "--seed", "--num-tasks", "--backbone", "--device",
-                         "--threads", "--param", "--refresh", "--refresh-param", "--checkpoint-every", "--on-nan",
-                         "--out", "--config", "--import"])
+
+
+def _run_flags() -> list[str]:
+    """Every flag of `lifelong run` (read from its parser, so a new flag is fuzzed too), but
+    --download (with a random --data-root it would go to the network) and --help."""
+    from lifelong.cli.parser import build_parser
+    run = next(a for a in build_parser()._subparsers._group_actions).choices["run"]
+    names = [o for action in run._actions for o in action.option_strings if o.startswith("--")]
+    return sorted(set(names) - {"--download", "--help"})
+
+
+flags = st.sampled_from(_run_flags())
 flag_values = st.one_of(st.text(max_size=30), st.integers(min_value=-(2**65), max_value=2**65).map(str),
                         st.floats(allow_nan=True, allow_infinity=True).map(repr),
                         st.sampled_from(["nan", "inf", "-inf", "1e309", "0", "-1", "a=b", "=", "alpha=", "x" * 300]))
