@@ -540,3 +540,49 @@ def test_a_signal_as_the_command_exits_is_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+# 8. what a stopped command says: its refresh settings, what continuing does, a missing accuracy
+
+
+def _sigints_at(monkeypatch, at: int, count: int) -> None:
+    """At global step ``at`` of every run in this process, ``count`` SIGINTs (Ctrl-C, pressed
+    ``count`` times quickly)."""
+    import signal
+
+    import lifelong.loop as loop
+
+    original = loop.LossMonitor.observe
+
+    def observe(self, loss, task, step):
+        if step == at:
+            for _ in range(count):
+                signal.raise_signal(signal.SIGINT)
+        return original(self, loss, task, step)
+
+    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
+
+
+def test_compare_stopped_before_a_refresh_run_names_the_refresh_settings(data_root, tmp_path, capsys, monkeypatch):
+    """Stopped in its first run (without refresh), `compare` printed `refresh  (gamma None,
+    steps None, every None)`, on stdout and in compare-*.md: it took the settings from finished
+    runs with refresh, and there were none. They are the configuration's own, known before any
+    run: the header equals that of the same comparison run to its end."""
+    out = tmp_path / "cmp"
+    args = ["compare", *_tiny(data_root), "--refresh", "code", "--refresh-param", "every=1", "--seeds", "0-1",
+            "--jobs", "1", "--out", str(out)]
+    _sigints_at(monkeypatch, 1, 1)
+    code, stopped, err = _cli(args, capsys)
+    assert code == 130 and "1 interrupted, 3 not started" in err, err
+    assert not any(out.glob("refresh-*")), "no run with refresh started"
+    header = stopped.splitlines()[0]
+    assert "None" not in header and "refresh code (gamma " in header and ", every 1)" in header, header
+    (md,) = out.glob("compare-*.md")
+    assert md.read_text().splitlines()[0] == header
+    monkeypatch.undo()
+    code, finished, err = _cli(args, capsys)
+    assert code == 0, err
+    assert finished.splitlines()[0] == header.replace("0/2 complete", "2/2 complete")
+    (doc,) = out.glob("compare-*.json")
+    refreshed = json.loads(next(out.glob("refresh-code-*-seed0")).joinpath("metrics.json").read_text())
+    assert json.loads(doc.read_text())["refresh"] == refreshed["refresh"]

@@ -233,6 +233,12 @@ def resolve_config(config: RunConfig, sources: dict[tuple[str, str], Source] | N
     return _resolved(config, recipe, backbone, device, out, stream)
 
 
+def refresh_settings(recipe: Recipe) -> dict[str, Any] | None:
+    """The settings of ``recipe``'s refresh plug-in, every default filled in, as its runs record
+    them (``refresh:`` in ``config.yaml`` and ``metrics.json``); ``None`` without refresh."""
+    return next((p.settings() for p in recipe.plugins if getattr(p, "name", "") == "refresh"), None)
+
+
 def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.device, out: Path,
               stream: Stream) -> dict[str, Any]:
     """The configuration with every name and default resolved: the one definition of what
@@ -244,7 +250,7 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
         replay_batch_size=config.replay_batch_size or config.batch_size,
         method_name=recipe.name,
         recipe=recipe.spec,
-        refresh=next((p.settings() for p in recipe.plugins if getattr(p, "name", "") == "refresh"), None),
+        refresh=refresh_settings(recipe),
         device=str(device),
         out=str(out),
         scenario=stream.scenario,
