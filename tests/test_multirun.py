@@ -586,3 +586,16 @@ def test_compare_stopped_before_a_refresh_run_names_the_refresh_settings(data_ro
     (doc,) = out.glob("compare-*.json")
     refreshed = json.loads(next(out.glob("refresh-code-*-seed0")).joinpath("metrics.json").read_text())
     assert json.loads(doc.read_text())["refresh"] == refreshed["refresh"]
+
+
+def test_an_interrupted_runs_end_line_shows_missing_accuracies_as_in_the_tables(data_root, tmp_path, capsys,
+                                                                                monkeypatch):
+    """Stopped in its first task, a run has no accuracy yet: its end line in run.log read
+    `class-IL None, task-IL None`; the tables show a missing value as `-`."""
+    out = tmp_path / "run"
+    _sigints_at(monkeypatch, 1, 1)
+    code, stdout, err = _cli(["run", *_tiny(data_root), "--out", str(out)], capsys)
+    assert code == 130, err
+    (end,) = [line for line in (out / "run.log").read_text().splitlines() if " end: " in line]
+    assert "None" not in end and end.endswith("; class-IL -, task-IL -"), end
+    assert f"|{'-':>7}" in stdout, stdout  # the table's average, missing
