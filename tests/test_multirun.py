@@ -482,9 +482,10 @@ def test_the_line_after_a_stop_says_how_to_continue():
     from lifelong.cli.many import _stop_line
 
     counts = {"complete": 1, "interrupted": 2, "diverged": 0, "not started": 3}
-    line = _stop_line(counts, Path("runs/compare-x"), out_given=False)
+    again = {"complete": 1, "resume": 2, "start": 3}
+    line = _stop_line(counts, again, Path("runs/compare-x"), out_given=False)
     assert "1 complete, 2 interrupted, 3 not started" in line and "with --out runs/compare-x" in line
-    assert "with --out" not in _stop_line(counts, Path("runs/x"), out_given=True)
+    assert "with --out" not in _stop_line(counts, again, Path("runs/x"), out_given=True)
 
 
 # 7. a stop request after the runs, while the summary is written or the process exits
@@ -599,3 +600,39 @@ def test_an_interrupted_runs_end_line_shows_missing_accuracies_as_in_the_tables(
     (end,) = [line for line in (out / "run.log").read_text().splitlines() if " end: " in line]
     assert "None" not in end and end.endswith("; class-IL -, task-IL -"), end
     assert f"|{'-':>7}" in stdout, stdout  # the table's average, missing
+def test_a_run_stopped_before_its_first_checkpoint_is_said_to_start_over(data_root, tmp_path, capsys, monkeypatch):
+    """Two quick Ctrl-Cs in the first run of `--seeds`: it stops at once, with no checkpoint. The
+    stop line said "interrupted ones resume from their checkpoints", and, once its checkpoints/
+    folder existed (empty), `--dry-run` said `seed 0: would resume from its checkpoint`; the
+    command, run again, started that run over. Both now say what happens."""
+    from lifelong.runs.checkpoint import CheckpointStore
+
+    out = tmp_path / "seeds"
+    args = ["run", *_tiny(data_root), "--seeds", "0-1", "--jobs", "1", "--out", str(out)]
+    _sigints_at(monkeypatch, 1, 2)
+    code, _, err = _cli(args, capsys)
+    monkeypatch.undo()
+    assert code == 130 and not CheckpointStore(out / "seed-0").paths(), err
+    (line,) = [line for line in err.splitlines() if line.startswith("lifelong: stopped")]
+    assert "(1 interrupted, 1 not started)" in line, line
+    assert "resume" not in line and line.endswith("2 runs start from the beginning (no checkpoint)"), line
+    (out / "seed-0" / "checkpoints").mkdir(exist_ok=True)  # as a failed first write leaves it: empty
+    code, stdout, err = _cli([*args, "--dry-run"], capsys)
+    assert code == 0, err
+    assert f"seed 0: would start over (no checkpoint) -> {out / 'seed-0'}" in stdout, stdout
+    assert f"seed 1: would start -> {out / 'seed-1'}" in stdout, stdout
+    code, _, err = _cli(args, capsys)
+    assert code == 0, err
+    log = (out / "seed-0" / "run.log").read_text()
+    assert "resum" not in log and log.count(" start: ") == 1, log
+
+
+def test_the_stop_line_counts_runs_that_resume_apart_from_runs_that_start_over():
+    from lifelong.cli.many import _stop_line
+
+    counts = {"complete": 1, "interrupted": 2, "diverged": 0, "not started": 3}
+    line = _stop_line(counts, {"complete": 1, "resume": 1, "start": 4}, Path("runs/x"), out_given=True)
+    assert line.endswith("run the same command again: 1 complete run is reused, 1 run resumes from its "
+                         "checkpoint, 4 runs start from the beginning (no checkpoint)"), line
+    line = _stop_line(counts, {"complete": 0, "resume": 2, "start": 0}, Path("runs/x"), out_given=True)
+    assert line.endswith("again: 2 runs resume from their checkpoints"), line
