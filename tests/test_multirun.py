@@ -636,3 +636,25 @@ def test_the_stop_line_counts_runs_that_resume_apart_from_runs_that_start_over()
                          "checkpoint, 4 runs start from the beginning (no checkpoint)"), line
     line = _stop_line(counts, {"complete": 0, "resume": 2, "start": 0}, Path("runs/x"), out_given=True)
     assert line.endswith("again: 2 runs resume from their checkpoints"), line
+
+
+def test_a_sweep_of_one_run_says_one_run(data_root, tmp_path, capsys):
+    sweep = _sweep_file(tmp_path, data_root, "{lr: [0.05]}", seeds="0")
+    code, _, err = _cli(["sweep", str(sweep), "--dry-run"], capsys)
+    assert code == 0, err
+    assert "1 configuration x 1 seed = 1 run, 1 job(s)" in err and "1 runs" not in err, err
+
+
+def test_quiet_says_what_it_leaves_out_wherever_it_is_accepted():
+    """`--quiet` said "no progress bars" on `run --seeds` and `compare`, which have none: it
+    changed nothing there. Its help now says where it acts, and sweep's what it leaves out."""
+    from lifelong.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    helps = {name: next(a.help for a in sub._actions if "--quiet" in a.option_strings)
+             for name, sub in commands.items() if any("--quiet" in a.option_strings for a in sub._actions)}
+    assert set(helps) == {"run", "compare", "sweep"}, helps
+    for name in ("run", "compare"):
+        assert "single run" in helps[name] and "--seeds and compare show none" in helps[name], helps[name]
+    assert helps["sweep"] == "no line per finished run"

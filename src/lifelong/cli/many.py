@@ -149,7 +149,8 @@ def sweep_command(args: argparse.Namespace) -> int:
 
     left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
     header = (f"lifelong: sweep of {_plural(len(sweep.points), 'configuration')}{left_out} x "
-              f"{_plural(len(sweep.points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {sweep.root}")
+              f"{_plural(len(sweep.points[0].configs), 'seed')} = {_plural(len(configs), 'run')}, {jobs} job(s) -> "
+              f"{sweep.root}")
     labels = [f"seed {c.seed} {p.folder.name}" for p in sweep.points for c in p.configs]
     return _run_many(args, header, sweep.root, configs, labels, run, True)
 
