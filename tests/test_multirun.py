@@ -658,3 +658,19 @@ def test_quiet_says_what_it_leaves_out_wherever_it_is_accepted():
     for name in ("run", "compare"):
         assert "single run" in helps[name] and "--seeds and compare show none" in helps[name], helps[name]
     assert helps["sweep"] == "no line per finished run"
+
+
+def test_a_folder_resumes_only_from_a_checkpoint_whose_writing_finished(tmp_path):
+    """An empty checkpoints/, or one holding a checkpoint without its digest (its writing was cut
+    short; reading would set it aside), is nothing to resume from: the run starts over."""
+    from lifelong.runs.reuse import folder_state
+
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.yaml").write_text("seed: 0\n")
+    assert folder_state(folder) == ("start", None)
+    checkpoint = folder / "checkpoints" / "ckpt-000000003.pt"
+    checkpoint.write_bytes(b"cut short")
+    assert folder_state(folder) == ("start", None)
+    checkpoint.with_name(checkpoint.name + ".sha256").write_text("0" * 64)
+    assert folder_state(folder) == ("resume", None)
