@@ -49,6 +49,7 @@ GPM = "tests/test_gpm.py"
 GERE = "tests/test_gere.py"
 ADAPTIVE = "tests/test_adaptive_weights.py"
 OPTIM = "tests/test_optim.py"
+MULTIRUN = "tests/test_multirun.py"
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,17 @@ MUTANTS: list[Mutant] = [
       "score = mu_old / safe_mu + sigma / (safe_mu + mu_old)",
       "score = safe_mu / mu_old + sigma / (safe_mu + mu_old)", (ADAPTIVE,),
       "RECAP's convergence rate as current over previous mean (a falling loss would lose weight)"),
+    # -- what a stopped command of many runs says it will do ------------------------------------
+    M("resume-from-an-empty-checkpoints-folder", False, "runs/reuse.py",
+      'if (out / "config.yaml").is_file() and CheckpointStore(out).written():',
+      'if (out / "config.yaml").is_file() and (out / "checkpoints").is_dir():',
+      (f"{MULTIRUN}::test_a_run_stopped_before_its_first_checkpoint_is_said_to_start_over",
+       f"{MULTIRUN}::test_a_folder_resumes_only_from_a_checkpoint_whose_writing_finished"),
+      "a run folder with an empty checkpoints/ is said to resume from its checkpoint"),
+    M("resume-from-an-unfinished-checkpoint", False, "runs/checkpoint.py",
+      'return [p for p in self.paths() if p.with_name(p.name + ".sha256").is_file()]', "return self.paths()",
+      (f"{MULTIRUN}::test_a_folder_resumes_only_from_a_checkpoint_whose_writing_finished",),
+      "a checkpoint whose writing was cut short (no digest) counts as one to resume from"),
     # -- Adadelta (Zeiler 2012; torch.optim.Adadelta; SHARP's optimiser) --------------------------
     M("adadelta-rho-swapped", False, "optim.py",
       "        torch._foreach_mul_(square_avgs, rho)\n"

@@ -482,9 +482,10 @@ def test_the_line_after_a_stop_says_how_to_continue():
     from lifelong.cli.many import _stop_line
 
     counts = {"complete": 1, "interrupted": 2, "diverged": 0, "not started": 3}
-    line = _stop_line(counts, Path("runs/compare-x"), out_given=False)
+    again = {"complete": 1, "resume": 2, "start": 3}
+    line = _stop_line(counts, again, Path("runs/compare-x"), out_given=False)
     assert "1 complete, 2 interrupted, 3 not started" in line and "with --out runs/compare-x" in line
-    assert "with --out" not in _stop_line(counts, Path("runs/x"), out_given=True)
+    assert "with --out" not in _stop_line(counts, again, Path("runs/x"), out_given=True)
 
 
 # 7. a stop request after the runs, while the summary is written or the process exits
@@ -540,3 +541,136 @@ def test_a_signal_as_the_command_exits_is_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+# 8. what a stopped command says: its refresh settings, what continuing does, a missing accuracy
+
+
+def _sigints_at(monkeypatch, at: int, count: int) -> None:
+    """At global step ``at`` of every run in this process, ``count`` SIGINTs (Ctrl-C, pressed
+    ``count`` times quickly)."""
+    import signal
+
+    import lifelong.loop as loop
+
+    original = loop.LossMonitor.observe
+
+    def observe(self, loss, task, step):
+        if step == at:
+            for _ in range(count):
+                signal.raise_signal(signal.SIGINT)
+        return original(self, loss, task, step)
+
+    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
+
+
+def test_compare_stopped_before_a_refresh_run_names_the_refresh_settings(data_root, tmp_path, capsys, monkeypatch):
+    """Stopped in its first run (without refresh), `compare` printed `refresh  (gamma None,
+    steps None, every None)`, on stdout and in compare-*.md: it took the settings from finished
+    runs with refresh, and there were none. They are the configuration's own, known before any
+    run: the header equals that of the same comparison run to its end."""
+    out = tmp_path / "cmp"
+    args = ["compare", *_tiny(data_root), "--refresh", "code", "--refresh-param", "every=1", "--seeds", "0-1",
+            "--jobs", "1", "--out", str(out)]
+    _sigints_at(monkeypatch, 1, 1)
+    code, stopped, err = _cli(args, capsys)
+    assert code == 130 and "1 interrupted, 3 not started" in err, err
+    assert not any(out.glob("refresh-*")), "no run with refresh started"
+    header = stopped.splitlines()[0]
+    assert "None" not in header and "refresh code (gamma " in header and ", every 1)" in header, header
+    (md,) = out.glob("compare-*.md")
+    assert md.read_text().splitlines()[0] == header
+    monkeypatch.undo()
+    code, finished, err = _cli(args, capsys)
+    assert code == 0, err
+    assert finished.splitlines()[0] == header.replace("0/2 complete", "2/2 complete")
+    (doc,) = out.glob("compare-*.json")
+    refreshed = json.loads(next(out.glob("refresh-code-*-seed0")).joinpath("metrics.json").read_text())
+    assert json.loads(doc.read_text())["refresh"] == refreshed["refresh"]
+
+
+def test_an_interrupted_runs_end_line_shows_missing_accuracies_as_in_the_tables(data_root, tmp_path, capsys,
+                                                                                monkeypatch):
+    """Stopped in its first task, a run has no accuracy yet: its end line in run.log read
+    `class-IL None, task-IL None`; the tables show a missing value as `-`."""
+    out = tmp_path / "run"
+    _sigints_at(monkeypatch, 1, 1)
+    code, stdout, err = _cli(["run", *_tiny(data_root), "--out", str(out)], capsys)
+    assert code == 130, err
+    (end,) = [line for line in (out / "run.log").read_text().splitlines() if " end: " in line]
+    assert "None" not in end and end.endswith("; class-IL -, task-IL -"), end
+    assert f"|{'-':>7}" in stdout, stdout  # the table's average, missing
+def test_a_run_stopped_before_its_first_checkpoint_is_said_to_start_over(data_root, tmp_path, capsys, monkeypatch):
+    """Two quick Ctrl-Cs in the first run of `--seeds`: it stops at once, with no checkpoint. The
+    stop line said "interrupted ones resume from their checkpoints", and, once its checkpoints/
+    folder existed (empty), `--dry-run` said `seed 0: would resume from its checkpoint`; the
+    command, run again, started that run over. Both now say what happens."""
+    from lifelong.runs.checkpoint import CheckpointStore
+
+    out = tmp_path / "seeds"
+    args = ["run", *_tiny(data_root), "--seeds", "0-1", "--jobs", "1", "--out", str(out)]
+    _sigints_at(monkeypatch, 1, 2)
+    code, _, err = _cli(args, capsys)
+    monkeypatch.undo()
+    assert code == 130 and not CheckpointStore(out / "seed-0").paths(), err
+    (line,) = [line for line in err.splitlines() if line.startswith("lifelong: stopped")]
+    assert "(1 interrupted, 1 not started)" in line, line
+    assert "resume" not in line and line.endswith("2 runs start from the beginning (no checkpoint)"), line
+    (out / "seed-0" / "checkpoints").mkdir(exist_ok=True)  # as a failed first write leaves it: empty
+    code, stdout, err = _cli([*args, "--dry-run"], capsys)
+    assert code == 0, err
+    assert f"seed 0: would start over (no checkpoint) -> {out / 'seed-0'}" in stdout, stdout
+    assert f"seed 1: would start -> {out / 'seed-1'}" in stdout, stdout
+    code, _, err = _cli(args, capsys)
+    assert code == 0, err
+    log = (out / "seed-0" / "run.log").read_text()
+    assert "resum" not in log and log.count(" start: ") == 1, log
+
+
+def test_the_stop_line_counts_runs_that_resume_apart_from_runs_that_start_over():
+    from lifelong.cli.many import _stop_line
+
+    counts = {"complete": 1, "interrupted": 2, "diverged": 0, "not started": 3}
+    line = _stop_line(counts, {"complete": 1, "resume": 1, "start": 4}, Path("runs/x"), out_given=True)
+    assert line.endswith("run the same command again: 1 complete run is reused, 1 run resumes from its "
+                         "checkpoint, 4 runs start from the beginning (no checkpoint)"), line
+    line = _stop_line(counts, {"complete": 0, "resume": 2, "start": 0}, Path("runs/x"), out_given=True)
+    assert line.endswith("again: 2 runs resume from their checkpoints"), line
+
+
+def test_a_sweep_of_one_run_says_one_run(data_root, tmp_path, capsys):
+    sweep = _sweep_file(tmp_path, data_root, "{lr: [0.05]}", seeds="0")
+    code, _, err = _cli(["sweep", str(sweep), "--dry-run"], capsys)
+    assert code == 0, err
+    assert "1 configuration x 1 seed = 1 run, 1 job(s)" in err and "1 runs" not in err, err
+
+
+def test_quiet_says_what_it_leaves_out_wherever_it_is_accepted():
+    """`--quiet` said "no progress bars" on `run --seeds` and `compare`, which have none: it
+    changed nothing there. Its help now says where it acts, and sweep's what it leaves out."""
+    from lifelong.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    helps = {name: next(a.help for a in sub._actions if "--quiet" in a.option_strings)
+             for name, sub in commands.items() if any("--quiet" in a.option_strings for a in sub._actions)}
+    assert set(helps) == {"run", "compare", "sweep"}, helps
+    for name in ("run", "compare"):
+        assert "single run" in helps[name] and "--seeds and compare show none" in helps[name], helps[name]
+    assert helps["sweep"] == "no line per finished run"
+
+
+def test_a_folder_resumes_only_from_a_checkpoint_whose_writing_finished(tmp_path):
+    """An empty checkpoints/, or one holding a checkpoint without its digest (its writing was cut
+    short; reading would set it aside), is nothing to resume from: the run starts over."""
+    from lifelong.runs.reuse import folder_state
+
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.yaml").write_text("seed: 0\n")
+    assert folder_state(folder) == ("start", None)
+    checkpoint = folder / "checkpoints" / "ckpt-000000003.pt"
+    checkpoint.write_bytes(b"cut short")
+    assert folder_state(folder) == ("start", None)
+    checkpoint.with_name(checkpoint.name + ".sha256").write_text("0" * 64)
+    assert folder_state(folder) == ("resume", None)

@@ -29,18 +29,22 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _stop_line(counts: dict[str, int], root: Path, out_given: bool) -> str:
-    """The one line after a stop request: what was done, and how to continue."""
-    again = "run the same command again" + ("" if out_given else f" with --out {root}")
+def _stop_line(counts: dict[str, int], again: dict[str, int], root: Path, out_given: bool) -> str:
+    """The one line after a stop request: what was done (``counts``), how to continue, and what
+    continuing does with the runs (``again``, :func:`lifelong.runs.parallel.next_time`)."""
+    command = "run the same command again" + ("" if out_given else f" with --out {root}")
     done = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-    return (f"lifelong: stopped on request ({done}); to continue, {again}: complete runs are reused and "
-            f"interrupted ones resume from their checkpoints")
+    one = {"complete": ("complete run is reused", "complete runs are reused"),
+           "resume": ("run resumes from its checkpoint", "runs resume from their checkpoints"),
+           "start": ("run starts from the beginning (no checkpoint)", "runs start from the beginning (no checkpoint)")}
+    then = ", ".join(f"{n} {one[what][n != 1]}" for what, n in again.items() if n)
+    return f"lifelong: stopped on request ({done}); to continue, {command}: {then}"
 
 
 def _many_runs_flags(args: argparse.Namespace, command: str) -> tuple[dict, dict, str | None]:
     """The flags and config-file values of ``--seeds`` or ``compare``, and the folder given
     (``--out`` or the file's ``out:``); refused: what cannot apply to many runs."""
-    continues = "complete runs in its folder are reused and interrupted ones resumed"
+    continues = "complete runs in its folder are reused, interrupted ones resumed from a checkpoint if they have one"
     if args.resume:
         raise UserError(f"{command} continues by itself: run the same command again (with the same --out); "
                         f"{continues}. Drop --resume")
@@ -69,6 +73,8 @@ def _dry_run(header: str, labels: list[str], configs: list) -> int:
     print(header, file=sys.stderr)
     for label, config, state in zip(labels, configs, found):
         how = f" ({state.other})" if state.other else ""
+        if state.state == "start" and (Path(config.out) / "config.yaml").is_file():  # a run with no checkpoint
+            how = " over (no checkpoint)"
         print(f"{label}: {words[state.state]}{how} -> {config.out}")
     message = refusal(configs, found)
     if message:
@@ -84,7 +90,7 @@ def _run_many(args: argparse.Namespace, header: str, root: Path, configs: list, 
     the folder's command lock, its summary's text printed, and the exit code: 130 after a stop
     request (with how to continue), 1 when a run is not complete, else 0."""
     from lifelong.runs.folder import CommandLock
-    from lifelong.runs.parallel import finishing
+    from lifelong.runs.parallel import finishing, next_time
 
     if args.dry_run:
         return _dry_run(header, labels, configs)
@@ -94,7 +100,7 @@ def _run_many(args: argparse.Namespace, header: str, root: Path, configs: list, 
             summary, text = run()
             print(text)
             if summary["stopped"]:
-                print(_stop_line(summary["runs"], root, out_given), file=sys.stderr)
+                print(_stop_line(summary["runs"], next_time(configs), root, out_given), file=sys.stderr)
                 return 130
             return 0 if summary["complete"] else 1
 
@@ -143,7 +149,8 @@ def sweep_command(args: argparse.Namespace) -> int:
 
     left_out = f" ({_plural(sweep.duplicates, 'duplicate grid point')} left out)" if sweep.duplicates else ""
     header = (f"lifelong: sweep of {_plural(len(sweep.points), 'configuration')}{left_out} x "
-              f"{_plural(len(sweep.points[0].configs), 'seed')} = {len(configs)} runs, {jobs} job(s) -> {sweep.root}")
+              f"{_plural(len(sweep.points[0].configs), 'seed')} = {_plural(len(configs), 'run')}, {jobs} job(s) -> "
+              f"{sweep.root}")
     labels = [f"seed {c.seed} {p.folder.name}" for p in sweep.points for c in p.configs]
     return _run_many(args, header, sweep.root, configs, labels, run, True)
 

@@ -142,7 +142,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help=f"log the loss every N steps (default {C.log_every})")
     p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
                    help="Python file or module that registers your own terms or plug-ins (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars while a single run trains (--seeds and compare show none; their line "
+                        "per finished run is printed all the same)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the configuration, data and model, print the resolved configuration, train nothing")
 

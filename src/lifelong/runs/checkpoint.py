@@ -78,6 +78,11 @@ class CheckpointStore:
         found = [p for p in self.folder.iterdir() if _NAME.match(p.name)]
         return sorted(found, key=lambda p: p.name, reverse=True)
 
+    def written(self) -> list[Path]:
+        """Checkpoint files whose writing finished (their digest is beside them), newest first:
+        what a run can be resumed from, unless reading finds one damaged (:meth:`load_latest`)."""
+        return [p for p in self.paths() if p.with_name(p.name + ".sha256").is_file()]
+
     def save(self, payload: dict[str, Any], step: int) -> Path:
         """Write ``payload`` as the checkpoint of ``step``; keep the newest :data:`KEEP`."""
         buffer = io.BytesIO()

@@ -15,7 +15,7 @@ from lifelong.errors import ConfigError
 from lifelong.metrics import count_complete, is_complete, mean_std
 from lifelong.runs.folder import check_runs_folder
 from lifelong.runs.parallel import outcome, run_all, stopped, tally
-from lifelong.runs.session import check_run
+from lifelong.runs.session import check_run, refresh_settings
 
 VARIANTS = ("base", "refresh")  # without and with refresh
 
@@ -78,6 +78,7 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     without refresh; a folder holding a run of other settings refuses the comparison before
     any run starts (:func:`lifelong.runs.reuse.check_runs`)."""
     jobs_list = comparison_runs(config, seeds, out)
+    refresh = _refresh_of(next(cfg for name, _, cfg in jobs_list if name == "refresh"))
 
     def finished(i: int, doc: dict) -> None:
         if report:
@@ -89,13 +90,20 @@ def run_comparison(config: RunConfig, seeds: list[int], out: Path, *, jobs: int 
     summary = summarize(docs, seeds)
     summary["stopped"], summary["runs"] = stopped(results), tally(results)
     ran = [doc for doc in results if doc is not None]
-    summary["refresh"] = next((doc["refresh"] for doc in ran if doc.get("refresh")), None)
+    summary["refresh"] = refresh
     summary["benchmark"] = config.benchmark
     summary["method"] = ran[0]["method"] if ran else method_name(config.method)
     tag = refresh_tag(config.refresh or "paper")
     (out / f"compare-{tag}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / f"compare-{tag}.md").write_text(format_comparison(summary) + "\n")
     return summary
+
+
+def _refresh_of(config: RunConfig) -> dict[str, Any] | None:
+    """The resolved refresh settings of the comparison's runs with refresh (every default filled
+    in, as those runs record them), known before any of them has started or finished."""
+    _, recipe, _, _ = check_run(config)
+    return refresh_settings(recipe)
 
 
 def plan_comparison(config: RunConfig, seeds: list[int], out: str | None = None

@@ -1,6 +1,6 @@
 """Many runs at once: each configuration in its own run folder, several in parallel processes,
-finished runs reused, interrupted ones resumed from their checkpoints. Used by ``--seeds``,
-``lifelong sweep`` and ``lifelong compare``.
+finished runs reused, interrupted ones resumed from their checkpoints (started over when they
+have none). Used by ``--seeds``, ``lifelong sweep`` and ``lifelong compare``.
 
 One stop request (SIGINT or SIGTERM, to the command's process or to a run's) stops them all:
 no run starts after it, and every run in flight writes a checkpoint at its next step and stops,
@@ -87,6 +87,17 @@ def plan(config: RunConfig) -> Found:
     state, _ = folder_state(Path(config.out))
     resolved = prepare_run(replace(config, overwrite=True), resume=state != "start", dry_run=True)
     return check_folder(config, lambda _: resolved)
+
+
+def next_time(configs: Sequence[RunConfig]) -> dict[str, int]:
+    """What the same command, started again, would do with its runs (their folders as they are
+    now, their settings checked when the command started): how many it would reuse
+    (``complete``), resume from a checkpoint (``resume``) and start from the beginning
+    (``start``: not started, or stopped before its first checkpoint)."""
+    counts = {"complete": 0, "resume": 0, "start": 0}
+    for config in configs:
+        counts[folder_state(Path(config.out))[0]] += 1
+    return counts
 
 
 class StopRequest:

@@ -16,6 +16,7 @@ import yaml
 
 from lifelong.config import NOT_IDENTITY, RunConfig
 from lifelong.errors import ConfigError
+from lifelong.runs.checkpoint import CheckpointStore
 
 Resolve = Callable[[RunConfig], dict[str, Any]]
 
@@ -34,7 +35,10 @@ class Found:
 
 def folder_state(out: Path) -> tuple[str, dict[str, Any] | None]:
     """What a run folder holds, whatever its settings: ``("complete", metrics)``, ``("resume",
-    None)`` (a configuration and checkpoints) or ``("start", None)``."""
+    None)`` (a configuration and a checkpoint whose writing finished,
+    :meth:`~lifelong.runs.checkpoint.CheckpointStore.written`) or ``("start", None)`` (nothing to
+    continue from: no run, or one stopped before its first checkpoint, whose ``checkpoints/`` may
+    be empty)."""
     metrics = out / "metrics.json"
     if metrics.is_file():
         try:
@@ -43,7 +47,7 @@ def folder_state(out: Path) -> tuple[str, dict[str, Any] | None]:
                 return "complete", doc
         except ValueError:
             pass
-    if (out / "config.yaml").is_file() and (out / "checkpoints").is_dir():
+    if (out / "config.yaml").is_file() and CheckpointStore(out).written():
         return "resume", None
     return "start", None
 

@@ -233,6 +233,12 @@ def resolve_config(config: RunConfig, sources: dict[tuple[str, str], Source] | N
     return _resolved(config, recipe, backbone, device, out, stream)
 
 
+def refresh_settings(recipe: Recipe) -> dict[str, Any] | None:
+    """The settings of ``recipe``'s refresh plug-in, every default filled in, as its runs record
+    them (``refresh:`` in ``config.yaml`` and ``metrics.json``); ``None`` without refresh."""
+    return next((p.settings() for p in recipe.plugins if getattr(p, "name", "") == "refresh"), None)
+
+
 def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.device, out: Path,
               stream: Stream) -> dict[str, Any]:
     """The configuration with every name and default resolved: the one definition of what
@@ -244,7 +250,7 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
         replay_batch_size=config.replay_batch_size or config.batch_size,
         method_name=recipe.name,
         recipe=recipe.spec,
-        refresh=next((p.settings() for p in recipe.plugins if getattr(p, "name", "") == "refresh"), None),
+        refresh=refresh_settings(recipe),
         device=str(device),
         out=str(out),
         scenario=stream.scenario,
@@ -428,6 +434,12 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
     return doc
 
 
+def _shown(value: float | None) -> str:
+    """A measure in ``run.log``: as measured, or ``-`` where there is none yet (a run stopped in
+    its first task), as the tables show a missing value."""
+    return "-" if value is None else str(value)
+
+
 def _write_results(run: PreparedRun, result: RunResult, started: float) -> dict[str, Any]:
     """The matrices, ``model.pt`` (a complete run only) and ``metrics.json`` last; the end line."""
     doc = build_metrics(result, run.resolved, wall_seconds=time.perf_counter() - started,
@@ -438,9 +450,10 @@ def _write_results(run: PreparedRun, result: RunResult, started: float) -> dict[
         atomic_write_bytes(run.out / "model.pt", buffer.getvalue())
     write_results(run.out, result, doc)
     online = doc.get("online")
-    anytime = (f"; anytime A_auc {online['a_auc']}, A_last {online['a_last']} ({online['evaluations']} evaluations "
-               f"every {online['eval_every']} examples, {online['eval_seconds']:.2f} s)" if online else "")
+    anytime = (f"; anytime A_auc {_shown(online['a_auc'])}, A_last {_shown(online['a_last'])} "
+               f"({online['evaluations']} evaluations every {online['eval_every']} examples, "
+               f"{online['eval_seconds']:.2f} s)" if online else "")
     run.log.write(f"end: {result.status}{': ' + result.message if result.message else ''}; "
-                  f"class-IL {doc['class_il']['average_accuracy']}, task-IL {doc['task_il']['average_accuracy']}"
-                  f"{anytime}")
+                  f"class-IL {_shown(doc['class_il']['average_accuracy'])}, "
+                  f"task-IL {_shown(doc['task_il']['average_accuracy'])}{anytime}")
     return doc
