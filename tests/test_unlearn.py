@@ -23,8 +23,9 @@ from tests.conftest import make_source
 
 # -- a 2-parameter model whose gradients are written out by hand ---------------------------------
 class TwoParam(nn.Module):
-    """Logits ``(a·x₁, b·x₂)``: with ``d = p₀ − [y = 0]``, CE's gradients are ``∂a = d·x₁`` and
-    ``∂b = −d·x₂``; the squared logit norm ``a²x₁² + b²x₂²`` has ``∂a = 2a·x₁²``, ``∂b = 2b·x₂²``."""
+    """Logits ``(a·x₁, b·x₂)``: with ``d = p₀ − [y = 0]``, CE's gradients are ``∂a = d·x₁``
+    and ``∂b = −d·x₂``; the squared logit norm ``a²x₁² + b²x₂²`` has ``∂a = 2a·x₁²``,
+    ``∂b = 2b·x₂²``."""
 
     def __init__(self, a: float = 0.7, b: float = -0.4) -> None:
         super().__init__()

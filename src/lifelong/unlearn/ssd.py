@@ -40,7 +40,8 @@ from lifelong.unlearn.data import UnlearnData, batches
 Importances = dict[str, torch.Tensor]
 
 
-def importances(model: nn.Module, data: Iterable[tuple[torch.Tensor, torch.Tensor]], label_free: bool = False) -> Importances:
+def importances(model: nn.Module, data: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                label_free: bool = False) -> Importances:
     """Per-parameter importance over the mini-batches ``data`` (an iterable of ``(x, y)``), as in
     the module docstring: the mean over batches of the squared (SSD) or absolute (LFSSD,
     ``label_free``) gradient of the batch's mean loss. Parameters without a gradient get 0."""
