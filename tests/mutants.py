@@ -50,6 +50,7 @@ GERE = "tests/test_gere.py"
 ADAPTIVE = "tests/test_adaptive_weights.py"
 OPTIM = "tests/test_optim.py"
 MULTIRUN = "tests/test_multirun.py"
+UNLEARN = "tests/test_unlearn.py"
 
 
 @dataclass(frozen=True)
@@ -372,6 +373,39 @@ MUTANTS: list[Mutant] = [
       "        std = torch._foreach_add(square_avgs, eps)\n        torch._foreach_sqrt_(std)\n",
       "        std = torch._foreach_sqrt(square_avgs)\n        torch._foreach_add_(std, eps)\n",
       (OPTIM,), "Adadelta's RMS of the gradients with eps added after the square root"),
+    # -- unlearning (SSD, LFSSD, baselines, evaluation) -----------------------------------------
+    M("ssd-alpha-lambda-swapped", False, "unlearn/ssd.py",
+      "selected = imp_f > alpha * imp_d\n        factor = (lam * imp_d / imp_f)",
+      "selected = imp_f > lam * imp_d\n        factor = (alpha * imp_d / imp_f)", (UNLEARN,),
+      "SSD's selection weighting and dampening constant swapped"),
+    M("ssd-selection-inverted", False, "unlearn/ssd.py", "selected = imp_f > alpha * imp_d",
+      "selected = imp_f < alpha * imp_d", (UNLEARN,), "SSD dampens where the forget importance is below α·I_D"),
+    M("ssd-factor-unclipped", False, "unlearn/ssd.py", "factor = (lam * imp_d / imp_f).clamp(max=1.0)",
+      "factor = (lam * imp_d / imp_f)", (UNLEARN,), "SSD's factor not bounded by 1 (weights may grow)"),
+    M("ssd-abs-gradients", False, "unlearn/ssd.py", "if label_free else g.pow(2)", "if label_free else g.abs()",
+      (UNLEARN,), "SSD's importance from absolute instead of squared gradients"),
+    M("ssd-no-batch-mean", False, "unlearn/ssd.py", "{name: s / max(count, 1) for", "{name: s for", (UNLEARN,),
+      "SSD's importance summed over batches instead of averaged"),
+    M("ssd-summed-loss", False, "unlearn/ssd.py", "else F.cross_entropy(out, y)",
+      'else F.cross_entropy(out, y, reduction="sum")', (UNLEARN,),
+      "SSD's gradient of the batch's summed instead of mean loss"),
+    M("ssd-full-set-order", False, "unlearn/ssd.py",
+      "full_x = torch.cat([data.retain_x, data.forget_x])", "full_x = data.train_x", (UNLEARN,),
+      "SSD's D in training-set order, not the reference's retain-then-forget (other batches)"),
+    M("lfssd-squared-gradients", False, "unlearn/ssd.py", "g.abs() if label_free", "g.pow(2) if label_free",
+      (UNLEARN,), "LFSSD squares gradients instead of taking absolute values"),
+    M("lfssd-norm-not-squared", False, "unlearn/ssd.py", "out.pow(2).sum(1).mean()",
+      "out.pow(2).sum(1).sqrt().mean()", (UNLEARN,), "LFSSD's loss is the logits' L2 norm, not its square"),
+    M("unlearn-ascent-descends", False, "unlearn/baselines.py", "(-F.cross_entropy(model(bx), by)).backward()",
+      "F.cross_entropy(model(bx), by).backward()", (UNLEARN,), "gradient ascent descends the forget loss"),
+    M("relabel-may-keep-own", False, "unlearn/baselines.py",
+      "    allowed[torch.arange(len(own), device=own.device), own] = False\n", "", (UNLEARN,),
+      "random relabelling may keep an example's own label"),
+    M("mia-unbalanced", False, "unlearn/evaluate.py",
+      "weights = torch.where(target > 0, n / (2 * positives), n / (2 * (n - positives)))",
+      "weights = torch.ones_like(target)", (UNLEARN,), "the attack's logistic regression without balanced weights"),
+    M("unlearn-kl-reversed", False, "unlearn/evaluate.py", "kl = (ref.exp() * (ref - out)).sum(1)",
+      "kl = (out.exp() * (out - ref)).sum(1)", (UNLEARN,), "KL(model ‖ reference) instead of KL(reference ‖ model)"),
 ]
 
 
