@@ -131,3 +131,30 @@ def _same_tensor(x: torch.Tensor, y: torch.Tensor) -> bool:
     if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y):
         return False
     return torch.equal(*(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8) for t in (x, y)))
+
+
+def sigints_at(monkeypatch, at: int, count: int) -> None:
+    """At global step ``at`` of every run in this process, ``count`` SIGINTs reach it (Ctrl-C
+    pressed ``count`` times quickly)."""
+    import signal
+
+    import lifelong.loop as loop
+
+    original = loop.LossMonitor.observe
+
+    def observe(self, loss, task, step):
+        if step == at:
+            for _ in range(count):
+                signal.raise_signal(signal.SIGINT)
+        return original(self, loss, task, step)
+
+    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory) -> Path:
+    """A very small Fashion-MNIST in the real IDX files (8 training and 2 test images a class),
+    shared by a module's tests."""
+    root = tmp_path_factory.mktemp("fashion")
+    write_fashion_mnist(root, per_class_train=8, per_class_test=2)
+    return root

@@ -17,8 +17,7 @@ from lifelong.loop import check_task_free, train
 from lifelong.methods import build_recipe
 from lifelong.optim import SGD
 from lifelong.plugins.gpm import CUBER, GPM, _Layer, project_out, update_basis
-from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags,
-                            write_fashion_mnist)
+from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags)
 
 
 class _State:
@@ -223,13 +222,6 @@ def test_gpm_keeps_the_first_task_better_than_finetuning():
 
 
 # -- runs through the CLI, resume ---------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def fashion(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fashion")
-    write_fashion_mnist(root, per_class_train=8, per_class_test=2)
-    return root
-
 
 @pytest.mark.parametrize("method", ["gpm", "cuber"])
 def test_cli_runs_finish_and_report_backward_transfer(method, fashion, tmp_path, capsys):

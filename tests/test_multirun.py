@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli as _cli, tiny_run_flags as _tiny
+from tests.conftest import run_cli as _cli, sigints_at, tiny_run_flags as _tiny
 
 
 def _sweep_file(tmp_path: Path, data_root: Path, grid: str, seeds: str = "0-1", base: str = "") -> Path:
@@ -546,24 +546,6 @@ def test_a_signal_as_the_command_exits_is_no_traceback(tmp_path):
 # 8. what a stopped command says: its refresh settings, what continuing does, a missing accuracy
 
 
-def _sigints_at(monkeypatch, at: int, count: int) -> None:
-    """At global step ``at`` of every run in this process, ``count`` SIGINTs (Ctrl-C, pressed
-    ``count`` times quickly)."""
-    import signal
-
-    import lifelong.loop as loop
-
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == at:
-            for _ in range(count):
-                signal.raise_signal(signal.SIGINT)
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-
-
 def test_compare_stopped_before_a_refresh_run_names_the_refresh_settings(data_root, tmp_path, capsys, monkeypatch):
     """Stopped in its first run (without refresh), `compare` printed `refresh  (gamma None,
     steps None, every None)`, on stdout and in compare-*.md: it took the settings from finished
@@ -572,7 +554,7 @@ def test_compare_stopped_before_a_refresh_run_names_the_refresh_settings(data_ro
     out = tmp_path / "cmp"
     args = ["compare", *_tiny(data_root), "--refresh", "code", "--refresh-param", "every=1", "--seeds", "0-1",
             "--jobs", "1", "--out", str(out)]
-    _sigints_at(monkeypatch, 1, 1)
+    sigints_at(monkeypatch, 1, 1)
     code, stopped, err = _cli(args, capsys)
     assert code == 130 and "1 interrupted, 3 not started" in err, err
     assert not any(out.glob("refresh-*")), "no run with refresh started"
@@ -594,7 +576,7 @@ def test_an_interrupted_runs_end_line_shows_missing_accuracies_as_in_the_tables(
     """Stopped in its first task, a run has no accuracy yet: its end line in run.log read
     `class-IL None, task-IL None`; the tables show a missing value as `-`."""
     out = tmp_path / "run"
-    _sigints_at(monkeypatch, 1, 1)
+    sigints_at(monkeypatch, 1, 1)
     code, stdout, err = _cli(["run", *_tiny(data_root), "--out", str(out)], capsys)
     assert code == 130, err
     (end,) = [line for line in (out / "run.log").read_text().splitlines() if " end: " in line]
@@ -609,7 +591,7 @@ def test_a_run_stopped_before_its_first_checkpoint_is_said_to_start_over(data_ro
 
     out = tmp_path / "seeds"
     args = ["run", *_tiny(data_root), "--seeds", "0-1", "--jobs", "1", "--out", str(out)]
-    _sigints_at(monkeypatch, 1, 2)
+    sigints_at(monkeypatch, 1, 2)
     code, _, err = _cli(args, capsys)
     monkeypatch.undo()
     assert code == 130 and not CheckpointStore(out / "seed-0").paths(), err

@@ -16,14 +16,8 @@ from lifelong.plugins import Refresh
 from lifelong.runs.finished import Run, group_runs
 from lifelong.seeding import torch_generator
 from lifelong.runs.session import config_hash, execute_run, prepare_run
-from tests.conftest import run_cli, write_fashion_mnist
+from tests.conftest import run_cli
 
-
-@pytest.fixture(scope="module")
-def fashion(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fashion")
-    write_fashion_mnist(root, per_class_train=8, per_class_test=2)
-    return root
 
 
 def _config(root, out, **values):

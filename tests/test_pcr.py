@@ -22,8 +22,7 @@ from lifelong.objective import StepBatch
 from lifelong.objective.proxy import (ProxyContrastive, ProxyLogitDistillation, SimilarityDistillation,
                                       periodic_scale, proxy_contrastive_loss)
 from lifelong.optim import SGD
-from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags,
-                            write_fashion_mnist)
+from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags)
 
 
 # -- the proxy loss by hand ---------------------------------------------------------------------
@@ -339,13 +338,6 @@ def test_pcr_step_forwards_each_part_with_its_views_and_hpcr_stores_pre_update_f
 
 
 # -- runs ---------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def fashion(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fashion")
-    write_fashion_mnist(root, per_class_train=8, per_class_test=2)
-    return root
-
 
 @pytest.mark.parametrize("method, extra", [("pcr", ["--refresh", "paper"]), ("hpcr", ["--refresh", "code"]),
                                            ("hpcr", ["--benchmark", "si-blurry-fashion-mnist"])])

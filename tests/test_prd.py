@@ -25,8 +25,7 @@ from lifelong.objective.prototype import RelationDistillation, prototype_loss, r
 from lifelong.objective.supcon import supcon_loss
 from lifelong.optim import SGD
 from lifelong.seeding import torch_generator
-from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags,
-                            write_fashion_mnist)
+from tests.conftest import (crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags)
 
 
 def _unit(v):
@@ -320,13 +319,6 @@ def test_the_python_loop_asks_for_the_projection():
 
 
 # -- runs ---------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def fashion(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fashion")
-    write_fashion_mnist(root, per_class_train=8, per_class_test=2)
-    return root
-
 
 @pytest.mark.parametrize("extra", [[], ["--refresh", "code"]])
 def test_cli_runs_finish(extra, fashion, tmp_path, capsys):

@@ -16,6 +16,7 @@ from lifelong.cli import main
 from lifelong.runs import checkpoint as ckpt
 from lifelong.runs.folder import RunLock
 from lifelong.runs.session import execute_run, prepare_run
+from tests.conftest import sigints_at
 from tests.test_resume import Crash, _config, _run, _same_results, data_root, reference  # noqa: F401
 
 WINNER_FILES = ("config.yaml", "run.log", "events.jsonl", "steps.csv")
@@ -116,23 +117,10 @@ def test_when_every_checkpoint_is_damaged_the_new_ones_are_kept(data_root, refer
     assert not any((out / "checkpoints" / "damaged").iterdir())
 
 
-def _signals_at(monkeypatch, at: int, count: int) -> None:
-    """At step ``at``, ``count`` SIGINTs reach the process (as from Ctrl-C pressed quickly)."""
-    original = loop.LossMonitor.observe
-
-    def observe(self, loss, task, step):
-        if step == at:
-            for _ in range(count):
-                signal.raise_signal(signal.SIGINT)
-        return original(self, loss, task, step)
-
-    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
-
-
 def test_a_second_ctrl_c_before_any_checkpoint_says_there_is_nothing_to_resume(data_root, tmp_path, monkeypatch,
                                                                               capsys):
     out = tmp_path / "run"
-    _signals_at(monkeypatch, 1, 2)
+    sigints_at(monkeypatch, 1, 2)
     code = main(_cli_args(data_root, out))
     err = capsys.readouterr().err
     assert code == 130 and "Traceback" not in err
@@ -146,7 +134,7 @@ def test_a_second_ctrl_c_before_any_checkpoint_says_there_is_nothing_to_resume(d
 
 def test_a_second_ctrl_c_names_the_checkpoint_there_is(data_root, reference, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    _signals_at(monkeypatch, 7, 2)
+    sigints_at(monkeypatch, 7, 2)
     code = main(_cli_args(data_root, out))
     err = capsys.readouterr().err
     assert code == 130 and "Traceback" not in err
@@ -162,7 +150,7 @@ def test_a_second_ctrl_c_names_the_checkpoint_there_is(data_root, reference, tmp
 
 def test_one_ctrl_c_writes_a_checkpoint_and_names_it(data_root, reference, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    _signals_at(monkeypatch, 7, 1)
+    sigints_at(monkeypatch, 7, 1)
     code = main(_cli_args(data_root, out))
     err = capsys.readouterr().err
     assert code == 130

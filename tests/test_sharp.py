@@ -286,13 +286,6 @@ def test_knn_plugin_stores_the_first_examples_and_refreshes_the_replayed_classes
 
 # -- runs ---------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def fashion(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fashion")
-    write_fashion_mnist(root, per_class_train=8, per_class_test=2)
-    return root
-
-
 def test_cli_run_finishes_with_the_sharp_network(fashion, tmp_path, capsys):
     code, out, err = run_cli(["run", "--method", "sharp-lite", "--backbone", "sharp-conv", *tiny_run_flags(fashion),
                               "--buffer-size", "20", "--param", "per_class=2", "--out", str(tmp_path / "run")], capsys)

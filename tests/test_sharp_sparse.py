@@ -21,7 +21,7 @@ from lifelong.optim import SGD
 from lifelong.plugins.knn import MaskedKNN
 from lifelong.plugins.sparse import (SparseLayer, SparseRewiring, drop_connections, grow_connections,
                                      selection_fraction, top_units)
-from tests.conftest import crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags, write_fashion_mnist
+from tests.conftest import crash_then_resume, make_source, run_cli, same_weights, tiny_run_flags
 
 
 # -- the schedule and the selection rule ----------------------------------------------------------
@@ -239,13 +239,6 @@ def test_phases_split_the_tasks_steps_evenly():
 
 
 # -- runs through the command line ---------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def fashion(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fashion")
-    write_fashion_mnist(root, per_class_train=8, per_class_test=2)
-    return root
-
 
 def test_resume_mid_task_equals_an_uninterrupted_run(fashion, tmp_path, monkeypatch):
     def config(out):
