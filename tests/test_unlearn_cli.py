@@ -240,3 +240,42 @@ def test_unlearn_refuses_an_out_that_holds_something_or_cannot_be_made(source_ru
     (tmp_path / "file").write_text("x")
     code, _, err = run_cli(_unlearn(source_run, tmp_path / "file" / "below", "--method", "ssd"), capsys)
     assert code == 2 and "is below the file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_list_names_the_unlearning_methods(capsys):
+    code, out, _ = run_cli(["list"], capsys)
+    assert code == 0 and "unlearning methods" in out
+    assert all(f"  {name} " in out for name in ("ssd", "lfssd", "finetune", "gradient-ascent", "random-labels"))
+
+
+@pytest.mark.parametrize("values", [
+    {}, {"refresh": "code", "seed": 3}, {"shuffle_classes": True, "method": "derpp", "params": {"alpha": 0.3}},
+    {"online": True, "buffer_size": 20}, {"benchmark": "si-blurry-fashion-mnist", "blurry_mix": 20},
+    {"benchmark": "task-free-fashion-mnist", "task_free_width": 0.7}, {"optimizer": "adadelta", "epochs": 2},
+], ids=["plain", "refresh", "derpp", "online", "blurry", "task-free", "adadelta"])
+def test_retrain_flags_give_the_same_configuration(data_root, tmp_path, values):
+    from lifelong.cli.parser import build_parser, flags_of
+    from lifelong.unlearn.run import retrain_command
+
+    source = resolve_config(_config(data_root, out=str(tmp_path / "a"), **values))
+    argv = shlex.split(retrain_command(source, "random:0.1", tmp_path / "b"))
+    flags, file_values = flags_of(build_parser().parse_args(argv[1:]))
+    again = resolve_config(make_config(file_values, flags))
+    assert again["forget"] == "random:0.1"
+    assert config_hash({k: v for k, v in again.items() if k not in FORGET_KEYS}) == config_hash(source)
+
+
+@pytest.mark.parametrize("values", [{"refresh": {"gamma": 0.001}}, {"view_batch": 2, "epochs": 2}],
+                         ids=["refresh-without-form", "view-batch"])
+def test_retrain_settings_file_gives_the_same_configuration(data_root, tmp_path, values):
+    import yaml
+
+    from lifelong.config import load_yaml
+    from lifelong.unlearn.run import retrain_command, retrain_flags, retrain_settings
+
+    source = resolve_config(_config(data_root, out=str(tmp_path / "a"), **values))
+    assert retrain_flags(source) is None  # a setting without a flag: the command reads a file
+    (tmp_path / "retrain.yaml").write_text(yaml.safe_dump(retrain_settings(source, "classes:3")))
+    assert "--config" in retrain_command(source, "classes:3", tmp_path / "b", tmp_path / "retrain.yaml")
+    again = resolve_config(make_config(load_yaml(tmp_path / "retrain.yaml"), {"out": str(tmp_path / "a")}))
+    assert config_hash({k: v for k, v in again.items() if k not in FORGET_KEYS}) == config_hash(source)

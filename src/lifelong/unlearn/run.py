@@ -126,31 +126,51 @@ def _flag_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _repeated(flag: str, values: dict[str, Any]) -> list[str]:
+    """``--flag name=value`` for each setting of a mapping (``None`` values left to their defaults)."""
+    return [part for name, v in values.items() if v is not None for part in (flag, f"{name}={_flag_value(v)}")]
+
+
+def _setting_flags(key: str, value: Any) -> list[str] | None:
+    """The flags of one setting; ``None`` when it has none (a mapping other than ``params`` and
+    ``refresh``)."""
+    if key == "params":
+        return _repeated("--param", value)
+    if key == "imports":
+        return [part for name in value for part in ("--import", name)]
+    if key == "refresh":
+        if "form" not in value:  # a config file's mapping without a form: the flags would add one
+            return None
+        return ["--refresh", value["form"], *_repeated("--refresh-param", {k: v for k, v in value.items()
+                                                                         if k != "form"})]
+    if isinstance(value, dict):
+        return None
+    flag = "--" + key.replace("_", "-")
+    return [flag] if value is True else [flag, _flag_value(value)]
+
+
+def _given_refresh(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The refresh settings the run was given (its recipe's refresh entry, which the fingerprint
+    covers as given), not ``refresh:`` with every default filled in."""
+    plugins = (resolved.get("recipe") or {}).get("plugins") or []
+    entry = next((p for p in reversed(plugins) if isinstance(p, dict) and p.get("plugin") == "refresh"), None)
+    return {k: v for k, v in (entry or resolved["refresh"]).items() if k != "plugin"}
+
+
 def retrain_flags(resolved: dict[str, Any]) -> list[str] | None:
     """The ``lifelong run`` flags of a run's settings (``config.yaml``), every setting that
     defines the run given explicitly, so that the run they start is the same configuration;
-    ``None`` when one of them has no flag (a recipe mapping, a mapping of refresh, view-batch or
+    ``None`` when one of them has no flag (a recipe mapping, a mapping of view-batch or
     error-memory settings)."""
     flags: list[str] = []
     for key in KEYS:
-        value = resolved.get(key)
+        value = _given_refresh(resolved) if key == "refresh" and resolved.get(key) else resolved.get(key)
         if key in LEFT_OUT_OF_RETRAIN or value is None or value is False or value == []:
             continue
-        flag = "--" + key.replace("_", "-")
-        if key == "params":
-            flags += [part for name, v in value.items() for part in ("--param", f"{name}={_flag_value(v)}")]
-        elif key == "imports":
-            flags += [part for name in value for part in ("--import", name)]
-        elif key == "refresh":
-            flags += ["--refresh", value["form"]] + [part for name, v in value.items() if name != "form"
-                                                     and v is not None
-                                                     for part in ("--refresh-param", f"{name}={_flag_value(v)}")]
-        elif isinstance(value, dict):
+        given = _setting_flags(key, value)
+        if given is None:
             return None
-        elif value is True:
-            flags.append(flag)
-        else:
-            flags += [flag, _flag_value(value)]
+        flags += given
     return flags
 
 
@@ -170,6 +190,10 @@ def retrain_command(resolved: dict[str, Any], forget: ForgetSpec | str, out: str
 def retrain_settings(resolved: dict[str, Any], forget: ForgetSpec | str) -> dict[str, Any]:
     """The run settings of a retrain, as a config file holds them: the source run's, with ``forget``."""
     settings = {k: resolved[k] for k in KEYS if k in resolved and k not in LEFT_OUT_OF_RETRAIN}
+    if settings.get("refresh"):
+        settings["refresh"] = _given_refresh(resolved)
+    if settings.get("imports"):  # a config file's relative files are read from its own folder
+        settings["imports"] = [str(Path(v).resolve()) if v.endswith(".py") else v for v in settings["imports"]]
     return {**settings, "forget": str(forget)}
 
 
