@@ -51,6 +51,7 @@ ADAPTIVE = "tests/test_adaptive_weights.py"
 OPTIM = "tests/test_optim.py"
 MULTIRUN = "tests/test_multirun.py"
 UNLEARN = "tests/test_unlearn.py"
+UNLEARN_CLI = "tests/test_unlearn_cli.py"
 
 
 @dataclass(frozen=True)
@@ -406,6 +407,17 @@ MUTANTS: list[Mutant] = [
       "weights = torch.ones_like(target)", (UNLEARN,), "the attack's logistic regression without balanced weights"),
     M("unlearn-kl-reversed", False, "unlearn/evaluate.py", "kl = (ref.exp() * (ref - out)).sum(1)",
       "kl = (out.exp() * (out - ref)).sum(1)", (UNLEARN,), "KL(model ‖ reference) instead of KL(reference ‖ model)"),
+    M("forget-first-task-only", False, "runs/session.py", "    for task in stream.tasks:\n        kept = ",
+      "    for task in stream.tasks[:1]:\n        kept = ", (UNLEARN_CLI,),
+      "the run setting forget removes its examples from the first task only"),
+    M("forget-kept-inverted", False, "runs/session.py", "kept = ~mask[task.train_idx]", "kept = mask[task.train_idx]",
+      (UNLEARN_CLI,), "the run setting forget keeps the forget set and drops the rest"),
+    M("forget-no-digest", False, "runs/session.py", '"forget_digest": forget_digest(mask)}', "}",
+      (UNLEARN_CLI,), "which examples were forgotten left out of the configuration (two random draws one run)"),
+    M("unlearn-fractions-not-percent", False, "unlearn/run.py", "round(100.0 * value, 4)", "round(value, 4)",
+      (UNLEARN_CLI,), "an unlearning's accuracies as fractions while a run's are percentages"),
+    M("unlearn-compare-any-run", False, "unlearn/run.py", 'if theirs.get("forget_digest") != digest:',
+      "if False:", (UNLEARN_CLI,), "--compare-to accepts a run that forgot other examples"),
 ]
 
 

@@ -84,6 +84,11 @@ def catalog(benchmark: str = "split-mnist", buffer_size: int = 500) -> list[str]
     out.append(f"  {'terms':<22} {names(dict(sorted(TERMS.items())))}")
     out.append(f"  {'memories':<22} {names(MEMORIES)}")
     out.append(f"  {'plug-ins':<22} {names(dict(sorted(PLUGINS.items())))}")
+    from lifelong.unlearn import UNLEARNERS
+
+    out.append("unlearning methods (`lifelong unlearn RUN_DIR --forget SPEC --method NAME`; docs/UNLEARNING.md):")
+    for u in UNLEARNERS.values():
+        out.append(f"  {u.name:<22} {u.summary}; {', '.join(f'{k}={v}' for k, v in u.defaults.items())}")
     return out
 
 

@@ -40,6 +40,10 @@ class RunConfig:
     for what the user does not set (never the published offline settings). ``eval_every``:
     anytime evaluation every that many training examples (:mod:`lifelong.anytime`; ``None``: its
     default, on for online runs and blurry or task-free streams).
+
+    ``forget``: a forget set (:func:`lifelong.unlearn.parse_forget_spec`: ``classes:3,7``,
+    ``random:0.01``, ``indices:FILE``) left out of every task's training examples, the test set
+    untouched: the *retrain* baseline of machine unlearning (docs/UNLEARNING.md).
     """
 
     benchmark: str = "split-mnist"
@@ -78,6 +82,7 @@ class RunConfig:
     deterministic: bool = False
     online: bool = False
     eval_every: int | None = None
+    forget: str | None = None
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +100,7 @@ class RunConfig:
 # while unset (None, or False for a switch), so that the resolved configurations, fingerprints
 # and sweep folder names of the other runs stay what they were before these settings existed.
 UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width", "view_batch", "online",
-                  "eval_every", "error_memory")
+                  "eval_every", "error_memory", "forget")
 BLURRY_KEYS = ("blurry_disjoint", "blurry_mix", "blurry_variant")
 # ...and the same for settings whose default predates them: ``optimizer: sgd`` is what every run
 # did before the setting existed (an absent ``optimizer`` in a config.yaml means sgd)
@@ -177,6 +182,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "deterministic": ((bool,), False),
     "online": ((bool,), False),
     "eval_every": ((int,), True),
+    "forget": ((str,), True),
 }
 KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
@@ -458,6 +464,10 @@ def validate(config: RunConfig) -> None:
     _check_limits(config)
     _check_stream(config)
     _check_memory_size(config)
+    if config.forget is not None:  # its syntax now; its examples when the data are read (session.stream_of)
+        from lifelong.unlearn.forget import parse_forget_spec
+
+        parse_forget_spec(config.forget)
 
 
 def _check_stream(config: RunConfig) -> None:

@@ -105,6 +105,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=_integer, default=s, metavar="K",
                    help="anytime evaluation: accuracy on the classes seen so far every K training examples and at "
                         "each task end (default 1000 with --online and on si-blurry-*/task-free-* streams, else off)")
+    p.add_argument("--forget", default=s, metavar="SPEC",
+                   help="leave these training examples out of every task (the test set untouched): classes:3,7, "
+                        "random:0.01 or indices:FILE; the retrain baseline of `lifelong unlearn`")
     p.add_argument("--backbone", default=s,
                    help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
@@ -179,6 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="run folders, or folders holding run folders (e.g. a sweep's or compare's)")
     report.add_argument("--out", default="report", help="folder for report.html and the figures (default ./report)")
+    unlearn = sub.add_parser("unlearn", help="remove a forget set from a finished run's model, and measure it")
+    unlearn.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (config.yaml, model.pt)")
+    unlearn.add_argument("--forget", required=True, metavar="SPEC",
+                         help="the training examples to forget: classes:3,7, random:0.01 (drawn from the run's seed) "
+                              "or indices:FILE")
+    unlearn.add_argument("--method", required=True, metavar="NAME",
+                         help="ssd, lfssd, finetune, gradient-ascent, random-labels or refresh (`lifelong list`)")
+    unlearn.add_argument("--param", action="append", metavar="NAME=VALUE", type=_param,
+                         help="a parameter of the method, e.g. --param alpha=2 (repeatable)")
+    unlearn.add_argument("--out", required=True, metavar="DIR",
+                         help="new folder for model.pt, metrics.json and config.yaml")
+    unlearn.add_argument("--compare-to", default=None, metavar="RETRAIN_DIR",
+                         help="a finished run trained with --forget the same set: agreement and KL with its model")
+    unlearn.add_argument("--seed", type=_integer, default=None,
+                         help="the seed of a method that draws (default: the run's)")
+    unlearn.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    unlearn.add_argument("--data-root", default=None, help="the data folder, if not the run's")
     listing = sub.add_parser("list", help="list the benchmarks and methods")
     listing.add_argument("--method", default=None, metavar="NAME",
                          help="one preset in full: its recipe, parameters and published settings")

@@ -209,11 +209,40 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
 
 
 def stream_of(benchmark: Benchmark, source: Source, config: RunConfig) -> Stream:
-    """The stream of a run of ``config``: ``source`` cut into ``benchmark``'s tasks by the run's settings."""
-    return build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
-                        shuffle_classes=config.shuffle_classes, blurry_disjoint=config.blurry_disjoint,
-                        blurry_mix=config.blurry_mix, blurry_variant=config.blurry_variant,
-                        task_free_width=config.task_free_width)
+    """The stream of a run of ``config``: ``source`` cut into ``benchmark``'s tasks by the run's
+    settings, then, with ``config.forget``, its forget set left out of every task's training
+    examples (:func:`without_forget_set`)."""
+    stream = build_stream(benchmark, source, seed=config.seed, num_tasks=config.num_tasks,
+                          shuffle_classes=config.shuffle_classes, blurry_disjoint=config.blurry_disjoint,
+                          blurry_mix=config.blurry_mix, blurry_variant=config.blurry_variant,
+                          task_free_width=config.task_free_width)
+    return stream if config.forget is None else without_forget_set(stream, config.forget, config.seed)
+
+
+def without_forget_set(stream: Stream, spec: str, seed: int) -> Stream:
+    """``stream`` with the training examples of the forget set ``spec`` (over the source's whole
+    training set, :func:`lifelong.unlearn.forget_mask`; ``random:`` drawn from ``seed``) removed
+    from every task, each task's other examples kept in their order and the test sets untouched:
+    the run that never saw the forget set (the *retrain* baseline). The cut stream is the one
+    without a forget set, so every other example sits in the same task. Its settings record the
+    spec, how many training examples it names, and a digest of which (``forget``,
+    ``forget_count``, ``forget_digest``: in ``config.yaml`` and the fingerprint). A task left
+    without training examples is one line."""
+    from lifelong.unlearn.forget import forget_digest, forget_mask, parse_forget_spec
+
+    parsed = parse_forget_spec(spec)
+    mask = forget_mask(parsed, stream.source.train_y, stream.source.num_classes, seed)
+    for task in stream.tasks:
+        kept = ~mask[task.train_idx]
+        if not bool(kept.any()):
+            raise ConfigError(f"forget set {parsed} leaves task {task.index + 1} (classes {list(task.classes)}) "
+                              f"without training examples; forget fewer examples, or run without that task")
+        task.train_idx = task.train_idx[kept]
+        if task.train_task is not None:
+            task.train_task = task.train_task[kept]
+    stream.settings = {**stream.settings, "forget": str(parsed), "forget_count": int(mask.sum()),
+                       "forget_digest": forget_digest(mask)}
+    return stream
 
 
 def resolve_config(config: RunConfig, sources: dict[tuple[str, str], Source] | None = None) -> dict[str, Any]:
@@ -294,6 +323,15 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     return run
 
 
+def build_model(config: RunConfig, recipe: Recipe, backbone: str, source: Source, device: torch.device) -> nn.Module:
+    """The model a run of ``config`` starts from: the backbone with the recipe's head and
+    projection, initialised from the run's seed (what ``model.pt`` is the state of, once trained)."""
+    torch.manual_seed(derive(config.seed, "init"))
+    model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
+                     recipe.head_scale).to(device)
+    return set_projection(model, recipe.projection)
+
+
 def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: str, device: torch.device,
            out: Path, lock: RunLock, resume: bool, dry_run: bool = False) -> PreparedRun | dict:
     """Data, stream, model, optimiser, run folder and (when resuming) the checkpoint."""
@@ -304,10 +342,7 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
             stream = stream.to(device)
         except torch.cuda.OutOfMemoryError:
             raise ConfigError(f"{benchmark.name}'s data do not fit in the memory of {device}; use --device cpu") from None
-    torch.manual_seed(derive(config.seed, "init"))
-    model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
-                     recipe.head_scale).to(device)
-    model = set_projection(model, recipe.projection)
+    model = build_model(config, recipe, backbone, source, device)
     optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
     check_model = getattr(MEMORIES.get(recipe.memory), "check_model", None)
     if check_model is not None:  # e.g. hidden-activation replay needs a frozen split of the backbone

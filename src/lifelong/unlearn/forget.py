@@ -15,6 +15,7 @@ index outside the training set, an empty forget set, or one that leaves nothing 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,3 +153,10 @@ def _check_sizes(spec: ForgetSpec, mask: torch.Tensor) -> None:
 def forget_indices(mask: torch.Tensor) -> torch.Tensor:
     """The positions of a forget mask, as an int64 tensor in increasing order."""
     return mask.nonzero().flatten()
+
+
+def forget_digest(mask: torch.Tensor) -> str:
+    """16 hex digits of the SHA-256 of the mask's positions (int64, increasing): which examples a
+    forget set names, so that two runs or an unlearning and its retrain can be checked to
+    forget the same ones (``forget_digest`` in their configurations)."""
+    return hashlib.sha256(forget_indices(mask).cpu().to(torch.int64).numpy().tobytes()).hexdigest()[:16]

@@ -1,0 +1,40 @@
+"""`lifelong unlearn`: a finished run's model with a forget set removed
+(:func:`lifelong.unlearn.unlearn_run`), a short table of what changed, and the retrain command."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _cell(value: float | None, digits: int = 2) -> str:
+    return f"{'-':>8}" if value is None else f"{value:>8.{digits}f}"
+
+
+def unlearn_table(doc: dict[str, Any]) -> list[str]:
+    """The lines ``lifelong unlearn`` prints: the method, the forget set, accuracy (percent) and
+    the attack before and after, agreement with the retrained model, the retrain command."""
+    params = ", ".join(f"{k}={v}" for k, v in doc["params"].items())
+    lines = [f"lifelong: {doc['method']} ({params}) on {doc['source_run']}, forget {doc['forget']} "
+             f"({doc['forget_count']} of {doc['forget_count'] + doc['retain_count']} training examples), "
+             f"{doc['wall_seconds']:.2f} s",
+             f"{'':<8}{'forget':>8}{'retain':>8}{'test':>8}{'MIA':>8}"]
+    for name, part in (("before", doc["before"]), ("after", doc)):
+        acc = part["accuracy"]
+        lines.append(f"{name:<8}{_cell(acc['forget'])}{_cell(acc['retain'])}{_cell(acc['test'])}"
+                     f"{_cell(part['mia'], 3)}")
+    if "agreement" in doc:
+        a = doc["agreement"]
+        lines.append(f"agreement with {doc['compare_to']}: test {a['test']['agreement']:.2f}% "
+                     f"(KL {a['test']['kl']:.4f}), forget {a['forget']['agreement']:.2f}% (KL {a['forget']['kl']:.4f})")
+    lines.append(f"retrain: {doc['retrain_command']}")
+    return lines
+
+
+def unlearn_command(args: argparse.Namespace) -> int:
+    from lifelong.unlearn.run import unlearn_run
+
+    doc = unlearn_run(args.run_dir, args.forget, args.method, dict(args.param or []), args.out, args.compare_to,
+                      seed=args.seed, device=args.device, data_root=args.data_root)
+    print("\n".join(unlearn_table(doc)))
+    print(f"lifelong: unlearned model and metrics in {args.out}")
+    return 0

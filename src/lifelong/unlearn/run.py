@@ -1,0 +1,323 @@
+"""Unlearning a finished run: read its folder (``config.yaml``, ``model.pt``), rebuild its model and
+data with the run machinery's own builders, apply a method of :data:`~lifelong.unlearn.UNLEARNERS`,
+measure it (:func:`~lifelong.unlearn.evaluate_unlearning`, against a retrained run with
+``compare_to``) and write the unlearned model, ``metrics.json`` and ``config.yaml`` to a new
+folder, all at once (a temporary folder renamed into place: a failure leaves nothing).
+
+The retrain baseline is a run with the run setting ``forget`` (``lifelong run ... --forget SPEC``,
+:func:`lifelong.runs.session.without_forget_set`): :func:`retrain_command` writes it out for the
+source run's settings. Both draw a ``random:`` forget set from the source run's seed, so that the
+two forget the same examples (checked by their ``forget_digest``).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import yaml
+
+from lifelong.config import KEYS, RunConfig, make_config
+from lifelong.errors import ConfigError
+from lifelong.unlearn.data import UnlearnData
+from lifelong.unlearn.evaluate import accuracies, evaluate_unlearning, membership_inference
+from lifelong.unlearn.forget import ForgetSpec, forget_digest, forget_mask, parse_forget_spec
+from lifelong.unlearn.registry import Unlearner, get_unlearner
+
+SCHEMA_VERSION = 1  # of an unlearning's metrics.json (``kind: unlearn``)
+# run settings a retrain command leaves out: where and how the run is written and logged, the device
+LEFT_OUT_OF_RETRAIN = ("out", "overwrite", "threads", "checkpoint_every", "download", "log", "log_every", "device",
+                       "forget")
+
+
+@dataclass
+class SourceRun:
+    """A finished run read back: its folder, resolved configuration (``config.yaml``), the
+    configuration rebuilt from it, the trained model, and its data split by the forget set."""
+
+    folder: Path
+    resolved: dict[str, Any]
+    config: RunConfig
+    model: nn.Module
+    data: UnlearnData | None = None
+
+
+def _finished_config(folder: Path, what: str) -> tuple[dict[str, Any], RunConfig]:
+    """The stored and rebuilt configuration of a finished run folder, or one line saying why not."""
+    from lifelong.runs.reuse import folder_state, stored_config
+
+    if not folder.is_dir():
+        raise ConfigError(f"{what} {folder} is not a folder; give a finished run folder")
+    if not (folder / "config.yaml").is_file():
+        raise ConfigError(f"{what} {folder} is not a lifelong run folder (no config.yaml)")
+    state, _ = folder_state(folder)
+    if state != "complete":
+        raise ConfigError(f"the run in {folder} is not complete (no metrics.json marked complete); "
+                          f"finish it first (`lifelong run --resume {folder}`)")
+    if not (folder / "model.pt").is_file():
+        raise ConfigError(f"the run in {folder} has no model.pt; it cannot be unlearned or compared with")
+    resolved = stored_config(folder)
+    if resolved is None:
+        raise ConfigError(f"{folder / 'config.yaml'} cannot be read or is not a run configuration")
+    values = {k: v for k, v in resolved.items() if k in KEYS}
+    values["device"] = "cpu"  # replaced by the device asked for (:func:`load_run`)
+    return resolved, make_config(values, {})
+
+
+def load_run(folder: str | Path, *, device: str = "auto", data_root: str | None = None, what: str = "run folder",
+             source_cache: dict | None = None) -> tuple[SourceRun, Any]:
+    """A finished run's model, its weights loaded from ``model.pt``, and its data source, built
+    as the run built them (:func:`lifelong.runs.session.check_run`, :func:`~lifelong.runs.
+    session.build_model`); ``data_root`` replaces the run's data folder. Domain-incremental runs
+    (permuted, rotated) are refused: their inputs depend on the task."""
+    from lifelong.runs.session import build_model, check_run, resolve_device
+
+    folder = Path(folder)
+    resolved, config = _finished_config(folder, what)
+    if data_root is not None:
+        config.data_root = data_root
+    benchmark, recipe, backbone, _ = check_run(config)
+    if benchmark.split in ("permuted", "rotated"):
+        raise ConfigError(f"{folder} is a run of {benchmark.name}, whose inputs change with the task; "
+                          f"unlearning covers class-incremental, blurry and task-free runs")
+    torch_device = resolve_device(device)
+    key = (benchmark.name, config.data_root)
+    source = (source_cache or {}).get(key)
+    if source is None:
+        source = benchmark.load(Path(config.data_root), config.download).to(torch_device)
+        if source_cache is not None:
+            source_cache[key] = source
+    model = build_model(config, recipe, backbone, source, torch_device)
+    try:
+        state = torch.load(folder / "model.pt", map_location=torch_device, weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:  # a damaged file or weights of another model: torch raises many kinds
+        raise ConfigError(f"{folder / 'model.pt'} cannot be loaded into the run's model "
+                          f"({type(exc).__name__}); is the folder's config.yaml the run's own?") from None
+    return SourceRun(folder, resolved, config, model.eval()), source
+
+
+def method_params(unlearner: Unlearner, params: dict[str, Any] | None, seed: int) -> dict[str, Any]:
+    """Every parameter of the method: its defaults, ``seed`` for a method that draws, then
+    ``params``; an unknown name is one line."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(unlearner.defaults))
+    if unknown:
+        taken = ", ".join(unlearner.defaults) or "none"
+        raise ConfigError(f"unlearning method {unlearner.name!r} has no parameter {unknown[0]!r}; it takes {taken}")
+    seeded = {"seed": seed} if "seed" in unlearner.defaults else {}
+    return {**unlearner.defaults, **seeded, **params}
+
+
+def _flag_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _repeated(flag: str, values: dict[str, Any]) -> list[str]:
+    """``--flag name=value`` for each setting of a mapping (``None`` values left to their defaults)."""
+    return [part for name, v in values.items() if v is not None for part in (flag, f"{name}={_flag_value(v)}")]
+
+
+def _setting_flags(key: str, value: Any) -> list[str] | None:
+    """The flags of one setting; ``None`` when it has none (a mapping other than ``params`` and
+    ``refresh``)."""
+    if key == "params":
+        return _repeated("--param", value)
+    if key == "imports":
+        return [part for name in value for part in ("--import", name)]
+    if key == "refresh":
+        if "form" not in value:  # a config file's mapping without a form: the flags would add one
+            return None
+        return ["--refresh", value["form"], *_repeated("--refresh-param", {k: v for k, v in value.items()
+                                                                         if k != "form"})]
+    if isinstance(value, dict):
+        return None
+    flag = "--" + key.replace("_", "-")
+    return [flag] if value is True else [flag, _flag_value(value)]
+
+
+def _given_refresh(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The refresh settings the run was given (its recipe's refresh entry, which the fingerprint
+    covers as given), not ``refresh:`` with every default filled in."""
+    plugins = (resolved.get("recipe") or {}).get("plugins") or []
+    entry = next((p for p in reversed(plugins) if isinstance(p, dict) and p.get("plugin") == "refresh"), None)
+    return {k: v for k, v in (entry or resolved["refresh"]).items() if k != "plugin"}
+
+
+def retrain_flags(resolved: dict[str, Any]) -> list[str] | None:
+    """The ``lifelong run`` flags of a run's settings (``config.yaml``), every setting that
+    defines the run given explicitly, so that the run they start is the same configuration;
+    ``None`` when one of them has no flag (a recipe mapping, a mapping of view-batch or
+    error-memory settings)."""
+    flags: list[str] = []
+    for key in KEYS:
+        value = _given_refresh(resolved) if key == "refresh" and resolved.get(key) else resolved.get(key)
+        if key in LEFT_OUT_OF_RETRAIN or value is None or value is False or value == []:
+            continue
+        given = _setting_flags(key, value)
+        if given is None:
+            return None
+        flags += given
+    return flags
+
+
+def retrain_command(resolved: dict[str, Any], forget: ForgetSpec | str, out: str | Path,
+                    config_file: str | Path | None = None) -> str:
+    """The command that trains the source run's configuration without the forget set: its flags
+    (:func:`retrain_flags`) then ``--forget SPEC --out OUT``; where a setting has no flag,
+    ``--config config_file`` (a file holding the run's settings, :func:`retrain_settings`)."""
+    flags = retrain_flags(resolved)
+    if flags is None:
+        if config_file is None:
+            raise ConfigError("the run's settings include a mapping that no flag gives; pass a config file")
+        flags = ["--config", str(config_file)]
+    return shlex.join(["lifelong", "run", *flags, "--forget", str(forget), "--out", str(out)])
+
+
+def retrain_settings(resolved: dict[str, Any], forget: ForgetSpec | str) -> dict[str, Any]:
+    """The run settings of a retrain, as a config file holds them: the source run's, with ``forget``."""
+    settings = {k: resolved[k] for k in KEYS if k in resolved and k not in LEFT_OUT_OF_RETRAIN}
+    if settings.get("refresh"):
+        settings["refresh"] = _given_refresh(resolved)
+    if settings.get("imports"):  # a config file's relative files are read from its own folder
+        settings["imports"] = [str(Path(v).resolve()) if v.endswith(".py") else v for v in settings["imports"]]
+    return {**settings, "forget": str(forget)}
+
+
+def _percent(value: float) -> float | None:
+    return None if math.isnan(value) else round(100.0 * value, 4)
+
+
+def _measures(model: nn.Module, data: UnlearnData, reference: nn.Module | None) -> dict[str, Any]:
+    """Accuracies in percent (0 to 100), the attack's member fraction, agreement in percent and KL."""
+    doc = evaluate_unlearning(model, data, reference)
+    out: dict[str, Any] = {"accuracy": {k: _percent(v) for k, v in doc["accuracy"].items()}, "mia": doc["mia"],
+                           "mia_feature": doc["mia_feature"]}
+    if reference is not None:
+        out["agreement"] = {split: {"agreement": _percent(v["agreement"]), "kl": v["kl"]}
+                            for split, v in doc["agreement"].items()}
+    return out
+
+
+def _reference(compare_to: str | Path, spec: ForgetSpec, digest: str, source: SourceRun, device: str,
+               data_root: str | None, cache: dict) -> nn.Module:
+    """The retrained run's model, refused unless it forgot the same examples of the same data."""
+    retrained, _ = load_run(compare_to, device=device, data_root=data_root, what="--compare-to", source_cache=cache)
+    theirs = retrained.resolved
+    if theirs.get("forget_digest") != digest:
+        got = f"without the forget set {theirs['forget']}" if theirs.get("forget") else "on all its data"
+        raise ConfigError(f"--compare-to {compare_to} was trained {got}, not without this unlearning's {spec} "
+                          f"(drawn from seed {source.config.seed}); give a run made with the retrain command")
+    if theirs.get("benchmark") != source.resolved.get("benchmark"):
+        raise ConfigError(f"--compare-to {compare_to} is a run of {theirs.get('benchmark')}, not of "
+                          f"{source.resolved.get('benchmark')}")
+    return retrained.model
+
+
+def _check_out(out: Path) -> Path:
+    """Refuse an output folder that exists and holds anything, or cannot be made; a temporary
+    folder beside it (in its nearest existing parent), renamed into place at the end."""
+    from lifelong.runs.folder import check_out_dir, check_runs_folder
+
+    check_runs_folder(out)
+    check_out_dir(out, overwrite=False)
+    above = out.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    try:
+        return Path(tempfile.mkdtemp(prefix=".lifelong-unlearn-", dir=above))
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {out}: {exc.strerror or exc}; choose another --out") from None
+
+
+def _write(tmp: Path, out: Path, model: nn.Module, doc: dict[str, Any], config: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    (tmp / "model.pt").write_bytes(buffer.getvalue())
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    (tmp / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(tmp, out)  # over a missing or empty folder only: check_out_dir refused any other
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {out}: {exc.strerror or exc}; choose another --out") from None
+
+
+def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str, Any] | None = None,
+                out: str | Path | None = None, compare_to: str | Path | None = None, *, seed: int | None = None,
+                device: str = "auto", data_root: str | None = None) -> dict[str, Any]:
+    """Unlearn the forget set ``forget`` (``classes:3,7``, ``random:0.01``, ``indices:FILE``; a
+    ``random:`` draw from the source run's seed) from the finished run in ``run_dir`` with the
+    method ``method`` and ``params`` (``seed``, for a method that draws: ``seed``, else the run's).
+
+    Returns the metrics document (see docs/UNLEARNING.md): accuracy on the forget, retain and
+    test sets before and after (percent), the membership-inference attack, the method's wall
+    seconds, the method and every parameter, the source run, the forget set, the retrain
+    command and, with ``compare_to`` (a finished run trained with ``--forget`` the same set),
+    agreement and KL with its model on the test and forget sets. With ``out``, writes
+    ``out/model.pt``, ``out/metrics.json`` and ``out/config.yaml`` together, or nothing."""
+    started = time.perf_counter()
+    unlearner = get_unlearner(method)
+    spec = parse_forget_spec(forget)
+    method_params(unlearner, params, 0)  # unknown names before any data are read
+    out = None if out is None else Path(out)
+    tmp = None if out is None else _check_out(out)
+    try:
+        cache: dict = {}
+        source, data_source = load_run(run_dir, device=device, data_root=data_root, source_cache=cache)
+        if source.resolved.get("forget"):
+            raise ConfigError(f"the run in {run_dir} was itself trained without the forget set "
+                              f"{source.resolved['forget']}; unlearn a run trained on all its data")
+        params = method_params(unlearner, params, source.config.seed if seed is None else seed)
+        mask = forget_mask(spec, data_source.train_y, data_source.num_classes, source.config.seed)
+        data = UnlearnData.from_source(data_source, mask)
+        digest = forget_digest(mask)
+        reference = None if compare_to is None else _reference(compare_to, spec, digest, source, device, data_root,
+                                                                cache)
+        before = {"accuracy": {k: _percent(v) for k, v in accuracies(source.model, data).items()},
+                  "mia": membership_inference(source.model, data)}
+        clock = time.perf_counter()
+        unlearned = unlearner(source.model, data, **params)
+        method_seconds = time.perf_counter() - clock
+        measured = _measures(unlearned, data, reference)
+        retrain_out = f"{out}-retrain" if out is not None else "RETRAIN_DIR"
+        settings_file = None if out is None else out / "retrain.yaml"
+        doc = {
+            "schema_version": SCHEMA_VERSION, "kind": "unlearn", "complete": True,
+            "method": unlearner.name, "params": params,
+            "source_run": str(source.folder), "benchmark": source.resolved.get("benchmark"),
+            "source_method": source.resolved.get("method_name", source.resolved.get("method")),
+            "seed": source.config.seed,
+            "forget": str(spec), "forget_count": int(mask.sum()), "forget_digest": digest,
+            "retain_count": int((~mask).sum()), "test_count": len(data.test_y),
+            "before": before, **measured,
+            "compare_to": None if compare_to is None else str(compare_to),
+            "wall_seconds": method_seconds, "total_seconds": time.perf_counter() - started,
+            "retrain_command": retrain_command(source.resolved, spec, retrain_out, settings_file),
+            "command": " ".join(sys.argv),
+        }
+        if tmp is not None:
+            config = {"source_run": str(source.folder), "forget": str(spec), "method": unlearner.name,
+                      "params": params, "compare_to": doc["compare_to"], "device": str(data.train_y.device)}
+            if retrain_flags(source.resolved) is None:
+                (tmp / "retrain.yaml").write_text(yaml.safe_dump(retrain_settings(source.resolved, spec),
+                                                                 sort_keys=False), encoding="utf-8")
+            _write(tmp, out, unlearned, doc, config)
+            tmp = None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return doc
