@@ -52,6 +52,7 @@ OPTIM = "tests/test_optim.py"
 MULTIRUN = "tests/test_multirun.py"
 UNLEARN = "tests/test_unlearn.py"
 UNLEARN_CLI = "tests/test_unlearn_cli.py"
+EDIT = "tests/test_edit.py"
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,39 @@ MUTANTS: list[Mutant] = [
       (UNLEARN_CLI,), "an unlearning's accuracies as fractions while a run's are percentages"),
     M("unlearn-compare-any-run", False, "unlearn/run.py", 'if theirs.get("forget_digest") != digest:',
       "if False:", (UNLEARN_CLI,), "--compare-to accepts a run that forgot other examples"),
+    # -- weight editing and merging (issue 15) -----------------------------------------------------
+    M("lines-over-L", False, "edit/lines.py", "beta * layer / (num_layers - 1)", "beta * layer / num_layers", (EDIT,),
+      "LiNeS scales block ℓ by α + β·ℓ/L instead of α + β·ℓ/(L−1)"),
+    M("lines-head-alpha-beta", False, "edit/lines.py", "v * (alpha if mapping.get(k) is None else",
+      "v * ((alpha + beta) if mapping.get(k) is None else", (EDIT,),
+      "LiNeS scales entries outside the blocks (head, stem) by α + β instead of α"),
+    M("lines-single-beta-one", False, "edit/lines.py", "lines_scale(tau, mapping, num, alpha, 1.0 - alpha)",
+      "lines_scale(tau, mapping, num, alpha, 1.0)", (EDIT,), "single-task LiNeS with β = 1 instead of 1 − α"),
+    M("lines-alpha-no-T", False, "edit/lines.py", "(len(taus) * norm)", "norm", (EDIT,),
+      "multi-task α without the 1/T factor"),
+    M("lines-alpha-inverted", False, "edit/lines.py", "l1_norm(add(taus)) / (len(taus) * norm)",
+      "norm / (len(taus) * l1_norm(add(taus)))", (EDIT,), "multi-task α with the L1 ratio inverted"),
+    M("ties-mean-over-all", False, "edit/merge.py",
+      "agree = torch.where(signs.unsqueeze(0) > 0, trimmed > 0, trimmed < 0)", "agree = trimmed != 0", (EDIT,),
+      "TIES averages every kept entry instead of those agreeing with the elected sign"),
+    M("ties-divide-by-T", False, "edit/merge.py", "count = (selected != 0).sum(0).clamp(min=1)",
+      "count = len(trimmed)", (EDIT,), "TIES divides by the number of tasks instead of the agreeing count"),
+    M("ties-sign-by-count", False, "edit/merge.py", "signs = torch.sign(trimmed.sum(0))",
+      "signs = torch.sign(torch.sign(trimmed).sum(0))", (EDIT,), "TIES elects signs by count instead of mass"),
+    M("ties-zero-sign-kept", False, "edit/merge.py", "return torch.where(signs == 0, majority, signs)",
+      "return signs", (EDIT,), "TIES leaves zero-sum entries without a sign (no majority rule)"),
+    M("ties-trim-per-tensor", False, "edit/merge.py", "    trimmed = trim_top_k(flat, k)\n",
+      "    trimmed = torch.cat([trim_top_k(torch.stack([t[key].reshape(-1) for t in taus]), k) for key in taus[0]], 1)\n",
+      (EDIT,), "TIES trims each tensor separately instead of each task vector globally"),
+    M("ties-trim-exact-k", False, "edit/merge.py", "rank = d - int(d * (k / 100))",
+      "rank = d - int(d * (k / 100)) + 1", (EDIT,), "TIES keeps exactly ⌊d·k⌋ entries (not the reference's ⌊d·k⌋ + 1)"),
+    M("task-vector-int-buffers", False, "edit/task_vectors.py",
+      "{k: f[k] - v for k, v in b.items() if v.is_floating_point()}", "{k: f[k] - v for k, v in b.items()}",
+      (EDIT,), "task vectors include integer buffers (num_batches_tracked)"),
+    M("apply-ignores-coef", False, "edit/task_vectors.py", "v + coef * tau[k].to(v.device)",
+      "v + tau[k].to(v.device)", (EDIT,), "a task vector applied without its coefficient λ"),
+    M("layers-resnet-stem-block", False, "edit/layers.py", "names = residual or [",
+      "names = [", (EDIT,), "ResNets' stem and batch norms counted as layer blocks"),
 ]
 
 
