@@ -3,6 +3,7 @@ fine-tuned from one start merged (:mod:`lifelong.edit.run`), and a table of each
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -33,7 +34,8 @@ def edit_command(args: argparse.Namespace) -> int:
     from lifelong.edit.run import lines_run
 
     if args.edit_command != "lines":
-        print("lifelong: error: choose an edit: lifelong edit lines --base ... --finetuned ... --alpha A --out DIR")
+        print("lifelong: error: choose an edit: lifelong edit lines --base ... --finetuned ... --alpha A --out DIR",
+              file=sys.stderr)
         return 2
     doc = lines_run(args.base, args.finetuned, args.alpha, args.beta, args.out, device=args.device,
                     data_root=args.data_root)
