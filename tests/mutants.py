@@ -53,6 +53,7 @@ MULTIRUN = "tests/test_multirun.py"
 UNLEARN = "tests/test_unlearn.py"
 UNLEARN_CLI = "tests/test_unlearn_cli.py"
 EDIT = "tests/test_edit.py"
+EDIT_CLI = "tests/test_edit_cli.py"
 
 
 @dataclass(frozen=True)
@@ -425,8 +426,8 @@ MUTANTS: list[Mutant] = [
     M("lines-head-alpha-beta", False, "edit/lines.py", "v * (alpha if mapping.get(k) is None else",
       "v * ((alpha + beta) if mapping.get(k) is None else", (EDIT,),
       "LiNeS scales entries outside the blocks (head, stem) by α + β instead of α"),
-    M("lines-single-beta-one", False, "edit/lines.py", "lines_scale(tau, mapping, num, alpha, 1.0 - alpha)",
-      "lines_scale(tau, mapping, num, alpha, 1.0)", (EDIT,), "single-task LiNeS with β = 1 instead of 1 − α"),
+    M("lines-single-beta-one", False, "edit/lines.py", "return alpha, 1.0 - alpha if beta is None",
+      "return alpha, 1.0 if beta is None", (EDIT, EDIT_CLI), "single-task LiNeS with β = 1 instead of 1 − α"),
     M("lines-alpha-no-T", False, "edit/lines.py", "(len(taus) * norm)", "norm", (EDIT,),
       "multi-task α without the 1/T factor"),
     M("lines-alpha-inverted", False, "edit/lines.py", "l1_norm(add(taus)) / (len(taus) * norm)",
@@ -452,6 +453,26 @@ MUTANTS: list[Mutant] = [
       "v + tau[k].to(v.device)", (EDIT,), "a task vector applied without its coefficient λ"),
     M("layers-resnet-stem-block", False, "edit/layers.py", "names = residual or [",
       "names = [", (EDIT,), "ResNets' stem and batch norms counted as layer blocks"),
+    M("init-from-ignored", False, "runs/session.py", "        load_init(model, config.init_from)\n", "        pass\n",
+      (EDIT_CLI,), "a run with init_from starts from its seeded initialisation"),
+    M("init-digest-missing", False, "runs/session.py",
+      'resolved["init_digest"] = file_digest(Path(config.init_from) / "model.pt")', "pass", (EDIT_CLI,),
+      "which weights a run started from left out of its configuration"),
+    M("train-tasks-inverted", False, "runs/session.py", "if task.index + 1 not in chosen:",
+      "if task.index + 1 in chosen:", (EDIT_CLI,), "train_tasks trains every task but those named"),
+    M("train-tasks-from-zero", False, "runs/session.py", "if task.index + 1 not in chosen:",
+      "if task.index not in chosen:", (EDIT_CLI,), "train_tasks counts tasks from 0"),
+    M("edit-start-unchecked", False, "edit/run.py", 'if run.resolved.get("init_digest") != digest:', "if False:",
+      (EDIT_CLI,), "edit and merge accept runs not fine-tuned from the base"),
+    M("edit-same-unchecked", False, "edit/run.py", "        for key in keys:\n", "        for key in ():\n",
+      (EDIT_CLI,), "merge accepts runs of different backbones or tasks"),
+    M("edit-beta-ignored", False, "edit/run.py", "lines_edit(sources.base, model, alpha, beta=beta)",
+      "lines_edit(sources.base, model, alpha)", (EDIT_CLI,), "lifelong edit lines ignores --beta"),
+    M("edit-measures-source", False, "edit/run.py", '"accuracy": accuracy_of(first.model, state, sources.stream)',
+      '"accuracy": accuracy_of(first.model, state_of(first.model), sources.stream)', (EDIT_CLI,),
+      "the edited model's accuracies are the fine-tuned run's"),
+    M("merge-lines-ignored", False, "edit/run.py", "state = lines_merge(sources.base, nets, beta, method, k)",
+      "state = merge(sources.base, nets, method, 1.0, k)", (EDIT_CLI,), "lifelong merge --lines ignores LiNeS"),
 ]
 
 

@@ -44,6 +44,11 @@ class RunConfig:
     ``forget``: a forget set (:func:`lifelong.unlearn.parse_forget_spec`: ``classes:3,7``,
     ``random:0.01``, ``indices:FILE``) left out of every task's training examples, the test set
     untouched: the *retrain* baseline of machine unlearning (docs/UNLEARNING.md).
+
+    ``init_from``: a finished run folder whose ``model.pt`` the model starts from instead of its
+    seeded initialisation (fine-tuning, for :mod:`lifelong.edit`); its digest is recorded
+    (``init_digest``) and part of the fingerprint. ``train_tasks``: train on these tasks of the
+    stream only (``"2"``, ``"1,3"``, counted from 1); every task is still evaluated.
     """
 
     benchmark: str = "split-mnist"
@@ -83,6 +88,8 @@ class RunConfig:
     online: bool = False
     eval_every: int | None = None
     forget: str | None = None
+    init_from: str | None = None
+    train_tasks: str | int | None = None
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +107,7 @@ class RunConfig:
 # while unset (None, or False for a switch), so that the resolved configurations, fingerprints
 # and sweep folder names of the other runs stay what they were before these settings existed.
 UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width", "view_batch", "online",
-                  "eval_every", "error_memory", "forget")
+                  "eval_every", "error_memory", "forget", "init_from", "train_tasks")
 BLURRY_KEYS = ("blurry_disjoint", "blurry_mix", "blurry_variant")
 # ...and the same for settings whose default predates them: ``optimizer: sgd`` is what every run
 # did before the setting existed (an absent ``optimizer`` in a config.yaml means sgd)
@@ -183,6 +190,8 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "online": ((bool,), False),
     "eval_every": ((int,), True),
     "forget": ((str,), True),
+    "init_from": ((str,), True),
+    "train_tasks": ((str, int), True),
 }
 KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
@@ -468,6 +477,17 @@ def validate(config: RunConfig) -> None:
         from lifelong.unlearn.forget import parse_forget_spec
 
         parse_forget_spec(config.forget)
+    if config.train_tasks is not None:
+        config.train_tasks = ",".join(str(t) for t in parse_train_tasks(config.train_tasks))
+
+
+def parse_train_tasks(value: str | int) -> list[int]:
+    """The tasks ``train_tasks`` names (``"2"``, ``"1,3"``, ``2``), counted from 1, sorted; one
+    line for anything else."""
+    parts = [p.strip() for p in str(value).split(",")]
+    if not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise ConfigError(f"`train-tasks` must be task numbers counted from 1, e.g. 2 or 1,3; got {value!r}")
+    return sorted({int(p) for p in parts})
 
 
 def _check_stream(config: RunConfig) -> None:
@@ -546,7 +566,7 @@ def _check_choices(config: RunConfig) -> None:
         raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     if config.device not in DEVICES:
         raise ConfigError(f"unknown device {config.device!r}; choose one of: {', '.join(DEVICES)}")
-    for key in ("benchmark", "data_root", "out", "backbone"):
+    for key in ("benchmark", "data_root", "out", "backbone", "init_from"):
         value = getattr(config, key)
         if isinstance(value, str) and not value.strip():
             raise ConfigError(f"`{key.replace('_', '-')}` must not be empty")

@@ -108,6 +108,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forget", default=s, metavar="SPEC",
                    help="leave these training examples out of every task (the test set untouched): classes:3,7, "
                         "random:0.01 or indices:FILE; the retrain baseline of `lifelong unlearn`")
+    p.add_argument("--init-from", default=s, metavar="RUN_DIR",
+                   help="start from this finished run's model.pt instead of a fresh initialisation (fine-tuning; "
+                        "for `lifelong edit` and `lifelong merge`)")
+    p.add_argument("--train-tasks", default=s, metavar="LIST",
+                   help="train on these tasks of the stream only, e.g. 2 or 1,3 (counted from 1); every task is "
+                        "still evaluated")
     p.add_argument("--backbone", default=s,
                    help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
@@ -150,6 +156,36 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "per finished run is printed all the same)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the configuration, data and model, print the resolved configuration, train nothing")
+
+
+def _add_edit_commands(sub: Any) -> None:
+    """``lifelong edit lines`` and ``lifelong merge`` (:mod:`lifelong.edit.run`)."""
+    edit = sub.add_parser("edit", help="edit a fine-tuned run's weights (LiNeS layer scaling) and measure it")
+    kinds = edit.add_subparsers(dest="edit_command", metavar="EDIT", parser_class=_Parser)
+    lines = kinds.add_parser("lines", help="LiNeS: scale the update of layer block l by alpha + beta*l/(L-1)")
+    lines.add_argument("--base", required=True, metavar="RUN_OR_MODEL",
+                       help="the run (or model.pt) the fine-tuned run started from (--init-from)")
+    lines.add_argument("--finetuned", required=True, metavar="RUN_DIR", help="a finished run trained with --init-from")
+    lines.add_argument("--alpha", required=True, type=_number, metavar="A", help="alpha in [0, 1]")
+    lines.add_argument("--beta", type=_number, default=None, metavar="B",
+                       help="depth scaling (default 1 - alpha, the reference's; 0: plain interpolation)")
+    merge = sub.add_parser("merge", help="merge runs fine-tuned from one start (task arithmetic, TIES, LiNeS)")
+    merge.add_argument("--base", required=True, metavar="RUN_OR_MODEL",
+                       help="the run (or model.pt) every model started from (--init-from)")
+    merge.add_argument("--models", required=True, nargs="+", metavar="RUN_DIR",
+                       help="finished runs trained with --init-from the base")
+    merge.add_argument("--method", required=True, metavar="task-arithmetic|ties", help="how to combine the updates")
+    merge.add_argument("--lam", type=_number, default=None, metavar="L",
+                       help="scale of the merged update (default 1; not with --lines)")
+    merge.add_argument("--k", type=_number, default=20.0, metavar="K",
+                       help="TIES: percentage of each update's entries kept (default %(default)s)")
+    merge.add_argument("--lines", action="store_true",
+                       help="LiNeS on the merged update: alpha from the L1 norms, --beta given")
+    merge.add_argument("--beta", type=_number, default=None, metavar="B", help="LiNeS' depth scaling (with --lines)")
+    for p in (lines, merge):
+        p.add_argument("--out", required=True, metavar="DIR", help="new folder for model.pt, metrics.json, config.yaml")
+        p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+        p.add_argument("--data-root", default=None, help="the data folder, if not the runs'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the seed of a method that draws (default: the run's)")
     unlearn.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     unlearn.add_argument("--data-root", default=None, help="the data folder, if not the run's")
+    _add_edit_commands(sub)
     listing = sub.add_parser("list", help="list the benchmarks and methods")
     listing.add_argument("--method", default=None, metavar="NAME",
                          help="one preset in full: its recipe, parameters and published settings")

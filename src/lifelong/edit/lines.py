@@ -52,16 +52,24 @@ def _model_of(*weights: Weights) -> Optional[nn.Module]:
     return next((w for w in weights if isinstance(w, nn.Module)), None)
 
 
-def lines_edit(base: Weights, finetuned: Weights, alpha: float, layers: LayerSpec = None) -> StateDict:
-    """The single-task LiNeS edit ``θ_base + LiNeS(τ; α, β = 1 − α)``, ``α ∈ [0, 1]``.
-    ``layers``: see :func:`lifelong.edit.layers.resolve_layers` (default: the built-in blocks of
-    ``base`` or ``finetuned``, whichever is a module)."""
+def check_alpha_beta(alpha: float, beta: Optional[float] = None) -> tuple[float, float]:
+    """``(α, β)`` of a single-task edit checked (``α ∈ [0, 1]``, ``β`` finite); ``β`` defaults to ``1 − α``."""
     alpha = _finite(alpha, "α")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"LiNeS α must be in [0, 1], got {alpha!r}")
+    return alpha, 1.0 - alpha if beta is None else _finite(beta, "β")
+
+
+def lines_edit(base: Weights, finetuned: Weights, alpha: float, layers: LayerSpec = None,
+               beta: Optional[float] = None) -> StateDict:
+    """The single-task LiNeS edit ``θ_base + LiNeS(τ; α, β = 1 − α)``, ``α ∈ [0, 1]``; ``beta``
+    replaces the reference's ``1 − α`` (``beta=0``: plain interpolation ``θ_base + α·τ``).
+    ``layers``: see :func:`lifelong.edit.layers.resolve_layers` (default: the built-in blocks of
+    ``base`` or ``finetuned``, whichever is a module)."""
+    alpha, beta = check_alpha_beta(alpha, beta)
     tau = task_vector(base, finetuned)
     mapping, num = resolve_layers(tau.keys(), layers, _model_of(base, finetuned))
-    return apply_to(base, lines_scale(tau, mapping, num, alpha, 1.0 - alpha))
+    return apply_to(base, lines_scale(tau, mapping, num, alpha, beta))
 
 
 def merged_alpha(taus: Sequence[Mapping[str, torch.Tensor]], merged: Mapping[str, torch.Tensor]) -> float:

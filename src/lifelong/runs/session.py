@@ -205,6 +205,10 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
     backbone = config.backbone or benchmark.backbone
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
+    if config.init_from is not None:
+        from lifelong.runs.load import check_finished
+
+        check_finished(Path(config.init_from), "--init-from")
     return benchmark, recipe, backbone, resolve_device(config.device)
 
 
@@ -216,7 +220,26 @@ def stream_of(benchmark: Benchmark, source: Source, config: RunConfig) -> Stream
                           shuffle_classes=config.shuffle_classes, blurry_disjoint=config.blurry_disjoint,
                           blurry_mix=config.blurry_mix, blurry_variant=config.blurry_variant,
                           task_free_width=config.task_free_width)
-    return stream if config.forget is None else without_forget_set(stream, config.forget, config.seed)
+    if config.forget is not None:  # before train_tasks: a task left untrained is not one the forget set emptied
+        stream = without_forget_set(stream, config.forget, config.seed)
+    return stream if config.train_tasks is None else only_train_tasks(stream, config.train_tasks)
+
+
+def only_train_tasks(stream: Stream, spec: str | int) -> Stream:
+    """``stream`` with the training examples of every task but those of ``spec`` (``train_tasks``,
+    counted from 1) removed: those tasks are trained on, every task is still evaluated (their test
+    sets untouched). A task number beyond the stream's is one line."""
+    from lifelong.config import parse_train_tasks
+
+    chosen = parse_train_tasks(spec)
+    if chosen[-1] > stream.num_tasks:
+        raise ConfigError(f"`train-tasks` names task {chosen[-1]}, but {stream.name} has {stream.num_tasks} tasks")
+    for task in stream.tasks:
+        if task.index + 1 not in chosen:
+            task.train_idx = task.train_idx[:0]
+            if task.train_task is not None:
+                task.train_task = task.train_task[:0]
+    return stream
 
 
 def without_forget_set(stream: Stream, spec: str, seed: int) -> Stream:
@@ -288,6 +311,10 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
     resolved.update(stream.settings)  # a blurry stream's settings (and the number of tasks asked for), a task-free one's
     if config.view_batch is not None:  # every setting, so that the file says what ran
         resolved["view_batch"] = view_batch_settings(config.view_batch)
+    if config.init_from is not None:  # which weights it started from: part of the fingerprint
+        from lifelong.runs.load import file_digest
+
+        resolved["init_digest"] = file_digest(Path(config.init_from) / "model.pt")
     every = default_every(config.benchmark, config.online, config.eval_every)
     if every is not None:  # recorded when on, left out when off (lifelong.config.UNSET_LEFT_OUT)
         resolved["eval_every"] = every
@@ -332,6 +359,20 @@ def build_model(config: RunConfig, recipe: Recipe, backbone: str, source: Source
     return set_projection(model, recipe.projection)
 
 
+def load_init(model: nn.Module, folder: str | Path) -> None:
+    """``init_from``: the weights of the finished run in ``folder`` loaded into ``model``; one
+    line when they do not fit it (another backbone, benchmark or head)."""
+    from lifelong.edit.task_vectors import check_compatible
+    from lifelong.runs.load import read_state
+
+    state = read_state(Path(folder) / "model.pt", next(model.parameters()).device)
+    try:
+        check_compatible({k: v for k, v in model.state_dict().items()}, state, what=f"--init-from {folder}'s model")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("from the base", "from this run's model")) from None
+    model.load_state_dict(state)
+
+
 def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: str, device: torch.device,
            out: Path, lock: RunLock, resume: bool, dry_run: bool = False) -> PreparedRun | dict:
     """Data, stream, model, optimiser, run folder and (when resuming) the checkpoint."""
@@ -343,6 +384,8 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
         except torch.cuda.OutOfMemoryError:
             raise ConfigError(f"{benchmark.name}'s data do not fit in the memory of {device}; use --device cpu") from None
     model = build_model(config, recipe, backbone, source, device)
+    if config.init_from is not None:
+        load_init(model, config.init_from)
     optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
     check_model = getattr(MEMORIES.get(recipe.memory), "check_model", None)
     if check_model is not None:  # e.g. hidden-activation replay needs a frozen split of the backbone

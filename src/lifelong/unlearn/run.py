@@ -11,25 +11,22 @@ two forget the same examples (checked by their ``forget_digest``).
 """
 from __future__ import annotations
 
-import io
-import json
 import math
-import os
 import shlex
 import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 import yaml
 
-from lifelong.config import KEYS, RunConfig, make_config
+from lifelong.config import KEYS
+from lifelong.data.benchmarks import get_benchmark
 from lifelong.errors import ConfigError
+from lifelong.runs.load import SourceRun, staging_folder, write_folder
+from lifelong.runs.load import load_run as load_finished
 from lifelong.unlearn.data import UnlearnData
 from lifelong.unlearn.evaluate import accuracies, evaluate_unlearning, membership_inference
 from lifelong.unlearn.forget import ForgetSpec, forget_digest, forget_mask, parse_forget_spec
@@ -41,71 +38,15 @@ LEFT_OUT_OF_RETRAIN = ("out", "overwrite", "threads", "checkpoint_every", "downl
                        "forget")
 
 
-@dataclass
-class SourceRun:
-    """A finished run read back: its folder, resolved configuration (``config.yaml``), the
-    configuration rebuilt from it, the trained model, and its data split by the forget set."""
-
-    folder: Path
-    resolved: dict[str, Any]
-    config: RunConfig
-    model: nn.Module
-    data: UnlearnData | None = None
-
-
-def _finished_config(folder: Path, what: str) -> tuple[dict[str, Any], RunConfig]:
-    """The stored and rebuilt configuration of a finished run folder, or one line saying why not."""
-    from lifelong.runs.reuse import folder_state, stored_config
-
-    if not folder.is_dir():
-        raise ConfigError(f"{what} {folder} is not a folder; give a finished run folder")
-    if not (folder / "config.yaml").is_file():
-        raise ConfigError(f"{what} {folder} is not a lifelong run folder (no config.yaml)")
-    state, _ = folder_state(folder)
-    if state != "complete":
-        raise ConfigError(f"the run in {folder} is not complete (no metrics.json marked complete); "
-                          f"finish it first (`lifelong run --resume {folder}`)")
-    if not (folder / "model.pt").is_file():
-        raise ConfigError(f"the run in {folder} has no model.pt; it cannot be unlearned or compared with")
-    resolved = stored_config(folder)
-    if resolved is None:
-        raise ConfigError(f"{folder / 'config.yaml'} cannot be read or is not a run configuration")
-    values = {k: v for k, v in resolved.items() if k in KEYS}
-    values["device"] = "cpu"  # replaced by the device asked for (:func:`load_run`)
-    return resolved, make_config(values, {})
-
-
 def load_run(folder: str | Path, *, device: str = "auto", data_root: str | None = None, what: str = "run folder",
              source_cache: dict | None = None) -> tuple[SourceRun, Any]:
-    """A finished run's model, its weights loaded from ``model.pt``, and its data source, built
-    as the run built them (:func:`lifelong.runs.session.check_run`, :func:`~lifelong.runs.
-    session.build_model`); ``data_root`` replaces the run's data folder. Domain-incremental runs
+    """A finished run read back (:func:`lifelong.runs.load.load_run`); domain-incremental runs
     (permuted, rotated) are refused: their inputs depend on the task."""
-    from lifelong.runs.session import build_model, check_run, resolve_device
-
-    folder = Path(folder)
-    resolved, config = _finished_config(folder, what)
-    if data_root is not None:
-        config.data_root = data_root
-    benchmark, recipe, backbone, _ = check_run(config)
-    if benchmark.split in ("permuted", "rotated"):
-        raise ConfigError(f"{folder} is a run of {benchmark.name}, whose inputs change with the task; "
+    source, data = load_finished(folder, device=device, data_root=data_root, what=what, source_cache=source_cache)
+    if source.config.benchmark and get_benchmark(source.config.benchmark).split in ("permuted", "rotated"):
+        raise ConfigError(f"{folder} is a run of {source.config.benchmark}, whose inputs change with the task; "
                           f"unlearning covers class-incremental, blurry and task-free runs")
-    torch_device = resolve_device(device)
-    key = (benchmark.name, config.data_root)
-    source = (source_cache or {}).get(key)
-    if source is None:
-        source = benchmark.load(Path(config.data_root), config.download).to(torch_device)
-        if source_cache is not None:
-            source_cache[key] = source
-    model = build_model(config, recipe, backbone, source, torch_device)
-    try:
-        state = torch.load(folder / "model.pt", map_location=torch_device, weights_only=True)
-        model.load_state_dict(state)
-    except Exception as exc:  # a damaged file or weights of another model: torch raises many kinds
-        raise ConfigError(f"{folder / 'model.pt'} cannot be loaded into the run's model "
-                          f"({type(exc).__name__}); is the folder's config.yaml the run's own?") from None
-    return SourceRun(folder, resolved, config, model.eval()), source
+    return source, data
 
 
 def method_params(unlearner: Unlearner, params: dict[str, Any] | None, seed: int) -> dict[str, Any]:
@@ -227,35 +168,6 @@ def _reference(compare_to: str | Path, spec: ForgetSpec, digest: str, source: So
     return retrained.model
 
 
-def _check_out(out: Path) -> Path:
-    """Refuse an output folder that exists and holds anything, or cannot be made; a temporary
-    folder beside it (in its nearest existing parent), renamed into place at the end."""
-    from lifelong.runs.folder import check_out_dir, check_runs_folder
-
-    check_runs_folder(out)
-    check_out_dir(out, overwrite=False)
-    above = out.parent
-    while not above.exists() and above != above.parent:
-        above = above.parent
-    try:
-        return Path(tempfile.mkdtemp(prefix=".lifelong-unlearn-", dir=above))
-    except OSError as exc:
-        raise ConfigError(f"cannot write to output folder {out}: {exc.strerror or exc}; choose another --out") from None
-
-
-def _write(tmp: Path, out: Path, model: nn.Module, doc: dict[str, Any], config: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    (tmp / "model.pt").write_bytes(buffer.getvalue())
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    (tmp / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(tmp, out)  # over a missing or empty folder only: check_out_dir refused any other
-    except OSError as exc:
-        raise ConfigError(f"cannot write to output folder {out}: {exc.strerror or exc}; choose another --out") from None
-
-
 def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str, Any] | None = None,
                 out: str | Path | None = None, compare_to: str | Path | None = None, *, seed: int | None = None,
                 device: str = "auto", data_root: str | None = None) -> dict[str, Any]:
@@ -274,7 +186,7 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
     spec = parse_forget_spec(forget)
     method_params(unlearner, params, 0)  # unknown names before any data are read
     out = None if out is None else Path(out)
-    tmp = None if out is None else _check_out(out)
+    tmp = None if out is None else staging_folder(out, ".lifelong-unlearn-")
     try:
         cache: dict = {}
         source, data_source = load_run(run_dir, device=device, data_root=data_root, source_cache=cache)
@@ -315,7 +227,7 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
             if retrain_flags(source.resolved) is None:
                 (tmp / "retrain.yaml").write_text(yaml.safe_dump(retrain_settings(source.resolved, spec),
                                                                  sort_keys=False), encoding="utf-8")
-            _write(tmp, out, unlearned, doc, config)
+            write_folder(tmp, out, unlearned.state_dict(), doc, config)
             tmp = None
     finally:
         if tmp is not None:
