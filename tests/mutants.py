@@ -52,6 +52,7 @@ OPTIM = "tests/test_optim.py"
 MULTIRUN = "tests/test_multirun.py"
 UNLEARN = "tests/test_unlearn.py"
 UNLEARN_CLI = "tests/test_unlearn_cli.py"
+RECOVERY = "tests/test_unlearn_recovery.py"
 EDIT = "tests/test_edit.py"
 EDIT_CLI = "tests/test_edit_cli.py"
 
@@ -420,6 +421,39 @@ MUTANTS: list[Mutant] = [
       (UNLEARN_CLI,), "an unlearning's accuracies as fractions while a run's are percentages"),
     M("unlearn-compare-any-run", False, "unlearn/run.py", 'if theirs.get("forget_digest") != digest:',
       "if False:", (UNLEARN_CLI,), "--compare-to accepts a run that forgot other examples"),
+    # -- corruption forget sets and RESTOR-style recovery --------------------------------------------
+    M("corrupt-offset-may-be-zero", False, "unlearn/forget.py", "gen.integers(1, num_classes,",
+      "gen.integers(0, num_classes,", (RECOVERY,), "a corruption may keep an example's true label"),
+    M("corrupt-offset-misses-last", False, "unlearn/forget.py", "gen.integers(1, num_classes,",
+      "gen.integers(1, num_classes - 1,", (RECOVERY,), "a corruption's wrong labels not uniform over the other classes"),
+    M("corrupt-positions-unsorted", False, "unlearn/forget.py",
+      "chosen = np.sort(gen.choice(n, size=int(round(spec.fraction * n)), replace=False))",
+      "chosen = gen.choice(n, size=int(round(spec.fraction * n)), replace=False)", (RECOVERY,),
+      "a corruption's offsets given in draw order, not by increasing position (another relabelling)"),
+    M("corrupt-ignores-spec-seed", False, "unlearn/forget.py", "numpy_generator(seed if spec.seed is None else spec.seed,",
+      "numpy_generator(seed,", (RECOVERY,), "corrupt:F:SEED draws from the run's seed, not the one written"),
+    M("corrupt-data-true-labels", False, "unlearn/data.py",
+      "train_y, clean_y = corrupt_labels(spec, source.train_y, source.num_classes, seed), source.train_y",
+      "train_y, clean_y = source.train_y, source.train_y", (RECOVERY,),
+      "a corruption's data shows the methods the true labels, not the corrupted ones"),
+    M("recovery-over-clean-accuracy", False, "unlearn/recovery.py", "else (value - corrupted) / gap",
+      "else value / clean", (RECOVERY,), "recovery as a ratio to the clean model's accuracy, not of the gap closed"),
+    M("recovery-gap-reversed", False, "unlearn/recovery.py", "gap = clean - corrupted", "gap = corrupted - clean",
+      (RECOVERY,), "recovery's gap taken the wrong way (signs flipped)"),
+    M("recovery-agreement-is-accuracy", False, "unlearn/recovery.py",
+      '"clean_agreement": float((pred == _predictions(clean, x)).float().mean())',
+      '"clean_agreement": float((pred == clean_y).float().mean())', (RECOVERY,),
+      "agreement with the clean model replaced by accuracy on the true labels"),
+    M("recovery-corrupt-as-not-clean", False, "unlearn/recovery.py", '"corrupt_accuracy": float((pred == corrupt_y)',
+      '"corrupt_accuracy": float((pred != clean_y)', (RECOVERY,),
+      "corrupted-label accuracy counted as any wrong answer (forgetting taken for remaining corruption)"),
+    M("recovery-baseline-corrupt-labels", False, "unlearn/recovery.py",
+      'rows["corrupted"]["clean_accuracy"]\n', 'rows["corrupted"]["corrupt_accuracy"]\n', (RECOVERY,),
+      "recovery's baseline the corrupted model's corrupted-label accuracy"),
+    M("corrupt-model-true-labels", False, "unlearn/recovery.py",
+      "batches(data.forget_x, data.forget_y, batch_size, gen)",
+      "batches(data.forget_x, data.clean_y[data.forget], batch_size, gen)", (RECOVERY,),
+      "the corrupted model trained on the forget examples' true labels"),
     # -- weight editing and merging (issue 15) -----------------------------------------------------
     M("lines-over-L", False, "edit/lines.py", "beta * layer / (num_layers - 1)", "beta * layer / num_layers", (EDIT,),
       "LiNeS scales block ℓ by α + β·ℓ/L instead of α + β·ℓ/(L−1)"),

@@ -10,14 +10,16 @@ import torch
 from lifelong.data.source import Source
 from lifelong.data.streams import Stream
 from lifelong.errors import ConfigError
-from lifelong.unlearn.forget import forget_mask
+from lifelong.unlearn.forget import corrupt_labels, forget_mask, parse_forget_spec
 
 
 @dataclass
 class UnlearnData:
     """``train_x``/``train_y``: the whole training set ``D``; ``forget``: boolean mask over it
     (``True`` = in ``D_f``); ``test_x``/``test_y``: the test set. Inputs are the model's inputs
-    (floats, normalised as the run's stream normalises them)."""
+    (floats, normalised as the run's stream normalises them). ``clean_y``: for a corruption
+    (``corrupt:`` forget sets), the training set's true labels, ``train_y`` then holding the
+    corrupted ones (what the corrupted model was trained on and the methods see); else ``None``."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -25,22 +27,30 @@ class UnlearnData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    clean_y: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.forget.dtype != torch.bool or self.forget.shape != self.train_y.shape:
             raise ConfigError("the forget mask must be a boolean tensor with one entry per training example")
+        if self.clean_y is not None and self.clean_y.shape != self.train_y.shape:
+            raise ConfigError("the clean labels must have one entry per training example")
 
     @classmethod
     def from_source(cls, source: Source, forget: str | torch.Tensor, seed: int = 0) -> "UnlearnData":
         """A source's train and test sets (``x / 255``, then the source's mean and std) with a
-        forget set given as a mask or as a spec string (:func:`lifelong.unlearn.forget_mask`)."""
+        forget set given as a mask or as a spec string (:func:`lifelong.unlearn.forget_mask`); a
+        ``corrupt:`` spec also gives the forget examples their wrong labels (``clean_y`` the true ones)."""
+        train_y, clean_y = source.train_y, None
         if isinstance(forget, str):
-            forget = forget_mask(forget, source.train_y, source.num_classes, seed)
+            spec = parse_forget_spec(forget)
+            forget = forget_mask(spec, source.train_y, source.num_classes, seed)
+            if spec.kind == "corrupt":
+                train_y, clean_y = corrupt_labels(spec, source.train_y, source.num_classes, seed), source.train_y
         stream = Stream(source.name, source, [], "class-il")
         train = torch.arange(len(source.train_y), device=source.train_y.device)
         test = torch.arange(len(source.test_y), device=source.test_y.device)
-        return cls(stream.inputs("train", train, 0), source.train_y, forget,
-                   stream.inputs("test", test, 0), source.test_y, source.num_classes)
+        return cls(stream.inputs("train", train, 0), train_y, forget,
+                   stream.inputs("test", test, 0), source.test_y, source.num_classes, clean_y)
 
     @property
     def forget_x(self) -> torch.Tensor:

@@ -6,7 +6,14 @@ A forget set is written as one string (the ``--forget`` of a later ``lifelong un
 - ``random:0.01``: a seeded uniform draw of ``round(0.01 · N)`` of the ``N`` training examples
   (random-sample forgetting; the draw comes from :func:`lifelong.seeding.numpy_generator`);
 - ``indices:FILE``: the training examples listed in ``FILE``: one integer per line (blank lines
-  and ``#`` comments ignored), or a ``.npy`` / ``.pt`` array of integers.
+  and ``#`` comments ignored), or a ``.npy`` / ``.pt`` array of integers;
+- ``corrupt:0.05`` or ``corrupt:0.05:SEED``: a corruption (the RESTOR-style scenario, Rezaei et
+  al., TMLR 2025): ``round(0.05 · N)`` training examples drawn uniformly without replacement and
+  each given a wrong label, both from the generator ``(SEED, "unlearn-corrupt")`` (``SEED``: the
+  run's seed when not written): first the draw, then per drawn example (in increasing position)
+  an offset ``k`` uniform in ``1..C-1``; the wrong label is ``(y + k) mod C``, uniform among the
+  other classes (:func:`corruption`). The forget set is the drawn examples; a model trained on
+  their wrong labels is the corrupted one, and the run that leaves them out its retrain.
 
 :func:`forget_mask` turns a spec into a boolean mask over the training set. Every mistake is one
 line (:class:`lifelong.errors.ConfigError`): bad syntax, a fraction outside (0, 1), a class or
@@ -25,28 +32,31 @@ import torch
 from lifelong.errors import ConfigError
 from lifelong.seeding import numpy_generator
 
-KINDS = ("classes", "random", "indices")
-SYNTAX = "write `classes:3,7`, `random:0.01` or `indices:FILE`"
+KINDS = ("classes", "random", "indices", "corrupt")
+SYNTAX = "write `classes:3,7`, `random:0.01`, `indices:FILE` or `corrupt:0.05[:SEED]`"
 
 
 @dataclass(frozen=True)
 class ForgetSpec:
     """A parsed forget-set string: ``kind`` (one of :data:`KINDS`) and its value: the class
-    numbers, the fraction, or the file's path."""
+    numbers, the fraction (and, for ``corrupt``, the seed written, else ``None``), or the file's path."""
 
     kind: str
     classes: tuple[int, ...] = ()
     fraction: float = 0.0
     path: str = ""
+    seed: int | None = None
 
     def __str__(self) -> str:
         if self.kind == "classes":
             return "classes:" + ",".join(str(c) for c in self.classes)
+        if self.kind == "corrupt":
+            return f"corrupt:{self.fraction:g}" + ("" if self.seed is None else f":{self.seed}")
         return f"random:{self.fraction:g}" if self.kind == "random" else f"indices:{self.path}"
 
 
 def parse_forget_spec(text: str) -> ForgetSpec:
-    """``classes:3,7``, ``random:0.01`` or ``indices:FILE`` as a :class:`ForgetSpec`."""
+    """``classes:3,7``, ``random:0.01``, ``indices:FILE`` or ``corrupt:0.05[:SEED]`` as a :class:`ForgetSpec`."""
     kind, sep, value = str(text).partition(":")
     kind, value = kind.strip(), value.strip()
     if not sep or kind not in KINDS or not value:
@@ -55,7 +65,22 @@ def parse_forget_spec(text: str) -> ForgetSpec:
         return ForgetSpec("classes", classes=_class_list(text, value))
     if kind == "random":
         return ForgetSpec("random", fraction=_fraction(text, value))
+    if kind == "corrupt":
+        return _corrupt_spec(text, value)
     return ForgetSpec("indices", path=value)
+
+
+def _corrupt_spec(text: str, value: str) -> ForgetSpec:
+    fraction, sep, seed = value.partition(":")
+    if not sep:
+        return ForgetSpec("corrupt", fraction=_fraction(text, fraction.strip()))
+    try:
+        number = int(seed.strip())
+    except ValueError:
+        raise ConfigError(f"forget set {text!r}: the seed must be an integer >= 0, as in `corrupt:0.05:3`") from None
+    if number < 0:
+        raise ConfigError(f"forget set {text!r}: the seed must be an integer >= 0, got {number}")
+    return ForgetSpec("corrupt", fraction=_fraction(text, fraction.strip()), seed=number)
 
 
 def _class_list(text: str, value: str) -> tuple[int, ...]:
@@ -120,7 +145,9 @@ def forget_mask(spec: str | ForgetSpec, train_y: torch.Tensor, num_classes: int,
     spec = parse_forget_spec(spec) if isinstance(spec, str) else spec
     n = len(train_y)
     mask = torch.zeros(n, dtype=torch.bool, device=train_y.device)
-    if spec.kind == "classes":
+    if spec.kind == "corrupt":
+        mask[corruption(spec, train_y, num_classes, seed)[0]] = True
+    elif spec.kind == "classes":
         bad = [c for c in spec.classes if not 0 <= c < num_classes]
         if bad:
             raise ConfigError(f"forget set {spec}: class {bad[0]} is outside 0..{num_classes - 1}")
@@ -140,6 +167,35 @@ def forget_mask(spec: str | ForgetSpec, train_y: torch.Tensor, num_classes: int,
         mask[idx.to(train_y.device)] = True
     _check_sizes(spec, mask)
     return mask
+
+
+def corruption(spec: str | ForgetSpec, train_y: torch.Tensor, num_classes: int, seed: int = 0
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``corrupt:`` spec's examples (positions, increasing) and their wrong labels, as the
+    module docstring says: generator ``(spec.seed, "unlearn-corrupt")`` (``seed`` when the spec
+    writes none), ``round(f · N)`` positions drawn without replacement, then one offset
+    ``k ∈ 1..C-1`` per position, the wrong label ``(y + k) mod C``."""
+    spec = parse_forget_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind != "corrupt":
+        raise ConfigError(f"forget set {spec} is not a corruption (`corrupt:FRACTION[:SEED]`)")
+    if num_classes < 2:
+        raise ConfigError(f"forget set {spec}: a corruption needs at least two classes")
+    n = len(train_y)
+    gen = numpy_generator(seed if spec.seed is None else spec.seed, "unlearn-corrupt")
+    chosen = np.sort(gen.choice(n, size=int(round(spec.fraction * n)), replace=False))
+    offsets = gen.integers(1, num_classes, size=len(chosen))
+    idx = torch.as_tensor(chosen, dtype=torch.int64, device=train_y.device)
+    wrong = (train_y[idx] + torch.as_tensor(offsets, dtype=train_y.dtype, device=train_y.device)) % num_classes
+    return idx, wrong
+
+
+def corrupt_labels(spec: str | ForgetSpec, train_y: torch.Tensor, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """``train_y`` with a ``corrupt:`` spec's examples given their wrong labels (:func:`corruption`):
+    the labels a corrupted model is trained on."""
+    idx, wrong = corruption(spec, train_y, num_classes, seed)
+    labels = train_y.clone()
+    labels[idx] = wrong
+    return labels
 
 
 def _check_sizes(spec: ForgetSpec, mask: torch.Tensor) -> None:

@@ -184,6 +184,9 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
     started = time.perf_counter()
     unlearner = get_unlearner(method)
     spec = parse_forget_spec(forget)
+    if spec.kind == "corrupt":
+        raise ConfigError(f"forget set {spec}: a run folder holds a model trained on true labels; unlearning a "
+                          f"corruption needs the corrupted model (lifelong.unlearn.recovery, benchmarks/unlearning.py)")
     method_params(unlearner, params, 0)  # unknown names before any data are read
     out = None if out is None else Path(out)
     tmp = None if out is None else staging_folder(out, ".lifelong-unlearn-")
