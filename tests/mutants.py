@@ -321,6 +321,8 @@ MUTANTS: list[Mutant] = [
       "return False", (SHARP,), "the activation memory's blocks per class on Permuted-MNIST: each task replaces the last one's"),
     M("views-of-shuffled-pixels", False, "loop.py", 'inverse = getattr(stream.domain, "inverse", None)',
       "inverse = None", (STREAMS,), "Permuted-MNIST's views crop and flip the shuffled pixels instead of the images"),
+    M("report-reads-unlearn-folders-as-runs", False, "runs/finished.py", "return kind if kind in NOT_RUNS else None",
+      "return None", (UNLEARN_CLI,), "lifelong report fails on an unlearning folder below the runs it reports"),
     M("prd-kl-swapped", False, "objective/prototype.py",
       "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
       "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),

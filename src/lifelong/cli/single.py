@@ -116,9 +116,12 @@ def report_command(args: argparse.Namespace) -> int:
     from lifelong.runs.finished import find_run_folders, load_runs
     from lifelong.runs.html_report import write_runs_report
 
-    loaded = load_runs(find_run_folders(args.runs))
+    skipped: list[Path] = []
+    loaded = load_runs(find_run_folders(args.runs, skipped))
     path = write_runs_report(loaded, Path(args.out))
     incomplete = sum(not run.complete for run in loaded)
     left_out = f" ({incomplete} incomplete, left out of the means and figures)" if incomplete else ""
-    print(f"lifelong: report of {len(loaded)} run{'s' if len(loaded) != 1 else ''}{left_out} in {path}")
+    others = (f"; {len(skipped)} folder{'s' if len(skipped) != 1 else ''} of lifelong unlearn/edit/merge "
+              f"left out (no report section for them yet)") if skipped else ""
+    print(f"lifelong: report of {len(loaded)} run{'s' if len(loaded) != 1 else ''}{left_out} in {path}{others}")
     return 0

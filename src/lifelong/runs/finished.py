@@ -142,11 +142,25 @@ def _read_run_files(path: Path) -> Run:
     return Run(path, metrics, config)
 
 
+NOT_RUNS = ("unlearn", "edit", "merge")  # the `kind` of what `lifelong unlearn`, `edit` and `merge` write
+
+
 def _is_run_folder(path: Path) -> bool:
     try:
         return (path / "metrics.json").is_file()
     except OSError:  # a folder that cannot be looked into holds no run that can be read
         return False
+
+
+def output_kind(path: Path) -> str | None:
+    """The ``kind`` of a folder that ``lifelong unlearn``, ``edit`` or ``merge`` wrote (its
+    ``metrics.json`` says so), else ``None``: a run folder, or one whose file the loader will
+    judge."""
+    try:
+        kind = json.loads((path / "metrics.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if kind in NOT_RUNS else None
 
 
 def _inode(path: Path) -> tuple[int, int] | None:
@@ -158,7 +172,7 @@ def _inode(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _runs_below(given: Path) -> list[Path]:
+def _runs_below(given: Path, skipped: list[Path]) -> list[Path]:
     """``given`` if it is a run folder, else every run folder at any depth below it, sorted.
     Nothing inside a run folder (its checkpoints, its TensorBoard files) is searched, and a
     folder reached a second time (a symbolic link back up, two links to one run) is skipped."""
@@ -171,6 +185,10 @@ def _runs_below(given: Path) -> list[Path]:
     if not is_dir:
         raise UserError(f"{given} is a file, not a run folder; give the folder that holds metrics.json")
     if _is_run_folder(given):
+        kind = output_kind(given)
+        if kind is not None:
+            raise UserError(f"{given} holds what `lifelong {kind}` wrote, not a run; lifelong report has no "
+                            f"section for it yet (its results are in {given / 'metrics.json'})")
         return [given]
     found, visited = [], {_inode(given)}
     for top, dirs, _ in os.walk(given, followlinks=True):
@@ -182,7 +200,7 @@ def _runs_below(given: Path) -> list[Path]:
                 continue
             visited.add(inode)
             if _is_run_folder(sub):
-                found.append(sub)
+                (skipped if output_kind(sub) is not None else found).append(sub)
             else:
                 descend.append(name)
         dirs[:] = descend  # os.walk goes on into these only
@@ -192,16 +210,18 @@ def _runs_below(given: Path) -> list[Path]:
     return sorted(found)
 
 
-def find_run_folders(paths: Sequence[Path | str]) -> list[Path]:
+def find_run_folders(paths: Sequence[Path | str], skipped: list[Path] | None = None) -> list[Path]:
     """The run folders (those holding ``metrics.json``) given, or at any depth below the folders
     given: a sweep's ``<sweep>/<point>/seed-<k>``, a comparison's ``<root>/<variant>-seed<k>``.
     In the order given, each folder's runs sorted by path; a run reached twice counts once.
-    Raises :class:`UserError` for a path that does not exist, is a file, or has no run below it."""
+    Folders that ``lifelong unlearn``, ``edit`` or ``merge`` wrote below them are not runs: they
+    are left out and listed in ``skipped`` when given. Raises :class:`UserError` for a path that
+    does not exist, is a file, is such an output folder, or has no run below it."""
     if not paths:
         raise UserError("no run folders given")
-    found, seen = [], set()
+    found, seen, skipped = [], set(), [] if skipped is None else skipped
     for given in map(Path, paths):
-        for folder in _runs_below(given):
+        for folder in _runs_below(given, skipped):
             key = _inode(folder)
             if key not in seen:
                 seen.add(key)
