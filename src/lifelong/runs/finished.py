@@ -158,7 +158,7 @@ def output_kind(path: Path) -> str | None:
     judge."""
     try:
         kind = json.loads((path / "metrics.json").read_text(encoding="utf-8")).get("kind")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # the loader names what is wrong
         return None
     return kind if kind in NOT_RUNS else None
 
