@@ -14,14 +14,11 @@ to ``<out>/online.md``. Standard deviations are over seeds (n - 1).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from reproduce import mean_std  # the ledger's mean ± std (n - 1), as benchmarks/reproduce.py prints it
+from reproduce import launch, mean_std  # one run launched, and the ledger's mean ± std (n - 1), as benchmarks/reproduce.py prints it
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,20 +40,13 @@ def flags_of(stream: str, method: str, variant: str, buffer_size: int) -> str:
 
 def run_one(flags: str, seed: int, folder: Path) -> dict | str:
     """The run's metrics document, or the one-line reason it could not run."""
-    metrics = folder / "metrics.json"
-    if metrics.is_file():
-        doc = json.loads(metrics.read_text())
-        if doc.get("complete"):
-            return doc
-    cmd = [sys.executable, "-m", "lifelong", "run", *flags.split(), "--seed", str(seed), "--quiet",
-           "--threads", "1", "--out", str(folder), "--overwrite"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    doc, proc = launch(flags, seed, folder)
+    if doc is not None:
+        return doc
+    lines = proc.stderr.strip().splitlines()
     if proc.returncode == 2:  # refused: the combination is not supported
-        return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "refused"
-    if proc.returncode not in (0, 1) or not metrics.is_file():  # 1: training diverged, metrics kept
-        lines = proc.stderr.strip().splitlines()
-        return f"failed (exit {proc.returncode}): {lines[-1] if lines else ''}"
-    return json.loads(metrics.read_text())
+        return lines[-1] if lines else "refused"
+    return f"failed (exit {proc.returncode}): {lines[-1] if lines else ''}"
 
 
 def main() -> None:

@@ -111,18 +111,26 @@ GROUPS: dict[str, dict[str, tuple[str, float | None, float | None, str]]] = {
 }
 
 
-def run_one(flags: str, seed: int, folder: Path) -> dict:
+def launch(flags: str, seed: int, folder: Path) -> tuple[dict | None, subprocess.CompletedProcess | None]:
+    """``(metrics, None)`` when ``folder`` already holds a complete run; else runs `lifelong run`
+    into it and returns ``(metrics or None, the process)`` (exit 1: training diverged, metrics kept)."""
     metrics = folder / "metrics.json"
     if metrics.is_file():
         doc = json.loads(metrics.read_text())
         if doc.get("complete"):
-            return doc
+            return doc, None
     cmd = [sys.executable, "-m", "lifelong", "run", *flags.split(), "--seed", str(seed), "--quiet",
            "--threads", "1", "--out", str(folder), "--overwrite"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode not in (0, 1) or not metrics.is_file():  # 1: training diverged, metrics kept
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
-    return json.loads(metrics.read_text())
+    done = proc.returncode in (0, 1) and metrics.is_file()
+    return (json.loads(metrics.read_text()) if done else None), proc
+
+
+def run_one(flags: str, seed: int, folder: Path) -> dict:
+    doc, proc = launch(flags, seed, folder)
+    if doc is None:
+        raise SystemExit(f"failed: {' '.join(proc.args)}\n{proc.stderr}")
+    return doc
 
 
 def mean_std(values: list[float]) -> str:
