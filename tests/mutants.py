@@ -55,6 +55,7 @@ UNLEARN_CLI = "tests/test_unlearn_cli.py"
 RECOVERY = "tests/test_unlearn_recovery.py"
 EDIT = "tests/test_edit.py"
 EDIT_CLI = "tests/test_edit_cli.py"
+REPORT_OUTPUTS = "tests/test_report_outputs.py"
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ MUTANTS: list[Mutant] = [
     M("views-of-shuffled-pixels", False, "loop.py", 'inverse = getattr(stream.domain, "inverse", None)',
       "inverse = None", (STREAMS,), "Permuted-MNIST's views crop and flip the shuffled pixels instead of the images"),
     M("report-reads-unlearn-folders-as-runs", False, "runs/finished.py", "return kind if kind in NOT_RUNS else None",
-      "return None", (UNLEARN_CLI,), "lifelong report fails on an unlearning folder below the runs it reports"),
+      "return None", (REPORT_OUTPUTS,), "lifelong report fails on an unlearning folder below the runs it reports"),
     M("prd-kl-swapped", False, "objective/prototype.py",
       "F.kl_div(F.log_softmax(new, dim=1), F.softmax(old, dim=1), reduction=\"batchmean\")",
       "F.kl_div(F.log_softmax(old, dim=1), F.softmax(new, dim=1), reduction=\"batchmean\")", (PRD,),

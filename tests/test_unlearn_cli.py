@@ -280,20 +280,3 @@ def test_retrain_settings_file_gives_the_same_configuration(data_root, tmp_path,
     again = resolve_config(make_config(load_yaml(tmp_path / "retrain.yaml"), {"out": str(tmp_path / "a")}))
     assert config_hash({k: v for k, v in again.items() if k not in FORGET_KEYS}) == config_hash(source)
 
-
-def test_report_leaves_unlearning_folders_out_and_says_so(source_run, tmp_path, capsys):
-    """An unlearning folder beside the runs (its metrics.json is not a run's) used to fail the
-    whole `lifelong report`; it is left out, counted in the command's line, and refused in one
-    line when given alone."""
-    import shutil
-
-    root = tmp_path / "runs"
-    shutil.copytree(source_run, root / "run")
-    assert main(_unlearn(root / "run", root / "unlearned", "--method", "ssd")) == 0
-    capsys.readouterr()
-    code, out, err = run_cli(["report", str(root), "--out", str(tmp_path / "report")], capsys)
-    assert code == 0, err
-    assert "report of 1 run" in out and "1 folder of lifelong unlearn/edit/merge left out" in out
-    code, out, err = run_cli(["report", str(root / "unlearned"), "--out", str(tmp_path / "r2")], capsys)
-    assert code == 2 and "lifelong unlearn" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "r2").exists()

@@ -115,13 +115,41 @@ def run_command(args: argparse.Namespace, started: float) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from lifelong.runs.finished import find_run_folders, load_runs
     from lifelong.runs.html_report import write_runs_report
+    from lifelong.runs.outputs import load_outputs
+    from lifelong.runs.sections import format_sections, sections
 
-    skipped: list[Path] = []
-    loaded = load_runs(find_run_folders(args.runs, skipped))
-    path = write_runs_report(loaded, Path(args.out))
-    incomplete = sum(not run.complete for run in loaded)
-    left_out = f" ({incomplete} incomplete, left out of the means and figures)" if incomplete else ""
-    others = (f"; {len(skipped)} folder{'s' if len(skipped) != 1 else ''} of lifelong unlearn/edit/merge "
-              f"left out (no report section for them yet)") if skipped else ""
-    print(f"lifelong: report of {len(loaded)} run{'s' if len(loaded) != 1 else ''}{left_out} in {path}{others}")
+    found: list[Path] = []
+    folders = find_run_folders(args.runs, found)
+    loaded = load_runs(folders) if folders else []
+    outputs = load_outputs(found)
+    path = write_runs_report(loaded, Path(args.out), outputs)
+    text = format_sections(sections(outputs))
+    if text:
+        print(text + "\n")
+    print(f"lifelong: report of {_report_counts(loaded, outputs)} in {path}{_left_out(outputs.skipped)}")
     return 0
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _report_counts(loaded: list, outputs) -> str:
+    """``2 runs (1 incomplete, left out of the means and figures), 3 unlearnings, 1 edit``."""
+    incomplete = sum(not run.complete for run in loaded)
+    parts = [_plural(len(loaded), "run", "runs") + (f" ({incomplete} incomplete, left out of the means and figures)"
+                                                     if incomplete else "")] if loaded else []
+    parts += [_plural(n, one, many) for n, one, many in ((len(outputs.unlearn), "unlearning", "unlearnings"),
+                                                         (len(outputs.edit), "edit", "edits"),
+                                                         (len(outputs.merge), "merge", "merges")) if n]
+    return ", ".join(parts)
+
+
+def _left_out(skipped: list) -> str:
+    """The folders of lifelong unlearn/edit/merge left out: the reason of one, the count of more."""
+    if not skipped:
+        return ""
+    if len(skipped) == 1:
+        folder, why = skipped[0]
+        return f"; 1 folder of lifelong unlearn/edit/merge left out: {folder / 'metrics.json'} {why}"
+    return f"; {len(skipped)} folders of lifelong unlearn/edit/merge left out (why: in the report, 'Left out')"

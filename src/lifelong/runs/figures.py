@@ -400,3 +400,48 @@ def plot_anytime_accuracy(data: dict[str, Stats], title: str, path: Path, *,
                        _series_name(label, stats), linewidth=1.4)
     _finish_axes(ax, data, title, "training examples seen", "accuracy on the classes seen so far (%)")
     return _save(fig, path)
+
+
+def plot_tradeoff(data: dict[str, Stats], title: str, path: Path, *, colors: dict[str, tuple] | None = None) -> Path:
+    """The trade-off curves of weight edits (:mod:`lifelong.runs.sections`): target accuracy
+    against control accuracy, one point per α (labelled), one curve per kind of edit, with ± std
+    error bars for several seeds."""
+    if not data:
+        raise ValueError("nothing to plot")
+    fig = _new_figure(6.4, 4.6)
+    ax = fig.subplots()
+    colors = colors or label_colors(list(data))
+    for label, stats in data.items():
+        several = stats["seeds"] > 1
+        ax.errorbar(stats["control"], stats["target"], xerr=stats["control_std"] if several else None,
+                    yerr=stats["target_std"] if several else None, color=colors[label], marker="o", markersize=4,
+                    linewidth=1.4, elinewidth=0.8, capsize=2, label=_series_name(label, stats))
+        for alpha, x, y in zip(stats["alpha"], stats["control"], stats["target"]):
+            ax.annotate(f"α={alpha:g}", (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6,
+                        color=colors[label])
+    spread = {axis: [m + sign * sd for s in data.values() for m, sd in zip(s[axis], s[f"{axis}_std"])
+                     for sign in (-1, 1)] for axis in ("control", "target")}
+    ax.set_xlim(*accuracy_limits(spread["control"]))
+    ax.set_ylim(*accuracy_limits(spread["target"]))
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("control accuracy (%): the tasks the base learnt")
+    ax.set_ylabel("target accuracy (%): the fine-tuned tasks")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def plot_merge_scale(data: dict[str, Stats], title: str, path: Path, *,
+                     colors: dict[str, tuple] | None = None) -> Path:
+    """The mean accuracy on the merged tasks over the merge's scale (λ, or β with LiNeS), one
+    line per kind of merge, with a ± std band for several seeds."""
+    if not data:
+        raise ValueError("nothing to plot")
+    fig = _new_figure(6.4, 4.2)
+    ax = fig.subplots()
+    colors = colors or label_colors(list(data))
+    for label, stats in data.items():
+        _mean_and_band(ax, stats["x"], stats["mean"], stats["std"], stats["seeds"], colors[label],
+                       _series_name(label, stats), marker="o", markersize=4)
+    _finish_axes(ax, data, title, "scale: λ (β with LiNeS)", "mean accuracy on the merged tasks (%)")
+    return _save(fig, path)

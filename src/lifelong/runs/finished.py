@@ -172,10 +172,12 @@ def _inode(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _runs_below(given: Path, skipped: list[Path]) -> list[Path]:
-    """``given`` if it is a run folder, else every run folder at any depth below it, sorted.
-    Nothing inside a run folder (its checkpoints, its TensorBoard files) is searched, and a
-    folder reached a second time (a symbolic link back up, two links to one run) is skipped."""
+def _runs_below(given: Path, outputs: list[Path] | None) -> list[Path]:
+    """``given`` if it is a run folder, else every run folder at any depth below it, sorted; the
+    folders of ``lifelong unlearn``, ``edit`` and ``merge`` (``given`` or below it) are added to
+    ``outputs`` instead (refused when it is ``None``). Nothing inside a run folder (its
+    checkpoints, its TensorBoard files) is searched, and a folder reached a second time (a
+    symbolic link back up, two links to one run) is skipped."""
     try:
         exists, is_dir = given.exists(), given.is_dir()
     except OSError as exc:
@@ -186,11 +188,14 @@ def _runs_below(given: Path, skipped: list[Path]) -> list[Path]:
         raise UserError(f"{given} is a file, not a run folder; give the folder that holds metrics.json")
     if _is_run_folder(given):
         kind = output_kind(given)
-        if kind is not None:
-            raise UserError(f"{given} holds what `lifelong {kind}` wrote, not a run; lifelong report has no "
-                            f"section for it yet (its results are in {given / 'metrics.json'})")
-        return [given]
-    found, visited = [], {_inode(given)}
+        if kind is None:
+            return [given]
+        if outputs is None:
+            raise UserError(f"{given} holds what `lifelong {kind}` wrote, not a run (its results are in "
+                            f"{given / 'metrics.json'}; `lifelong report` shows them in a section of their own)")
+        outputs.append(given)
+        return []
+    found, visited, before = [], {_inode(given)}, len(outputs or [])
     for top, dirs, _ in os.walk(given, followlinks=True):
         descend = []
         for name in dirs:
@@ -200,32 +205,43 @@ def _runs_below(given: Path, skipped: list[Path]) -> list[Path]:
                 continue
             visited.add(inode)
             if _is_run_folder(sub):
-                (skipped if output_kind(sub) is not None else found).append(sub)
+                if output_kind(sub) is None:
+                    found.append(sub)
+                elif outputs is not None:
+                    outputs.append(sub)
             else:
                 descend.append(name)
         dirs[:] = descend  # os.walk goes on into these only
-    if not found:
+    if not found and len(outputs or []) == before:
         raise UserError(f"{given} holds no run folder (no metrics.json at any depth below it): its runs are "
                         f"unfinished, or it is not a folder of runs")
     return sorted(found)
 
 
-def find_run_folders(paths: Sequence[Path | str], skipped: list[Path] | None = None) -> list[Path]:
+def find_run_folders(paths: Sequence[Path | str], outputs: list[Path] | None = None) -> list[Path]:
     """The run folders (those holding ``metrics.json``) given, or at any depth below the folders
     given: a sweep's ``<sweep>/<point>/seed-<k>``, a comparison's ``<root>/<variant>-seed<k>``.
     In the order given, each folder's runs sorted by path; a run reached twice counts once.
-    Folders that ``lifelong unlearn``, ``edit`` or ``merge`` wrote below them are not runs: they
-    are left out and listed in ``skipped`` when given. Raises :class:`UserError` for a path that
-    does not exist, is a file, is such an output folder, or has no run below it."""
+    Folders that ``lifelong unlearn``, ``edit`` or ``merge`` wrote (given, or below those given)
+    are not runs: they are added to ``outputs`` when given (each once, in the order found; the
+    result may then be empty), else left out, and one given is refused. Raises
+    :class:`UserError` for a path that does not exist, is a file, or has neither a run nor (with
+    ``outputs``) such a folder below it."""
     if not paths:
         raise UserError("no run folders given")
-    found, seen, skipped = [], set(), [] if skipped is None else skipped
+    found, seen = [], set()
+    collected: list[Path] | None = None if outputs is None else []
     for given in map(Path, paths):
-        for folder in _runs_below(given, skipped):
+        for folder in _runs_below(given, collected):
             key = _inode(folder)
             if key not in seen:
                 seen.add(key)
                 found.append(folder)
+    for folder in collected or []:
+        key = _inode(folder)
+        if key not in seen:
+            seen.add(key)
+            outputs.append(folder)  # type: ignore[union-attr]
     return found
 
 

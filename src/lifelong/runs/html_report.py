@@ -10,8 +10,9 @@ import html
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from lifelong.runs import figures
+from lifelong.runs import figures, sections
 from lifelong.runs import finished as runs
+from lifelong.runs.outputs import Outputs
 from lifelong.errors import UserError
 from lifelong.metrics import NOT_SHOWN
 
@@ -172,28 +173,40 @@ def write_report(run_dirs: Sequence[Path], out: Path) -> Path:
     return write_runs_report(runs.load_runs(run_dirs), out)
 
 
-def write_runs_report(loaded: Sequence[runs.Run], out: Path) -> Path:
-    """Write the figures into ``out`` and ``out/report.html`` (the summary table, the figures
-    embedded, and the run folders), and return the HTML path. Incomplete runs are counted in the
-    table and marked in the listing, but left out of the means and the figures. ``out`` is
-    created if needed; an ``out`` that is a file is refused with :class:`UserError`, as are the
-    runs that :func:`~lifelong.runs.finished.group_runs` refuses."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"report output {out} is a file, not a folder; choose another output folder")
-    configurations = runs.group_runs(loaded)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
+def _table_html(table: sections.Table) -> str:
+    """A section's table (:class:`lifelong.runs.sections.Table`), its note and its folders."""
+    e = html.escape
+    head = "<tr>" + "".join(f"<th>{e(c)}</th>" for c in table.columns) + "</tr>"
+    body = ["<tr>" + "".join(f"<td>{e(c)}</td>" if i < table.text_columns else f"<td class=num>{e(c)}</td>"
+                             for i, c in enumerate(row)) + "</tr>" for row in table.rows]
+    parts = [f"<h3>{e(table.title)}</h3>"] + ([f"<p class=note>{e(table.note)}</p>"] if table.note else [])
+    parts.append("<div class=wide><table>\n" + head + "\n" + "\n".join(body) + "\n</table></div>")
+    if table.listing:
+        parts.append("<ul class=note>\n" + "\n".join(f"<li>{e(item)}</li>" for item in table.listing) + "\n</ul>")
+    return "\n".join(parts)
+
+
+def sections_html(found: Sequence[sections.Section], out: Path) -> list[str]:
+    """The HTML of the sections of unlearning, edit and merge folders, their figures written into
+    ``out`` as ``<stem>.png`` and embedded."""
+    parts = []
+    for section in found:
+        parts.append(f"<h2>{html.escape(section.heading)}</h2>")
+        parts += [_table_html(table) for table in section.tables]
+        for fig in section.figures:
+            png = getattr(figures, fig.plot)(fig.data, fig.title, out / f"{fig.stem}.png")
+            parts += [f"<h3>{html.escape(fig.title)}</h3>", _image_html(png, fig.title)]
+    return parts
+
+
+def _runs_parts(configurations: list[runs.Configuration], out: Path) -> tuple[str, list[str]]:
+    """The page's title and parts for the runs: the summary tables and the figures."""
     rows = figures.summary_table(configurations)
     first = configurations[0].runs[0].metrics
     n = len(configurations)
     title = f"{first['benchmark']}, {first['num_tasks']} tasks: {n} configuration{'s' if n > 1 else ''}"
     e = html.escape
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
-        f"<style>{_STYLE}</style></head><body>", f"<h1>{e(title)}</h1>",
         "<h2>Summary</h2>",
         "<p class=note>Mean ± sample standard deviation over the complete runs' seeds, from each run's "
         "metrics.json; runs that diverged or were interrupted are counted in <em>complete / runs</em> and "
@@ -212,7 +225,42 @@ def write_runs_report(loaded: Sequence[runs.Run], out: Path) -> Path:
             parts.append("<p class=note>No configuration has data for this figure.</p>")
         else:
             parts.append(_image_html(png, heading))
-    parts += ["<h2>Runs</h2>", _runs_html(configurations), "</body></html>"]
+    return title, parts
+
+
+def _outputs_title(outputs: Outputs) -> str:
+    counts = [(len(outputs.unlearn), "unlearning", "unlearnings"), (len(outputs.edit), "edit", "edits"),
+              (len(outputs.merge), "merge", "merges")]
+    return "Report of " + ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n)
+
+
+def write_runs_report(loaded: Sequence[runs.Run], out: Path, outputs: Outputs | None = None) -> Path:
+    """Write the figures into ``out`` and ``out/report.html`` (the summary table, the figures
+    embedded, and the run folders; then the sections of ``outputs``, the folders of ``lifelong
+    unlearn``, ``edit`` and ``merge``: :mod:`lifelong.runs.sections`), and return the HTML path.
+    Incomplete runs are counted in the table and marked in the listing, but left out of the means
+    and the figures. ``out`` is created if needed; refused with :class:`UserError`: an ``out``
+    that is a file, nothing to report (no run, no output folder that could be read), and the
+    runs that :func:`~lifelong.runs.finished.group_runs` refuses."""
+    out = Path(out)
+    outputs = Outputs() if outputs is None else outputs
+    if out.exists() and not out.is_dir():
+        raise UserError(f"report output {out} is a file, not a folder; choose another output folder")
+    if not loaded and not len(outputs):
+        why = f": {outputs.skipped[0][0] / 'metrics.json'} {outputs.skipped[0][1]}" if outputs.skipped else ""
+        raise UserError(f"nothing to report{why}")
+    configurations = runs.group_runs(loaded) if loaded else []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
+    title, parts = _runs_parts(configurations, out) if configurations else (_outputs_title(outputs), [])
+    parts += sections_html(sections.sections(outputs), out)
+    if configurations:
+        parts += ["<h2>Runs</h2>", _runs_html(configurations)]
+    e = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
+             f"<style>{_STYLE}</style></head><body>", f"<h1>{e(title)}</h1>", *parts, "</body></html>"]
     path = out / "report.html"
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path

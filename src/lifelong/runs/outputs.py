@@ -1,0 +1,233 @@
+"""The folders that ``lifelong unlearn``, ``lifelong edit lines`` and ``lifelong merge`` write, read
+back for ``lifelong report`` (:mod:`lifelong.runs.sections` turns them into its sections).
+
+Each holds a ``metrics.json`` whose ``kind`` is ``unlearn``, ``edit`` or ``merge`` (written by
+:func:`lifelong.unlearn.unlearn_run` and :mod:`lifelong.edit.run`). :func:`load_outputs` checks
+the keys the report reads, and only those: a folder whose file lacks one, or holds a value of
+the wrong type (a text where an accuracy belongs, an accuracy outside 0 to 100, a schema version
+this lifelong does not read), is not read, and is listed with the reason (:attr:`Outputs.skipped`)
+instead of failing the whole report; keys the report does not know are kept as they are (its
+sections show the numeric ones, :func:`extra_numbers`). NaN and infinite numbers, as a diverged
+measure writes them, are read as missing (``None``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifelong.errors import UserError
+from lifelong.runs.metrics_file import _parse, _show
+
+SUPPORTED_SCHEMAS = (1,)  # lifelong.unlearn.run.SCHEMA_VERSION and lifelong.edit.run.SCHEMA_VERSION (tested)
+KINDS = ("unlearn", "edit", "merge")
+
+
+class Invalid(Exception):
+    """What is wrong with an output folder's ``metrics.json``."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """One folder of ``lifelong unlearn``, ``edit`` or ``merge``: its path, kind and checked document."""
+
+    path: Path
+    kind: str
+    doc: dict[str, Any]
+
+    @property
+    def seed(self) -> int:
+        return self.doc["seed"]
+
+
+@dataclass
+class Outputs:
+    """The output folders read, by kind, and those left out with the reason (``(path, why)``)."""
+
+    unlearn: list[Output] = field(default_factory=list)
+    edit: list[Output] = field(default_factory=list)
+    merge: list[Output] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.unlearn) + len(self.edit) + len(self.merge)
+
+
+def number(value: Any, where: str, low: float | None = None, high: float | None = None) -> float | None:
+    """A number (``None`` for null, NaN or infinity), within ``[low, high]`` when given."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(f"{where} is {_show(value)}, not a number or null")
+    if not math.isfinite(value):
+        return None
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise Invalid(f"{where} is {_show(value)}, not within {low:g} to {high:g}" if high is not None
+                      else f"{where} is {_show(value)}, below {low:g}")
+    return float(value)
+
+
+def accuracy(value: Any, where: str) -> float | None:
+    return number(value, where, 0.0, 100.0)
+
+
+def _text(doc: dict, key: str, optional: bool = False) -> str | None:
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise Invalid(f"lacks {key}" if key not in doc else f"{key} is {_show(value)}, not a text")
+    return value
+
+
+def _mapping(doc: dict, key: str, optional: bool = False) -> dict:
+    value = doc.get(key)
+    if value is None and optional:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid(f"lacks {key}" if key not in doc else f"{key} is {_show(value)}, not a mapping")
+    return value
+
+
+def _header(doc: Any) -> str:
+    """The keys that say what the document is; returns its kind."""
+    if not isinstance(doc, dict):
+        raise Invalid("not a metrics file (not a JSON object)")
+    version = doc.get("schema_version")
+    if isinstance(version, bool) or version not in SUPPORTED_SCHEMAS:
+        raise Invalid(f"has schema version {_show(version)}; this lifelong reads version "
+                      f"{', '.join(map(str, SUPPORTED_SCHEMAS))}")
+    if doc.get("complete") is not True:
+        raise Invalid(f"complete is {_show(doc.get('complete'))}, not true: the command did not finish")
+    seed = doc.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise Invalid("lacks seed" if "seed" not in doc else f"seed is {_show(seed)}, not a whole number")
+    return doc["kind"]
+
+
+def _numbers(block: dict, where: str, low: float | None = None, high: float | None = None) -> dict[str, float | None]:
+    """Every entry of a mapping of measures as a number (``None``: missing)."""
+    return {str(k): number(v, f"{where}.{k}", low, high) for k, v in block.items()}
+
+
+def _check_unlearn(doc: dict) -> dict:
+    """Method, forget set, source run and the measures: ``accuracy`` (percent), ``mia`` (0 to 1),
+    ``agreement`` (per split: percent and KL), ``recovery`` when present, ``wall_seconds``."""
+    for key in ("method", "forget", "source_run"):
+        _text(doc, key)
+    for key in ("benchmark", "source_method", "compare_to"):
+        _text(doc, key, optional=True)
+    checked = {**doc, "params": _mapping(doc, "params", optional=True),
+               "accuracy": _numbers(_mapping(doc, "accuracy"), "accuracy", 0.0, 100.0),
+               "mia": number(doc.get("mia"), "mia", 0.0, 1.0),
+               "wall_seconds": number(doc.get("wall_seconds"), "wall_seconds", 0.0)}
+    agreement = {}
+    for split, block in _mapping(doc, "agreement", optional=True).items():
+        if not isinstance(block, dict):
+            raise Invalid(f"agreement.{split} is {_show(block)}, not a mapping")
+        agreement[str(split)] = {"agreement": accuracy(block.get("agreement"), f"agreement.{split}.agreement"),
+                                 "kl": number(block.get("kl"), f"agreement.{split}.kl", 0.0)}
+    checked["agreement"] = agreement
+    checked["recovery"] = numeric_leaves(_mapping(doc, "recovery", optional=True))
+    return checked
+
+
+def _accuracy_lists(doc: dict) -> dict[str, list[float | None]]:
+    """``accuracy``: per scenario (class-IL, task-IL) one accuracy per task, the same number of tasks."""
+    block = _mapping(doc, "accuracy")
+    lists = {}
+    for scenario in ("class_il", "task_il"):
+        values = block.get(scenario)
+        if not isinstance(values, list) or not values:
+            raise Invalid(f"lacks accuracy.{scenario}" if scenario not in block
+                          else f"accuracy.{scenario} is {_show(values)}, not a list of accuracies")
+        lists[scenario] = [accuracy(v, f"accuracy.{scenario} task {i + 1}") for i, v in enumerate(values)]
+    if len(lists["class_il"]) != len(lists["task_il"]):
+        raise Invalid(f"accuracy.class_il has {len(lists['class_il'])} tasks but accuracy.task_il "
+                      f"{len(lists['task_il'])}")
+    return lists
+
+
+def _check_weights(doc: dict) -> dict:
+    """An edit or a merge: method, parameters, base, source runs and the per-task accuracies."""
+    _text(doc, "method")
+    _text(doc, "base")
+    _text(doc, "benchmark", optional=True)
+    runs = doc.get("source_runs")
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, str) for r in runs):
+        raise Invalid("lacks source_runs" if "source_runs" not in doc
+                      else f"source_runs is {_show(runs)}, not a list of run folders")
+    params = _mapping(doc, "params", optional=True)
+    checked = {**doc, "params": params, "accuracy": _accuracy_lists(doc),
+               "wall_seconds": number(doc.get("wall_seconds"), "wall_seconds", 0.0)}
+    if doc["kind"] == "edit":
+        alpha = number(params.get("alpha"), "params.alpha", 0.0, 1.0)
+        if alpha is None:
+            raise Invalid("lacks params.alpha" if "alpha" not in params else "params.alpha is not a number")
+        checked["params"] = {**params, "alpha": alpha, "beta": number(params.get("beta"), "params.beta")}
+    return checked
+
+
+def check_output(doc: Any) -> dict[str, Any]:
+    """``doc`` checked (see the module's docstring); raises :class:`Invalid` saying what is wrong."""
+    kind = _header(doc)
+    if kind not in KINDS:
+        raise Invalid(f"kind is {_show(kind)}, not one of {', '.join(KINDS)}")
+    return _check_unlearn(doc) if kind == "unlearn" else _check_weights(doc)
+
+
+def read_output(path: Path) -> Output:
+    """The checked ``metrics.json`` of an output folder; :class:`Invalid` (or :class:`UserError`
+    for a file that is not JSON) saying what is wrong."""
+    doc = _parse(path / "metrics.json")
+    try:
+        checked = check_output(doc)
+    except RecursionError:  # values nested deeper than anything the report reads
+        raise Invalid("is nested too deeply to be a metrics file") from None
+    return Output(path, checked["kind"], checked)
+
+
+def load_outputs(paths: list[Path]) -> Outputs:
+    """Every output folder read (:func:`read_output`), by kind; one that cannot be is in
+    :attr:`Outputs.skipped` with the reason."""
+    found = Outputs()
+    for path in paths:
+        try:
+            output = read_output(Path(path))
+        except (Invalid, UserError) as exc:
+            found.skipped.append((Path(path), str(exc)))
+            continue
+        getattr(found, output.kind).append(output)
+    return found
+
+
+def numeric_leaves(block: dict[str, Any], known: frozenset[str] | set[str] = frozenset()) -> dict[str, float | None]:
+    """The numbers of a mapping and of the mappings in it, one level down (``"zrf.forget"``), NaN
+    as ``None``; keys in ``known``, texts, lists and anything deeper are left out."""
+    found: dict[str, float | None] = {}
+    for key, value in block.items():
+        if key in known:
+            continue
+        if _is_number(value):
+            found[str(key)] = number(value, str(key))
+        elif isinstance(value, dict):
+            found.update({f"{key}.{k}": number(v, str(k)) for k, v in value.items() if _is_number(v)})
+    return found
+
+
+def extra_numbers(doc: dict[str, Any], known: set[str]) -> dict[str, float | None]:
+    """The numeric measures of ``doc`` that the section does not know by name
+    (:func:`numeric_leaves` of the keys not in ``known``); :func:`other_keys` names the rest."""
+    return numeric_leaves(doc, known)
+
+
+def other_keys(doc: dict[str, Any], known: set[str]) -> list[str]:
+    """The keys of ``doc`` that neither the section nor :func:`extra_numbers` shows (lists, texts,
+    mappings without numbers)."""
+    shown = {k.split(".")[0] for k in extra_numbers(doc, known)}
+    return [str(k) for k in doc if k not in known and k not in shown]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
