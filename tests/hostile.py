@@ -328,6 +328,15 @@ report_entries = st.one_of(st.lists(_run_entries, min_size=1, max_size=4), st.li
     st.tuples(st.just("loop")),
 ), min_size=1, max_size=4))
 report_outs = st.sampled_from(["new", "existing", "file", "below-file", "default"])
+# the folders of lifelong unlearn, edit and merge (tests/test_report_outputs.py's documents, changed)
+_output_keys = st.sampled_from(["schema_version", "kind", "complete", "seed", "method", "forget", "source_run",
+                                "source_method", "params", "params.alpha", "params.beta", "params.lam",
+                                "params.lines", "accuracy", "accuracy.forget", "accuracy.class_il",
+                                "accuracy.class_il.0", "accuracy.task_il", "mia", "agreement", "agreement.test",
+                                "agreement.test.kl", "recovery", "wall_seconds", "compare_to", "base", "source_runs",
+                                "source_runs.0", "zrf", "rmm", "benchmark"])
+output_entries = st.tuples(st.just("output"), st.sampled_from(["unlearn", "edit", "merge"]),
+                           st.lists(st.tuples(_output_keys, st.one_of(values, st.just(_DELETE))), max_size=3))
 
 
 def _set(doc: Any, dotted: str, value: Any) -> None:
@@ -367,6 +376,16 @@ def _write_entry(entry: tuple, path: Path) -> None:
     elif kind == "metrics-bytes":
         run = make_run(path.parent, path.name, "er", 0, ER[0], ER_TASK)
         (run / "metrics.json").write_bytes(entry[1])
+    elif kind == "tree":  # a folder holding the entries (reported together, found below it)
+        path.mkdir()
+        for i, sub in enumerate(entry[1]):
+            _write_entry(sub, path / f"x{i}")
+    elif kind == "output":
+        from tests.output_docs import output_doc, write_output
+
+        doc = output_doc(entry[1], seed=0)
+        apply_changes(doc, entry[2])
+        write_output(path.parent, path.name, doc)
     elif kind == "run":
         _, method, seed, complete, changes, config = entry
         matrix = JOINT if method == "joint" else ER[seed % 2]

@@ -108,6 +108,16 @@ def test_report_arguments(entries, out):
         assert hostile.check_report(entries, out, Path(tmp)) != "crash", hostile.crashes[-1:]
 
 
+@settings(FAST, max_examples=20)
+@given(st.lists(st.one_of(hostile.output_entries, hostile._run_entries), min_size=1, max_size=3),
+       hostile.report_outs)
+def test_report_of_unlearn_edit_and_merge_folders(entries, out):
+    """Folders of lifelong unlearn, edit and merge with odd metrics.json files, alone or beside
+    runs: a report (an odd folder left out with its reason) or one line, never a traceback."""
+    with tempfile.TemporaryDirectory() as tmp:
+        assert hostile.check_report([("tree", entries)], out, Path(tmp)) != "crash", hostile.crashes[-1:]
+
+
 # --- two commands of many runs started at once on one folder --------------------------------
 
 

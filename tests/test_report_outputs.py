@@ -11,59 +11,19 @@ import statistics
 from pathlib import Path
 
 import pytest
-import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lifelong.runs import finished as runs
 from lifelong.runs import outputs as out_files
 from lifelong.runs import sections
 from lifelong.runs.outputs import load_outputs
 from tests.conftest import run_cli, tiny_run_flags
-from tests.hostile import _DELETE, _set  # change a document at dotted paths
+from tests.hostile import _DELETE, _set, apply_changes, output_entries  # change a document at dotted paths
+from tests.output_docs import output_doc, trained_on, unlearn_doc, weights_doc, write_output
 from tests.test_report import ER, make_run
 
 SD = statistics.stdev  # the sample standard deviation, written independently of lifelong.metrics.mean_std
-
-
-def unlearn_doc(seed: int, forget: float = 10.0, retain: float = 90.0, test: float = 85.0, mia: float = 0.5,
-                wall: float = 2.0, **extra) -> dict:
-    """A metrics.json as `lifelong unlearn` writes it (src/lifelong/unlearn/run.py)."""
-    return {"schema_version": 1, "kind": "unlearn", "complete": True, "method": "ssd",
-            "params": {"alpha": 2.0, "lam": 1.0, "batch_size": 64, "label_free": False},
-            "source_run": f"/nowhere/run-{seed}", "benchmark": "split-mnist", "source_method": "er", "seed": seed,
-            "forget": "classes:3", "forget_count": 6, "forget_digest": "ab", "retain_count": 54, "test_count": 20,
-            "before": {"accuracy": {"forget": 95.0, "retain": 95.0, "test": 90.0}, "mia": 0.6},
-            "accuracy": {"forget": forget, "retain": retain, "test": test}, "mia": mia, "mia_feature": "entropy",
-            "compare_to": None, "wall_seconds": wall, "total_seconds": wall + 1.0,
-            "retrain_command": "lifelong run --forget classes:3 --out x", "command": "lifelong unlearn", **extra}
-
-
-def weights_doc(kind: str, seed: int, class_il: list, params: dict, *, task_il: list | None = None,
-                source_runs: list[str] = ("/nowhere/B",), base: str = "/nowhere/A/model.pt", method: str = "lines",
-                **extra) -> dict:
-    """A metrics.json as `lifelong edit lines` or `lifelong merge` writes it (src/lifelong/edit/run.py)."""
-    acc = {"class_il": class_il, "task_il": task_il or class_il}
-    return {"schema_version": 1, "kind": kind, "complete": True, "method": method, "params": params, "base": base,
-            "source_runs": list(source_runs), "benchmark": "split-mnist", "backbone": "mlp", "seed": seed,
-            "task_classes": [[0, 1], [2, 3], [4, 5]], "accuracy": acc,
-            "before": {"base": acc, "source_runs": [acc for _ in source_runs]}, "wall_seconds": 0.5,
-            "command": f"lifelong {kind}", **extra}
-
-
-def write_output(root: Path, name: str, doc: dict) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps(doc))
-    (folder / "config.yaml").write_text(yaml.safe_dump({"kind": doc.get("kind")}))
-    return folder
-
-
-def trained_on(root: Path, name: str, tasks: str | None) -> Path:
-    """A run folder's config.yaml saying which tasks it trained on (all without ``train_tasks``)."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump({"benchmark": "split-mnist"} | (
-        {"train_tasks": tasks} if tasks else {})))
-    return folder
 
 
 def _section(found: out_files.Outputs, heading: str) -> sections.Section:
@@ -302,6 +262,26 @@ def test_an_odd_output_is_left_out_with_the_reason_or_refused_alone(tmp_path, ca
     code, out, err = run_cli(["report", str(odd), "--out", str(tmp_path / "alone")], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and re.search(message, err), err
     assert err.startswith("lifelong: error: nothing to report: ") and not (tmp_path / "alone").exists()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(output_entries, min_size=1, max_size=3))
+def test_whatever_an_output_file_holds_the_sections_are_made_or_it_is_left_out(tmp_path_factory, entries):
+    """Reading and every section's tables and figure data (the plots are left out to stay fast):
+    each folder is read or left out with a reason, never another exception."""
+    root = tmp_path_factory.mktemp("outputs")
+    folders = []
+    for i, (_, kind, changes) in enumerate(entries):
+        doc = output_doc(kind, seed=i)
+        apply_changes(doc, changes)
+        folders.append(write_output(root, f"o{i}", doc))
+    found = load_outputs(folders)
+    assert len(found) + len(found.skipped) == len(folders)
+    assert all(why and "\n" not in why for _, why in found.skipped)
+    for section in sections.sections(found):
+        for table in section.tables:
+            assert all(len(row) == len(table.columns) for row in table.rows)
+            sections.format_table(table)
 
 
 def test_a_metrics_file_nested_too_deeply_is_one_line_and_a_deep_parameter_is_cut(tmp_path, capsys):

@@ -103,7 +103,7 @@ def _header(doc: Any) -> str:
     seed = doc.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise Invalid("lacks seed" if "seed" not in doc else f"seed is {_show(seed)}, not a whole number")
-    return doc["kind"]
+    return doc.get("kind")
 
 
 def _numbers(block: dict, where: str, low: float | None = None, high: float | None = None) -> dict[str, float | None]:
