@@ -182,6 +182,16 @@ def test_merges_at_several_scales_get_a_figure_of_the_merged_tasks_mean(tmp_path
     assert curve["mean"] == pytest.approx([57.5, 62.5]) and curve["std"] == pytest.approx([SD([55, 60])] * 2)
 
 
+def test_a_lines_merges_scale_is_its_beta(tmp_path):
+    a, b, c = trained_on(tmp_path, "A", "1"), trained_on(tmp_path, "B", "2"), trained_on(tmp_path, "C", "3")
+    folders = [write_output(tmp_path / "out", f"l{beta}", weights_doc(
+        "merge", 0, [50.0, 40.0 + 100 * beta, 60.0], {"lines": True, "alpha": 0.5, "beta": beta, "lam": 9.0},
+        method="ties", source_runs=[str(b), str(c)], base=str(a / "model.pt"))) for beta in (0.2, 0.6)]
+    section = _section(load_outputs(folders), "Merges")
+    curve = section.figures[0].data["ties + LiNeS, 2 models"]
+    assert curve["x"] == [0.2, 0.6] and curve["mean"] == pytest.approx([60.0, 80.0])  # (60 + 60) / 2, (100 + 60) / 2
+
+
 def test_merges_at_one_scale_have_no_figure(tmp_path):
     assert _section(_merges(tmp_path, lams=(0.5,)), "Merges").figures == []
 
