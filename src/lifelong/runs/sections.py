@@ -93,7 +93,8 @@ def param_text(params: dict[str, Any], leave_out: Iterable[str] = ()) -> str:
 
 
 def _seeds_text(outputs: Sequence[Output]) -> str:
-    return ", ".join(str(s) for s in sorted({o.seed for o in outputs}))
+    """The seeds of a row's folders, each as often as it occurs (a seed twice: two folders)."""
+    return ", ".join(str(s) for s in sorted(o.seed for o in outputs))
 
 
 def _first_seen(blocks: Iterable[dict]) -> list[str]:
