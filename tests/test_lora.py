@@ -98,6 +98,11 @@ def test_gradients_reach_only_a_and_b():
             assert not p.requires_grad and p.grad is None, name
 
 
+def test_a_wrapped_layer_freezes_its_base():
+    wrapped = LoRAConv2d(nn.Conv2d(2, 3, 3), 2, 2)
+    assert [n for n, p in wrapped.named_parameters() if p.requires_grad] == ["adapter.lora_A", "adapter.lora_B"]
+
+
 def test_adapters_alone_save_and_load():
     torch.manual_seed(0)
     a = add_lora(build_backbone("mlp", (1, 28, 28), 10), rank=2, alpha=2)

@@ -29,7 +29,8 @@ def runs(fashion, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("lora")
     a = _run(fashion, root / "A", "finetune", "--train-tasks", "1", "--lr", "0.05")
     return {"A": a,
-            "L": _run(fashion, root / "L", "lora", "--init-from", str(a), "--lr", "0.5"),
+            "L": _run(fashion, root / "L", "lora", "--init-from", str(a), "--lr", "0.5", "--momentum", "0.9",
+                      "--weight-decay", "0.01"),
             "R2": _run(fashion, root / "R2", "lora", "--train-tasks", "1,2", "--param", "rank=2"),
             "R4": _run(fashion, root / "R4", "lora", "--train-tasks", "3", "--param", "rank=4", "--param", "alpha=16"),
             "F": _run(fashion, root / "F", "finetune", "--train-tasks", "2")}
