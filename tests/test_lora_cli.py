@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import lifelong.edit as edit
+
 from lifelong.edit.run import accuracy_of
 from lifelong.nets.lora import delta_weight
 from lifelong.runs.load import load_run
@@ -96,12 +98,16 @@ def test_rmm_writes_every_basis_size(runs, tmp_path):
     stored = torch.load(out / "rmm.pt", weights_only=True)
     assert stored["basis"] == 2 and stored["layers"]["classifier"]["basis"].shape[-1] == 2
     assert (out / "model.pt").is_file() and "rmm, basis 5" in printed
+    layer = edit.rmm_runs([runs["L"]], 1, per="layer")
+    assert layer["params"]["per"] == "layer" and layer["per_basis"][-1]["reconstruction_error"]["delta_mean"] < 1e-5
+    assert layer["per_basis"][0]["stored_numbers"] < doc["per_basis"][0]["stored_numbers"]
 
 
 @pytest.mark.parametrize("extra, match", [
     (["--basis", "6"], "1..5"),
     (["--basis", "1", "--alpha", "1.5"], "[0, 1]"),
     (["--basis", "1", "--lam", "0.5"], "--lam"),
+    (["--basis", "1", "--basis-per", "row"], "position, layer"),
     ([], "--basis"),
 ])
 def test_rmm_bad_input_is_one_line(runs, tmp_path, extra, match):
@@ -127,3 +133,29 @@ def test_rmm_options_elsewhere_and_bad_rank_are_one_line(runs, fashion, tmp_path
     code, _, err = run_cli(["run", *tiny_run_flags(fashion), "--method", "lora", "--param", "rank=0",
                             "--out", str(tmp_path / "y")])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "rank" in err, err
+
+
+def test_a_resumed_lora_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    """A crash mid-task (step 8: task 2) then --resume: the same metrics, model.pt and adapters."""
+    import lifelong.loop as loop
+    from tests.conftest import write_fashion_mnist
+    from tests.test_resume import Crash, _config, _run as _execute, _same_results
+
+    root = tmp_path / "data"
+    write_fashion_mnist(root, per_class_train=12, per_class_test=3)
+    _execute(_config(root, tmp_path / "ref", method="lora"))
+    original = loop.LossMonitor.observe
+
+    def observe(self, loss, task, step):
+        if step == 8:
+            raise Crash
+        return original(self, loss, task, step)
+
+    monkeypatch.setattr(loop.LossMonitor, "observe", observe)
+    with pytest.raises(Crash):
+        _execute(_config(root, tmp_path / "run", method="lora"))
+    monkeypatch.undo()
+    assert _execute(_config(root, tmp_path / "run", method="lora"), resume=True)["complete"]
+    _same_results(tmp_path / "ref", tmp_path / "run")
+    a, b = (_adapters(tmp_path / name)["tasks"] for name in ("ref", "run"))
+    assert a.keys() == b.keys() and all(torch.equal(a[t][n][f], b[t][n][f]) for t in a for n in a[t] for f in "AB")

@@ -87,3 +87,19 @@ def test_bad_input_is_one_line():
     with pytest.raises(ConfigError, match="different ranks"):
         rmm(_adapters(2, 4) + _adapters(1, 2), 1)
     assert check_lam(None, 4) == 0.25
+
+
+def test_per_layer_basis_is_the_best_rank_k_fit_of_the_flattened_factors():
+    """The other reading: one basis per layer, over every factor entry of the layer at once."""
+    adapters, k = _adapters(), 1
+    rebuilt, stored = rmm(adapters, k, per="layer")
+    x = np.stack([np.concatenate([a["l1"]["B"].double().numpy().ravel(), a["l1"]["A"].double().numpy().T.ravel()])
+                  for a in adapters], axis=1)
+    u, _, _ = np.linalg.svd(x, full_matrices=False)
+    fit = u[:, :k] @ u[:, :k].T @ x
+    for i, r in enumerate(rebuilt):
+        got = np.concatenate([r["l1"]["B"].double().numpy().ravel(), r["l1"]["A"].double().numpy().T.ravel()])
+        assert np.allclose(got, fit[:, i], atol=1e-5)
+    assert stored["l1"]["coefficients"].shape == (1, k, N)
+    with pytest.raises(ConfigError, match="position, layer"):
+        rmm(adapters, 1, per="row")

@@ -46,7 +46,7 @@ def edit_command(args: argparse.Namespace) -> int:
 def _print_rmm(doc: dict[str, Any], out: str) -> None:
     """Per-task accuracy of the base, every adapter kept, the plain merges and RMM at each basis size."""
     p = doc["params"]
-    print(f"lifelong: rmm of {p['num_adapters']} adapters (rank {p['rank']}) of {', '.join(doc['source_runs'])}, "
+    print(f"lifelong: rmm (a basis per {p['per']}) of {p['num_adapters']} adapters (rank {p['rank']}) of {', '.join(doc['source_runs'])}, "
           f"plain merges with alpha={p['lam']:.4g}, {doc['wall_seconds']:.2f} s")
     for scenario in ("class_il", "task_il"):
         num = len(doc["kept"][scenario])
@@ -77,7 +77,8 @@ def merge_command(args: argparse.Namespace) -> int:
                               f"--alpha scales the plain merges)")
         if args.basis is None:
             raise ConfigError("rmm needs --basis K (1..number of adapters)")
-        doc = rmm_runs(args.models, args.basis, args.alpha, args.out, device=args.device, data_root=args.data_root)
+        doc = rmm_runs(args.models, args.basis, args.alpha, args.out, per=args.basis_per, device=args.device,
+                       data_root=args.data_root)
         _print_rmm(doc, args.out)
         return 0
     for flag, value in (("--basis", args.basis), ("--alpha", args.alpha)):

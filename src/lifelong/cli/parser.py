@@ -185,6 +185,8 @@ def _add_edit_commands(sub: Any) -> None:
     merge.add_argument("--beta", type=_number, default=None, metavar="B", help="LiNeS' depth scaling (with --lines)")
     merge.add_argument("--basis", type=int, default=None, metavar="K",
                        help="rmm: the basis size written (1..number of adapters; every size is measured)")
+    merge.add_argument("--basis-per", default="position", metavar="position|layer",
+                       help="rmm: one basis per position of the factors (default) or per layer")
     merge.add_argument("--alpha", type=_number, default=None, metavar="A",
                        help="rmm: scale of the plain merges it is compared with, in [0, 1] (default 1/n, the mean)")
     for p in (lines, merge):

@@ -11,7 +11,10 @@ the top-``k`` left singular vectors of ``X``; task ``i``'s coefficients are ``c_
 and its factors are rebuilt as ``x̂_i = U_k c_i``: the best rank-``k`` fit of ``X`` in the
 Frobenius norm (Eckart–Young), in closed form and without data. ``k = n`` (or ``k ≥ r``)
 rebuilds every adapter exactly. Unverified against the paper's text: whether ``X`` is centred or
-weighted, and whether positions share a basis (here each position has its own ``U_k``).
+weighted, and whether positions share a basis: here each position has its own ``U_k``
+(``per="position"``, the review's reading); ``per="layer"`` is the other reading, one basis per
+layer over all its factors flattened (``X ∈ R^{(out+in)·r × n}``: ``k`` basis adapters and ``k``
+coefficients per task and layer).
 
 Plain merges of the same adapters (what the paper reports collapses on low-rank weights):
 
@@ -86,18 +89,25 @@ def rmm_layer(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return basis, basis.transpose(1, 2) @ x
 
 
-def rmm(adapters: Sequence[Adapters], k: int) -> tuple[list[dict], dict[str, dict[str, torch.Tensor]]]:
+PER = ("position", "layer")
+
+
+def rmm(adapters: Sequence[Adapters], k: int, per: str = "position"
+        ) -> tuple[list[dict], dict[str, dict[str, torch.Tensor]]]:
     """Each adapter rebuilt from the shared basis of size ``k`` and its own coefficients, and the
-    stored artefact ``{layer: {"basis": U_k, "coefficients": C}}``."""
+    stored artefact ``{layer: {"basis": U_k, "coefficients": C}}`` (``per``: one basis per
+    position of the factors, or per layer; see the module docstring)."""
     check_adapters(adapters)
     k = check_basis(k, len(adapters))
+    if per not in PER:
+        raise ConfigError(f"RMM basis per {per!r}: choose one of {', '.join(PER)}")
     rebuilt: list[dict] = [{} for _ in adapters]
     stored = {}
     for layer in adapters[0]:
         x = positions(adapters, layer)
-        basis, coefs = rmm_layer(x, k)
+        basis, coefs = rmm_layer(x if per == "position" else x.reshape(1, -1, x.shape[-1]), k)
         stored[layer] = {"basis": basis.float(), "coefficients": coefs.float()}
-        x_hat = basis @ coefs
+        x_hat = (basis @ coefs).reshape(x.shape)
         for i in range(len(adapters)):
             rebuilt[i][layer] = _split(x_hat, adapters[0][layer], i)
     return rebuilt, stored

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from lifelong.edit.rmm import (check_adapters, check_basis, check_lam, delta, merge_deltas, merge_factors,
+from lifelong.edit.rmm import (PER, check_adapters, check_basis, check_lam, delta, merge_deltas, merge_factors,
                                reconstruction_errors, rmm)
 from lifelong.edit.run import SCHEMA_VERSION, _check_same, _finish, accuracy_of
 from lifelong.edit.task_vectors import state_of
@@ -93,8 +93,8 @@ class _Evaluator:
         return out
 
 
-def _per_basis(ev: _Evaluator, adapters: list, owners: list, k: int) -> tuple[dict, dict]:
-    rebuilt, stored = rmm(adapters, k)
+def _per_basis(ev: _Evaluator, adapters: list, owners: list, k: int, per: str) -> tuple[dict, dict]:
+    rebuilt, stored = rmm(adapters, k, per)
     errors = reconstruction_errors(rebuilt, adapters, ev.scaling)
     entry = {"basis": k, "accuracy": ev.own(rebuilt, owners),
              "reconstruction_error": {**errors, "factors_mean": sum(errors["factors"]) / len(adapters),
@@ -104,10 +104,11 @@ def _per_basis(ev: _Evaluator, adapters: list, owners: list, k: int) -> tuple[di
 
 
 def rmm_runs(models: Sequence[str | Path], basis: int, lam: Optional[float] = None, out: str | Path | None = None,
-             *, device: str = "auto", data_root: str | None = None) -> dict[str, Any]:
+             *, per: str = "position", device: str = "auto", data_root: str | None = None) -> dict[str, Any]:
     """RMM (:func:`lifelong.edit.rmm.rmm`) of the adapters of the finished lora runs ``models``
     for every basis size ``1..n``, with ``basis`` the artefact written (``rmm.pt``); the plain
-    merges use ``λ = lam`` (``[0, 1]``, default ``1/n``). Returns the metrics document; with
+    merges use ``λ = lam`` (``[0, 1]``, default ``1/n``); ``per``: one basis per position of the
+    factors (``"position"``) or per layer (``"layer"``; :func:`lifelong.edit.rmm.rmm`). Returns the metrics document; with
     ``out``, writes ``model.pt`` (the base), ``rmm.pt``, ``config.yaml`` and ``metrics.json``
     there together, or nothing."""
     started = time.perf_counter()
@@ -115,6 +116,8 @@ def rmm_runs(models: Sequence[str | Path], basis: int, lam: Optional[float] = No
         raise ConfigError(f"RMM basis size must be an integer >= 1, got {basis!r}")
     if lam is not None:
         check_lam(lam, 1)
+    if per not in PER:
+        raise ConfigError(f"RMM basis per {per!r}: choose one of {', '.join(PER)}")
 
     def build():
         runs, adapters, owners, scaling, base, source = _collect(models, device, data_root)
@@ -124,14 +127,14 @@ def rmm_runs(models: Sequence[str | Path], basis: int, lam: Optional[float] = No
         ev = _Evaluator(runs, base, scaling, source)
         per_basis, artefact = [], None
         for k in range(1, n + 1):
-            entry, stored = _per_basis(ev, adapters, owners, k)
+            entry, stored = _per_basis(ev, adapters, owners, k, per)
             per_basis.append(entry)
             artefact = stored if k == basis else artefact
         factors = merge_factors(adapters, lam_)
         first = runs[0]
         doc = {
             "schema_version": SCHEMA_VERSION, "kind": "merge", "complete": True, "method": "rmm",
-            "params": {"basis": basis, "lam": lam_, "num_adapters": n, "rank": int(adapters[0][next(iter(adapters[0]))]["A"].shape[0]),
+            "params": {"basis": basis, "per": per, "lam": lam_, "num_adapters": n, "rank": int(adapters[0][next(iter(adapters[0]))]["A"].shape[0]),
                        "scaling": scaling},
             "base": str(first.folder / "model.pt"), "source_runs": [str(r.folder) for r in runs],
             "benchmark": first.resolved.get("benchmark"), "backbone": first.resolved.get("backbone"),
