@@ -3,7 +3,8 @@
 Per seed, one run of the `lora` preset through the library (`lifelong.run`, one CPU thread, one
 epoch, library defaults: SGD lr 0.1, batch 10, rank 8, α = 8, adapters on the three linear
 layers of a frozen, freshly initialised MLP), one adapter per task; then `lifelong.edit.rmm_runs`
-on its adapters: every basis size k = 1..n, each task through its rebuilt adapter, against the
+on its adapters: every basis size k = 1..n, with a basis per position of the factors (the review's
+reading) and per layer (the other), each task through its rebuilt adapter, against the
 plain merges of the same adapters (task arithmetic on ΔW and on A, B separately, with λ = 1/n and
 λ = 1) and against keeping every adapter. Reported: the mean over tasks of each task's accuracy
 (Split-MNIST: task-IL and class-IL; Permuted-MNIST: class-IL, which is task-IL there), mean ± std
@@ -52,10 +53,12 @@ def one_seed(benchmark: str, num_tasks: int | None, seed: int, root: Path) -> di
         add(f"plain merge of ΔW, {tag}", d["plain"]["delta"])
         add(f"plain merge of A and B, {tag}", d["plain"]["factors"])
     full = sum(a["A"].numel() + a["B"].numel() for a in _adapters(run).values())
-    for entry in doc["per_basis"]:
-        err = entry["reconstruction_error"]
-        add(f"RMM, basis {entry['basis']}", entry["accuracy"], delta_err=err["delta_mean"],
-            factors_err=err["factors_mean"], stored=entry["stored_numbers"] / (full * doc["params"]["num_adapters"]))
+    per_layer = edit.rmm_runs([run], 1, per="layer")
+    for tag, d in (("a basis per position", doc), ("a basis per layer", per_layer)):
+        for entry in d["per_basis"]:
+            err = entry["reconstruction_error"]
+            add(f"RMM ({tag}), basis {entry['basis']}", entry["accuracy"], delta_err=err["delta_mean"],
+                factors_err=err["factors_mean"], stored=entry["stored_numbers"] / (full * d["params"]["num_adapters"]))
     return rows
 
 
