@@ -56,6 +56,9 @@ RECOVERY = "tests/test_unlearn_recovery.py"
 EDIT = "tests/test_edit.py"
 EDIT_CLI = "tests/test_edit_cli.py"
 REPORT_OUTPUTS = "tests/test_report_outputs.py"
+LORA = "tests/test_lora.py"
+LORA_CLI = "tests/test_lora_cli.py"
+RMM = "tests/test_rmm.py"
 
 
 @dataclass(frozen=True)
@@ -536,6 +539,37 @@ MUTANTS: list[Mutant] = [
       "the edited model's accuracies are the fine-tuned run's"),
     M("merge-lines-ignored", False, "edit/run.py", "state = lines_merge(sources.base, nets, beta, method, k)",
       "state = merge(sources.base, nets, method, 1.0, k)", (EDIT_CLI,), "lifelong merge --lines ignores LiNeS"),
+    M("lora-scaling-r-over-alpha", False, "nets/lora.py", "self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank",
+      "self.rank, self.alpha, self.scaling = rank, alpha, rank / alpha", (LORA,), "LoRA scaled by r/α instead of α/r"),
+    M("lora-b-random", False, "nets/lora.py", "        self.lora_B.zero_()\n",
+      "        self.lora_B.uniform_(-bound, bound, generator=generator)\n", (LORA,),
+      "LoRA's B initialised at random (the adapted model no longer equals the base)"),
+    M("lora-a-normal", False, "nets/lora.py", "self.lora_A.uniform_(-bound, bound, generator=generator)",
+      "self.lora_A.normal_(0, bound, generator=generator)", (LORA,), "LoRA's A Gaussian instead of Kaiming-uniform"),
+    M("lora-base-trainable", False, "nets/lora.py", "        for p in base.parameters():\n            p.requires_grad_(False)\n",
+      "        pass\n", (LORA,), "wrapped layers' base weights left trainable"),
+    M("lora-conv-no-stride", False, "nets/lora.py", "hidden = F.conv2d(x, kernel, None, layer.stride, layer.padding, layer.dilation)",
+      "hidden = F.conv2d(x, kernel, None, 1, layer.padding, layer.dilation)", (LORA,),
+      "a conv adapter ignores the layer's stride"),
+    M("lora-eval-current-adapter", False, "plugins/lora.py", "which = task if task in self.finished else BASE",
+      "which = None", (LORA_CLI,), "the lora preset scores every task with the last adapter, not its own"),
+    M("lora-base-trains", False, "plugins/lora.py", "            group[\"params\"][:] = params if i == 0 else []\n",
+      "            group[\"params\"][:] = list(group[\"params\"]) + params if i == 0 else []\n", (LORA_CLI,),
+      "the lora preset's optimiser keeps the base's parameters (weight decay or stale grads could move it)"),
+    M("rmm-right-vectors", False, "edit/rmm.py", "u, _, _ = torch.linalg.svd(x, full_matrices=False)\n    basis = u[:, :, :k]",
+      "u, _, vh = torch.linalg.svd(x, full_matrices=False)\n    basis = u[:, :, -k:]", (RMM,),
+      "RMM keeps the bottom-k singular vectors instead of the top-k"),
+    M("rmm-centred", False, "edit/rmm.py", "u, _, _ = torch.linalg.svd(x, full_matrices=False)",
+      "u, _, _ = torch.linalg.svd(x - x.mean(-1, keepdim=True), full_matrices=False)", (RMM,),
+      "RMM's basis from the task-centred factors"),
+    M("rmm-merge-factors-lam-once", False, "edit/rmm.py",
+      'return {layer: {name: lam * sum(a[layer][name] for a in adapters) for name in ("A", "B")}',
+      'return {layer: {name: sum(a[layer][name] for a in adapters) for name in ("A", "B")}', (RMM,),
+      "the factor merge forgets λ"),
+    M("rmm-basis-unchecked", False, "edit/rmm.py", "not 1 <= k <= n:", "not 1 <= k:", (RMM, LORA_CLI),
+      "a basis larger than the number of adapters accepted"),
+    M("bn-var-unclamped", False, "edit/merge.py", "    clamp_running_var(state)\n    return state", "    return state",
+      (EDIT,), "a merge leaves negative batch-norm running variances"),
 ]
 
 

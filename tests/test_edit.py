@@ -270,3 +270,19 @@ def test_merged_models_load_and_run():
         clone = build_backbone("mlp", (1, 8, 8), 3)
         clone.load_state_dict(state)
         assert clone(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+
+
+def test_merges_never_leave_a_negative_running_variance():
+    """λ·T > 1 extrapolates the variances: below 0 they are set to 0 (count returned), the rest untouched."""
+    base = {k: v.clone() for k, v in Deep(bn=True).state_dict().items()}
+    base["features.1.running_var"] = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    ft = {k: v.clone() for k, v in base.items()}
+    ft["features.1.running_var"] = torch.tensor([0.2, 0.5, 2.0, 1.0])
+    merged = e.merge(base, [ft, ft], "task_arithmetic", lam=1.0)
+    # 1 + 2·(0.2 − 1) = −0.6 → 0;  1 + 2·(0.5 − 1) = 0;  1 + 2·1 = 3;  1
+    assert merged["features.1.running_var"].tolist() == [0.0, 0.0, 3.0, 1.0]
+    both = e.lines_merge(base, [ft, ft], beta=1.5, method="task_arithmetic", layers=Deep(bn=True))
+    assert both["features.1.running_var"].min() >= 0
+    state = {"bn.running_var": torch.tensor([-1.0, 2.0]), "bn.weight": torch.tensor([-1.0])}
+    assert e.clamp_running_var(state) == 1 and state["bn.running_var"].tolist() == [0.0, 2.0]
+    assert state["bn.weight"].tolist() == [-1.0]

@@ -24,8 +24,11 @@ def evaluate(
     """Class-IL and task-IL accuracy (percent) on each task's test set, in task order.
 
     ``scores(model, x)`` replaces the model's logits as the class scores when given (iCaRL's
-    nearest-mean-of-exemplars classifier, :mod:`lifelong.plugins.nme`).
+    nearest-mean-of-exemplars classifier, :mod:`lifelong.plugins.nme`). A ``scores`` with
+    ``task_aware = True`` is also called as ``scores(model, x, task=j)`` for task ``j``'s task-IL
+    column (the ``lora`` plug-in picks task ``j``'s adapter: :mod:`lifelong.plugins.lora`).
     """
+    task_aware = getattr(scores, "task_aware", False)
     was_training = model.training
     model.eval()
     masks = stream.task_masks()
@@ -38,6 +41,8 @@ def evaluate(
             logits = model(x) if scores is None else scores(model, x)
             y = stream.labels("test", idx)
             correct[0, task.index] += (logits.argmax(1) == y).sum()
+            if task_aware:
+                logits = scores(model, x, task=task.index)
             masked = logits.masked_fill(~masks[task.index], float("-inf"))
             correct[1, task.index] += (masked.argmax(1) == y).sum()
         totals.append(max(len(task.test_idx), 1))

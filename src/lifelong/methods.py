@@ -208,6 +208,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("icarl-replay", "iCaRL with a batch of exemplars replayed at every step instead of mixed into the data",
            "Rebuffi et al., iCaRL: incremental classifier and representation learning, CVPR 2017 (variant)",
            {"terms": [{"term": "icarl", "on": "both"}], "memory": "herding", "plugins": [{"plugin": "nme"}]}),
+    Preset("lora", "one LoRA adapter per task on a frozen base (the model at the run's start); task-IL picks the "
+           "task's adapter, class-IL uses the sum of the adapters trained so far",
+           "Hu et al., LoRA: low-rank adaptation of large language models, 2021",
+           {"terms": [_ce()], "plugins": [{"plugin": "lora", "rank": "${rank}", "alpha": "${alpha}"}]},
+           {"rank": 8, "alpha": 8.0})
 ]}
 
 _REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")

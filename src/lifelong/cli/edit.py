@@ -43,9 +43,49 @@ def edit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_rmm(doc: dict[str, Any], out: str) -> None:
+    """Per-task accuracy of the base, every adapter kept, the plain merges and RMM at each basis size."""
+    p = doc["params"]
+    print(f"lifelong: rmm (a basis per {p['per']}) of {p['num_adapters']} adapters (rank {p['rank']}) of {', '.join(doc['source_runs'])}, "
+          f"plain merges with alpha={p['lam']:.4g}, {doc['wall_seconds']:.2f} s")
+    for scenario in ("class_il", "task_il"):
+        num = len(doc["kept"][scenario])
+        print(f"{'accuracy (%), ' + scenario.replace('_', '-').replace('il', 'IL'):<34}"
+              + "".join(f"{'t' + str(i + 1):>8}" for i in range(num)) + f"{'mean':>8}{'ΔW err':>9}")
+        rows = [("base", doc["before"]["base"], None), ("every adapter kept", doc["kept"], None),
+                ("plain merge of ΔW", doc["plain"]["delta"], None), ("plain merge of A, B", doc["plain"]["factors"], None)]
+        rows += [(f"rmm, basis {e['basis']}", e["accuracy"], e["reconstruction_error"]["delta_mean"])
+                 for e in doc["per_basis"]]
+        for name, acc, err in rows:
+            values = acc[scenario]
+            print(f"{name:<34}" + "".join(f"{a:>8.2f}" for a in values) + f"{sum(values) / len(values):>8.2f}"
+                  + (f"{err:>9.4f}" if err is not None else ""))
+    print(f"lifelong: rmm basis {p['basis']} (rmm.pt), base model and metrics in {out}")
+
+
 def merge_command(args: argparse.Namespace) -> int:
     from lifelong.edit.run import merge_runs
+    from lifelong.errors import ConfigError
 
+    if args.method == "rmm":
+        from lifelong.edit.rmm_run import rmm_runs
+
+        given = [f for f, v in (("--base", args.base), ("--lam", args.lam), ("--beta", args.beta)) if v is not None]
+        given += ["--lines"] if args.lines else []
+        if given:
+            raise ConfigError(f"{given[0]} is not an option of rmm (its base is the lora runs' own model.pt; "
+                              f"--alpha scales the plain merges)")
+        if args.basis is None:
+            raise ConfigError("rmm needs --basis K (1..number of adapters)")
+        doc = rmm_runs(args.models, args.basis, args.alpha, args.out, per=args.basis_per, device=args.device,
+                       data_root=args.data_root)
+        _print_rmm(doc, args.out)
+        return 0
+    for flag, value in (("--basis", args.basis), ("--alpha", args.alpha)):
+        if value is not None:
+            raise ConfigError(f"{flag} is an option of --method rmm")
+    if args.base is None:
+        raise ConfigError("--base is required: the run (or model.pt) every model started from")
     doc = merge_runs(args.base, args.models, args.method, args.lam, args.k, args.lines, args.beta, args.out,
                      device=args.device, data_root=args.data_root)
     _print(doc, args.out)

@@ -170,11 +170,12 @@ def _add_edit_commands(sub: Any) -> None:
     lines.add_argument("--beta", type=_number, default=None, metavar="B",
                        help="depth scaling (default 1 - alpha, the reference's; 0: plain interpolation)")
     merge = sub.add_parser("merge", help="merge runs fine-tuned from one start (task arithmetic, TIES, LiNeS)")
-    merge.add_argument("--base", required=True, metavar="RUN_OR_MODEL",
-                       help="the run (or model.pt) every model started from (--init-from)")
+    merge.add_argument("--base", default=None, metavar="RUN_OR_MODEL",
+                       help="the run (or model.pt) every model started from (--init-from); not with rmm")
     merge.add_argument("--models", required=True, nargs="+", metavar="RUN_DIR",
                        help="finished runs trained with --init-from the base")
-    merge.add_argument("--method", required=True, metavar="task-arithmetic|ties", help="how to combine the updates")
+    merge.add_argument("--method", required=True, metavar="task-arithmetic|ties|rmm",
+                       help="how to combine the updates (rmm: the adapters of lora runs, given as --models)")
     merge.add_argument("--lam", type=_number, default=None, metavar="L",
                        help="scale of the merged update (default 1; not with --lines)")
     merge.add_argument("--k", type=_number, default=20.0, metavar="K",
@@ -182,6 +183,12 @@ def _add_edit_commands(sub: Any) -> None:
     merge.add_argument("--lines", action="store_true",
                        help="LiNeS on the merged update: alpha from the L1 norms, --beta given")
     merge.add_argument("--beta", type=_number, default=None, metavar="B", help="LiNeS' depth scaling (with --lines)")
+    merge.add_argument("--basis", type=int, default=None, metavar="K",
+                       help="rmm: the basis size written (1..number of adapters; every size is measured)")
+    merge.add_argument("--basis-per", default="position", metavar="position|layer",
+                       help="rmm: one basis per position of the factors (default) or per layer")
+    merge.add_argument("--alpha", type=_number, default=None, metavar="A",
+                       help="rmm: scale of the plain merges it is compared with, in [0, 1] (default 1/n, the mean)")
     for p in (lines, merge):
         p.add_argument("--out", required=True, metavar="DIR", help="new folder for model.pt, metrics.json, config.yaml")
         p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")

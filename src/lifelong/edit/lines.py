@@ -24,7 +24,8 @@ import torch.nn as nn
 
 from lifelong.edit.layers import LayerSpec, resolve_layers
 from lifelong.edit.merge import merged_vector
-from lifelong.edit.task_vectors import StateDict, Weights, add, apply_to, l1_norm, task_vector, task_vectors
+from lifelong.edit.task_vectors import (StateDict, Weights, add, apply_to, clamp_running_var, l1_norm, task_vector,
+                                        task_vectors)
 from lifelong.errors import ConfigError
 
 
@@ -83,9 +84,12 @@ def merged_alpha(taus: Sequence[Mapping[str, torch.Tensor]], merged: Mapping[str
 def lines_merge(base: Weights, finetuned: Sequence[Weights], beta: float, method: str = "task_arithmetic",
                 k: float = 20.0, layers: LayerSpec = None) -> StateDict:
     """Multi-task LiNeS: ``θ_base + LiNeS(τ_merged; α = merged_alpha, β)`` for the task
-    arithmetic or TIES (``k``%) merge of models fine-tuned from ``base``."""
+    arithmetic or TIES (``k``%) merge of models fine-tuned from ``base``; running variances below
+    0 set to 0 (:func:`lifelong.edit.task_vectors.clamp_running_var`)."""
     beta = _finite(beta, "β")
     taus = task_vectors(base, finetuned)
     merged = merged_vector(taus, method, k)
     mapping, num = resolve_layers(merged.keys(), layers, _model_of(base, *finetuned))
-    return apply_to(base, lines_scale(merged, mapping, num, merged_alpha(taus, merged), beta))
+    state = apply_to(base, lines_scale(merged, mapping, num, merged_alpha(taus, merged), beta))
+    clamp_running_var(state)  # λ(ℓ) > 1 can push a batch-norm running variance below 0
+    return state

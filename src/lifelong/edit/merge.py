@@ -23,8 +23,8 @@ from typing import Sequence
 
 import torch
 
-from lifelong.edit.task_vectors import (StateDict, Weights, add, apply_to, check_same_keys, flatten, scale, task_vectors,
-                                        unflatten)
+from lifelong.edit.task_vectors import (StateDict, Weights, add, apply_to, check_same_keys, clamp_running_var, flatten,
+                                        scale, task_vectors, unflatten)
 from lifelong.errors import ConfigError
 
 METHODS = ("task_arithmetic", "ties")
@@ -87,8 +87,11 @@ def merge(base: Weights, finetuned: Sequence[Weights], method: str = "task_arith
           k: float = 20.0) -> StateDict:
     """The merged state dict ``θ_base + λ·τ_merged`` of models fine-tuned from ``base``.
     ``k``: TIES' kept percentage (the reference's 20). The reference picks ``λ`` on validation
-    from 0.1..1.0 (task arithmetic) or 0.1..1.5 (TIES)."""
+    from 0.1..1.0 (task arithmetic) or 0.1..1.5 (TIES). Batch-norm running variances that the
+    merge pushes below 0 are set to 0 (:func:`lifelong.edit.task_vectors.clamp_running_var`)."""
     if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
         raise ConfigError(f"merge λ must be a finite number, got {lam!r}")
     tau = merged_vector(task_vectors(base, finetuned), method, k)
-    return apply_to(base, scale(tau, float(lam)))
+    state = apply_to(base, scale(tau, float(lam)))
+    clamp_running_var(state)
+    return state

@@ -125,13 +125,15 @@ def _document(kind: str, method: str, params: dict[str, Any], sources: Sources, 
 
 
 def _finish(out: str | Path | None, prefix: str, build) -> dict[str, Any]:
-    """``build()`` (returning ``(doc, state, config)``) with ``out`` staged first and written at
-    the end, or nothing written."""
+    """``build()`` (returning ``(doc, state, config)``, or with a fourth item ``{file name:
+    bytes}`` of extra files) with ``out`` staged first and written at the end, or nothing written."""
     out = None if out is None else Path(out)
     tmp = None if out is None else staging_folder(out, prefix)
     try:
-        doc, state, config = build()
+        doc, state, config, *extra = build()
         if tmp is not None:
+            for name, data in (extra[0] if extra else {}).items():
+                (tmp / name).write_bytes(data)
             write_folder(tmp, out, state, doc, config)
             tmp = None
     finally:
@@ -166,7 +168,7 @@ def lines_run(base: str | Path, finetuned: str | Path, alpha: float, beta: Optio
 def check_merge_values(method: str, lam: Optional[float], k: float, lines: bool, beta: Optional[float]) -> float:
     """One line for a bad combination or value; returns ``λ`` (1 unless given)."""
     if method not in METHODS:
-        raise ConfigError(f"unknown merge method {method!r}; choose one of: {', '.join(METHODS)}")
+        raise ConfigError(f"unknown merge method {method!r}; choose one of: {', '.join(METHODS)}, rmm")
     _check_k(k)
     if lines and beta is None:
         raise ConfigError("--lines needs --beta B (the reference tunes β on validation, over 0.1..1.0)")

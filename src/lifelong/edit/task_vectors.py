@@ -93,6 +93,23 @@ def apply_to(base: Weights, tau: Mapping[str, torch.Tensor], coef: float = 1.0) 
     return {k: (v + coef * tau[k].to(v.device) if k in tau else v.clone()) for k, v in b.items()}
 
 
+VAR_FLOOR = 0.0  # a merged batch-norm running variance below this is raised to it
+
+
+def clamp_running_var(state: StateDict, floor: float = VAR_FLOOR) -> int:
+    """Raise every batch-norm running variance entry (keys ending in ``running_var``) below
+    ``floor`` to ``floor``, in place, and return how many were raised. A merge with ``λ·T > 1``
+    (or LiNeS' ``λ(ℓ) > 1``) extrapolates past the fine-tuned variances and can push them below
+    0, where batch norm's ``√(var + ε)`` is undefined; the reference's ViTs have no such buffers."""
+    raised = 0
+    for key, value in state.items():
+        if key.endswith("running_var") and value.is_floating_point():
+            low = value < floor
+            raised += int(low.sum())
+            value[low] = floor
+    return raised
+
+
 def flatten(tau: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """All entries of ``τ`` as one vector, in the mapping's key order."""
     return torch.cat([v.reshape(-1) for v in tau.values()])

@@ -25,6 +25,7 @@ from lifelong.plugins.clip import ClipGrad  # noqa: E402
 from lifelong.plugins.error_memory import ErrorMemoryPlugin  # noqa: E402
 from lifelong.plugins.exposed import ExposedEval  # noqa: E402
 from lifelong.plugins.knn import MaskedKNN  # noqa: E402
+from lifelong.plugins.lora import LoRAAdapters  # noqa: E402
 from lifelong.plugins.gpm import CUBER, GPM  # noqa: E402
 from lifelong.plugins.mix import MixMemory  # noqa: E402
 from lifelong.plugins.nme import NearestMeanOfExemplars  # noqa: E402
@@ -34,6 +35,6 @@ from lifelong.plugins.view_batch import ViewBatch  # noqa: E402
 from lifelong.plugins.warmup import HeadWarmup  # noqa: E402
 
 __all__ = ["AGEM", "AdaptiveWeights", "CUBER", "ClipGrad", "ErrorMemoryPlugin", "ExposedEval", "GPM", "HOOKS",
-           "HeadWarmup", "MaskedKNN", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh", "SparseRewiring",
+           "HeadWarmup", "LoRAAdapters", "MaskedKNN", "MixMemory", "NearestMeanOfExemplars", "PLUGINS", "Refresh", "SparseRewiring",
            "ViewBatch",
            "register_plugin"]

@@ -12,7 +12,7 @@ from lifelong.config import check_path_text
 from lifelong.errors import ConfigError
 
 RUN_FILES = ("config.yaml", "metrics.json", "accuracy_class_il.csv", "accuracy_task_il.csv", "run.log", "model.pt",
-             "events.jsonl", "steps.csv")
+             "events.jsonl", "steps.csv", "adapters.pt")
 
 
 def check_out_dir(path: Path, overwrite: bool) -> None:

@@ -526,6 +526,9 @@ def _write_results(run: PreparedRun, result: RunResult, started: float) -> dict[
         buffer = io.BytesIO()
         torch.save(run.model.state_dict(), buffer)
         atomic_write_bytes(run.out / "model.pt", buffer.getvalue())
+        for plugin in run.recipe.plugins:  # e.g. the lora plug-in's adapters.pt
+            for name, data in (plugin.run_files() if hasattr(plugin, "run_files") else {}).items():
+                atomic_write_bytes(run.out / name, data)
     write_results(run.out, result, doc)
     online = doc.get("online")
     anytime = (f"; anytime A_auc {_shown(online['a_auc'])}, A_last {_shown(online['a_last'])} "
