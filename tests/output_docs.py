@@ -34,6 +34,33 @@ def weights_doc(kind: str, seed: int, class_il: list, params: dict, *, task_il: 
             "command": f"lifelong {kind}", **extra}
 
 
+def _both(class_il: list) -> dict:
+    """Accuracies of both scenarios: task-IL is class-IL + 5 (hand-checkable)."""
+    return {"class_il": list(class_il), "task_il": [v + 5 for v in class_il]}
+
+
+def rmm_doc(seed: int, per_basis: list[tuple[list, float, float, int]], kept: list, delta: list, factors: list, *,
+            per: str = "position", tasks: tuple[int, ...] = (1, 2), adapter_numbers: int | None = 80,
+            source_runs: list[str] = ("/nowhere/L",), **extra) -> dict:
+    """A metrics.json as `lifelong merge --method rmm` writes it (src/lifelong/edit/rmm_run.py), on
+    3 tasks with adapters for ``tasks``: ``per_basis`` holds per k = 1.. (class-IL accuracies,
+    ΔW error, factor error, numbers stored); ``kept``, ``delta`` and ``factors`` class-IL
+    accuracies (task-IL: each + 5)."""
+    entries = [{"basis": k, "accuracy": _both(acc), "stored_numbers": stored,
+                "reconstruction_error": {"factors": [f_err] * len(tasks), "delta": [d_err] * len(tasks),
+                                         "factors_mean": f_err, "delta_mean": d_err}}
+               for k, (acc, d_err, f_err, stored) in enumerate(per_basis, 1)]
+    n = len(tasks)
+    more = {"adapter_numbers": adapter_numbers} if adapter_numbers is not None else {}
+    doc = weights_doc("merge", seed, entries[0]["accuracy"]["class_il"], {
+        "basis": 1, "per": per, "lam": 1 / n, "num_adapters": n, "rank": 2, "scaling": 1.0}, method="rmm",
+        source_runs=source_runs, base=f"{source_runs[0]}/model.pt", per_basis=entries, kept=_both(kept),
+        plain={"lam": 1 / n, "delta": _both(delta), "factors": _both(factors)},
+        adapters=[{"run": source_runs[0], "task": t} for t in tasks], **more)
+    doc["accuracy"] = entries[0]["accuracy"]
+    return {**doc, **extra}
+
+
 def output_doc(kind: str, seed: int = 0) -> dict:
     """A valid document of each kind (the hostile tests change it: tests/hostile.py)."""
     if kind == "unlearn":

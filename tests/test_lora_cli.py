@@ -95,6 +95,8 @@ def test_rmm_writes_every_basis_size(runs, tmp_path):
     assert last["accuracy"]["task_il"] == pytest.approx(doc["kept"]["task_il"], abs=1e-6)
     assert doc["per_basis"][0]["reconstruction_error"]["factors_mean"] > 0.01
     assert set(doc["plain"]) == {"lam", "delta", "factors"} and doc["plain"]["lam"] == 0.2
+    saved = _adapters(runs["L"])["tasks"]
+    assert doc["adapter_numbers"] == sum(t.numel() for a in saved.values() for f in a.values() for t in (f["A"], f["B"]))
     stored = torch.load(out / "rmm.pt", weights_only=True)
     assert stored["basis"] == 2 and stored["layers"]["classifier"]["basis"].shape[-1] == 2
     assert (out / "model.pt").is_file() and "rmm, basis 5" in printed

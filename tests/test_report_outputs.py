@@ -2,7 +2,8 @@
 sections (Unlearning, Edits (LiNeS), Merges) checked against hand-computed values on hand-made
 folders, and end to end on folders the commands wrote from tiny runs; odd metrics.json files left
 out with the reason (or one line when nothing else is there); a folder given alone; runs and
-outputs together."""
+outputs together; the RMM section (accuracy over the basis size) on hand-made folders and on a
+tiny lora run's."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ from lifelong.runs import sections
 from lifelong.runs.outputs import load_outputs
 from tests.conftest import run_cli, tiny_run_flags
 from tests.hostile import _DELETE, _set, apply_changes, output_entries  # change a document at dotted paths
-from tests.output_docs import output_doc, trained_on, unlearn_doc, weights_doc, write_output
+from tests.hostile import values as hostile_values
+from tests.output_docs import output_doc, rmm_doc, trained_on, unlearn_doc, weights_doc, write_output
 from tests.test_report import ER, make_run
 
 SD = statistics.stdev  # the sample standard deviation, written independently of lifelong.metrics.mean_std
@@ -194,6 +196,156 @@ def test_a_lines_merges_scale_is_its_beta(tmp_path):
 
 def test_merges_at_one_scale_have_no_figure(tmp_path):
     assert _section(_merges(tmp_path, lams=(0.5,)), "Merges").figures == []
+
+
+# --- Merges: RMM ------------------------------------------------------------------------------
+
+# Two seeds of one configuration on 3 tasks, adapters on tasks 1 and 2 (task 3 scored by the base):
+# per k = 1, 2 (class-IL accuracies, ΔW error, factor error, numbers stored); task-IL is each + 5.
+RMM_SEEDS = [
+    dict(per_basis=[([40, 60, 10], 0.5, 0.4, 24), ([80, 90, 10], 0.0, 0.0, 48)], kept=[82, 92, 10],
+         delta=[50, 70, 10], factors=[20, 30, 10]),
+    dict(per_basis=[([50, 70, 20], 0.7, 0.6, 24), ([84, 94, 20], 0.0, 0.0, 48)], kept=[86, 94, 20],
+         delta=[60, 70, 20], factors=[30, 30, 20]),
+]
+
+
+def _rmm_folders(tmp_path: Path) -> list[Path]:
+    folders = [write_output(tmp_path / "out", f"rmm-{seed}", rmm_doc(seed, **values))
+               for seed, values in enumerate(RMM_SEEDS)]
+    folders.append(write_output(tmp_path / "out", "rmm-layer", rmm_doc(
+        0, [([30, 30, 0], 0.9, 0.8, 10), ([80, 90, 0], 0.0, 0.0, 20)], [82, 92, 0], [50, 70, 0], [20, 30, 0],
+        per="layer")))
+    return folders
+
+
+def test_rmm_rows_are_the_mean_over_the_adapters_tasks_and_mean_std_over_seeds(tmp_path):
+    section = _section(load_outputs(_rmm_folders(tmp_path)), "Merges: RMM")
+    rows = _rows(section.tables[0])
+    position = [r for r in rows if r["configuration"] == "split-mnist, a basis per position, 2 adapters"]
+    assert [r["model"] for r in position] == ["every adapter kept", "plain merge of ΔW, λ = 0.5",
+                                              "plain merge of A and B, λ = 0.5", "RMM, basis 1", "RMM, basis 2"]
+    kept, delta, factors, k1, k2 = position
+    assert all(r["seeds"] == "0, 1" for r in position)
+    # seeds' means over tasks 1 and 2 (not task 3, which has no adapter): k = 1: 50, 60; k = 2: 85, 89
+    assert (k1["class-IL (%)"], k1["task-IL (%)"]) == (f"55.00 ± {SD([50, 60]):.2f}", "60.00 ± 7.07")
+    assert k2["class-IL (%)"] == f"87.00 ± {SD([85, 89]):.2f}" == "87.00 ± 2.83"
+    assert kept["class-IL (%)"] == f"88.50 ± {SD([87, 90]):.2f}" == "88.50 ± 2.12"
+    assert delta["class-IL (%)"] == "62.50 ± 3.54" and factors["class-IL (%)"] == "27.50 ± 3.54"  # 60, 65; 25, 30
+    assert (k1["ΔW rel. error"], k1["factor rel. error"]) == (f"0.600 ± {SD([0.5, 0.7]):.3f}", "0.500 ± 0.141")
+    assert (k1["stored numbers"], k1["stored share"], k2["stored share"]) == ("24 ± 0", "0.30 ± 0.00", "0.60 ± 0.00")
+    assert (kept["stored numbers"], kept["stored share"]) == ("80 ± 0", "1.00 ± 0.00")  # adapter_numbers
+    assert delta["ΔW rel. error"] == delta["stored share"] == "–"
+    layer = [r for r in rows if r["configuration"] == "split-mnist, a basis per layer, 2 adapters"]
+    assert [(r["seeds"], r["class-IL (%)"]) for r in layer][3:] == [("0", "30.00"), ("0", "85.00")]
+    assert layer[3]["stored share"] == "0.12"  # 10 / 80 = 0.125, half to even
+    assert len(section.tables[0].listing) == 2
+
+
+def test_the_rmm_figure_has_a_curve_per_configuration_and_lines_for_kept_and_plain(tmp_path):
+    figs = _section(load_outputs(_rmm_folders(tmp_path)), "Merges: RMM").figures
+    assert [f.stem for f in figs] == ["rmm_basis_class_il", "rmm_basis_task_il"]
+    curve = figs[0].data["split-mnist, a basis per position, 2 adapters"]
+    assert curve["x"] == [1, 2] and curve["seeds"] == 2
+    assert curve["mean"] == pytest.approx([55.0, 87.0]) and curve["std"] == pytest.approx([SD([50, 60]), SD([85, 89])])
+    assert curve["kept"] == pytest.approx((88.5, SD([87, 90])))  # the kept adapters, not the plain merge
+    assert curve["plain"] == pytest.approx((62.5, SD([60, 65])))  # ΔW, not the factors (27.5)
+    assert figs[1].data["split-mnist, a basis per layer, 2 adapters"]["mean"] == pytest.approx([35.0, 90.0])
+
+
+def test_rmm_seeds_lacking_a_basis_size_are_counted_and_left_out_of_its_point(tmp_path):
+    short = rmm_doc(1, RMM_SEEDS[1]["per_basis"][:1], RMM_SEEDS[1]["kept"], RMM_SEEDS[1]["delta"],
+                    RMM_SEEDS[1]["factors"], adapters=None, adapter_numbers=None)
+    folders = [write_output(tmp_path, "a", rmm_doc(0, **RMM_SEEDS[0])), write_output(tmp_path, "b", short)]
+    section = _section(load_outputs(folders), "Merges: RMM")
+    rows = _rows(section.tables[0])
+    assert len({r["configuration"] for r in rows}) == 2  # no adapters named: all 3 tasks, another configuration
+    alone = [r for r in rows if r["seeds"] == "1"]
+    assert alone[3]["class-IL (%)"] == f"{(50 + 70 + 20) / 3:.2f}" and alone[3]["stored share"] == "–"
+    assert [r["model"] for r in alone] == ["every adapter kept", "plain merge of ΔW, λ = 0.5",
+                                           "plain merge of A and B, λ = 0.5", "RMM, basis 1"]
+    doc = rmm_doc(1, **RMM_SEEDS[1])
+    doc["per_basis"] = doc["per_basis"][1:]
+    both = load_outputs([folders[0], write_output(tmp_path, "c", doc)])
+    row = _rows(_section(both, "Merges: RMM").tables[0])[3]
+    assert (row["model"], row["class-IL (%)"]) == ("RMM, basis 1", "50.00 (1/2)")
+    curve = _section(both, "Merges: RMM").figures[0].data["split-mnist, a basis per position, 2 adapters"]
+    assert curve["x"] == [2] and curve["mean"] == pytest.approx([87.0])
+
+
+def test_the_merges_section_leaves_rmms_lists_to_the_rmm_section(tmp_path):
+    table = _section(load_outputs(_rmm_folders(tmp_path)), "Merges").tables[0]
+    assert "plain.lam" not in table.columns and "adapter_numbers" not in table.columns
+    assert "not shown" not in table.note and "every size in Merges: RMM" in table.note
+    assert sorted(r["t1"] for r in _rows(table)) == ["30.00", "40.00", "50.00"]  # at the basis written (1)
+
+
+RMM_ODD = [
+    ("per_basis", _DELETE, r"lacks per_basis"),
+    ("per_basis", [], r"per_basis is \[\], not a list of basis sizes"),
+    ("per_basis.0", 3, r"per_basis\.0 is 3, not a mapping"),
+    ("per_basis.0.basis", 0, r"per_basis\.0\.basis is 0, not a whole number from 1"),
+    ("per_basis.0.basis", _DELETE, r"per_basis\.0 lacks basis"),
+    ("per_basis.1.basis", 1, r"per_basis has basis sizes \[1, 1\], not increasing"),
+    ("per_basis.1.accuracy.class_il", [50.0, 60.0], r"per_basis\.1\.accuracy\.class_il has 2 tasks but"),
+    ("per_basis.1.accuracy", {"class_il": [1.0], "task_il": [1.0]}, r"per_basis\.1\.accuracy has 1 tasks, not 3"),
+    ("per_basis.0.reconstruction_error", "small", r"reconstruction_error is 'small', not a mapping"),
+    ("per_basis.0.reconstruction_error.delta_mean", -1.0, r"delta_mean is -1\.0, below 0"),
+    ("per_basis.0.stored_numbers", "many", r"stored_numbers is 'many', not a number"),
+    ("kept.class_il", [200.0, 1.0, 1.0], r"kept\.class_il task 1 is 200\.0, not within 0 to 100"),
+    ("plain.delta", [1], r"plain\.delta is \[1\], not a mapping"),
+    ("plain.lam", 2.0, r"plain\.lam is 2\.0, not within 0 to 1"),
+    ("adapters.0.task", 4, r"adapters\.0\.task is 4, not a whole number from 1 to 3"),
+    ("adapters", "all", r"adapters is 'all', not a list of mappings"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", RMM_ODD, ids=[k for k, _, _ in RMM_ODD])
+def test_an_odd_rmm_folder_is_left_out_with_the_reason(tmp_path, key, value, message):
+    doc = rmm_doc(0, **RMM_SEEDS[0])
+    _set(doc, key, value)
+    found = load_outputs([write_output(tmp_path, "odd", doc), write_output(tmp_path, "ok", rmm_doc(1, **RMM_SEEDS[1]))])
+    assert len(found.merge) == 1 and len(found.skipped) == 1 and re.search(message, found.skipped[0][1])
+    assert _rows(_section(found, "Merges: RMM").tables[0])[3]["seeds"] == "1"
+
+
+def test_an_odd_rmm_folder_through_the_command_is_named_not_a_traceback(tmp_path, capsys):
+    doc = rmm_doc(0, **RMM_SEEDS[0])
+    doc["per_basis"][1]["basis"] = "two"
+    odd = write_output(tmp_path / "in", "odd", doc)
+    write_output(tmp_path / "in", "ok", rmm_doc(1, **RMM_SEEDS[1]))
+    code, out, err = run_cli(["report", str(tmp_path / "in"), "--out", str(tmp_path / "report")], capsys)
+    assert (code, err) == (0, ""), err
+    assert f"left out: {odd}" in out and "per_basis.1.basis is 'two'" in out and "RMM, basis 2" in out
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Merges: RMM</h2>" in page and (tmp_path / "report" / "rmm_basis_task_il.png").is_file()
+
+
+_rmm_keys = st.sampled_from(["per_basis", "per_basis.0", "per_basis.1.basis", "per_basis.0.accuracy",
+                             "per_basis.0.accuracy.class_il", "per_basis.1.accuracy.task_il.0",
+                             "per_basis.0.reconstruction_error", "per_basis.1.reconstruction_error.factors_mean",
+                             "per_basis.0.stored_numbers", "kept", "kept.task_il", "plain", "plain.lam",
+                             "plain.factors", "plain.delta.class_il.1", "adapters", "adapters.0", "adapters.1.task",
+                             "adapter_numbers", "params", "params.per", "params.lam", "params.num_adapters"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.tuples(_rmm_keys, st.one_of(hostile_values, st.just(_DELETE))), max_size=3),
+                min_size=1, max_size=3))
+def test_whatever_an_rmm_file_holds_its_section_is_made_or_it_is_left_out(tmp_path_factory, changes):
+    root = tmp_path_factory.mktemp("rmm")
+    folders = []
+    for i, change in enumerate(changes):
+        doc = rmm_doc(i % 2, **RMM_SEEDS[i % 2])
+        apply_changes(doc, change)
+        folders.append(write_output(root, f"o{i}", doc))
+    found = load_outputs(folders)
+    assert len(found) + len(found.skipped) == len(folders)
+    assert all(why and "\n" not in why for _, why in found.skipped)
+    for section in sections.sections(found):
+        for table in section.tables:
+            assert all(len(row) == len(table.columns) for row in table.rows)
+            sections.format_table(table)
 
 
 # --- reading the folders ----------------------------------------------------------------------
@@ -410,3 +562,30 @@ def test_an_unlearning_folder_below_the_runs_is_reported_beside_them(written, tm
     code, out, err = run_cli(["report", str(written / "out" / "S0"), str(written / "out" / "U0"), "--out",
                               str(tmp_path / "report")], capsys)
     assert (code, err) == (0, "") and "report of 1 run, 1 unlearning in" in out
+
+
+def test_the_rmm_section_of_a_tiny_lora_runs_merge(fashion, tmp_path, capsys):
+    """`lifelong run --method lora` on two seeds, `lifelong merge --method rmm` of each, and the
+    report's RMM rows against the numbers of their metrics.json."""
+    flags = tiny_run_flags(fashion)
+    for seed in (0, 1):
+        _cli(["run", *flags, "--method", "lora", "--train-tasks", "1,2,3", "--seed", str(seed), "--out",
+              str(tmp_path / f"L{seed}")])
+        _cli(["merge", "--method", "rmm", "--models", str(tmp_path / f"L{seed}"), "--basis", str(seed + 1), "--out",
+              str(tmp_path / f"out/rmm-{seed}")])
+    code, out, err = run_cli(["report", str(tmp_path / "out"), "--out", str(tmp_path / "report")], capsys)
+    assert (code, err) == (0, ""), err
+    docs = [_doc(tmp_path / f"out/rmm-{seed}") for seed in (0, 1)]
+    assert [a["task"] for a in docs[0]["adapters"]] == [1, 2, 3]  # of the 5 tasks
+    rows = _rows(_section(load_outputs([tmp_path / "out/rmm-0", tmp_path / "out/rmm-1"]), "Merges: RMM").tables[0])
+    assert len(rows) == 3 + 3 and all(r["seeds"] == "0, 1" for r in rows)  # --basis differs: one configuration
+    means = [statistics.fmean(d["per_basis"][1]["accuracy"]["class_il"][:3]) for d in docs]
+    assert rows[4]["model"] == "RMM, basis 2"
+    assert rows[4]["class-IL (%)"] == f"{statistics.fmean(means):.2f} ± {SD(means):.2f}"
+    kept = [statistics.fmean(d["kept"]["task_il"][:3]) for d in docs]
+    assert rows[0]["task-IL (%)"] == f"{statistics.fmean(kept):.2f} ± {SD(kept):.2f}"
+    share = [d["per_basis"][0]["stored_numbers"] / d["adapter_numbers"] for d in docs]
+    assert rows[3]["stored share"] == f"{statistics.fmean(share):.2f} ± {SD(share):.2f}"
+    assert rows[5]["ΔW rel. error"].startswith("0.000")  # k = n rebuilds the adapters exactly
+    assert (tmp_path / "report" / "rmm_basis_class_il.png").read_bytes().startswith(b"\x89PNG")
+    assert "RMM: accuracy over the basis size" in out and "left out" not in out

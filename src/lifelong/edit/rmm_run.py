@@ -146,6 +146,7 @@ def rmm_runs(models: Sequence[str | Path], basis: int, lam: Optional[float] = No
             "plain": {"lam": lam_, "delta": ev.of(merge_deltas(adapters, scaling, lam_)),
                       "factors": ev.of(delta(factors, scaling))},
             "per_basis": per_basis,
+            "adapter_numbers": sum(f["A"].numel() + f["B"].numel() for a in adapters for f in a.values()),
             "wall_seconds": time.perf_counter() - started, "command": " ".join(sys.argv),
         }
         config = {"kind": "merge", "method": "rmm", "models": [str(m) for m in models],

@@ -445,3 +445,31 @@ def plot_merge_scale(data: dict[str, Stats], title: str, path: Path, *,
                        _series_name(label, stats), marker="o", markersize=4)
     _finish_axes(ax, data, title, "scale: λ (β with LiNeS)", "mean accuracy on the merged tasks (%)")
     return _save(fig, path)
+
+
+def plot_basis_size(data: dict[str, Stats], title: str, path: Path, *,
+                    colors: dict[str, tuple] | None = None) -> Path:
+    """RMM's mean accuracy over the adapters' tasks against the basis size k, one line per
+    configuration (± std band for several seeds), with horizontal lines of the same colour for
+    every adapter kept (dashed) and the plain merge of ΔW (dotted) where the data holds them
+    (``"kept"``, ``"plain"``: ``(mean, std)`` or ``None``; :func:`lifelong.runs.sections.rmm_section`),
+    listed in the legend under their configuration."""
+    if not data:
+        raise ValueError("nothing to plot")
+    fig = _new_figure(7.2, 4.2)
+    ax = fig.subplots()
+    colors = colors or label_colors(list(data))
+    levels = []
+    for label, stats in data.items():
+        color = colors[label]
+        _mean_and_band(ax, stats["x"], stats["mean"], stats["std"], stats["seeds"], color,
+                       _series_name(label, stats), marker="o", markersize=4)
+        for key, style, name in (("kept", "--", "every adapter kept"), ("plain", ":", stats.get("plain_label"))):
+            if stats.get(key) is not None:
+                ax.axhline(stats[key][0], color=color, linestyle=style, linewidth=1.2, label=f"  {name}")
+                levels.append(stats[key][0])
+    ax.set_xticks(sorted({x for stats in data.values() for x in stats["x"]}))
+    _finish_axes(ax, data, title, "basis size k", "mean accuracy on the adapters' tasks (%)")
+    ax.set_ylim(*accuracy_limits([*levels, *(m + sign * sd for s in data.values() for m, sd in zip(s["mean"], s["std"])
+                                             for sign in (-1, 1))]))
+    return _save(fig, path)

@@ -7,8 +7,9 @@ the keys the report reads, and only those: a folder whose file lacks one, or hol
 the wrong type (a text where an accuracy belongs, an accuracy outside 0 to 100, a schema version
 this lifelong does not read), is not read, and is listed with the reason (:attr:`Outputs.skipped`)
 instead of failing the whole report; keys the report does not know are kept as they are (its
-sections show the numeric ones, :func:`extra_numbers`). NaN and infinite numbers, as a diverged
-measure writes them, are read as missing (``None``).
+sections show the numeric ones, :func:`extra_numbers`). An RMM merge (``method: rmm``) must also
+hold ``per_basis``, one entry per basis size (:func:`_check_rmm`). NaN and infinite numbers, as a
+diverged measure writes them, are read as missing (``None``).
 """
 from __future__ import annotations
 
@@ -133,20 +134,82 @@ def _check_unlearn(doc: dict) -> dict:
     return checked
 
 
-def _accuracy_lists(doc: dict) -> dict[str, list[float | None]]:
-    """``accuracy``: per scenario (class-IL, task-IL) one accuracy per task, the same number of tasks."""
-    block = _mapping(doc, "accuracy")
+def _accuracy_lists(block: Any, where: str = "accuracy", count: int | None = None) -> dict[str, list[float | None]]:
+    """``block`` (at ``where``): per scenario (class-IL, task-IL) one accuracy per task, the same
+    number of tasks in both (``count`` when given: the folder's ``accuracy``)."""
+    if not isinstance(block, dict):
+        raise Invalid(f"{where} is {_show(block)}, not a mapping")
     lists = {}
     for scenario in ("class_il", "task_il"):
         values = block.get(scenario)
         if not isinstance(values, list) or not values:
-            raise Invalid(f"lacks accuracy.{scenario}" if scenario not in block
-                          else f"accuracy.{scenario} is {_show(values)}, not a list of accuracies")
-        lists[scenario] = [accuracy(v, f"accuracy.{scenario} task {i + 1}") for i, v in enumerate(values)]
+            raise Invalid(f"lacks {where}.{scenario}" if scenario not in block
+                          else f"{where}.{scenario} is {_show(values)}, not a list of accuracies")
+        lists[scenario] = [accuracy(v, f"{where}.{scenario} task {i + 1}") for i, v in enumerate(values)]
     if len(lists["class_il"]) != len(lists["task_il"]):
-        raise Invalid(f"accuracy.class_il has {len(lists['class_il'])} tasks but accuracy.task_il "
+        raise Invalid(f"{where}.class_il has {len(lists['class_il'])} tasks but {where}.task_il "
                       f"{len(lists['task_il'])}")
+    if count is not None and len(lists["class_il"]) != count:
+        raise Invalid(f"{where} has {len(lists['class_il'])} tasks, not {count} as accuracy")
     return lists
+
+
+def _whole(value: Any, where: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        raise Invalid(f"{where} is {_show(value)}, not a whole number from {low}" + (f" to {high}" if high else ""))
+    return value
+
+
+def _basis_entry(entry: Any, where: str, count: int) -> dict:
+    """One entry of an RMM folder's ``per_basis``: ``basis`` (a whole number from 1), ``accuracy``
+    (as the folder's), ``reconstruction_error``'s ``delta_mean`` and ``factors_mean`` and
+    ``stored_numbers`` (numbers from 0, or null)."""
+    if not isinstance(entry, dict):
+        raise Invalid(f"{where} is {_show(entry)}, not a mapping")
+    if "basis" not in entry:
+        raise Invalid(f"{where} lacks basis")
+    errors = entry.get("reconstruction_error")
+    errors = {} if errors is None else errors
+    if not isinstance(errors, dict):
+        raise Invalid(f"{where}.reconstruction_error is {_show(errors)}, not a mapping")
+    return {**entry, "basis": _whole(entry["basis"], f"{where}.basis", 1),
+            "accuracy": _accuracy_lists(entry.get("accuracy"), f"{where}.accuracy", count),
+            "reconstruction_error": {**errors, **{
+                key: number(errors.get(key), f"{where}.reconstruction_error.{key}", 0.0)
+                for key in ("delta_mean", "factors_mean")}},
+            "stored_numbers": number(entry.get("stored_numbers"), f"{where}.stored_numbers", 0.0)}
+
+
+def _adapters(doc: dict, count: int) -> list[dict] | None:
+    """An RMM merge's ``adapters`` (``[{run, task}]``, task from 1 to ``count``), or ``None``."""
+    adapters = doc.get("adapters")
+    if adapters is not None and (not isinstance(adapters, list) or not all(isinstance(a, dict) for a in adapters)):
+        raise Invalid(f"adapters is {_show(adapters)}, not a list of mappings")
+    for i, adapter in enumerate(adapters or []):
+        _whole(adapter.get("task"), f"adapters.{i}.task", 1, count)
+    return adapters
+
+
+def _check_rmm(doc: dict, count: int) -> dict:
+    """An RMM merge's ``per_basis`` (required: :func:`_basis_entry`, basis sizes increasing),
+    and, checked when present, ``kept`` and ``plain``'s ``delta`` and ``factors`` (accuracies as
+    the folder's), ``plain.lam``, ``adapters`` (their tasks, from 1) and ``adapter_numbers``."""
+    entries = doc.get("per_basis")
+    if not isinstance(entries, list) or not entries:
+        raise Invalid("lacks per_basis" if "per_basis" not in doc
+                      else f"per_basis is {_show(entries)}, not a list of basis sizes")
+    per_basis = [_basis_entry(e, f"per_basis.{i}", count) for i, e in enumerate(entries)]
+    sizes = [e["basis"] for e in per_basis]
+    if any(b <= a for a, b in zip(sizes, sizes[1:])):
+        raise Invalid(f"per_basis has basis sizes {_show(sizes)}, not increasing")
+    plain = _mapping(doc, "plain", optional=True)
+    checked_plain = {"lam": number(plain.get("lam"), "plain.lam", 0.0, 1.0)}
+    for name in ("delta", "factors"):
+        if plain.get(name) is not None:
+            checked_plain[name] = _accuracy_lists(plain[name], f"plain.{name}", count)
+    return {"per_basis": per_basis, "plain": {**plain, **checked_plain}, "adapters": _adapters(doc, count),
+            "kept": None if doc.get("kept") is None else _accuracy_lists(doc["kept"], "kept", count),
+            "adapter_numbers": number(doc.get("adapter_numbers"), "adapter_numbers", 0.0)}
 
 
 def _check_weights(doc: dict) -> dict:
@@ -159,8 +222,10 @@ def _check_weights(doc: dict) -> dict:
         raise Invalid("lacks source_runs" if "source_runs" not in doc
                       else f"source_runs is {_show(runs)}, not a list of run folders")
     params = _mapping(doc, "params", optional=True)
-    checked = {**doc, "params": params, "accuracy": _accuracy_lists(doc),
+    checked = {**doc, "params": params, "accuracy": _accuracy_lists(_mapping(doc, "accuracy")),
                "wall_seconds": number(doc.get("wall_seconds"), "wall_seconds", 0.0)}
+    if doc["kind"] == "merge" and doc["method"] == "rmm":
+        checked.update(_check_rmm(doc, len(checked["accuracy"]["class_il"])))
     if doc["kind"] == "edit":
         alpha = number(params.get("alpha"), "params.alpha", 0.0, 1.0)
         if alpha is None:

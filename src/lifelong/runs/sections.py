@@ -17,6 +17,13 @@ of their figures (plotted by :mod:`lifelong.runs.figures`).
 - **Merges**: per scenario, one row per merge folder with each task's accuracy and the mean on
   the merged tasks (those the merged runs trained on), and, when a merge was made at several
   scales (λ; β with LiNeS), that mean over the scale, one line per kind of merge.
+- **Merges: RMM** (``lifelong merge --method rmm``, :mod:`lifelong.edit.rmm_run`; Alipour and
+  Amiri, "Towards reversible model merging for low-rank weights", arXiv 2510.14163, 2025): per group of
+  folders that differ only by the seed (and the basis size written), the mean accuracy on the
+  adapters' tasks of every adapter kept, the plain merges of ΔW and of A and B, and RMM at each
+  basis size k with the rebuilt adapters' relative errors and the share of the adapters' numbers
+  stored, mean ± std over the seeds; and the figure of accuracy against k (one curve per group,
+  lines for every adapter kept and the plain merge of ΔW).
 """
 from __future__ import annotations
 
@@ -263,8 +270,10 @@ def _source_text(group: Sequence[Output]) -> str:
     return f"{len(group)} runs of {what}" if what else f"{len(group)} runs"
 
 
-def _unseen_note(docs: Iterable[dict], known: set[str]) -> str:
-    left = _first_seen({k: None for k in other_keys(d, known)} for d in docs)
+def _unseen_note(docs: Iterable[dict], known: set[str] | Callable[[dict], set[str]]) -> str:
+    """The keys of the documents that the section shows neither by name (``known``, or of each
+    document) nor as a number."""
+    left = _first_seen({k: None for k in other_keys(d, known(d) if callable(known) else known)} for d in docs)
     return f" Also in their metrics.json, not shown: {', '.join(left)}." if left else ""
 
 
@@ -429,7 +438,7 @@ def _merge_rows(scenario: str, ordered: list[Output], roles: dict, extras: list[
                      str(len(o.doc["source_runs"])), _tasks_text(target), stat_cell([_tasks_mean(acc, target)]),
                      stat_cell([_tasks_mean(acc, list(range(1, len(acc) + 1)))]),
                      *(stat_cell([acc[j] if j < len(acc) else None]) for j in range(width)),
-                     *(stat_cell([extra_numbers(o.doc, WEIGHT_KEYS).get(n)], ".4g") for n in extras)])
+                     *(stat_cell([extra_numbers(o.doc, _weight_keys(o.doc)).get(n)], ".4g") for n in extras)])
     return rows
 
 
@@ -464,12 +473,17 @@ def _merged_mean(o: Output, scenario: str, roles: dict) -> float | None:
     return _tasks_mean(acc, role[1] if role else list(range(1, len(acc) + 1)))
 
 
+def _rmm_note(outputs: Sequence[Output]) -> str:
+    rmm = any(o.doc["method"] == "rmm" for o in outputs)
+    return " RMM merges: at the basis size written (--basis); every size in Merges: RMM." if rmm else ""
+
+
 def merge_section(outputs: Sequence[Output], beside: _Beside | None = None) -> Section:
     """The Merges tables and, when some kind of merge was made at several scales, its figure."""
     beside = beside or _Beside()
     roles = _with_roles(outputs, beside)
     ordered = sorted(outputs, key=lambda o: (merge_label(o.doc), merge_scale(o.doc) or 0.0, o.seed, str(o.path)))
-    extras = _first_seen(extra_numbers(o.doc, WEIGHT_KEYS) for o in outputs)
+    extras = _first_seen(extra_numbers(o.doc, _weight_keys(o.doc)) for o in outputs)
     tables, figs = [], []
     for scenario, name in SCENARIO_NAMES.items():
         rows = _merge_rows(scenario, ordered, roles, extras)
@@ -477,7 +491,8 @@ def merge_section(outputs: Sequence[Output], beside: _Beside | None = None) -> S
         columns = (["merge", "parameters", "seed", "models", "merged tasks", "merged tasks (%)", "all tasks (%)"]
                    + [f"t{j + 1}" for j in range(width)] + extras)
         note = (f"{name} accuracy (percent) of each merged model on each task, its mean on the merged tasks (those "
-                f"the merged runs trained on) and on all tasks." + _unseen_note((o.doc for o in outputs), WEIGHT_KEYS))
+                f"the merged runs trained on) and on all tasks." + _rmm_note(outputs)
+                + _unseen_note((o.doc for o in outputs), _weight_keys))
         listing = [f"{merge_label(o.doc)} ({param_text(o.doc['params'], ('k', 'lines'))}), seed {o.seed}: {o.path}"
                    for o in ordered] if scenario == "class_il" else []
         tables.append(Table(f"Merges, {name}", columns, rows, 5, note, listing))
@@ -486,6 +501,162 @@ def merge_section(outputs: Sequence[Output], beside: _Beside | None = None) -> S
             figs.append(Figure(f"merge_scale_{scenario}", f"Merges: accuracy on the merged tasks over the scale, {name}",
                                "plot_merge_scale", curves))
     return Section("Merges", tables, figs)
+
+
+# ---------------------------------------------------------------------------------------------
+# RMM (reversible merging of LoRA adapters)
+
+RMM_KEYS = {"per_basis", "kept", "plain", "adapters", "adapter_numbers"}
+RMM_SCENARIOS = ("task_il", "class_il")
+
+
+def _weight_keys(doc: dict[str, Any]) -> set[str]:
+    """The keys a section shows by name: an RMM merge's ``per_basis``, ``kept``, ... are the RMM section's."""
+    return WEIGHT_KEYS | RMM_KEYS if doc["method"] == "rmm" else WEIGHT_KEYS
+
+
+def adapter_tasks(doc: dict[str, Any]) -> list[int]:
+    """The tasks (from 1) of an RMM merge's adapters (``adapters``); every task when it names none."""
+    named = sorted({a["task"] for a in doc.get("adapters") or []})
+    return named or list(range(1, len(doc["accuracy"]["class_il"]) + 1))
+
+
+def _rmm_identity(output: Output, beside: _Beside) -> str:
+    """What the seeds of one RMM configuration share: benchmark, backbone, the source runs'
+    configurations but their seeds (when readable), the adapters' tasks and the parameters but
+    ``basis`` (the size of the artefact written; every size is measured)."""
+    from lifelong.runs import finished
+
+    doc = output.doc
+    sources = [beside.run(folder) for folder in doc["source_runs"]]
+    params = {k: v for k, v in doc["params"].items() if k != "basis"}
+    return json.dumps([doc.get("benchmark"), doc.get("backbone"), [finished._identity(r) if r is not None else None
+                       for r in sources], adapter_tasks(doc), params], sort_keys=True, default=str)
+
+
+def _rmm_label(doc: dict[str, Any]) -> str:
+    params = doc["params"]
+    return (f"{doc.get('benchmark') or 'RMM'}, a basis per {params.get('per', '?')}, "
+            f"{params.get('num_adapters', '?')} adapters")
+
+
+def _unique(labels: list[str]) -> list[str]:
+    """The labels, a repeated one numbered (``#2``, ...) so that each names one curve."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return out
+
+
+def _mean_over_tasks(block: dict[str, list] | None, scenario: str, doc: dict[str, Any]) -> float | None:
+    """The mean accuracy of ``block`` (``{class_il, task_il}``) on the adapters' tasks; ``None`` without it."""
+    return None if block is None else _tasks_mean(block[scenario], adapter_tasks(doc))
+
+
+def _at_basis(doc: dict[str, Any], k: int) -> dict[str, Any] | None:
+    return next((e for e in doc["per_basis"] if e["basis"] == k), None)
+
+
+def _basis_accuracy(doc: dict[str, Any], k: int) -> dict[str, list] | None:
+    entry = _at_basis(doc, k)
+    return entry["accuracy"] if entry else None
+
+
+def _share(doc: dict[str, Any], entry: dict[str, Any] | None) -> float | None:
+    """Numbers stored at a basis size over those of every adapter kept."""
+    total = doc.get("adapter_numbers")
+    if entry is None or entry["stored_numbers"] is None or not total:
+        return None
+    return entry["stored_numbers"] / total
+
+
+def _plain_text(doc: dict[str, Any]) -> str:
+    lam = doc["plain"].get("lam")
+    return MISSING if lam is None else f"{lam:.4g}"
+
+
+def _rmm_model_rows(group: Sequence[Output]) -> list[tuple[str, Callable[[dict], dict | None], Callable]]:
+    """``(model, its accuracies in a document, its other cells)`` of each row of a group."""
+    lam = _plain_text(group[0].doc)
+
+    def none(_doc: dict) -> list:
+        return [None, None, None, None]
+
+    def kept(doc: dict) -> list:
+        return [None, None, doc.get("adapter_numbers"), 1.0]
+
+    rows = [("every adapter kept", lambda d: d["kept"], kept),
+            (f"plain merge of ΔW, λ = {lam}", lambda d: d["plain"].get("delta"), none),
+            (f"plain merge of A and B, λ = {lam}", lambda d: d["plain"].get("factors"), none)]
+    for k in sorted({e["basis"] for o in group for e in o.doc["per_basis"]}):
+        def cells(doc: dict, k: int = k) -> list:
+            entry = _at_basis(doc, k)
+            errors = entry["reconstruction_error"] if entry else {}
+            return [errors.get("delta_mean"), errors.get("factors_mean"), entry["stored_numbers"] if entry else None,
+                    _share(doc, entry)]
+        rows.append((f"RMM, basis {k}", lambda d, k=k: _basis_accuracy(d, k), cells))
+    return rows
+
+
+def _rmm_rows(label: str, group: Sequence[Output]) -> list[list[str]]:
+    """A group's rows: every adapter kept, the two plain merges, RMM at each basis size; mean
+    accuracy over the adapters' tasks and the other cells, mean ± std over the seeds."""
+    rows = []
+    for model, accuracies, others in _rmm_model_rows(group):
+        accs = [stat_cell([_mean_over_tasks(accuracies(o.doc), s, o.doc) for o in group]) for s in RMM_SCENARIOS]
+        extra = [others(o.doc) for o in group]
+        rows.append([label, model, _seeds_text(group), *accs,
+                     *(stat_cell([e[i] for e in extra], fmt) for i, fmt in enumerate((".3f", ".3f", ".0f", ".2f")))])
+    return rows
+
+
+def _rmm_curve(group: Sequence[Output], scenario: str) -> dict[str, Any] | None:
+    """The accuracy-vs-basis-size curve of a group: mean and std over the seeds of the mean on
+    the adapters' tasks at each basis size all seeds have; the same of every adapter kept and of
+    the plain merge of ΔW (``None`` when a seed lacks it)."""
+    def stats(get: Callable[[dict], dict | None]) -> tuple[float, float] | None:
+        values = [_mean_over_tasks(get(o.doc), scenario, o.doc) for o in group]
+        return None if None in values else mean_std(values)
+
+    curve: dict[str, Any] = {"x": [], "mean": [], "std": [], "seeds": len(group)}
+    for k in sorted({e["basis"] for o in group for e in o.doc["per_basis"]}):
+        point = stats(lambda d, k=k: _basis_accuracy(d, k))
+        if point is not None:
+            curve["x"].append(k)
+            curve["mean"].append(point[0])
+            curve["std"].append(point[1])
+    if not curve["x"]:
+        return None
+    return {**curve, "kept": stats(lambda d: d["kept"]), "plain": stats(lambda d: d["plain"].get("delta")),
+            "plain_label": f"plain merge of ΔW, λ = {_plain_text(group[0].doc)}"}
+
+
+def rmm_section(outputs: Sequence[Output], beside: _Beside | None = None) -> Section:
+    """The RMM table (one row per model per group of seeds) and its accuracy-vs-basis-size figures."""
+    beside = beside or _Beside()
+    groups = _groups(outputs, lambda o: _rmm_identity(o, beside))
+    labels = _unique(_labels(groups, lambda o: _rmm_label(o.doc), lambda o: param_text(o.doc["params"], ("basis",))))
+    rows = [row for label, group in zip(labels, groups) for row in _rmm_rows(label, group)]
+    columns = ["configuration", "model", "seeds", "task-IL (%)", "class-IL (%)", "ΔW rel. error",
+               "factor rel. error", "stored numbers", "stored share"]
+    note = ("Accuracy (percent) of each task through its own adapter, rebuilt by RMM from a basis of each size, or "
+            "kept, and of the plain merges of the same adapters (one model for every task), as the mean over the "
+            "adapters' tasks (every task when the folder does not name its adapters); the rebuilt adapters' relative "
+            "error on their updates ΔW and on their factors (mean over the adapters); the numbers stored (bases and "
+            "coefficients), and their share of every adapter's. Folders of one configuration (but the basis size "
+            "written, --basis) that differ by the seed: mean ± sample std over them. RMM and every adapter kept "
+            "score each task through its own adapter: their class-IL is not task-agnostic.")
+    listing = [f"{label}: " + ", ".join(f"seed {o.seed}: {o.path}" for o in group)
+               for label, group in zip(labels, groups)]
+    figs = []
+    for scenario in SCENARIO_NAMES:
+        curves = {label: c for label, group in zip(labels, groups) if (c := _rmm_curve(group, scenario)) is not None}
+        if curves:
+            figs.append(Figure(f"rmm_basis_{scenario}", "RMM: accuracy over the basis size, "
+                               f"{SCENARIO_NAMES[scenario]}", "plot_basis_size", curves))
+    return Section("Merges: RMM", [Table("RMM: accuracy over the basis size", columns, rows, 3, note, listing)], figs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,7 +670,7 @@ def skipped_section(skipped: Sequence[tuple[Path, str]]) -> Section:
 
 def sections(outputs: Outputs) -> list[Section]:
     """The report's sections of ``outputs``, those that have folders, in order: Unlearning, Edits
-    (LiNeS), Merges, and the folders left out."""
+    (LiNeS), Merges, Merges: RMM, and the folders left out."""
     beside = _Beside()
     found = []
     if outputs.unlearn:
@@ -508,6 +679,9 @@ def sections(outputs: Outputs) -> list[Section]:
         found.append(edit_section(outputs.edit, beside))
     if outputs.merge:
         found.append(merge_section(outputs.merge, beside))
+    rmm = [o for o in outputs.merge if o.doc["method"] == "rmm"]
+    if rmm:
+        found.append(rmm_section(rmm, beside))
     if outputs.skipped:
         found.append(skipped_section(outputs.skipped))
     return found
