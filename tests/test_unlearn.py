@@ -369,7 +369,23 @@ def test_evaluate_unlearning_document(mlp_and_data):
     model, data = mlp_and_data
     doc = u.evaluate_unlearning(model, data, reference=model)
     assert doc["agreement"]["test"] == {"agreement": 1.0, "kl": pytest.approx(0.0, abs=1e-6)}
-    assert set(doc["accuracy"]) == {"forget", "retain", "test"} and 0.0 <= doc["mia"] <= 1.0
+    assert set(doc["accuracy"]) == {"forget", "retain", "test", "test_forget", "test_retain"}
+    assert 0.0 <= doc["mia"] <= 1.0
+    plain = u.UnlearnData(data.train_x, data.train_y, data.forget, data.test_x, data.test_y, data.num_classes)
+    assert set(u.accuracies(model, plain)) == {"forget", "retain", "test"}  # no forgotten classes: no split
     assert 0.0 <= u.membership_inference(model, data, feature="loss") <= 1.0
     with pytest.raises(ConfigError, match="feature"):
         u.membership_inference(model, data, feature="margin")
+
+
+def test_test_accuracy_split_by_forgotten_classes_by_hand():
+    """``test_forget``/``test_retain``: accuracy on the test examples of the forgotten classes and
+    of the others (the SSD reference's full-class D_f and D_r), counted here by hand."""
+    table = torch.eye(3)[[0, 1, 1, 2, 0, 2]].log_softmax(1)  # predictions 0 1 1 2 0 2 for inputs 0..5
+    model = Fixed(table)
+    x = torch.arange(6.0).unsqueeze(1)
+    test_y = torch.tensor([0, 1, 2, 2, 1, 0])  # right: 0, 1, 3; of class 1 (forgotten): 1 of 2 (input 1)
+    data = u.UnlearnData(x, test_y, test_y == 1, x, test_y, 3, forget_classes=(1,))
+    got = u.accuracies(model, data)
+    assert got["test_forget"] == pytest.approx(1 / 2) and got["test_retain"] == pytest.approx(2 / 4)
+    assert got["test"] == pytest.approx(3 / 6)

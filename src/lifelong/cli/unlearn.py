@@ -22,6 +22,13 @@ def unlearn_table(doc: dict[str, Any]) -> list[str]:
         acc = part["accuracy"]
         lines.append(f"{name:<8}{_cell(acc['forget'])}{_cell(acc['retain'])}{_cell(acc['test'])}"
                      f"{_cell(part['mia'], 3)}")
+    if "test_retain" in doc["accuracy"]:
+        lines.append("test, retained classes / forgotten classes: "
+                     + ", ".join(f"{name} {part['accuracy']['test_retain']:.2f} / {part['accuracy']['test_forget']:.2f}"
+                                 for name, part in (("before", doc["before"]), ("after", doc))))
+    if "task_accuracy" in doc:
+        lines.append("per task (class-IL, test): before " + " ".join(f"{a:.1f}" for a in doc["before"]["task_accuracy"])
+                     + "; after " + " ".join(f"{a:.1f}" for a in doc["task_accuracy"]))
     if "agreement" in doc:
         a = doc["agreement"]
         lines.append(f"agreement with {doc['compare_to']}: test {a['test']['agreement']:.2f}% "

@@ -45,10 +45,18 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def accuracies(model: nn.Module, data: UnlearnData) -> dict[str, float]:
-    """Accuracy on the forget set, the retain set and the test set."""
-    return {"forget": accuracy(model, data.forget_x, data.forget_y),
-            "retain": accuracy(model, data.retain_x, data.retain_y),
-            "test": accuracy(model, data.test_x, data.test_y)}
+    """Accuracy on the forget set, the retain set and the test set; for full-class forgetting
+    (``data.forget_classes``) also on the test examples of the forgotten classes
+    (``test_forget``) and of the others (``test_retain``): the SSD reference's full-class
+    protocol scores its ``D_f`` and ``D_r`` on those (``forget_valid_dl``, ``retain_valid_dl``)."""
+    out = {"forget": accuracy(model, data.forget_x, data.forget_y),
+           "retain": accuracy(model, data.retain_x, data.retain_y),
+           "test": accuracy(model, data.test_x, data.test_y)}
+    if data.forget_classes:
+        gone = data.test_forget
+        out["test_forget"] = accuracy(model, data.test_x[gone], data.test_y[gone])
+        out["test_retain"] = accuracy(model, data.test_x[~gone], data.test_y[~gone])
+    return out
 
 
 def example_feature(out: torch.Tensor, y: torch.Tensor, feature: str = "entropy") -> torch.Tensor:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 import yaml
 
@@ -28,7 +29,7 @@ from lifelong.errors import ConfigError
 from lifelong.runs.load import SourceRun, staging_folder, write_folder
 from lifelong.runs.load import load_run as load_finished
 from lifelong.unlearn.data import UnlearnData
-from lifelong.unlearn.evaluate import accuracies, evaluate_unlearning, membership_inference
+from lifelong.unlearn.evaluate import accuracies, accuracy, evaluate_unlearning, membership_inference
 from lifelong.unlearn.forget import ForgetSpec, forget_digest, forget_mask, parse_forget_spec
 from lifelong.unlearn.registry import Unlearner, get_unlearner
 
@@ -168,6 +169,37 @@ def _reference(compare_to: str | Path, spec: ForgetSpec, digest: str, source: So
     return retrained.model
 
 
+def run_data(source: SourceRun, data_source: Any, spec: ForgetSpec, mask: torch.Tensor
+             ) -> tuple[UnlearnData, list[torch.Tensor]]:
+    """The data of an unlearning of a finished run, and its tasks' test examples (positions in
+    the test set). ``D`` is the training examples the run trained on: its stream rebuilt from
+    its settings (:func:`lifelong.runs.session.stream_of`), the union of its tasks' training
+    examples (the source's whole training set unless ``train_tasks`` left some out); the forget
+    set ``mask`` (over the source's training set, as the retrain's) cut to them. One line when
+    it names none of them or leaves none to retain."""
+    from lifelong.runs.session import stream_of
+
+    stream = stream_of(get_benchmark(source.config.benchmark), data_source, source.config)
+    trained = torch.unique(torch.cat([t.train_idx for t in stream.tasks]))
+    examples = None if len(trained) == len(mask) else trained
+    kept = mask if examples is None else mask[examples]
+    if not bool(kept.any()):
+        raise ConfigError(f"forget set {spec} names no training example the run in {source.folder} trained on")
+    if bool(kept.all()):
+        raise ConfigError(f"forget set {spec} covers every training example the run in {source.folder} trained "
+                          f"on: nothing would be retained")
+    data = UnlearnData.from_source(data_source, mask, examples=examples, forget_classes=spec.classes)
+    return data, [t.test_idx for t in stream.tasks]
+
+
+def task_accuracy(model: nn.Module, data: UnlearnData, tasks: list[torch.Tensor]) -> dict[str, list]:
+    """``{"task_accuracy": [...]}``: class-incremental accuracy (percent, every output) on each
+    task's test examples, for a run of more than one task; ``{}`` for one task."""
+    if len(tasks) < 2:
+        return {}
+    return {"task_accuracy": [_percent(accuracy(model, data.test_x[idx], data.test_y[idx])) for idx in tasks]}
+
+
 def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str, Any] | None = None,
                 out: str | Path | None = None, compare_to: str | Path | None = None, *, seed: int | None = None,
                 device: str = "auto", data_root: str | None = None) -> dict[str, Any]:
@@ -198,16 +230,16 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
                               f"{source.resolved['forget']}; unlearn a run trained on all its data")
         params = method_params(unlearner, params, source.config.seed if seed is None else seed)
         mask = forget_mask(spec, data_source.train_y, data_source.num_classes, source.config.seed)
-        data = UnlearnData.from_source(data_source, mask)
+        data, tasks = run_data(source, data_source, spec, mask)
         digest = forget_digest(mask)
         reference = None if compare_to is None else _reference(compare_to, spec, digest, source, device, data_root,
                                                                 cache)
         before = {"accuracy": {k: _percent(v) for k, v in accuracies(source.model, data).items()},
-                  "mia": membership_inference(source.model, data)}
+                  "mia": membership_inference(source.model, data), **task_accuracy(source.model, data, tasks)}
         clock = time.perf_counter()
         unlearned = unlearner(source.model, data, **params)
         method_seconds = time.perf_counter() - clock
-        measured = _measures(unlearned, data, reference)
+        measured = {**_measures(unlearned, data, reference), **task_accuracy(unlearned, data, tasks)}
         retrain_out = f"{out}-retrain" if out is not None else "RETRAIN_DIR"
         settings_file = None if out is None else out / "retrain.yaml"
         doc = {
@@ -216,8 +248,8 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
             "source_run": str(source.folder), "benchmark": source.resolved.get("benchmark"),
             "source_method": source.resolved.get("method_name", source.resolved.get("method")),
             "seed": source.config.seed,
-            "forget": str(spec), "forget_count": int(mask.sum()), "forget_digest": digest,
-            "retain_count": int((~mask).sum()), "test_count": len(data.test_y),
+            "forget": str(spec), "forget_count": int(data.forget.sum()), "forget_digest": digest,
+            "retain_count": int((~data.forget).sum()), "test_count": len(data.test_y),
             "before": before, **measured,
             "compare_to": None if compare_to is None else str(compare_to),
             "wall_seconds": method_seconds, "total_seconds": time.perf_counter() - started,
