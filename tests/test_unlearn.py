@@ -389,3 +389,28 @@ def test_test_accuracy_split_by_forgotten_classes_by_hand():
     got = u.accuracies(model, data)
     assert got["test_forget"] == pytest.approx(1 / 2) and got["test_retain"] == pytest.approx(2 / 4)
     assert got["test"] == pytest.approx(3 / 6)
+
+
+def test_zrf_by_hand_and_against_the_textbook_variants():
+    """ZRF = 1 − JS as the SSD reference computes it: ½·mean over all N·C cells of m log(m/p)
+    plus the same for q (``F.kl_div(log p, m)``, reduction ``mean``), m = (p + q) / 2."""
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    q = torch.tensor([[0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
+    cells = []
+    for pr, qr in zip(p.tolist(), q.tolist()):
+        for pi, qi in zip(pr, qr):
+            mi = (pi + qi) / 2
+            cells.append(0.5 * mi * math.log(mi / pi) + 0.5 * mi * math.log(mi / qi))
+    expected = 1 - sum(cells) / len(cells)
+    x = torch.tensor([[0.0], [1.0]])
+    got = u.zrf(Fixed(p.log()), Fixed(q.log()), x)
+    assert got == pytest.approx(expected, rel=1e-6)
+    textbook = 0.0  # JS = ½ KL(p‖m) + ½ KL(q‖m), summed over classes, averaged over examples
+    for pr, qr in zip(p.tolist(), q.tolist()):
+        textbook += sum(0.5 * pi * math.log(2 * pi / (pi + qi)) + 0.5 * qi * math.log(2 * qi / (pi + qi))
+                        for pi, qi in zip(pr, qr)) / 2
+    swapped_summed = sum(cells) / 2  # the reference's order, but summed over classes
+    for wrong in (1 - textbook, 1 - swapped_summed):
+        assert abs(got - wrong) > 1e-4
+    assert u.zrf(Fixed(p.log()), Fixed(p.log()), x) == pytest.approx(1.0)
+    assert math.isnan(u.zrf(Fixed(p.log()), Fixed(q.log()), x[:0]))

@@ -50,6 +50,7 @@ def test_a_past_task_unlearned_after_the_stream_and_its_retrain(er_run, tmp_path
     assert code == 0, err
     doc = json.loads((out / "metrics.json").read_text())
     assert (doc["forget_count"], doc["retain_count"], doc["test_count"]) == (12, 48, 20)
+    assert doc["zrf"] <= 1 and doc["before"]["zrf"] <= 1  # 1 − a divergence ≥ 0
     predicted, train_y = _predictions(er_run, out / "model.pt", "train")
     gone = train_y <= 1  # classes 0 and 1: task 1, drawn from the source's training set
     assert doc["accuracy"]["forget"] == pytest.approx(_rate(predicted[gone] == train_y[gone]), abs=1e-3)

@@ -17,11 +17,11 @@ def unlearn_table(doc: dict[str, Any]) -> list[str]:
     lines = [f"lifelong: {doc['method']} ({params}) on {doc['source_run']}, forget {doc['forget']} "
              f"({doc['forget_count']} of {doc['forget_count'] + doc['retain_count']} training examples), "
              f"{doc['wall_seconds']:.2f} s",
-             f"{'':<8}{'forget':>8}{'retain':>8}{'test':>8}{'MIA':>8}"]
+             f"{'':<8}{'forget':>8}{'retain':>8}{'test':>8}{'MIA':>8}{'ZRF':>8}"]
     for name, part in (("before", doc["before"]), ("after", doc)):
         acc = part["accuracy"]
         lines.append(f"{name:<8}{_cell(acc['forget'])}{_cell(acc['retain'])}{_cell(acc['test'])}"
-                     f"{_cell(part['mia'], 3)}")
+                     f"{_cell(part['mia'], 3)}{_cell(part.get('zrf'), 3)}")
     if "test_retain" in doc["accuracy"]:
         lines.append("test, retained classes / forgotten classes: "
                      + ", ".join(f"{name} {part['accuracy']['test_retain']:.2f} / {part['accuracy']['test_forget']:.2f}"

@@ -11,6 +11,7 @@ two forget the same examples (checked by their ``forget_digest``).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 import shutil
@@ -29,7 +30,8 @@ from lifelong.errors import ConfigError
 from lifelong.runs.load import SourceRun, staging_folder, write_folder
 from lifelong.runs.load import load_run as load_finished
 from lifelong.unlearn.data import UnlearnData
-from lifelong.unlearn.evaluate import accuracies, accuracy, evaluate_unlearning, membership_inference
+from lifelong.seeding import derive
+from lifelong.unlearn.evaluate import accuracies, accuracy, evaluate_unlearning, membership_inference, zrf
 from lifelong.unlearn.forget import ForgetSpec, forget_digest, forget_mask, parse_forget_spec
 from lifelong.unlearn.registry import Unlearner, get_unlearner
 
@@ -143,11 +145,26 @@ def _percent(value: float) -> float | None:
     return None if math.isnan(value) else round(100.0 * value, 4)
 
 
-def _measures(model: nn.Module, data: UnlearnData, reference: nn.Module | None) -> dict[str, Any]:
-    """Accuracies in percent (0 to 100), the attack's member fraction, agreement in percent and KL."""
-    doc = evaluate_unlearning(model, data, reference)
+def random_model(source: SourceRun, data_source: Any) -> nn.Module:
+    """ZRF's randomly initialised model: the run's architecture (its recipe's head and
+    projection) built as a run of seed ``derive(seed, "unlearn-zrf")`` would start, so neither
+    the trained model's own initialisation nor a draw that changes between calls."""
+    from lifelong.runs.session import build_model, check_run
+
+    config = dataclasses.replace(source.config, seed=derive(source.config.seed, "unlearn-zrf"), init_from=None)
+    _, recipe, backbone, _ = check_run(config)
+    return build_model(config, recipe, backbone, data_source, next(source.model.parameters()).device).eval()
+
+
+def _measures(model: nn.Module, data: UnlearnData, reference: nn.Module | None,
+              random: nn.Module | None = None) -> dict[str, Any]:
+    """Accuracies in percent (0 to 100), the attack's member fraction, agreement in percent and
+    KL, ZRF with a random model."""
+    doc = evaluate_unlearning(model, data, reference, random_model=random)
     out: dict[str, Any] = {"accuracy": {k: _percent(v) for k, v in doc["accuracy"].items()}, "mia": doc["mia"],
                            "mia_feature": doc["mia_feature"]}
+    if random is not None:
+        out["zrf"] = doc["zrf"]
     if reference is not None:
         out["agreement"] = {split: {"agreement": _percent(v["agreement"]), "kl": v["kl"]}
                             for split, v in doc["agreement"].items()}
@@ -234,12 +251,14 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
         digest = forget_digest(mask)
         reference = None if compare_to is None else _reference(compare_to, spec, digest, source, device, data_root,
                                                                 cache)
+        random = random_model(source, data_source)
         before = {"accuracy": {k: _percent(v) for k, v in accuracies(source.model, data).items()},
-                  "mia": membership_inference(source.model, data), **task_accuracy(source.model, data, tasks)}
+                  "mia": membership_inference(source.model, data), "zrf": zrf(source.model, random, data.forget_x),
+                  **task_accuracy(source.model, data, tasks)}
         clock = time.perf_counter()
         unlearned = unlearner(source.model, data, **params)
         method_seconds = time.perf_counter() - clock
-        measured = {**_measures(unlearned, data, reference), **task_accuracy(unlearned, data, tasks)}
+        measured = {**_measures(unlearned, data, reference, random), **task_accuracy(unlearned, data, tasks)}
         retrain_out = f"{out}-retrain" if out is not None else "RETRAIN_DIR"
         settings_file = None if out is None else out / "retrain.yaml"
         doc = {
