@@ -114,6 +114,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-tasks", default=s, metavar="LIST",
                    help="train on these tasks of the stream only, e.g. 2 or 1,3 (counted from 1); every task is "
                         "still evaluated")
+    p.add_argument("--relabel", default=s, metavar="corrupt:F[:SEED]",
+                   help="train with a corruption: round(F*N) training examples drawn from SEED (default: the run's "
+                        "seed) carry wrong labels; with --init-from, the corrupted run of `lifelong unlearn "
+                        "--forget corrupt:F`")
     p.add_argument("--backbone", default=s,
                    help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")

@@ -10,6 +10,10 @@ def _cell(value: float | None, digits: int = 2) -> str:
     return f"{'-':>8}" if value is None else f"{value:>8.{digits}f}"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def unlearn_table(doc: dict[str, Any]) -> list[str]:
     """The lines ``lifelong unlearn`` prints: the method, the forget set, accuracy (percent) and
     the attack before and after, agreement with the retrained model, the retrain command."""
@@ -33,6 +37,12 @@ def unlearn_table(doc: dict[str, Any]) -> list[str]:
         a = doc["agreement"]
         lines.append(f"agreement with {doc['compare_to']}: test {a['test']['agreement']:.2f}% "
                      f"(KL {a['test']['kl']:.4f}), forget {a['forget']['agreement']:.2f}% (KL {a['forget']['kl']:.4f})")
+    if "recovery" in doc:
+        r = doc["recovery"]
+        lines.append(f"recovery against the {r['reference']} model, on the corrupted examples: true-label accuracy "
+                     f"{r['corrupted']['clean_accuracy']:.2f} -> {r['unlearned']['clean_accuracy']:.2f}, "
+                     f"corrupted-label {r['corrupted']['corrupt_accuracy']:.2f} -> "
+                     f"{r['unlearned']['corrupt_accuracy']:.2f}, recovery {_ratio(r['unlearned']['recovery'])}")
     lines.append(f"retrain: {doc['retrain_command']}")
     return lines
 

@@ -32,7 +32,8 @@ from lifelong.runs.load import load_run as load_finished
 from lifelong.unlearn.data import UnlearnData
 from lifelong.seeding import derive
 from lifelong.unlearn.evaluate import accuracies, accuracy, evaluate_unlearning, membership_inference, zrf
-from lifelong.unlearn.forget import ForgetSpec, forget_digest, forget_mask, parse_forget_spec
+from lifelong.unlearn.forget import ForgetSpec, corruption, forget_digest, forget_mask, parse_forget_spec, relabel_digest
+from lifelong.unlearn.recovery import recovery_report
 from lifelong.unlearn.registry import Unlearner, get_unlearner
 
 SCHEMA_VERSION = 1  # of an unlearning's metrics.json (``kind: unlearn``)
@@ -172,18 +173,51 @@ def _measures(model: nn.Module, data: UnlearnData, reference: nn.Module | None,
 
 
 def _reference(compare_to: str | Path, spec: ForgetSpec, digest: str, source: SourceRun, device: str,
-               data_root: str | None, cache: dict) -> nn.Module:
-    """The retrained run's model, refused unless it forgot the same examples of the same data."""
+               data_root: str | None, cache: dict) -> tuple[nn.Module, str]:
+    """The reference model and what it is: ``retrain``, a run that forgot the same examples of the
+    same data, or, for a corruption, ``clean``: the run the corrupted run started from (its
+    ``init_from``: ``model.pt``'s digest is the corrupted run's ``init_digest``). Else one line."""
+    from lifelong.runs.load import file_digest
+
     retrained, _ = load_run(compare_to, device=device, data_root=data_root, what="--compare-to", source_cache=cache)
     theirs = retrained.resolved
-    if theirs.get("forget_digest") != digest:
-        got = f"without the forget set {theirs['forget']}" if theirs.get("forget") else "on all its data"
-        raise ConfigError(f"--compare-to {compare_to} was trained {got}, not without this unlearning's {spec} "
-                          f"(drawn from seed {source.config.seed}); give a run made with the retrain command")
     if theirs.get("benchmark") != source.resolved.get("benchmark"):
         raise ConfigError(f"--compare-to {compare_to} is a run of {theirs.get('benchmark')}, not of "
                           f"{source.resolved.get('benchmark')}")
-    return retrained.model
+    if theirs.get("forget_digest") == digest:
+        return retrained.model, "retrain"
+    if spec.kind == "corrupt" and file_digest(Path(compare_to) / "model.pt") == source.resolved.get("init_digest"):
+        return retrained.model, "clean"
+    got = f"without the forget set {theirs['forget']}" if theirs.get("forget") else "on all its data"
+    clean = " nor the clean run the corrupted one started from" if spec.kind == "corrupt" else ""
+    raise ConfigError(f"--compare-to {compare_to} was trained {got}, not without this unlearning's {spec} "
+                      f"(drawn from seed {source.config.seed}){clean}; give a run made with the retrain command")
+
+
+def check_corruption(spec: ForgetSpec, source: SourceRun, train_y: torch.Tensor, num_classes: int) -> None:
+    """A ``corrupt:`` forget set is unlearnt from a run trained with that very corruption (the
+    run setting ``relabel``, the same positions and wrong labels: ``relabel_digest``), else one line."""
+    if spec.kind != "corrupt":
+        return
+    given = source.resolved.get("relabel")
+    if not given:
+        raise ConfigError(f"forget set {spec}: the run in {source.folder} was trained on true labels; unlearn a "
+                          f"corruption from a run trained with it (`lifelong run --init-from CLEAN --relabel {spec}`)")
+    idx, wrong = corruption(spec, train_y, num_classes, source.config.seed)
+    if relabel_digest(idx, wrong) != source.resolved.get("relabel_digest"):
+        raise ConfigError(f"forget set {spec} (drawn from seed {source.config.seed if spec.seed is None else spec.seed})"
+                          f" is not the corruption the run in {source.folder} was trained with ({given})")
+
+
+def _recovery(reference: nn.Module, kind: str, corrupted: nn.Module, unlearned: nn.Module,
+              data: UnlearnData) -> dict[str, Any]:
+    """RESTOR-style recovery on the corrupted examples (:func:`lifelong.unlearn.recovery_report`),
+    ``reference`` the model that never saw the corruption: accuracies and agreement in percent."""
+    rows = recovery_report(reference, corrupted, {"unlearned": unlearned}, data.forget_x, data.clean_y[data.forget],
+                           data.forget_y)
+    ratio = {k: None if math.isnan(v) else v for k, v in ((n, r["recovery"]) for n, r in rows.items())}
+    return {"reference": kind, **{name: {**{k: _percent(v) for k, v in row.items() if k != "recovery"},
+                                         "recovery": ratio[name]} for name, row in rows.items()}}
 
 
 def run_data(source: SourceRun, data_source: Any, spec: ForgetSpec, mask: torch.Tensor
@@ -193,7 +227,8 @@ def run_data(source: SourceRun, data_source: Any, spec: ForgetSpec, mask: torch.
     its settings (:func:`lifelong.runs.session.stream_of`), the union of its tasks' training
     examples (the source's whole training set unless ``train_tasks`` left some out); the forget
     set ``mask`` (over the source's training set, as the retrain's) cut to them. One line when
-    it names none of them or leaves none to retain."""
+    it names none of them or leaves none to retain. A run trained with ``relabel`` trained on
+    the corrupted labels: ``train_y`` holds them, ``clean_y`` the true ones."""
     from lifelong.runs.session import stream_of
 
     stream = stream_of(get_benchmark(source.config.benchmark), data_source, source.config)
@@ -205,7 +240,9 @@ def run_data(source: SourceRun, data_source: Any, spec: ForgetSpec, mask: torch.
     if bool(kept.all()):
         raise ConfigError(f"forget set {spec} covers every training example the run in {source.folder} trained "
                           f"on: nothing would be retained")
-    data = UnlearnData.from_source(data_source, mask, examples=examples, forget_classes=spec.classes)
+    trained_y = stream.source.train_y if source.config.relabel is not None else None  # the corrupted labels
+    data = UnlearnData.from_source(data_source, mask, examples=examples, trained_y=trained_y,
+                                   forget_classes=spec.classes)
     return data, [t.test_idx for t in stream.tasks]
 
 
@@ -228,14 +265,14 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
     test sets before and after (percent), the membership-inference attack, the method's wall
     seconds, the method and every parameter, the source run, the forget set, the retrain
     command and, with ``compare_to`` (a finished run trained with ``--forget`` the same set),
-    agreement and KL with its model on the test and forget sets. With ``out``, writes
+    agreement and KL with its model on the test and forget sets. A ``corrupt:`` forget set is
+    unlearnt from a run trained with that corruption (``relabel``); with ``compare_to`` (a
+    retrain, or the clean run the corrupted one started from) the document adds ``recovery``
+    (RESTOR-style, :func:`_recovery`). With ``out``, writes
     ``out/model.pt``, ``out/metrics.json`` and ``out/config.yaml`` together, or nothing."""
     started = time.perf_counter()
     unlearner = get_unlearner(method)
     spec = parse_forget_spec(forget)
-    if spec.kind == "corrupt":
-        raise ConfigError(f"forget set {spec}: a run folder holds a model trained on true labels; unlearning a "
-                          f"corruption needs the corrupted model (lifelong.unlearn.recovery, benchmarks/unlearning.py)")
     method_params(unlearner, params, 0)  # unknown names before any data are read
     out = None if out is None else Path(out)
     tmp = None if out is None else staging_folder(out, ".lifelong-unlearn-")
@@ -246,11 +283,12 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
             raise ConfigError(f"the run in {run_dir} was itself trained without the forget set "
                               f"{source.resolved['forget']}; unlearn a run trained on all its data")
         params = method_params(unlearner, params, source.config.seed if seed is None else seed)
+        check_corruption(spec, source, data_source.train_y, data_source.num_classes)
         mask = forget_mask(spec, data_source.train_y, data_source.num_classes, source.config.seed)
         data, tasks = run_data(source, data_source, spec, mask)
         digest = forget_digest(mask)
-        reference = None if compare_to is None else _reference(compare_to, spec, digest, source, device, data_root,
-                                                                cache)
+        reference, kind = (None, None) if compare_to is None else _reference(compare_to, spec, digest, source, device,
+                                                                              data_root, cache)
         random = random_model(source, data_source)
         before = {"accuracy": {k: _percent(v) for k, v in accuracies(source.model, data).items()},
                   "mia": membership_inference(source.model, data), "zrf": zrf(source.model, random, data.forget_x),
@@ -259,6 +297,8 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
         unlearned = unlearner(source.model, data, **params)
         method_seconds = time.perf_counter() - clock
         measured = {**_measures(unlearned, data, reference, random), **task_accuracy(unlearned, data, tasks)}
+        if spec.kind == "corrupt" and reference is not None:
+            measured["recovery"] = _recovery(reference, kind, source.model, unlearned, data)
         retrain_out = f"{out}-retrain" if out is not None else "RETRAIN_DIR"
         settings_file = None if out is None else out / "retrain.yaml"
         doc = {
@@ -270,7 +310,7 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
             "forget": str(spec), "forget_count": int(data.forget.sum()), "forget_digest": digest,
             "retain_count": int((~data.forget).sum()), "test_count": len(data.test_y),
             "before": before, **measured,
-            "compare_to": None if compare_to is None else str(compare_to),
+            "compare_to": None if compare_to is None else str(compare_to), "compare_to_kind": kind,
             "wall_seconds": method_seconds, "total_seconds": time.perf_counter() - started,
             "retrain_command": retrain_command(source.resolved, spec, retrain_out, settings_file),
             "command": " ".join(sys.argv),
