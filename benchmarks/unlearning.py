@@ -115,7 +115,7 @@ def scenario_seed(scenario: str, seed: int, clean_dir: Path, work: Path, args: a
 
 
 def mean_std(values: list[float]) -> str:
-    values = [v for v in values if not math.isnan(v)]
+    values = [v for v in values if math.isfinite(v)]
     if not values:
         return "-"
     if len(values) == 1:

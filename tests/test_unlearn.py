@@ -414,3 +414,5 @@ def test_zrf_by_hand_and_against_the_textbook_variants():
         assert abs(got - wrong) > 1e-4
     assert u.zrf(Fixed(p.log()), Fixed(p.log()), x) == pytest.approx(1.0)
     assert math.isnan(u.zrf(Fixed(p.log()), Fixed(q.log()), x[:0]))
+    huge = torch.tensor([[0.0, -200.0, -200.0], [-200.0, 0.0, -200.0]])  # softmax rounds to 0 in float32
+    assert math.isfinite(u.zrf(Fixed(huge), Fixed(q.log()), x))  # the reference's log(softmax) gives -inf

@@ -123,15 +123,18 @@ def agreement(model: nn.Module, reference: nn.Module, x: torch.Tensor) -> dict[s
     return {"agreement": float((out.argmax(1) == ref.argmax(1)).float().mean()), "kl": float(kl.mean())}
 
 
-def reference_js(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+def reference_js(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """The SSD reference's ``JSDiv(p, q)`` (``src/metrics.py``, from Chundawat et al.'s
     bad-teaching code) as it computes it: with ``m = (p + q) / 2``,
     ``½·mean_{i,c}[m log(m/p)] + ½·mean_{i,c}[m log(m/q)]`` — ``F.kl_div(log p, m)`` at its
     ``mean`` reduction, i.e. ``KL(m ‖ p)`` (not the textbook ``KL(p ‖ m)``) averaged over every
-    element of the ``N × C`` table (not summed over classes). ``p``, ``q``: rows of probabilities."""
-    m = (p + q) / 2
+    element of the ``N × C`` table (not summed over classes). Given log-probabilities (rows of
+    ``log_softmax``), in float64: where the reference's ``log(softmax)`` underflows to ``−inf``
+    (a probability rounded to 0, as after gradient ascent) and its score to ``−inf``, this is finite."""
+    log_p, log_q = log_p.double(), log_q.double()
+    m = (log_p.exp() + log_q.exp()) / 2
     m_log_m = torch.xlogy(m, m)
-    return 0.5 * (m_log_m - m * p.log()).mean() + 0.5 * (m_log_m - m * q.log()).mean()
+    return 0.5 * (m_log_m - m * log_p).mean() + 0.5 * (m_log_m - m * log_q).mean()
 
 
 def zrf(model: nn.Module, random_model: nn.Module, x: torch.Tensor) -> float:
@@ -143,7 +146,7 @@ def zrf(model: nn.Module, random_model: nn.Module, x: torch.Tensor) -> float:
     ``nan`` for no inputs."""
     if len(x) == 0:
         return float("nan")
-    return float(1.0 - reference_js(logits(model, x).softmax(1), logits(random_model, x).softmax(1)))
+    return float(1.0 - reference_js(logits(model, x).log_softmax(1), logits(random_model, x).log_softmax(1)))
 
 
 def evaluate_unlearning(model: nn.Module, data: UnlearnData, reference: nn.Module | None = None,
