@@ -150,6 +150,31 @@ def test_ssd_end_to_end_on_the_two_parameter_model():
     assert hand_dampen([0.7, -0.4], other, imp_f, alpha, lam) != pytest.approx(expected, rel=1e-6)
 
 
+def test_full_importance_in_either_order_and_ssd_given_by_hand():
+    """``full_importance``: the reference's retain-then-forget order, or ``D``'s own order (what
+    the cache keeps), each against the hand-computed batches; ``ssd_given`` with the latter."""
+    from lifelong.unlearn.ssd import full_importance, ssd_given
+
+    model, data = TwoParam(), two_param_data()
+    reference = full_importance(model, data, 4)
+    own = full_importance(model, data, 4, order="dataset")
+    assert [reference["a"].item(), reference["b"].item()] == pytest.approx(hand_importance(0.7, -0.4, FULL_ORDER, 4),
+                                                                           rel=1e-12)
+    imp_d = hand_importance(0.7, -0.4, list(range(6)), 4)
+    assert [own["a"].item(), own["b"].item()] == pytest.approx(imp_d, rel=1e-12)
+    assert own["a"].item() != pytest.approx(reference["a"].item(), rel=1e-6)  # other batches, other sums
+    imp_f = hand_importance(0.7, -0.4, FORGET_ORDER, 4)
+    alpha = (imp_f[0] / imp_d[0] * imp_f[1] / imp_d[1]) ** 0.5
+    out = ssd_given(model, data, own, alpha=alpha, lam=0.5 * alpha, batch_size=4)
+    assert [out.a.item(), out.b.item()] == pytest.approx(hand_dampen([0.7, -0.4], imp_d, imp_f, alpha, 0.5 * alpha),
+                                                         rel=1e-10)
+    plain = u.ssd(model, data, alpha=alpha, lam=0.5 * alpha, batch_size=4)
+    given = ssd_given(model, data, reference, alpha=alpha, lam=0.5 * alpha, batch_size=4)
+    assert torch.equal(plain.a, given.a) and torch.equal(plain.b, given.b)  # ssd is ssd_given in the reference order
+    with pytest.raises(ConfigError, match="order"):
+        full_importance(model, data, 4, order="shuffled")
+
+
 def test_lfssd_end_to_end_on_the_two_parameter_model():
     model, data = TwoParam(), two_param_data()
     imp_f = hand_importance(0.7, -0.4, FORGET_ORDER, 4, label_free=True)

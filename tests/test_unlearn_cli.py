@@ -297,3 +297,55 @@ def test_report_leaves_unlearning_folders_out_and_says_so(source_run, tmp_path, 
     code, out, err = run_cli(["report", str(root / "unlearned"), "--out", str(tmp_path / "r2")], capsys)
     assert code == 2 and "lifelong unlearn" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r2").exists()
+
+
+def test_importance_cache_is_written_once_reused_and_keyed_by_the_model(source_run, tmp_path, capsys):
+    """``--importance-cache``: the first request computes I_D over D in its own order and keeps
+    it beside model.pt; the next (another forget set) reads it, and its model is SSD with that
+    importance; another model.pt is another file; a damaged file is computed again."""
+    import shutil
+
+    from lifelong.unlearn.data import UnlearnData
+    from lifelong.unlearn.ssd import full_importance, ssd_given
+
+    run = tmp_path / "run"
+    shutil.copytree(source_run, run)
+    docs = []
+    for name, forget in (("a", "classes:3"), ("b", "classes:4")):
+        code, printed, err = run_cli(["unlearn", str(run), "--forget", forget, "--method", "ssd", "--param",
+                                      "alpha=2", "--importance-cache", "--out", str(tmp_path / name)], capsys)
+        assert code == 0, err
+        docs.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    first, second = (d["importance_cache"] for d in docs)
+    assert (first["hit"], second["hit"]) == (False, True) and first["file"] == second["file"]
+    assert sorted(p.name for p in run.glob("ssd-importance-*.pt")) == [first["file"]]
+    assert "read from" in printed
+    loaded, data_source = load_run(run, device="cpu")
+    data = UnlearnData.from_source(data_source, "classes:4")
+    expected = ssd_given(loaded.model, data, full_importance(loaded.model, data, 64, order="dataset"), alpha=2)
+    got = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert all(torch.allclose(got[k], v, atol=1e-7) for k, v in expected.state_dict().items())
+
+    (run / first["file"]).write_bytes(b"damaged")
+    assert run_cli(["unlearn", str(run), "--forget", "classes:3", "--method", "ssd", "--importance-cache",
+                    "--out", str(tmp_path / "c")], capsys)[0] == 0
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["importance_cache"]["hit"] is False
+    state = torch.load(run / "model.pt", weights_only=True)
+    torch.save({k: v * 1.01 for k, v in state.items()}, run / "model.pt")  # another model: another key
+    assert run_cli(["unlearn", str(run), "--forget", "classes:3", "--method", "lfssd", "--importance-cache",
+                    "--out", str(tmp_path / "d")], capsys)[0] == 0
+    assert len(list(run.glob("ssd-importance-*.pt"))) == 2
+
+
+@pytest.mark.parametrize("extra, said", [(["--method", "finetune"], "it is for ssd and lfssd"),
+                                         (["--method", "ssd", "--param", "alpha=0"], "must be a finite number > 0")])
+def test_importance_cache_refusals_are_one_line_and_write_nothing(source_run, tmp_path, capsys, extra, said):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(source_run, run)
+    out = tmp_path / "out"
+    code, printed, err = run_cli(["unlearn", str(run), "--forget", "classes:3", *extra, "--importance-cache",
+                                  "--out", str(out)], capsys)
+    assert code == 2 and said in err and len(err.strip().splitlines()) == 1 and not printed
+    assert not out.exists() and not list(run.glob("ssd-importance-*"))

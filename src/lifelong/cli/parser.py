@@ -237,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a finished run trained with --forget the same set: agreement and KL with its model")
     unlearn.add_argument("--seed", type=_integer, default=None,
                          help="the seed of a method that draws (default: the run's)")
+    unlearn.add_argument("--importance-cache", action="store_true",
+                         help="ssd, lfssd: keep the full-set importance I_D in the run folder (computed once, over "
+                              "the training set in its own order) and reuse it: later requests pay the forget set's "
+                              "pass only")
     unlearn.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     unlearn.add_argument("--data-root", default=None, help="the data folder, if not the run's")
     _add_edit_commands(sub)

@@ -14,13 +14,21 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _cache_note(doc: dict[str, Any]) -> str:
+    info = doc.get("importance_cache")
+    if info is None:
+        return ""
+    what = "read from" if info["hit"] else "computed and kept in"
+    return f" (full-set importance {what} {info['file']}, {info['seconds']:.2f} s)"
+
+
 def unlearn_table(doc: dict[str, Any]) -> list[str]:
     """The lines ``lifelong unlearn`` prints: the method, the forget set, accuracy (percent) and
     the attack before and after, agreement with the retrained model, the retrain command."""
     params = ", ".join(f"{k}={v}" for k, v in doc["params"].items())
     lines = [f"lifelong: {doc['method']} ({params}) on {doc['source_run']}, forget {doc['forget']} "
              f"({doc['forget_count']} of {doc['forget_count'] + doc['retain_count']} training examples), "
-             f"{doc['wall_seconds']:.2f} s",
+             f"{doc['wall_seconds']:.2f} s" + _cache_note(doc),
              f"{'':<8}{'forget':>8}{'retain':>8}{'test':>8}{'MIA':>8}{'ZRF':>8}"]
     for name, part in (("before", doc["before"]), ("after", doc)):
         acc = part["accuracy"]
@@ -51,7 +59,8 @@ def unlearn_command(args: argparse.Namespace) -> int:
     from lifelong.unlearn.run import unlearn_run
 
     doc = unlearn_run(args.run_dir, args.forget, args.method, dict(args.param or []), args.out, args.compare_to,
-                      seed=args.seed, device=args.device, data_root=args.data_root)
+                      seed=args.seed, device=args.device, data_root=args.data_root,
+                      importance_cache=args.importance_cache)
     print("\n".join(unlearn_table(doc)))
     print(f"lifelong: unlearned model and metrics in {args.out}")
     return 0

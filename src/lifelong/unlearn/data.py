@@ -22,7 +22,8 @@ class UnlearnData:
     training set's true labels, ``train_y`` then holding the corrupted ones (what the corrupted
     model was trained on and the methods see); else ``None``. ``forget_classes``: for full-class
     forgetting (``classes:``), the forgotten classes: the test set then splits into their
-    examples and the retained classes' (:func:`lifelong.unlearn.accuracies`)."""
+    examples and the retained classes' (:func:`lifelong.unlearn.accuracies`). ``positions``: where
+    ``D``'s rows sit in the source's training set (:meth:`from_source` sets it)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -32,6 +33,7 @@ class UnlearnData:
     num_classes: int
     clean_y: torch.Tensor | None = None
     forget_classes: tuple[int, ...] = ()
+    positions: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.forget.dtype != torch.bool or self.forget.shape != self.train_y.shape:
@@ -66,7 +68,7 @@ class UnlearnData:
         test = torch.arange(len(source.test_y), device=source.test_y.device)
         return cls(stream.inputs("train", train, 0), train_y[train], forget[train],
                    stream.inputs("test", test, 0), source.test_y, source.num_classes,
-                   None if clean_y is None else clean_y[train], tuple(forget_classes))
+                   None if clean_y is None else clean_y[train], tuple(forget_classes), train)
 
     @property
     def test_forget(self) -> torch.Tensor:

@@ -12,6 +12,8 @@ two forget the same examples (checked by their ``forget_digest``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import math
 import shlex
 import shutil
@@ -254,9 +256,67 @@ def task_accuracy(model: nn.Module, data: UnlearnData, tasks: list[torch.Tensor]
     return {"task_accuracy": [_percent(accuracy(model, data.test_x[idx], data.test_y[idx])) for idx in tasks]}
 
 
+CACHED = ("ssd", "lfssd")  # the methods whose full-set importance --importance-cache keeps
+
+
+def importance_key(source: SourceRun, data: UnlearnData, batch_size: int, label_free: bool) -> str:
+    """16 hex digits naming a full-set importance: the SHA-256 of the run's ``model.pt``, then
+    ``D`` (its positions in the training set and the labels it carries), the batch size and the
+    kind (SSD or label-free)."""
+    from lifelong.runs.load import file_digest
+
+    h = hashlib.sha256(f"{file_digest(source.folder / 'model.pt')}:{batch_size}:{label_free}:".encode())
+    for values in (data.positions, data.train_y):
+        h.update(values.cpu().to(torch.int64).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_importance(source: SourceRun, data: UnlearnData, batch_size: int, label_free: bool
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``I_D`` over ``D`` in its own order (:func:`lifelong.unlearn.ssd.full_importance`,
+    ``order="dataset"``), read from ``ssd-importance-KEY.pt`` in the run folder when it is there
+    and fits the model, else computed and written there (atomically) for the next request; and
+    what happened: the file's name, ``hit`` and the seconds it took (reading, or computing)."""
+    from lifelong.runs.checkpoint import atomic_write_bytes
+    from lifelong.unlearn.ssd import full_importance
+
+    path = source.folder / f"ssd-importance-{importance_key(source, data, batch_size, label_free)}.pt"
+    clock = time.perf_counter()
+    shapes = {name: p.shape for name, p in source.model.named_parameters()}
+    device = next(source.model.parameters()).device
+    try:
+        found = torch.load(path, map_location=device, weights_only=True) if path.is_file() else None
+    except Exception:  # a damaged cache file: torch raises many kinds; it is computed again
+        found = None
+    if isinstance(found, dict) and {k: getattr(v, "shape", None) for k, v in found.items()} == shapes:
+        return found, {"file": path.name, "hit": True, "seconds": time.perf_counter() - clock}
+    full = full_importance(source.model, data, batch_size, label_free, order="dataset")
+    buffer = io.BytesIO()
+    torch.save(full, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise ConfigError(f"--importance-cache: cannot write {path}: {exc.strerror or exc}") from None
+    return full, {"file": path.name, "hit": False, "seconds": time.perf_counter() - clock}
+
+
+def _apply(unlearner: Unlearner, source: SourceRun, data: UnlearnData, params: dict[str, Any], cache: bool
+           ) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The method on the run's model; with ``cache`` (SSD, LFSSD), its ``I_D`` from the run folder."""
+    if not cache:
+        return unlearner(source.model, data, **params), None
+    from lifelong.unlearn.ssd import check_ssd_settings, ssd_given
+
+    label_free = params.get("label_free", unlearner.name == "lfssd")
+    check_ssd_settings(params["alpha"], params["lam"], params["batch_size"])
+    full, info = cached_importance(source, data, params["batch_size"], label_free)
+    return ssd_given(source.model, data, full, params["alpha"], params["lam"], params["batch_size"], label_free), info
+
+
 def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str, Any] | None = None,
                 out: str | Path | None = None, compare_to: str | Path | None = None, *, seed: int | None = None,
-                device: str = "auto", data_root: str | None = None) -> dict[str, Any]:
+                device: str = "auto", data_root: str | None = None, importance_cache: bool = False
+                ) -> dict[str, Any]:
     """Unlearn the forget set ``forget`` (``classes:3,7``, ``random:0.01``, ``indices:FILE``; a
     ``random:`` draw from the source run's seed) from the finished run in ``run_dir`` with the
     method ``method`` and ``params`` (``seed``, for a method that draws: ``seed``, else the run's).
@@ -272,6 +332,9 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
     ``out/model.pt``, ``out/metrics.json`` and ``out/config.yaml`` together, or nothing."""
     started = time.perf_counter()
     unlearner = get_unlearner(method)
+    if importance_cache and unlearner.name not in CACHED:
+        raise ConfigError(f"--importance-cache keeps SSD's full-set importance; it is for {' and '.join(CACHED)}, "
+                          f"not {unlearner.name}")
     spec = parse_forget_spec(forget)
     method_params(unlearner, params, 0)  # unknown names before any data are read
     out = None if out is None else Path(out)
@@ -294,7 +357,7 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
                   "mia": membership_inference(source.model, data), "zrf": zrf(source.model, random, data.forget_x),
                   **task_accuracy(source.model, data, tasks)}
         clock = time.perf_counter()
-        unlearned = unlearner(source.model, data, **params)
+        unlearned, cache_info = _apply(unlearner, source, data, params, importance_cache)
         method_seconds = time.perf_counter() - clock
         measured = {**_measures(unlearned, data, reference, random), **task_accuracy(unlearned, data, tasks)}
         if spec.kind == "corrupt" and reference is not None:
@@ -312,6 +375,7 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
             "before": before, **measured,
             "compare_to": None if compare_to is None else str(compare_to), "compare_to_kind": kind,
             "wall_seconds": method_seconds, "total_seconds": time.perf_counter() - started,
+            **({} if cache_info is None else {"importance_cache": cache_info}),
             "retrain_command": retrain_command(source.resolved, spec, retrain_out, settings_file),
             "command": " ".join(sys.argv),
         }
