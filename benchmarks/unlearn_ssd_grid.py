@@ -1,5 +1,7 @@
 """SSD towards the issue's targets on MNIST: a grid of α (selection weighting) and λ (dampening
-constant), with the full-set importance I_D computed once and reused.
+constant), with the full-set importance I_D computed once and reused (α up to 100: over D in its own order
+the ratio I_Df / I_D of a parameter only the forgotten class uses is far above the reference
+order's K_D / K_Df ≈ 10, docs/UNLEARNING.md).
 
 Per seed, through the library, as benchmarks/unlearning.py: the clean run (``lifelong run
 --benchmark split-mnist --method joint``: all of MNIST as one task, the MLP, one epoch) and its
@@ -37,7 +39,7 @@ from lifelong.unlearn.ssd import full_importance, ssd_given
 
 RUN = {"benchmark": "split-mnist", "method": "joint", "threads": 1, "device": "cpu"}
 FORGET = "classes:3"
-ALPHAS = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+ALPHAS = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0]
 LAMBDAS = [1.0, 0.5, 0.1]
 
 

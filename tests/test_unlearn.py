@@ -406,14 +406,14 @@ def test_evaluate_unlearning_document(mlp_and_data):
 def test_test_accuracy_split_by_forgotten_classes_by_hand():
     """``test_forget``/``test_retain``: accuracy on the test examples of the forgotten classes and
     of the others (the SSD reference's full-class D_f and D_r), counted here by hand."""
-    table = torch.eye(3)[[0, 1, 1, 2, 0, 2]].log_softmax(1)  # predictions 0 1 1 2 0 2 for inputs 0..5
+    table = torch.eye(3)[[0, 1, 1, 2, 0, 0]].log_softmax(1)  # predictions 0 1 1 2 0 0 for inputs 0..5
     model = Fixed(table)
     x = torch.arange(6.0).unsqueeze(1)
-    test_y = torch.tensor([0, 1, 2, 2, 1, 0])  # right: 0, 1, 3; of class 1 (forgotten): 1 of 2 (input 1)
+    test_y = torch.tensor([0, 1, 2, 2, 1, 0])  # right: 0, 1, 3, 5; of class 1 (forgotten): 1 of 2 (input 1)
     data = u.UnlearnData(x, test_y, test_y == 1, x, test_y, 3, forget_classes=(1,))
     got = u.accuracies(model, data)
-    assert got["test_forget"] == pytest.approx(1 / 2) and got["test_retain"] == pytest.approx(2 / 4)
-    assert got["test"] == pytest.approx(3 / 6)
+    assert got["test_forget"] == pytest.approx(1 / 2) and got["test_retain"] == pytest.approx(3 / 4)
+    assert got["test"] == pytest.approx(4 / 6)
 
 
 def test_zrf_by_hand_and_against_the_textbook_variants():

@@ -313,7 +313,8 @@ def test_importance_cache_is_written_once_reused_and_keyed_by_the_model(source_r
     docs = []
     for name, forget in (("a", "classes:3"), ("b", "classes:4")):
         code, printed, err = run_cli(["unlearn", str(run), "--forget", forget, "--method", "ssd", "--param",
-                                      "alpha=2", "--importance-cache", "--out", str(tmp_path / name)], capsys)
+                                      "alpha=2", "--param", "batch_size=8", "--importance-cache", "--out",
+                                      str(tmp_path / name)], capsys)
         assert code == 0, err
         docs.append(json.loads((tmp_path / name / "metrics.json").read_text()))
     first, second = (d["importance_cache"] for d in docs)
@@ -322,19 +323,23 @@ def test_importance_cache_is_written_once_reused_and_keyed_by_the_model(source_r
     assert "read from" in printed
     loaded, data_source = load_run(run, device="cpu")
     data = UnlearnData.from_source(data_source, "classes:4")
-    expected = ssd_given(loaded.model, data, full_importance(loaded.model, data, 64, order="dataset"), alpha=2)
+    # batches of 8 (60 examples): the first request's retain-then-forget order would give other sums
+    expected = ssd_given(loaded.model, data, full_importance(loaded.model, data, 8, order="dataset"), alpha=2,
+                         batch_size=8)
     got = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     assert all(torch.allclose(got[k], v, atol=1e-7) for k, v in expected.state_dict().items())
 
     (run / first["file"]).write_bytes(b"damaged")
-    assert run_cli(["unlearn", str(run), "--forget", "classes:3", "--method", "ssd", "--importance-cache",
-                    "--out", str(tmp_path / "c")], capsys)[0] == 0
+    cached = ["--forget", "classes:3", "--param", "batch_size=8", "--importance-cache"]
+    assert run_cli(["unlearn", str(run), *cached, "--method", "ssd", "--out", str(tmp_path / "c")], capsys)[0] == 0
     assert json.loads((tmp_path / "c" / "metrics.json").read_text())["importance_cache"]["hit"] is False
     state = torch.load(run / "model.pt", weights_only=True)
     torch.save({k: v * 1.01 for k, v in state.items()}, run / "model.pt")  # another model: another key
-    assert run_cli(["unlearn", str(run), "--forget", "classes:3", "--method", "lfssd", "--importance-cache",
-                    "--out", str(tmp_path / "d")], capsys)[0] == 0
+    assert run_cli(["unlearn", str(run), *cached, "--method", "ssd", "--out", str(tmp_path / "d")], capsys)[0] == 0
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["importance_cache"]["hit"] is False
     assert len(list(run.glob("ssd-importance-*.pt"))) == 2
+    assert run_cli(["unlearn", str(run), *cached, "--method", "lfssd", "--out", str(tmp_path / "e")], capsys)[0] == 0
+    assert len(list(run.glob("ssd-importance-*.pt"))) == 3  # label-free importance: its own file
 
 
 @pytest.mark.parametrize("extra, said", [(["--method", "finetune"], "it is for ssd and lfssd"),

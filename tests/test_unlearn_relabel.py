@@ -57,6 +57,16 @@ def test_relabel_is_in_the_fingerprint_only_when_given(data_root, tmp_path):
     assert both["relabel_count"] == 0  # every relabelled example left out by the same forget set
 
 
+def test_relabel_digest_names_the_positions_and_the_wrong_labels():
+    from lifelong.unlearn.forget import relabel_digest
+
+    idx = torch.tensor([2, 5, 9])
+    assert relabel_digest(idx, torch.tensor([1, 0, 3])) == relabel_digest(idx.clone(), torch.tensor([1, 0, 3]))
+    assert relabel_digest(idx, torch.tensor([1, 0, 3])) != relabel_digest(idx, torch.tensor([1, 0, 4]))
+    assert relabel_digest(idx, torch.tensor([1, 0, 3])) != relabel_digest(torch.tensor([2, 5, 8]),
+                                                                          torch.tensor([1, 0, 3]))
+
+
 @pytest.mark.parametrize("spec, said", [
     ("classes:3", "is not a corruption"), ("corrupt:1.5", "strictly between 0 and 1"), ("corrupt:0", "strictly"),
     ("corrupt:0.1:x", "seed must be an integer"), ("corrupt", "is not understood"),
