@@ -138,6 +138,7 @@ def test_unlearning_a_corrupted_run_reports_recovery_against_the_clean_run(runs,
                                                              abs=1e-3)
     top, bottom = rec["clean"]["clean_accuracy"], rec["corrupted"]["clean_accuracy"]
     assert rec["unlearned"]["recovery"] == pytest.approx((rec["unlearned"]["clean_accuracy"] - bottom) / (top - bottom))
+    assert rec["gap"] == pytest.approx(top - bottom, abs=1e-3)
     # what the methods saw: the corrupted labels (forget accuracy is against them)
     assert doc["accuracy"]["forget"] == pytest.approx(rec["unlearned"]["corrupt_accuracy"], abs=1e-3)
     assert doc["forget_count"] == 12 and "recovery against the clean model" in printed

@@ -10,6 +10,9 @@ def _cell(value: float | None, digits: int = 2) -> str:
     return f"{'-':>8}" if value is None else f"{value:>8.{digits}f}"
 
 
+MEANINGFUL_GAP = 2.0  # points of true-label accuracy below which the recovery ratio is noise
+
+
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -51,6 +54,9 @@ def unlearn_table(doc: dict[str, Any]) -> list[str]:
                      f"{r['corrupted']['clean_accuracy']:.2f} -> {r['unlearned']['clean_accuracy']:.2f}, "
                      f"corrupted-label {r['corrupted']['corrupt_accuracy']:.2f} -> "
                      f"{r['unlearned']['corrupt_accuracy']:.2f}, recovery {_ratio(r['unlearned']['recovery'])}")
+        if r["gap"] is not None and abs(r["gap"]) < MEANINGFUL_GAP:
+            lines.append(f"note: the corruption took {r['gap']:.2f} points of true-label accuracy on these examples; "
+                         f"a recovery ratio over so small a gap means little (corrupt harder: more epochs or lr)")
     lines.append(f"retrain: {doc['retrain_command']}")
     return lines
 

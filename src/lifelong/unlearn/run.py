@@ -214,12 +214,15 @@ def check_corruption(spec: ForgetSpec, source: SourceRun, train_y: torch.Tensor,
 def _recovery(reference: nn.Module, kind: str, corrupted: nn.Module, unlearned: nn.Module,
               data: UnlearnData) -> dict[str, Any]:
     """RESTOR-style recovery on the corrupted examples (:func:`lifelong.unlearn.recovery_report`),
-    ``reference`` the model that never saw the corruption: accuracies and agreement in percent."""
+    ``reference`` the model that never saw the corruption: accuracies and agreement in percent;
+    ``gap``: how many points of true-label accuracy the corruption took (the ratio's denominator)."""
     rows = recovery_report(reference, corrupted, {"unlearned": unlearned}, data.forget_x, data.clean_y[data.forget],
                            data.forget_y)
     ratio = {k: None if math.isnan(v) else v for k, v in ((n, r["recovery"]) for n, r in rows.items())}
-    return {"reference": kind, **{name: {**{k: _percent(v) for k, v in row.items() if k != "recovery"},
-                                         "recovery": ratio[name]} for name, row in rows.items()}}
+    gap = _percent(rows["clean"]["clean_accuracy"] - rows["corrupted"]["clean_accuracy"])
+    return {"reference": kind, "gap": gap,
+            **{name: {**{k: _percent(v) for k, v in row.items() if k != "recovery"}, "recovery": ratio[name]}
+               for name, row in rows.items()}}
 
 
 def run_data(source: SourceRun, data_source: Any, spec: ForgetSpec, mask: torch.Tensor
