@@ -150,6 +150,31 @@ def test_ssd_end_to_end_on_the_two_parameter_model():
     assert hand_dampen([0.7, -0.4], other, imp_f, alpha, lam) != pytest.approx(expected, rel=1e-6)
 
 
+def test_full_importance_in_either_order_and_ssd_given_by_hand():
+    """``full_importance``: the reference's retain-then-forget order, or ``D``'s own order (what
+    the cache keeps), each against the hand-computed batches; ``ssd_given`` with the latter."""
+    from lifelong.unlearn.ssd import full_importance, ssd_given
+
+    model, data = TwoParam(), two_param_data()
+    reference = full_importance(model, data, 4)
+    own = full_importance(model, data, 4, order="dataset")
+    assert [reference["a"].item(), reference["b"].item()] == pytest.approx(hand_importance(0.7, -0.4, FULL_ORDER, 4),
+                                                                           rel=1e-12)
+    imp_d = hand_importance(0.7, -0.4, list(range(6)), 4)
+    assert [own["a"].item(), own["b"].item()] == pytest.approx(imp_d, rel=1e-12)
+    assert own["a"].item() != pytest.approx(reference["a"].item(), rel=1e-6)  # other batches, other sums
+    imp_f = hand_importance(0.7, -0.4, FORGET_ORDER, 4)
+    alpha = (imp_f[0] / imp_d[0] * imp_f[1] / imp_d[1]) ** 0.5
+    out = ssd_given(model, data, own, alpha=alpha, lam=0.5 * alpha, batch_size=4)
+    assert [out.a.item(), out.b.item()] == pytest.approx(hand_dampen([0.7, -0.4], imp_d, imp_f, alpha, 0.5 * alpha),
+                                                         rel=1e-10)
+    plain = u.ssd(model, data, alpha=alpha, lam=0.5 * alpha, batch_size=4)
+    given = ssd_given(model, data, reference, alpha=alpha, lam=0.5 * alpha, batch_size=4)
+    assert torch.equal(plain.a, given.a) and torch.equal(plain.b, given.b)  # ssd is ssd_given in the reference order
+    with pytest.raises(ConfigError, match="order"):
+        full_importance(model, data, 4, order="shuffled")
+
+
 def test_lfssd_end_to_end_on_the_two_parameter_model():
     model, data = TwoParam(), two_param_data()
     imp_f = hand_importance(0.7, -0.4, FORGET_ORDER, 4, label_free=True)
@@ -369,7 +394,50 @@ def test_evaluate_unlearning_document(mlp_and_data):
     model, data = mlp_and_data
     doc = u.evaluate_unlearning(model, data, reference=model)
     assert doc["agreement"]["test"] == {"agreement": 1.0, "kl": pytest.approx(0.0, abs=1e-6)}
-    assert set(doc["accuracy"]) == {"forget", "retain", "test"} and 0.0 <= doc["mia"] <= 1.0
+    assert set(doc["accuracy"]) == {"forget", "retain", "test", "test_forget", "test_retain"}
+    assert 0.0 <= doc["mia"] <= 1.0
+    plain = u.UnlearnData(data.train_x, data.train_y, data.forget, data.test_x, data.test_y, data.num_classes)
+    assert set(u.accuracies(model, plain)) == {"forget", "retain", "test"}  # no forgotten classes: no split
     assert 0.0 <= u.membership_inference(model, data, feature="loss") <= 1.0
     with pytest.raises(ConfigError, match="feature"):
         u.membership_inference(model, data, feature="margin")
+
+
+def test_test_accuracy_split_by_forgotten_classes_by_hand():
+    """``test_forget``/``test_retain``: accuracy on the test examples of the forgotten classes and
+    of the others (the SSD reference's full-class D_f and D_r), counted here by hand."""
+    table = torch.eye(3)[[0, 1, 1, 2, 0, 0]].log_softmax(1)  # predictions 0 1 1 2 0 0 for inputs 0..5
+    model = Fixed(table)
+    x = torch.arange(6.0).unsqueeze(1)
+    test_y = torch.tensor([0, 1, 2, 2, 1, 0])  # right: 0, 1, 3, 5; of class 1 (forgotten): 1 of 2 (input 1)
+    data = u.UnlearnData(x, test_y, test_y == 1, x, test_y, 3, forget_classes=(1,))
+    got = u.accuracies(model, data)
+    assert got["test_forget"] == pytest.approx(1 / 2) and got["test_retain"] == pytest.approx(3 / 4)
+    assert got["test"] == pytest.approx(4 / 6)
+
+
+def test_zrf_by_hand_and_against_the_textbook_variants():
+    """ZRF = 1 − JS as the SSD reference computes it: ½·mean over all N·C cells of m log(m/p)
+    plus the same for q (``F.kl_div(log p, m)``, reduction ``mean``), m = (p + q) / 2."""
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    q = torch.tensor([[0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
+    cells = []
+    for pr, qr in zip(p.tolist(), q.tolist()):
+        for pi, qi in zip(pr, qr):
+            mi = (pi + qi) / 2
+            cells.append(0.5 * mi * math.log(mi / pi) + 0.5 * mi * math.log(mi / qi))
+    expected = 1 - sum(cells) / len(cells)
+    x = torch.tensor([[0.0], [1.0]])
+    got = u.zrf(Fixed(p.log()), Fixed(q.log()), x)
+    assert got == pytest.approx(expected, rel=1e-6)
+    textbook = 0.0  # JS = ½ KL(p‖m) + ½ KL(q‖m), summed over classes, averaged over examples
+    for pr, qr in zip(p.tolist(), q.tolist()):
+        textbook += sum(0.5 * pi * math.log(2 * pi / (pi + qi)) + 0.5 * qi * math.log(2 * qi / (pi + qi))
+                        for pi, qi in zip(pr, qr)) / 2
+    swapped_summed = sum(cells) / 2  # the reference's order, but summed over classes
+    for wrong in (1 - textbook, 1 - swapped_summed):
+        assert abs(got - wrong) > 1e-4
+    assert u.zrf(Fixed(p.log()), Fixed(p.log()), x) == pytest.approx(1.0)
+    assert math.isnan(u.zrf(Fixed(p.log()), Fixed(q.log()), x[:0]))
+    huge = torch.tensor([[0.0, -200.0, -200.0], [-200.0, 0.0, -200.0]])  # softmax rounds to 0 in float32
+    assert math.isfinite(u.zrf(Fixed(huge), Fixed(q.log()), x))  # the reference's log(softmax) gives -inf

@@ -3,7 +3,8 @@ forget sets (``corrupt:FRACTION[:SEED]``): the relabelling rule reproduced by ha
 labels never the true one and uniform over the others, the seed written in the spec or the run's;
 the recovery measures on models whose predictions are fixed by hand, each failing on a plausible
 wrong variant; the corrupted model; ``corrupt:`` in ``lifelong run --forget`` (the retrain) and
-refused by ``lifelong unlearn`` in one line."""
+refused by ``lifelong unlearn`` on a run trained on true labels in one line (the run setting
+``relabel``: tests/test_unlearn_relabel.py)."""
 from __future__ import annotations
 
 import math
@@ -169,14 +170,17 @@ def test_corrupt_model_learns_the_wrong_labels_and_recovery_of_uses_the_clean_on
 
 
 # -- through the command line ------------------------------------------------------------------------
-def test_corrupt_forget_set_is_a_retrain_and_lifelong_unlearn_refuses_it(data_root, tmp_path, capsys):
+def test_corrupt_forget_set_is_a_retrain_and_lifelong_unlearn_refuses_it_on_a_clean_run(data_root, tmp_path,
+                                                                                       capsys):
     code, printed, err = run_cli(["run", *tiny_run_flags(data_root), "--forget", "corrupt:0.1", "--dry-run"], capsys)
     assert code == 0, err
     assert "forget: corrupt:0.1" in printed and "forget_count: 6" in printed  # round(0.1 * 60) left out
+    run = tmp_path / "clean"
+    assert run_cli(["run", *tiny_run_flags(data_root), "--out", str(run)], capsys)[0] == 0
     out = tmp_path / "u"
-    code, _, err = run_cli(["unlearn", str(tmp_path), "--forget", "corrupt:0.1", "--method", "ssd",
+    code, _, err = run_cli(["unlearn", str(run), "--forget", "corrupt:0.1", "--method", "ssd",
                             "--out", str(out)], capsys)
-    assert code == 2 and "corrupted model" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert code == 2 and "trained on true labels" in err and len(err.strip().splitlines()) == 1 and not out.exists()
     code, _, err = run_cli(["run", *tiny_run_flags(data_root), "--forget", "corrupt:0.1:x", "--dry-run"], capsys)
     assert code == 2 and "seed must be an integer" in err and len(err.strip().splitlines()) == 1
 

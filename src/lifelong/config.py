@@ -49,6 +49,11 @@ class RunConfig:
     seeded initialisation (fine-tuning, for :mod:`lifelong.edit`); its digest is recorded
     (``init_digest``) and part of the fingerprint. ``train_tasks``: train on these tasks of the
     stream only (``"2"``, ``"1,3"``, counted from 1); every task is still evaluated.
+
+    ``relabel``: a corruption (``corrupt:0.01`` or ``corrupt:0.01:SEED``,
+    :func:`lifelong.unlearn.corruption`): the named training examples carry its wrong labels
+    wherever the run reads a training label (the test set untouched); with ``init_from``, the
+    corrupted model of RESTOR-style recovery (docs/UNLEARNING.md).
     """
 
     benchmark: str = "split-mnist"
@@ -90,6 +95,7 @@ class RunConfig:
     forget: str | None = None
     init_from: str | None = None
     train_tasks: str | int | None = None
+    relabel: str | None = None
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +113,7 @@ class RunConfig:
 # while unset (None, or False for a switch), so that the resolved configurations, fingerprints
 # and sweep folder names of the other runs stay what they were before these settings existed.
 UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_width", "view_batch", "online",
-                  "eval_every", "error_memory", "forget", "init_from", "train_tasks")
+                  "eval_every", "error_memory", "forget", "init_from", "train_tasks", "relabel")
 BLURRY_KEYS = ("blurry_disjoint", "blurry_mix", "blurry_variant")
 # ...and the same for settings whose default predates them: ``optimizer: sgd`` is what every run
 # did before the setting existed (an absent ``optimizer`` in a config.yaml means sgd)
@@ -192,6 +198,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "forget": ((str,), True),
     "init_from": ((str,), True),
     "train_tasks": ((str, int), True),
+    "relabel": ((str,), True),
 }
 KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
@@ -479,6 +486,10 @@ def validate(config: RunConfig) -> None:
         parse_forget_spec(config.forget)
     if config.train_tasks is not None:
         config.train_tasks = ",".join(str(t) for t in parse_train_tasks(config.train_tasks))
+    if config.relabel is not None:  # its syntax now; its examples when the data are read (session.stream_of)
+        from lifelong.unlearn.forget import parse_relabel_spec
+
+        parse_relabel_spec(config.relabel)
 
 
 def parse_train_tasks(value: str | int) -> list[int]:

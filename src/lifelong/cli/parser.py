@@ -114,6 +114,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-tasks", default=s, metavar="LIST",
                    help="train on these tasks of the stream only, e.g. 2 or 1,3 (counted from 1); every task is "
                         "still evaluated")
+    p.add_argument("--relabel", default=s, metavar="corrupt:F[:SEED]",
+                   help="train with a corruption: round(F*N) training examples drawn from SEED (default: the run's "
+                        "seed) carry wrong labels; with --init-from, the corrupted run of `lifelong unlearn "
+                        "--forget corrupt:F`")
     p.add_argument("--backbone", default=s,
                    help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
     p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
@@ -240,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a finished run trained with --forget the same set: agreement and KL with its model")
     unlearn.add_argument("--seed", type=_integer, default=None,
                          help="the seed of a method that draws (default: the run's)")
+    unlearn.add_argument("--importance-cache", action="store_true",
+                         help="ssd, lfssd: keep the full-set importance I_D in the run folder (computed once, over "
+                              "the training set in its own order) and reuse it: later requests pay the forget set's "
+                              "pass only")
     unlearn.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     unlearn.add_argument("--data-root", default=None, help="the data folder, if not the run's")
     _add_edit_commands(sub)

@@ -222,7 +222,35 @@ def stream_of(benchmark: Benchmark, source: Source, config: RunConfig) -> Stream
                           task_free_width=config.task_free_width)
     if config.forget is not None:  # before train_tasks: a task left untrained is not one the forget set emptied
         stream = without_forget_set(stream, config.forget, config.seed)
+    if config.relabel is not None:
+        stream = with_relabelling(stream, config.relabel, config.seed)
     return stream if config.train_tasks is None else only_train_tasks(stream, config.train_tasks)
+
+
+def with_relabelling(stream: Stream, spec: str, seed: int) -> Stream:
+    """``stream`` reading its training labels from a copy of its source whose examples named by
+    the corruption ``spec`` (:func:`lifelong.unlearn.corruption` over the source's whole training
+    set, from ``seed`` unless the spec writes one) carry their wrong labels; tasks, their
+    examples and the test set untouched (a relabelled example stays in the task of its true
+    class). Its settings record the spec, how many of the relabelled examples the stream still
+    trains on, and a digest of the positions and wrong labels (``relabel``, ``relabel_count``,
+    ``relabel_digest``: in ``config.yaml`` and the fingerprint)."""
+    import dataclasses
+
+    from lifelong.unlearn.forget import corruption, parse_relabel_spec, relabel_digest
+
+    parsed = parse_relabel_spec(spec)
+    source = stream.source
+    idx, wrong = corruption(parsed, source.train_y, source.num_classes, seed)
+    labels = source.train_y.clone()
+    labels[idx] = wrong
+    trained = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
+    for task in stream.tasks:
+        trained[task.train_idx] = True
+    stream.source = dataclasses.replace(source, train_y=labels)  # a copy: a cached source stays clean
+    stream.settings = {**stream.settings, "relabel": str(parsed), "relabel_count": int(trained[idx].sum()),
+                       "relabel_digest": relabel_digest(idx, wrong)}
+    return stream
 
 
 def only_train_tasks(stream: Stream, spec: str | int) -> Stream:
@@ -249,17 +277,16 @@ def without_forget_set(stream: Stream, spec: str, seed: int) -> Stream:
     the run that never saw the forget set (the *retrain* baseline). The cut stream is the one
     without a forget set, so every other example sits in the same task. Its settings record the
     spec, how many training examples it names, and a digest of which (``forget``,
-    ``forget_count``, ``forget_digest``: in ``config.yaml`` and the fingerprint). A task left
-    without training examples is one line."""
+    ``forget_count``, ``forget_digest``: in ``config.yaml`` and the fingerprint). A task the
+    forget set empties (a past task's classes, ``classes:0,1`` on Split-MNIST) stays in the
+    stream without training examples, as :func:`only_train_tasks` leaves one: it is still
+    evaluated, and the stream is the one without those classes (continual-stream unlearning)."""
     from lifelong.unlearn.forget import forget_digest, forget_mask, parse_forget_spec
 
     parsed = parse_forget_spec(spec)
     mask = forget_mask(parsed, stream.source.train_y, stream.source.num_classes, seed)
     for task in stream.tasks:
         kept = ~mask[task.train_idx]
-        if not bool(kept.any()):
-            raise ConfigError(f"forget set {parsed} leaves task {task.index + 1} (classes {list(task.classes)}) "
-                              f"without training examples; forget fewer examples, or run without that task")
         task.train_idx = task.train_idx[kept]
         if task.train_task is not None:
             task.train_task = task.train_task[kept]

@@ -9,7 +9,7 @@ unlearn``). See docs/UNLEARNING.md.
 from lifelong.unlearn.baselines import finetune, gradient_ascent, random_labels, refresh_unlearn
 from lifelong.unlearn.data import UnlearnData
 from lifelong.unlearn.evaluate import (accuracies, agreement, evaluate_unlearning, membership_fraction,
-                                       membership_inference)
+                                       membership_inference, zrf)
 from lifelong.unlearn.forget import (ForgetSpec, corrupt_labels, corruption, forget_indices, forget_mask,
                                      parse_forget_spec)
 from lifelong.unlearn.recovery import corrupt_model, recovery_measures, recovery_of, recovery_ratio, recovery_report
@@ -22,4 +22,4 @@ __all__ = ["UNLEARNERS", "ForgetSpec", "UnlearnData", "Unlearner", "accuracies",
            "evaluate_unlearning", "finetune", "forget_indices", "forget_mask", "get_unlearner", "gradient_ascent",
            "importances", "lfssd", "membership_fraction", "membership_inference", "parse_forget_spec",
            "random_labels", "recovery_measures", "recovery_of", "recovery_ratio", "recovery_report",
-           "refresh_unlearn", "retrain_command", "ssd", "unlearn_run"]
+           "refresh_unlearn", "retrain_command", "ssd", "unlearn_run", "zrf"]

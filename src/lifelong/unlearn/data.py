@@ -15,11 +15,15 @@ from lifelong.unlearn.forget import corrupt_labels, forget_mask, parse_forget_sp
 
 @dataclass
 class UnlearnData:
-    """``train_x``/``train_y``: the whole training set ``D``; ``forget``: boolean mask over it
-    (``True`` = in ``D_f``); ``test_x``/``test_y``: the test set. Inputs are the model's inputs
-    (floats, normalised as the run's stream normalises them). ``clean_y``: for a corruption
-    (``corrupt:`` forget sets), the training set's true labels, ``train_y`` then holding the
-    corrupted ones (what the corrupted model was trained on and the methods see); else ``None``."""
+    """``train_x``/``train_y``: the training set ``D`` (the source's whole training set, or the
+    examples a run trained on); ``forget``: boolean mask over it (``True`` = in ``D_f``);
+    ``test_x``/``test_y``: the test set. Inputs are the model's inputs (floats, normalised as the
+    run's stream normalises them). ``clean_y``: for a corruption (``corrupt:`` forget sets), the
+    training set's true labels, ``train_y`` then holding the corrupted ones (what the corrupted
+    model was trained on and the methods see); else ``None``. ``forget_classes``: for full-class
+    forgetting (``classes:``), the forgotten classes: the test set then splits into their
+    examples and the retained classes' (:func:`lifelong.unlearn.accuracies`). ``positions``: where
+    ``D``'s rows sit in the source's training set (:meth:`from_source` sets it)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -28,6 +32,8 @@ class UnlearnData:
     test_y: torch.Tensor
     num_classes: int
     clean_y: torch.Tensor | None = None
+    forget_classes: tuple[int, ...] = ()
+    positions: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.forget.dtype != torch.bool or self.forget.shape != self.train_y.shape:
@@ -36,21 +42,39 @@ class UnlearnData:
             raise ConfigError("the clean labels must have one entry per training example")
 
     @classmethod
-    def from_source(cls, source: Source, forget: str | torch.Tensor, seed: int = 0) -> "UnlearnData":
+    def from_source(cls, source: Source, forget: str | torch.Tensor, seed: int = 0, *,
+                    examples: torch.Tensor | None = None, trained_y: torch.Tensor | None = None,
+                    forget_classes: tuple[int, ...] = ()) -> "UnlearnData":
         """A source's train and test sets (``x / 255``, then the source's mean and std) with a
-        forget set given as a mask or as a spec string (:func:`lifelong.unlearn.forget_mask`); a
-        ``corrupt:`` spec also gives the forget examples their wrong labels (``clean_y`` the true ones)."""
+        forget set given as a mask over the source's training set or as a spec string
+        (:func:`lifelong.unlearn.forget_mask`); a ``corrupt:`` spec also gives the forget examples
+        their wrong labels (``clean_y`` the true ones), a ``classes:`` spec sets ``forget_classes``.
+
+        ``examples`` (increasing positions): ``D`` is these training examples only (those a run
+        trained on), the mask cut to them. ``trained_y``: the labels the model was trained on
+        over the whole training set, when they are not the source's (a run with ``relabel``):
+        ``train_y`` then, ``clean_y`` the source's."""
         train_y, clean_y = source.train_y, None
+        if trained_y is not None:
+            train_y, clean_y = trained_y, source.train_y
         if isinstance(forget, str):
             spec = parse_forget_spec(forget)
             forget = forget_mask(spec, source.train_y, source.num_classes, seed)
+            forget_classes = spec.classes
             if spec.kind == "corrupt":
                 train_y, clean_y = corrupt_labels(spec, source.train_y, source.num_classes, seed), source.train_y
         stream = Stream(source.name, source, [], "class-il")
-        train = torch.arange(len(source.train_y), device=source.train_y.device)
+        train = torch.arange(len(source.train_y), device=source.train_y.device) if examples is None else examples
         test = torch.arange(len(source.test_y), device=source.test_y.device)
-        return cls(stream.inputs("train", train, 0), train_y, forget,
-                   stream.inputs("test", test, 0), source.test_y, source.num_classes, clean_y)
+        return cls(stream.inputs("train", train, 0), train_y[train], forget[train],
+                   stream.inputs("test", test, 0), source.test_y, source.num_classes,
+                   None if clean_y is None else clean_y[train], tuple(forget_classes), train)
+
+    @property
+    def test_forget(self) -> torch.Tensor:
+        """Boolean mask over the test set: the examples of :attr:`forget_classes`."""
+        return torch.isin(self.test_y, torch.tensor(self.forget_classes, dtype=self.test_y.dtype,
+                                                    device=self.test_y.device))
 
     @property
     def forget_x(self) -> torch.Tensor:

@@ -11,6 +11,9 @@ weights and scikit-learn's default objective ``½ w² + C Σ_i s_i · BCE_i`` (`
 to be members (probability > ½). A model that forgot ``D_f`` as a retrained one would scores
 about as it does on unseen data.
 
+ZRF (:func:`zrf`): one minus the Jensen-Shannon divergence, as the SSD reference computes it,
+between the model's softmax on the forget set and a randomly initialised model's.
+
 Agreement with a reference ``g``: the fraction of inputs where ``argmax f = argmax g``, and the
 mean ``KL(g ‖ f) = Σ_c p_g(c) (log p_g(c) − log p_f(c))`` (the reference's distribution first).
 """
@@ -45,10 +48,18 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def accuracies(model: nn.Module, data: UnlearnData) -> dict[str, float]:
-    """Accuracy on the forget set, the retain set and the test set."""
-    return {"forget": accuracy(model, data.forget_x, data.forget_y),
-            "retain": accuracy(model, data.retain_x, data.retain_y),
-            "test": accuracy(model, data.test_x, data.test_y)}
+    """Accuracy on the forget set, the retain set and the test set; for full-class forgetting
+    (``data.forget_classes``) also on the test examples of the forgotten classes
+    (``test_forget``) and of the others (``test_retain``): the SSD reference's full-class
+    protocol scores its ``D_f`` and ``D_r`` on those (``forget_valid_dl``, ``retain_valid_dl``)."""
+    out = {"forget": accuracy(model, data.forget_x, data.forget_y),
+           "retain": accuracy(model, data.retain_x, data.retain_y),
+           "test": accuracy(model, data.test_x, data.test_y)}
+    if data.forget_classes:
+        gone = data.test_forget
+        out["test_forget"] = accuracy(model, data.test_x[gone], data.test_y[gone])
+        out["test_retain"] = accuracy(model, data.test_x[~gone], data.test_y[~gone])
+    return out
 
 
 def example_feature(out: torch.Tensor, y: torch.Tensor, feature: str = "entropy") -> torch.Tensor:
@@ -112,14 +123,43 @@ def agreement(model: nn.Module, reference: nn.Module, x: torch.Tensor) -> dict[s
     return {"agreement": float((out.argmax(1) == ref.argmax(1)).float().mean()), "kl": float(kl.mean())}
 
 
+def reference_js(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """The SSD reference's ``JSDiv(p, q)`` (``src/metrics.py``, from Chundawat et al.'s
+    bad-teaching code) as it computes it: with ``m = (p + q) / 2``,
+    ``½·mean_{i,c}[m log(m/p)] + ½·mean_{i,c}[m log(m/q)]`` — ``F.kl_div(log p, m)`` at its
+    ``mean`` reduction, i.e. ``KL(m ‖ p)`` (not the textbook ``KL(p ‖ m)``) averaged over every
+    element of the ``N × C`` table (not summed over classes). Given log-probabilities (rows of
+    ``log_softmax``), in float64: where the reference's ``log(softmax)`` underflows to ``−inf``
+    (a probability rounded to 0, as after gradient ascent) and its score to ``−inf``, this is finite."""
+    log_p, log_q = log_p.double(), log_q.double()
+    m = (log_p.exp() + log_q.exp()) / 2
+    m_log_m = torch.xlogy(m, m)
+    return 0.5 * (m_log_m - m * log_p).mean() + 0.5 * (m_log_m - m * log_q).mean()
+
+
+def zrf(model: nn.Module, random_model: nn.Module, x: torch.Tensor) -> float:
+    """The ZRF score (Chundawat et al., AAAI 2023, "zero retrain forgetting"; the SSD reference's
+    ``UnLearningScore``): ``1 − JS(softmax f(x), softmax g(x))`` over the inputs ``x`` (the
+    forget set), ``g`` a randomly initialised model of the same architecture (the "incompetent
+    teacher"), the divergence as the reference computes it (:func:`reference_js`). Near 1:
+    ``f`` answers ``D_f`` as a model that never learnt anything; lower: it still knows it.
+    ``nan`` for no inputs."""
+    if len(x) == 0:
+        return float("nan")
+    return float(1.0 - reference_js(logits(model, x).log_softmax(1), logits(random_model, x).log_softmax(1)))
+
+
 def evaluate_unlearning(model: nn.Module, data: UnlearnData, reference: nn.Module | None = None,
-                        feature: str = "entropy") -> dict:
-    """Everything above in one document: ``accuracy`` (forget, retain, test), ``mia`` (the
-    attack's member fraction on the forget set) and, with a reference, ``agreement`` on the
-    test and the forget sets."""
+                        feature: str = "entropy", random_model: nn.Module | None = None) -> dict:
+    """Everything above in one document: ``accuracy`` (forget, retain, test; the test set split
+    for full-class forgetting), ``mia`` (the attack's member fraction on the forget set), with a
+    reference ``agreement`` on the test and the forget sets, and with a randomly initialised
+    model ``zrf`` on the forget set."""
     doc: dict = {"accuracy": accuracies(model, data), "mia": membership_inference(model, data, feature),
                  "mia_feature": feature}
     if reference is not None:
         doc["agreement"] = {"test": agreement(model, reference, data.test_x),
                             "forget": agreement(model, reference, data.forget_x)}
+    if random_model is not None:
+        doc["zrf"] = zrf(model, random_model, data.forget_x)
     return doc

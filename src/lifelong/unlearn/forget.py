@@ -70,6 +70,24 @@ def parse_forget_spec(text: str) -> ForgetSpec:
     return ForgetSpec("indices", path=value)
 
 
+def parse_relabel_spec(text: str) -> ForgetSpec:
+    """The run setting ``relabel``: a ``corrupt:F[:SEED]`` spec, or one line."""
+    kind = str(text).partition(":")[0].strip()
+    if kind != "corrupt":
+        raise ConfigError(f"`relabel` {text!r} is not a corruption: write `corrupt:0.01` or `corrupt:0.01:SEED`")
+    try:
+        return parse_forget_spec(text)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("forget set", "`relabel`", 1)) from None
+
+
+def relabel_digest(idx: torch.Tensor, wrong: torch.Tensor) -> str:
+    """16 hex digits of the SHA-256 of a corruption's positions then its wrong labels (int64):
+    which examples a run trained on which wrong labels (``relabel_digest``)."""
+    values = torch.cat([idx.cpu().to(torch.int64), wrong.cpu().to(torch.int64)])
+    return hashlib.sha256(values.numpy().tobytes()).hexdigest()[:16]
+
+
 def _corrupt_spec(text: str, value: str) -> ForgetSpec:
     fraction, sep, seed = value.partition(":")
     if not sep:

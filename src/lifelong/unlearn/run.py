@@ -11,6 +11,9 @@ two forget the same examples (checked by their ``forget_digest``).
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import math
 import shlex
 import shutil
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 import yaml
 
@@ -28,8 +32,10 @@ from lifelong.errors import ConfigError
 from lifelong.runs.load import SourceRun, staging_folder, write_folder
 from lifelong.runs.load import load_run as load_finished
 from lifelong.unlearn.data import UnlearnData
-from lifelong.unlearn.evaluate import accuracies, evaluate_unlearning, membership_inference
-from lifelong.unlearn.forget import ForgetSpec, forget_digest, forget_mask, parse_forget_spec
+from lifelong.seeding import derive
+from lifelong.unlearn.evaluate import accuracies, accuracy, evaluate_unlearning, membership_inference, zrf
+from lifelong.unlearn.forget import ForgetSpec, corruption, forget_digest, forget_mask, parse_forget_spec, relabel_digest
+from lifelong.unlearn.recovery import recovery_report
 from lifelong.unlearn.registry import Unlearner, get_unlearner
 
 SCHEMA_VERSION = 1  # of an unlearning's metrics.json (``kind: unlearn``)
@@ -142,11 +148,26 @@ def _percent(value: float) -> float | None:
     return None if math.isnan(value) else round(100.0 * value, 4)
 
 
-def _measures(model: nn.Module, data: UnlearnData, reference: nn.Module | None) -> dict[str, Any]:
-    """Accuracies in percent (0 to 100), the attack's member fraction, agreement in percent and KL."""
-    doc = evaluate_unlearning(model, data, reference)
+def random_model(source: SourceRun, data_source: Any) -> nn.Module:
+    """ZRF's randomly initialised model: the run's architecture (its recipe's head and
+    projection) built as a run of seed ``derive(seed, "unlearn-zrf")`` would start, so neither
+    the trained model's own initialisation nor a draw that changes between calls."""
+    from lifelong.runs.session import build_model, check_run
+
+    config = dataclasses.replace(source.config, seed=derive(source.config.seed, "unlearn-zrf"), init_from=None)
+    _, recipe, backbone, _ = check_run(config)
+    return build_model(config, recipe, backbone, data_source, next(source.model.parameters()).device).eval()
+
+
+def _measures(model: nn.Module, data: UnlearnData, reference: nn.Module | None,
+              random: nn.Module | None = None) -> dict[str, Any]:
+    """Accuracies in percent (0 to 100), the attack's member fraction, agreement in percent and
+    KL, ZRF with a random model."""
+    doc = evaluate_unlearning(model, data, reference, random_model=random)
     out: dict[str, Any] = {"accuracy": {k: _percent(v) for k, v in doc["accuracy"].items()}, "mia": doc["mia"],
                            "mia_feature": doc["mia_feature"]}
+    if random is not None:
+        out["zrf"] = doc["zrf"]
     if reference is not None:
         out["agreement"] = {split: {"agreement": _percent(v["agreement"]), "kl": v["kl"]}
                             for split, v in doc["agreement"].items()}
@@ -154,23 +175,151 @@ def _measures(model: nn.Module, data: UnlearnData, reference: nn.Module | None) 
 
 
 def _reference(compare_to: str | Path, spec: ForgetSpec, digest: str, source: SourceRun, device: str,
-               data_root: str | None, cache: dict) -> nn.Module:
-    """The retrained run's model, refused unless it forgot the same examples of the same data."""
+               data_root: str | None, cache: dict) -> tuple[nn.Module, str]:
+    """The reference model and what it is: ``retrain``, a run that forgot the same examples of the
+    same data, or, for a corruption, ``clean``: the run the corrupted run started from (its
+    ``init_from``: ``model.pt``'s digest is the corrupted run's ``init_digest``). Else one line."""
+    from lifelong.runs.load import file_digest
+
     retrained, _ = load_run(compare_to, device=device, data_root=data_root, what="--compare-to", source_cache=cache)
     theirs = retrained.resolved
-    if theirs.get("forget_digest") != digest:
-        got = f"without the forget set {theirs['forget']}" if theirs.get("forget") else "on all its data"
-        raise ConfigError(f"--compare-to {compare_to} was trained {got}, not without this unlearning's {spec} "
-                          f"(drawn from seed {source.config.seed}); give a run made with the retrain command")
     if theirs.get("benchmark") != source.resolved.get("benchmark"):
         raise ConfigError(f"--compare-to {compare_to} is a run of {theirs.get('benchmark')}, not of "
                           f"{source.resolved.get('benchmark')}")
-    return retrained.model
+    if theirs.get("forget_digest") == digest:
+        return retrained.model, "retrain"
+    if spec.kind == "corrupt" and file_digest(Path(compare_to) / "model.pt") == source.resolved.get("init_digest"):
+        return retrained.model, "clean"
+    got = f"without the forget set {theirs['forget']}" if theirs.get("forget") else "on all its data"
+    clean = " nor the clean run the corrupted one started from" if spec.kind == "corrupt" else ""
+    raise ConfigError(f"--compare-to {compare_to} was trained {got}, not without this unlearning's {spec} "
+                      f"(drawn from seed {source.config.seed}){clean}; give a run made with the retrain command")
+
+
+def check_corruption(spec: ForgetSpec, source: SourceRun, train_y: torch.Tensor, num_classes: int) -> None:
+    """A ``corrupt:`` forget set is unlearnt from a run trained with that very corruption (the
+    run setting ``relabel``, the same positions and wrong labels: ``relabel_digest``), else one line."""
+    if spec.kind != "corrupt":
+        return
+    given = source.resolved.get("relabel")
+    if not given:
+        raise ConfigError(f"forget set {spec}: the run in {source.folder} was trained on true labels; unlearn a "
+                          f"corruption from a run trained with it (`lifelong run --init-from CLEAN --relabel {spec}`)")
+    idx, wrong = corruption(spec, train_y, num_classes, source.config.seed)
+    if relabel_digest(idx, wrong) != source.resolved.get("relabel_digest"):
+        raise ConfigError(f"forget set {spec} (drawn from seed {source.config.seed if spec.seed is None else spec.seed})"
+                          f" is not the corruption the run in {source.folder} was trained with ({given})")
+
+
+def _recovery(reference: nn.Module, kind: str, corrupted: nn.Module, unlearned: nn.Module,
+              data: UnlearnData) -> dict[str, Any]:
+    """RESTOR-style recovery on the corrupted examples (:func:`lifelong.unlearn.recovery_report`),
+    ``reference`` the model that never saw the corruption: accuracies and agreement in percent;
+    ``gap``: how many points of true-label accuracy the corruption took (the ratio's denominator)."""
+    rows = recovery_report(reference, corrupted, {"unlearned": unlearned}, data.forget_x, data.clean_y[data.forget],
+                           data.forget_y)
+    ratio = {k: None if math.isnan(v) else v for k, v in ((n, r["recovery"]) for n, r in rows.items())}
+    gap = _percent(rows["clean"]["clean_accuracy"] - rows["corrupted"]["clean_accuracy"])
+    return {"reference": kind, "gap": gap,
+            **{name: {**{k: _percent(v) for k, v in row.items() if k != "recovery"}, "recovery": ratio[name]}
+               for name, row in rows.items()}}
+
+
+def run_data(source: SourceRun, data_source: Any, spec: ForgetSpec, mask: torch.Tensor
+             ) -> tuple[UnlearnData, list[torch.Tensor]]:
+    """The data of an unlearning of a finished run, and its tasks' test examples (positions in
+    the test set). ``D`` is the training examples the run trained on: its stream rebuilt from
+    its settings (:func:`lifelong.runs.session.stream_of`), the union of its tasks' training
+    examples (the source's whole training set unless ``train_tasks`` left some out); the forget
+    set ``mask`` (over the source's training set, as the retrain's) cut to them. One line when
+    it names none of them or leaves none to retain. A run trained with ``relabel`` trained on
+    the corrupted labels: ``train_y`` holds them, ``clean_y`` the true ones."""
+    from lifelong.runs.session import stream_of
+
+    stream = stream_of(get_benchmark(source.config.benchmark), data_source, source.config)
+    trained = torch.unique(torch.cat([t.train_idx for t in stream.tasks]))
+    examples = None if len(trained) == len(mask) else trained
+    kept = mask if examples is None else mask[examples]
+    if not bool(kept.any()):
+        raise ConfigError(f"forget set {spec} names no training example the run in {source.folder} trained on")
+    if bool(kept.all()):
+        raise ConfigError(f"forget set {spec} covers every training example the run in {source.folder} trained "
+                          f"on: nothing would be retained")
+    trained_y = stream.source.train_y if source.config.relabel is not None else None  # the corrupted labels
+    data = UnlearnData.from_source(data_source, mask, examples=examples, trained_y=trained_y,
+                                   forget_classes=spec.classes)
+    return data, [t.test_idx for t in stream.tasks]
+
+
+def task_accuracy(model: nn.Module, data: UnlearnData, tasks: list[torch.Tensor]) -> dict[str, list]:
+    """``{"task_accuracy": [...]}``: class-incremental accuracy (percent, every output) on each
+    task's test examples, for a run of more than one task; ``{}`` for one task."""
+    if len(tasks) < 2:
+        return {}
+    return {"task_accuracy": [_percent(accuracy(model, data.test_x[idx], data.test_y[idx])) for idx in tasks]}
+
+
+CACHED = ("ssd", "lfssd")  # the methods whose full-set importance --importance-cache keeps
+
+
+def importance_key(source: SourceRun, data: UnlearnData, batch_size: int, label_free: bool) -> str:
+    """16 hex digits naming a full-set importance: the SHA-256 of the run's ``model.pt``, then
+    ``D`` (its positions in the training set and the labels it carries), the batch size and the
+    kind (SSD or label-free)."""
+    from lifelong.runs.load import file_digest
+
+    h = hashlib.sha256(f"{file_digest(source.folder / 'model.pt')}:{batch_size}:{label_free}:".encode())
+    for values in (data.positions, data.train_y):
+        h.update(values.cpu().to(torch.int64).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_importance(source: SourceRun, data: UnlearnData, batch_size: int, label_free: bool
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``I_D`` over ``D`` in its own order (:func:`lifelong.unlearn.ssd.full_importance`,
+    ``order="dataset"``), read from ``ssd-importance-KEY.pt`` in the run folder when it is there
+    and fits the model, else computed and written there (atomically) for the next request; and
+    what happened: the file's name, ``hit`` and the seconds it took (reading, or computing)."""
+    from lifelong.runs.checkpoint import atomic_write_bytes
+    from lifelong.unlearn.ssd import full_importance
+
+    path = source.folder / f"ssd-importance-{importance_key(source, data, batch_size, label_free)}.pt"
+    clock = time.perf_counter()
+    shapes = {name: p.shape for name, p in source.model.named_parameters()}
+    device = next(source.model.parameters()).device
+    try:
+        found = torch.load(path, map_location=device, weights_only=True) if path.is_file() else None
+    except Exception:  # a damaged cache file: torch raises many kinds; it is computed again
+        found = None
+    if isinstance(found, dict) and {k: getattr(v, "shape", None) for k, v in found.items()} == shapes:
+        return found, {"file": path.name, "hit": True, "seconds": time.perf_counter() - clock}
+    full = full_importance(source.model, data, batch_size, label_free, order="dataset")
+    buffer = io.BytesIO()
+    torch.save(full, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise ConfigError(f"--importance-cache: cannot write {path}: {exc.strerror or exc}") from None
+    return full, {"file": path.name, "hit": False, "seconds": time.perf_counter() - clock}
+
+
+def _apply(unlearner: Unlearner, source: SourceRun, data: UnlearnData, params: dict[str, Any], cache: bool
+           ) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The method on the run's model; with ``cache`` (SSD, LFSSD), its ``I_D`` from the run folder."""
+    if not cache:
+        return unlearner(source.model, data, **params), None
+    from lifelong.unlearn.ssd import check_ssd_settings, ssd_given
+
+    label_free = params.get("label_free", unlearner.name == "lfssd")
+    check_ssd_settings(params["alpha"], params["lam"], params["batch_size"])
+    full, info = cached_importance(source, data, params["batch_size"], label_free)
+    return ssd_given(source.model, data, full, params["alpha"], params["lam"], params["batch_size"], label_free), info
 
 
 def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str, Any] | None = None,
                 out: str | Path | None = None, compare_to: str | Path | None = None, *, seed: int | None = None,
-                device: str = "auto", data_root: str | None = None) -> dict[str, Any]:
+                device: str = "auto", data_root: str | None = None, importance_cache: bool = False
+                ) -> dict[str, Any]:
     """Unlearn the forget set ``forget`` (``classes:3,7``, ``random:0.01``, ``indices:FILE``; a
     ``random:`` draw from the source run's seed) from the finished run in ``run_dir`` with the
     method ``method`` and ``params`` (``seed``, for a method that draws: ``seed``, else the run's).
@@ -179,14 +328,17 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
     test sets before and after (percent), the membership-inference attack, the method's wall
     seconds, the method and every parameter, the source run, the forget set, the retrain
     command and, with ``compare_to`` (a finished run trained with ``--forget`` the same set),
-    agreement and KL with its model on the test and forget sets. With ``out``, writes
+    agreement and KL with its model on the test and forget sets. A ``corrupt:`` forget set is
+    unlearnt from a run trained with that corruption (``relabel``); with ``compare_to`` (a
+    retrain, or the clean run the corrupted one started from) the document adds ``recovery``
+    (RESTOR-style, :func:`_recovery`). With ``out``, writes
     ``out/model.pt``, ``out/metrics.json`` and ``out/config.yaml`` together, or nothing."""
     started = time.perf_counter()
     unlearner = get_unlearner(method)
+    if importance_cache and unlearner.name not in CACHED:
+        raise ConfigError(f"--importance-cache keeps SSD's full-set importance; it is for {' and '.join(CACHED)}, "
+                          f"not {unlearner.name}")
     spec = parse_forget_spec(forget)
-    if spec.kind == "corrupt":
-        raise ConfigError(f"forget set {spec}: a run folder holds a model trained on true labels; unlearning a "
-                          f"corruption needs the corrupted model (lifelong.unlearn.recovery, benchmarks/unlearning.py)")
     method_params(unlearner, params, 0)  # unknown names before any data are read
     out = None if out is None else Path(out)
     tmp = None if out is None else staging_folder(out, ".lifelong-unlearn-")
@@ -197,17 +349,22 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
             raise ConfigError(f"the run in {run_dir} was itself trained without the forget set "
                               f"{source.resolved['forget']}; unlearn a run trained on all its data")
         params = method_params(unlearner, params, source.config.seed if seed is None else seed)
+        check_corruption(spec, source, data_source.train_y, data_source.num_classes)
         mask = forget_mask(spec, data_source.train_y, data_source.num_classes, source.config.seed)
-        data = UnlearnData.from_source(data_source, mask)
+        data, tasks = run_data(source, data_source, spec, mask)
         digest = forget_digest(mask)
-        reference = None if compare_to is None else _reference(compare_to, spec, digest, source, device, data_root,
-                                                                cache)
+        reference, kind = (None, None) if compare_to is None else _reference(compare_to, spec, digest, source, device,
+                                                                              data_root, cache)
+        random = random_model(source, data_source)
         before = {"accuracy": {k: _percent(v) for k, v in accuracies(source.model, data).items()},
-                  "mia": membership_inference(source.model, data)}
+                  "mia": membership_inference(source.model, data), "zrf": zrf(source.model, random, data.forget_x),
+                  **task_accuracy(source.model, data, tasks)}
         clock = time.perf_counter()
-        unlearned = unlearner(source.model, data, **params)
+        unlearned, cache_info = _apply(unlearner, source, data, params, importance_cache)
         method_seconds = time.perf_counter() - clock
-        measured = _measures(unlearned, data, reference)
+        measured = {**_measures(unlearned, data, reference, random), **task_accuracy(unlearned, data, tasks)}
+        if spec.kind == "corrupt" and reference is not None:
+            measured["recovery"] = _recovery(reference, kind, source.model, unlearned, data)
         retrain_out = f"{out}-retrain" if out is not None else "RETRAIN_DIR"
         settings_file = None if out is None else out / "retrain.yaml"
         doc = {
@@ -216,11 +373,12 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
             "source_run": str(source.folder), "benchmark": source.resolved.get("benchmark"),
             "source_method": source.resolved.get("method_name", source.resolved.get("method")),
             "seed": source.config.seed,
-            "forget": str(spec), "forget_count": int(mask.sum()), "forget_digest": digest,
-            "retain_count": int((~mask).sum()), "test_count": len(data.test_y),
+            "forget": str(spec), "forget_count": int(data.forget.sum()), "forget_digest": digest,
+            "retain_count": int((~data.forget).sum()), "test_count": len(data.test_y),
             "before": before, **measured,
-            "compare_to": None if compare_to is None else str(compare_to),
+            "compare_to": None if compare_to is None else str(compare_to), "compare_to_kind": kind,
             "wall_seconds": method_seconds, "total_seconds": time.perf_counter() - started,
+            **({} if cache_info is None else {"importance_cache": cache_info}),
             "retrain_command": retrain_command(source.resolved, spec, retrain_out, settings_file),
             "command": " ".join(sys.argv),
         }

@@ -23,6 +23,11 @@ The reference's ``exponent`` and ``lower_bound`` are fixed at 1 in every experim
 not parameters here. Defaults: α = 10, λ = 1 (``forget_*_main.py``: ``selection_weighting =
 10 · model_size_scaler`` with the scaler 1 for ResNet-18, ``dampening_constant = 1``) and the
 batch size 64 (the full-class script's ``-b`` default; the random-sample script uses 128).
+
+``I_D`` does not depend on the request but on the model and ``D`` (the reference notes it can be
+precomputed): :func:`full_importance` with ``order="dataset"`` computes it over ``D`` in its own
+order, once, and :func:`ssd_given` takes it; the batches then differ from the reference's
+retain-then-forget order (docs/METHODS.md).
 """
 from __future__ import annotations
 
@@ -84,17 +89,44 @@ def check_ssd_settings(alpha: float, lam: float, batch_size: int) -> None:
         raise ConfigError(f"SSD's `batch_size` must be an integer >= 1, got {batch_size!r}")
 
 
+def full_importance(model: nn.Module, data: UnlearnData, batch_size: int = 64, label_free: bool = False,
+                    order: str = "reference") -> Importances:
+    """``I_D``, in evaluation mode (the model's mode restored): over the reference's order of
+    ``D`` (``order="reference"``: retain then forget examples, its ``ConcatDataset``), or over
+    ``D`` in its own order (``order="dataset"``): the same sum over other batches, independent
+    of the forget set, so that it can be computed once and reused for every request."""
+    if order == "reference":
+        x, y = torch.cat([data.retain_x, data.forget_x]), torch.cat([data.retain_y, data.forget_y])
+    elif order == "dataset":
+        x, y = data.train_x, data.train_y
+    else:
+        raise ConfigError(f"SSD's importance order must be 'reference' or 'dataset', got {order!r}")
+    was_training = model.training
+    model.eval()
+    try:
+        return importances(model, batches(x, y, batch_size), label_free)
+    finally:
+        model.train(was_training)
+
+
 def ssd(model: nn.Module, data: UnlearnData, alpha: float = 10.0, lam: float = 1.0, batch_size: int = 64,
         label_free: bool = False) -> nn.Module:
     """SSD (or LFSSD with ``label_free``) on a copy of ``model``; the input model is untouched."""
+    return ssd_given(model, data, None, alpha, lam, batch_size, label_free)
+
+
+def ssd_given(model: nn.Module, data: UnlearnData, full: Importances | None, alpha: float = 10.0, lam: float = 1.0,
+              batch_size: int = 64, label_free: bool = False) -> nn.Module:
+    """SSD with the full-set importance ``full`` given (computed beforehand, e.g. cached by
+    ``lifelong unlearn --importance-cache``): the forget set's pass and the dampening only;
+    ``None``: computed here in the reference's order (:func:`ssd`)."""
     check_ssd_settings(alpha, lam, batch_size)
     model = copy.deepcopy(model)
     was_training = model.training
     model.eval()
     forget = importances(model, batches(data.forget_x, data.forget_y, batch_size), label_free)
-    full_x = torch.cat([data.retain_x, data.forget_x])  # the reference's ConcatDataset((retain, forget))
-    full_y = torch.cat([data.retain_y, data.forget_y])
-    full = importances(model, batches(full_x, full_y, batch_size), label_free)
+    if full is None:
+        full = full_importance(model, data, batch_size, label_free)
     dampen(model, full, forget, alpha, lam)
     model.train(was_training)
     return model
