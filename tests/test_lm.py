@@ -416,3 +416,19 @@ def test_cli_bad_inputs_one_line_exit_2(data: Path, tmp_path: Path, capsys: pyte
 def test_report_leaves_an_lm_run_out_in_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     train_run(LMConfig(stream=["A"], steps=[3], **TINY), data, tmp_path / "run")
     assert "lifelong lm" in _error(capsys, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep")])
+
+
+def test_held_out_loss_is_the_mean_over_consecutive_windows_of_the_held_out_part(tmp_path: Path) -> None:
+    from lifelong.lm.train import held_out_loss
+
+    rng = np.random.default_rng(1)
+    c = _corpus(tmp_path, "c", rng.integers(0, 257, 300), 50)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=257, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    val = torch.from_numpy(np.asarray(c.data[250:], dtype=np.int64))
+    losses = []
+    for start in range(0, 41, 8):  # 40 usable tokens + the last target: windows at 0, 8, ..., 40
+        x, y = val[start:start + 8], val[start + 1:start + 9]
+        losses.append(F.cross_entropy(model(x[None])[0][0], y).item())
+    assert held_out_loss(model, c, 8, max_tokens=1000, batch_size=2) == pytest.approx(sum(losses) / len(losses))
+    assert held_out_loss(model, c, 8, max_tokens=16) == pytest.approx(sum(losses[:2]) / 2)
