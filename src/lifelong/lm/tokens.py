@@ -150,12 +150,13 @@ def split_documents(docs: Sequence[str]) -> tuple[list[str], list[str]]:
     return train, held
 
 
-def _ids(tokenizer: Tokenizer, docs: Sequence[str]) -> list[int]:
-    ids: list[int] = []
+def _ids(tokenizer: Tokenizer, docs: Sequence[str], dtype: np.dtype) -> np.ndarray:
+    """The documents' ids, each followed by end-of-text, as one array (no list of Python ints)."""
+    parts = []
     for d in docs:
-        ids.extend(tokenizer.encode(d))
-        ids.append(tokenizer.eot_id)
-    return ids
+        parts.append(np.asarray(tokenizer.encode(d), dtype=dtype))
+        parts.append(np.asarray([tokenizer.eot_id], dtype=dtype))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 def write_corpus(folder: Path, name: str, docs: Sequence[str], tokenizer: Tokenizer) -> dict:
@@ -164,8 +165,8 @@ def write_corpus(folder: Path, name: str, docs: Sequence[str], tokenizer: Tokeni
     if not held:
         raise DataError(f"corpus {name!r} has one document; it needs two or more (one is held out for the loss)")
     dtype = dtype_for(tokenizer.vocab_size)
-    train_ids, held_ids = _ids(tokenizer, train), _ids(tokenizer, held)
-    array = np.asarray(train_ids + held_ids, dtype=dtype)
+    train_ids, held_ids = _ids(tokenizer, train, dtype), _ids(tokenizer, held, dtype)
+    array = np.concatenate([train_ids, held_ids])
     folder.mkdir(parents=True, exist_ok=True)
     array.tofile(folder / f"{name}.bin")
     header = {"version": HEADER_VERSION, "name": name,
