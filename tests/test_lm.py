@@ -432,3 +432,29 @@ def test_held_out_loss_is_the_mean_over_consecutive_windows_of_the_held_out_part
         losses.append(F.cross_entropy(model(x[None])[0][0], y).item())
     assert held_out_loss(model, c, 8, max_tokens=1000, batch_size=2) == pytest.approx(sum(losses) / len(losses))
     assert held_out_loss(model, c, 8, max_tokens=16) == pytest.approx(sum(losses[:2]) / 2)
+
+
+@pytest.mark.slow  # a whole process: its start dominates
+def test_sigint_stops_with_a_checkpoint_and_says_how_to_resume(data: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lifelong", "lm", "train", "--data", str(data), "--stream", "A,B",
+                             "--steps", "100000", "--out", str(run), "--batch-size", "2", "--block-size", "8",
+                             "--n-layer", "1", "--n-embd", "16", "--eval-tokens", "32"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):  # the first corpus has started once its line is printed
+        if (run / "config.yaml").is_file():
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "--resume" in err, err
+    assert list((run / "checkpoints").glob("ckpt-*.pt"))
+    assert json.loads((run / "metrics.json").read_text())["complete"] is False

@@ -117,6 +117,10 @@ def lm_command(args: argparse.Namespace) -> int:
         return 0
     if args.lm_command == "train":
         doc = _train(args)
+        if not doc["complete"]:
+            print(f"lifelong: stopped after {doc['tokens']} tokens with a checkpoint; continue with "
+                  f"lifelong lm train --resume --out {args.out}", file=sys.stderr)
+            return 130
         _print_matrix(doc)
         print(f"lifelong: run in {args.out}")
         return 0

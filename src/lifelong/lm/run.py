@@ -20,6 +20,7 @@ from lifelong.lm.train import LMConfig, LMTrainer
 from lifelong.metrics import loss_summary
 from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes
 from lifelong.runs.folder import RunLock, atomic_write, open_out_dir
+from lifelong.runs.session import _StopFlag
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -110,8 +111,9 @@ def _write_results(out: Path, trainer: LMTrainer, tokenizer: dict, data: Path, w
 def _train(trainer: LMTrainer, out: Path, tokenizer: dict, data: Path, store: CheckpointStore,
            stop: Callable[[int], bool] | None, progress: Callable | None) -> dict:
     started = time.perf_counter()
-    trainer.run(save=lambda payload, step: store.save({**payload, "tokenizer": tokenizer}, step),
-                stop=stop, progress=progress)
+    with _StopFlag() as signalled:  # SIGINT/SIGTERM: a checkpoint at the next step, then stop
+        trainer.run(save=lambda payload, step: store.save({**payload, "tokenizer": tokenizer}, step),
+                    stop=lambda step: signalled() or (stop is not None and stop(step)), progress=progress)
     return _write_results(out, trainer, tokenizer, data, time.perf_counter() - started)
 
 
