@@ -458,3 +458,14 @@ def test_sigint_stops_with_a_checkpoint_and_says_how_to_resume(data: Path, tmp_p
     assert proc.returncode == 130 and "--resume" in err, err
     assert list((run / "checkpoints").glob("ckpt-*.pt"))
     assert json.loads((run / "metrics.json").read_text())["complete"] is False
+
+
+def test_bpe_without_the_package_and_a_one_document_corpus_are_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _folder(tmp_path / "a", _prose(3, 0))
+    monkeypatch.setitem(__import__("sys").modules, "tokenizers", None)  # import fails as if not installed
+    assert "pip install" in _error(capsys, ["lm", "prepare", "--corpus", f"A={src}", "--tokenizer", "bpe",
+                                            "--out", str(tmp_path / "x")])
+    (tmp_path / "one.txt").write_text("a single document\n")
+    assert "two or more" in _error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'one.txt'}", "--out",
+                                            str(tmp_path / "y")])
