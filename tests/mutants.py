@@ -59,6 +59,7 @@ REPORT_OUTPUTS = "tests/test_report_outputs.py"
 LORA = "tests/test_lora.py"
 LORA_CLI = "tests/test_lora_cli.py"
 RMM = "tests/test_rmm.py"
+LM = "tests/test_lm.py"
 
 
 @dataclass(frozen=True)
@@ -637,6 +638,42 @@ MUTANTS: list[Mutant] = [
       "h = hashlib.sha256(f\"{file_digest(source.folder / 'model.pt')}:{batch_size}:{label_free}:\".encode())",
       "h = hashlib.sha256(f\"{batch_size}:{label_free}:\".encode())", (UNLEARN_CLI,),
       "the cache's key ignores the model: another model.pt reads the old importance"),
+    # -- continual pre-training of language models (lifelong.lm) ------------------------------------
+    M("lm-mer-past-anchor", False, "lm/mer.py", "now.copy_(before + self.beta * (now - before))",
+      "now.copy_(now + self.beta * (now - before))", (LM,),
+      "efficient MER steps past the weights instead of interpolating towards the anchor"),
+    M("lm-mer-tied-twice", False, "lm/mer.py", "if t.is_floating_point() and t.data_ptr() not in seen:",
+      "if t.is_floating_point():", (LM,), "efficient MER interpolates a tied weight twice (beta squared)"),
+    M("lm-mer-anchor-kept", False, "lm/mer.py", "            before.copy_(now)\n", "", (LM,),
+      "efficient MER keeps its first anchor instead of moving it to the new weights"),
+    M("lm-rewarm-from-zero", False, "lm/schedules.py", "return _cycle(u, s.min_lr, s.steps[t], s)",
+      "return _cycle(u, 0.0, s.steps[t], s)", (LM,), "re-warming starts from 0 instead of min_lr"),
+    M("lm-constant-rewarms", False, "lm/schedules.py", '    if s.kind == "constant":\n        return s.min_lr\n', "",
+      (LM,), "the constant schedule re-warms on later corpora"),
+    M("lm-cosine-ignores-warmup", False, "lm/schedules.py", "math.cos(math.pi * (u - s.warmup) / (n - s.warmup))",
+      "math.cos(math.pi * u / n)", (LM,), "the cosine decay counts the warm-up steps"),
+    M("lm-replay-rounded", False, "lm/batches.py",
+      "return math.floor(ratio * batch_size * (step + 1)) - math.floor(ratio * batch_size * step)",
+      "return round(ratio * batch_size)", (LM,), "replay rounds r*B at each step (5% of 8 is never replayed)"),
+    M("lm-replay-from-current", False, "lm/batches.py", "which = torch.randint(task, (n_old,), generator=g)",
+      "which = torch.randint(task + 1, (n_old,), generator=g)", (LM,),
+      "replayed windows may come from the current corpus"),
+    M("lm-targets-unshifted", False, "lm/batches.py", "return both[:, :-1], both[:, 1:]",
+      "return both[:, :-1], both[:, :-1]", (LM,), "targets are the inputs, not the next tokens"),
+    M("lm-forgetting-sign", False, "metrics.py", "    return forgetting(_negated(L))", "    return forgetting(L)",
+      (LM,), "loss forgetting uses the accuracy formula on losses (a rising loss counted as learning)"),
+    M("lm-holdout-first", False, "lm/tokens.py",
+      "held = [d for i, d in enumerate(docs) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]",
+      "held = [d for i, d in enumerate(docs) if i % HOLDOUT_EVERY == 0]", (LM,),
+      "the held-out documents are not the ones left out of training"),
+    M("lm-eval-on-train", False, "lm/train.py", "    val = corpus.val\n", "    val = corpus.train\n", (LM,),
+      "the held-out loss is measured on the training tokens"),
+    M("lm-resume-batch-rng", False, "lm/train.py", '        self.generator.set_state(state["rng"]["batches"])\n',
+      "", (LM,), "a resumed run draws other batches than the uninterrupted one"),
+    M("lm-untied", False, "lm/model.py", "self.lm_head.weight = self.wte.weight", "pass", (LM,),
+      "the GPT's output projection is not tied to the token embedding"),
+    M("lm-not-causal", False, "lm/model.py", "is_causal=True,", "is_causal=False,", (LM,),
+      "the GPT's attention sees later tokens"),
 ]
 
 

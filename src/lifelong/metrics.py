@@ -180,3 +180,34 @@ def summarize(R: Matrix, b: Sequence[float]) -> dict[str, float | None]:
         "backward_transfer": backward_transfer(R),
         "forward_transfer": forward_transfer(R, b),
     }
+
+
+# -- language models: a loss matrix (lifelong.lm) ----------------------------------------------------
+# ``L[i][j]`` is the held-out loss (nats per token) on corpus ``j`` after training on corpora
+# ``0..i``. Lower is better, so the accuracy formulas apply to ``-L``: a loss that rises after its
+# corpus was learnt is forgetting, counted positive, as a falling accuracy is.
+
+def _negated(L: Matrix) -> list[list[float]]:
+    return [[-v for v in row] for row in L]
+
+
+def loss_forgetting(L: Matrix) -> float | None:
+    """Forgetting of a loss matrix: ``F = 1/(T-1) * sum_{j<T-1} (L[T-1][j] - min_{j<=l<T-1} L[l][j])``,
+    the increase of each earlier corpus's loss over its best after being learnt (Chaudhry et
+    al.'s forgetting, :func:`forgetting`, of ``-L``); positive means forgotten, in nats."""
+    return forgetting(_negated(L))
+
+
+def loss_backward_transfer(L: Matrix) -> float | None:
+    """``1/(T-1) * sum_{j<T-1} (L[T-1][j] - L[j][j])``: how much the earlier corpora's losses rose
+    from the end of their training to the end of the stream (positive: forgotten). It is minus
+    :func:`backward_transfer` of ``-L``, so that its sign matches :func:`loss_forgetting`'s."""
+    bwt = backward_transfer(_negated(L))
+    return None if bwt is None else -bwt
+
+
+def loss_summary(L: Matrix) -> dict[str, float | None]:
+    """The loss matrix's metrics: final mean loss over all corpora, forgetting, loss increase."""
+    T = _check(L)
+    return {"final_mean_loss": sum(L[-1]) / T, "forgetting": loss_forgetting(L),
+            "loss_increase": loss_backward_transfer(L)}

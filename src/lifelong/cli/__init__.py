@@ -1,6 +1,6 @@
 """The ``lifelong`` command: the only package that parses arguments or prints. ``main`` sends
 each command to its module (:mod:`~lifelong.cli.single`: run, list, report;
-:mod:`~lifelong.cli.many`: ``--seeds``, compare, sweep; :mod:`~lifelong.cli.unlearn`; :mod:`~lifelong.cli.edit`: edit, merge), whose functions turn flags into calls
+:mod:`~lifelong.cli.many`: ``--seeds``, compare, sweep; :mod:`~lifelong.cli.unlearn`; :mod:`~lifelong.cli.edit`: edit, merge; :mod:`~lifelong.cli.lm`: lm), whose functions turn flags into calls
 of the library and print what comes back; the grammar is :mod:`~lifelong.cli.parser`."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from typing import Sequence
 
 from lifelong.cli.edit import edit_command, merge_command
+from lifelong.cli.lm import lm_command
 from lifelong.cli.many import compare_command, sweep_command
 from lifelong.cli.parser import build_parser, one_line
 from lifelong.cli.single import list_command, report_command, run_command
@@ -40,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return edit_command(args)
         if args.command == "merge":
             return merge_command(args)
+        if args.command == "lm":
+            return lm_command(args)
         parser.print_help()
         return 2
     except UserError as exc:

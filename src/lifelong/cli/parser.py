@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     unlearn.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     unlearn.add_argument("--data-root", default=None, help="the data folder, if not the run's")
     _add_edit_commands(sub)
+    from lifelong.cli.lm import add_lm_commands
+    add_lm_commands(sub, _Parser, _integer, _number)
     listing = sub.add_parser("list", help="list the benchmarks and methods")
     listing.add_argument("--method", default=None, metavar="NAME",
                          help="one preset in full: its recipe, parameters and published settings")

@@ -142,7 +142,7 @@ def _read_run_files(path: Path) -> Run:
     return Run(path, metrics, config)
 
 
-NOT_RUNS = ("unlearn", "edit", "merge")  # the `kind` of what `lifelong unlearn`, `edit` and `merge` write
+NOT_RUNS = ("unlearn", "edit", "merge", "lm")  # the `kind` of what `lifelong unlearn`, `edit`, `merge`, `lm train` write
 
 
 def _is_run_folder(path: Path) -> bool:

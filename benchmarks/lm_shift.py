@@ -1,0 +1,126 @@
+"""The offline corpus shift of docs/LM.md: a small GPT trained on one corpus, then continued on
+the other. Corpus A is English prose of the Python documentation; corpus B is standard-library
+Python source without docstrings or comments. Prints a markdown table and writes
+benchmarks/lm_shift.md.
+
+    python benchmarks/lm_shift.py [--grid main|extra|all] [--steps 400] [--seeds 0,1,2] [--out runs/lm-shift]
+
+``main`` is A then B with replay 0, 5 and 25% of A, under two learning-rate schedules on B.
+``constant`` does not re-warm: B trains at the final learning rate of A's cosine. ``rewarm``
+re-warms to the peak and re-decays over B (Ibrahim et al. 2024). ``extra`` adds the infinite
+schedule (replay 0 and 25%), efficient MER on top of re-warming with 25% replay, and the reverse
+order B then A (re-warmed, replay 0 and 25%).
+
+Each run is one ``lifelong lm train`` process; the command is printed above the table. Seed K's runs
+go to ``OUT-seedK``, in folders named by their settings; a finished one is reused (delete it to
+train it again). With several seeds the table gives mean ± standard deviation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from lifelong.metrics import mean_std  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+MODEL = ["--n-layer", "2", "--n-head", "4", "--n-embd", "128", "--block-size", "128", "--batch-size", "16",
+         "--lr", "2e-3", "--min-lr", "2e-4", "--warmup", "20", "--eval-tokens", "16384"]
+INFINITE = ["--const-lr", "1e-3", "--cooldown", "100", "--anneal", "80"]
+MER = ["--mer-k", "100", "--mer-beta", "0.5"]
+# (stream, schedule, replay, extra flags, what the extra flags are called in the table)
+MAIN = [("A,B", schedule, replay, [], "-") for schedule in ("constant", "rewarm") for replay in ("0", "0.05", "0.25")]
+EXTRA = [("A,B", "infinite", "0", INFINITE, "const 1e-3, cool-down 100, anneal 80"),
+         ("A,B", "infinite", "0.25", INFINITE, "const 1e-3, cool-down 100, anneal 80"),
+         ("A,B", "rewarm", "0.25", MER, "MER k 100, β 0.5"),
+         ("B,A", "rewarm", "0", [], "-"), ("B,A", "rewarm", "0.25", [], "-")]
+
+
+def lifelong(*args: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent / "src")}
+    subprocess.run([sys.executable, "-m", "lifelong", *args], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def folder(stream: str, schedule: str, replay: str, extra: list[str]) -> str:
+    prefix = "" if stream == "A,B" else stream.replace(",", "") + "-"
+    return prefix + f"{schedule}-replay{replay}" + ("-mer" if "--mer-k" in extra else "")
+
+
+def values(run: Path) -> list[float]:
+    """loss of the first corpus after it, after the second; forgetting; loss of the second; mean."""
+    L = json.loads((run / "metrics.json").read_text())["loss_matrix"]
+    return [L[0][0], L[1][0], L[1][0] - L[0][0], L[1][1], sum(L[1]) / 2]
+
+
+def cell(seeds: list[float], signed: bool = False) -> str:
+    mean, std = mean_std(seeds)
+    shown = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    return shown if len(seeds) == 1 else f"{shown} ± {std:.3f}"
+
+
+def train_seed(args: argparse.Namespace, seed: int, grid: list) -> tuple[list[list[float]], list[str], list[str]]:
+    """Each grid point's values for one seed (training what is not finished), and the commands."""
+    out = Path(f"{args.out}-seed{seed}")
+    data = out / "data"
+    prep = ["lm", "prepare", "--corpus", "A=offline:prose", "--corpus", "B=offline:python", "--max-chars",
+            str(args.max_chars), "--out", str(data)]
+    if not (data / "B.json").is_file():
+        lifelong(*prep)
+    common = ["lm", "train", "--data", str(data), "--steps", str(args.steps), "--seed", str(seed),
+              "--eval-every", str(max(args.steps // 4, 1)), *MODEL]
+    found = []
+    for stream, schedule, replay, extra, _ in grid:
+        run = out / folder(stream, schedule, replay, extra)
+        if not (run / "metrics.json").is_file() or not json.loads((run / "metrics.json").read_text())["complete"]:
+            lifelong(*common, "--stream", stream, "--schedule", schedule, "--replay", replay, *extra,
+                     "--out", str(run), "--quiet", "--overwrite")
+        found.append(values(run))
+    return found, prep, common
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", choices=("main", "extra", "all"), default="main")
+    parser.add_argument("--steps", type=int, default=400, help="steps per corpus")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; each in OUT-seedK (default 0)")
+    parser.add_argument("--max-chars", type=int, default=3_000_000)
+    parser.add_argument("--out", default="runs/lm-shift")
+    args = parser.parse_args()
+    seeds = [int(k) for k in args.seeds.split(",")]
+    grid = {"main": MAIN, "extra": EXTRA, "all": MAIN + EXTRA}[args.grid]
+    per_seed = []
+    for seed in seeds:
+        found, prep, common = train_seed(args, seed, grid)
+        per_seed.append(found)
+    rows = []
+    for i, (stream, schedule, replay, _, note) in enumerate(grid):
+        first, second = stream.split(",")
+        cells = [cell([per_seed[k][i][c] for k in range(len(seeds))], signed=c == 2) for c in range(5)]
+        rows.append(f"| {first} → {second} | {schedule} | {float(replay) * 100:g}% | {note} | " + " | ".join(cells) + " |")
+    spread = "mean ± standard deviation over seeds " if len(seeds) > 1 else "seed "
+    lines = [f"{args.steps} steps per corpus x 16 windows x 128 byte tokens; {spread}{args.seeds}; "
+             f"{platform.processor() or platform.machine()}, one thread per run, Python {platform.python_version()}, "
+             f"{time.strftime('%Y-%m-%d')}", "",
+             "```", "python -m lifelong " + " ".join(prep).replace(f"-seed{seeds[-1]}", "-seedK"),
+             "python -m lifelong " + " ".join(common).replace(f"-seed{seeds[-1]}", "-seedK").replace(
+                 f"--seed {seeds[-1]}", "--seed K") + " --stream A,B --schedule SCHEDULE --replay R [EXTRA] --out RUN",
+             "```", f"(EXTRA: infinite `{' '.join(INFINITE)}`; MER `{' '.join(MER)}`)", "",
+             "| stream | schedule on the second | replay of the first | extra | loss first after first | "
+             "loss first after second | forgetting of the first | loss second after second | mean after second |",
+             "|---|---|---|---|---|---|---|---|---|", *rows, "",
+             "Losses: held-out next-token cross-entropy, nats per byte (16,384 held-out tokens per corpus).",
+             "", f"Command: `python benchmarks/lm_shift.py --grid {args.grid} --steps {args.steps} --seeds {args.seeds} "
+             f"--max-chars {args.max_chars} --out {args.out}`"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (HERE / "lm_shift.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""The training loop of continual pre-training: corpora one after another, replay mixed into each
+batch, a learning-rate schedule over the stream, efficient MER optionally, and the held-out loss
+of every corpus measured every ``eval_every`` steps and at each corpus's end.
+
+The loss matrix ``L[i][j]`` is the held-out loss (mean next-token cross-entropy, nats) on corpus
+``j`` after training on corpora ``0..i``; every corpus of the stream is measured (the ones not yet
+trained give forward transfer). :func:`lifelong.metrics.loss_forgetting` turns it into forgetting
+(a loss rising is forgetting). The held-out windows are fixed (consecutive, non-overlapping, from
+the start of the held-out part, up to ``eval_tokens`` tokens), so evaluation draws no random
+numbers and a resumed run stays equal to an uninterrupted one.
+
+A checkpoint (``checkpoint_every`` steps, and each corpus's end) holds the model, the optimiser,
+the scheduler, MER's anchor, the position (corpus, step in it, global step), the batch generator's
+and torch's random states and the results so far.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from lifelong.errors import ConfigError
+from lifelong.lm.batches import ReplayMixer, check_replay, windows
+from lifelong.lm.mer import EfficientMER
+from lifelong.lm.model import GPT, GPTConfig
+from lifelong.lm.schedules import Schedule, StreamLR
+from lifelong.lm.tokens import TokenCorpus
+from lifelong.seeding import derive, torch_generator
+
+
+@dataclass
+class LMConfig:
+    """One continual pre-training run."""
+
+    stream: list[str]
+    steps: list[int]
+    batch_size: int = 16
+    block_size: int = 64
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 64
+    dropout: float = 0.0
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 10
+    schedule: str = "rewarm"
+    const_lr: float | None = None
+    cooldown: int = 0
+    anneal: int = 0
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    replay: float = 0.0
+    mer_k: int = 0  # 0: no MER
+    mer_beta: float = 0.01
+    eval_every: int = 0
+    eval_tokens: int = 8192
+    checkpoint_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.stream:
+            raise ConfigError("the stream needs at least one corpus")
+        if len(self.steps) == 1 and len(self.stream) > 1:
+            self.steps = self.steps * len(self.stream)
+        if len(self.steps) != len(self.stream):
+            raise ConfigError(f"--steps gives {len(self.steps)} numbers for {len(self.stream)} corpora: give one, "
+                              "or one per corpus")
+        check_replay(self.replay)
+        for key in ("batch_size", "eval_tokens"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.mer_k:
+            EfficientMER(self.mer_k, self.mer_beta)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def schedule_spec(self) -> Schedule:
+        return Schedule(self.schedule, tuple(self.steps), self.lr, self.min_lr, self.warmup,
+                        self.const_lr, self.cooldown, self.anneal)
+
+
+@dataclass
+class LMResult:
+    loss_matrix: list[list[float]] = field(default_factory=list)
+    init_losses: list[float] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)  # step, tokens, task, losses
+    train_seconds: float = 0.0
+    tokens: int = 0
+    complete: bool = False
+
+
+def build_model(cfg: LMConfig, vocab_size: int) -> GPT:
+    torch.manual_seed(derive(cfg.seed, "init"))
+    return GPT(GPTConfig(vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout))
+
+
+def build_optimizer(model: nn.Module, cfg: LMConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and embeddings only (nanoGPT's groups)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+@torch.no_grad()
+def held_out_loss(model: nn.Module, corpus: TokenCorpus, block_size: int, max_tokens: int,
+                  batch_size: int = 32) -> float:
+    """Mean next-token loss over consecutive windows of ``corpus``'s held-out part."""
+    val = corpus.val
+    usable = min(len(val), max_tokens + 1) - 1
+    if usable < block_size:
+        raise ConfigError(f"corpus {corpus.name!r} has {len(val)} held-out tokens, fewer than one window of "
+                          f"block_size + 1 = {block_size + 1}; use a smaller --block-size or a larger corpus")
+    starts = torch.arange(0, usable - block_size + 1, block_size)
+    was = model.training
+    model.eval()
+    total = 0.0
+    for chunk in starts.split(batch_size):
+        x, y = windows(val, chunk, block_size)
+        total += float(model(x, y)[1]) * len(chunk)
+    model.train(was)
+    return total / len(starts)
+
+
+@dataclass
+class Position:
+    task: int = 0
+    step: int = 0  # within the task
+    global_step: int = 0
+
+
+class LMTrainer:
+    """The state of a run and its loop; :meth:`run` trains to the end or until ``stop`` says so."""
+
+    def __init__(self, cfg: LMConfig, corpora: Sequence[TokenCorpus], vocab_size: int) -> None:
+        self.cfg, self.corpora = cfg, list(corpora)
+        self.model = build_model(cfg, vocab_size)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = StreamLR(self.optimizer, cfg.schedule_spec())
+        self.generator = torch_generator(cfg.seed, "lm-batches")
+        self.mixer = ReplayMixer(self.corpora, cfg.batch_size, cfg.block_size, cfg.replay, self.generator)
+        self.mer = EfficientMER(cfg.mer_k, cfg.mer_beta) if cfg.mer_k else None
+        self.position = Position()
+        self.result = LMResult()
+        torch.manual_seed(derive(cfg.seed, "dropout"))
+
+    def evaluate(self) -> list[float]:
+        return [held_out_loss(self.model, c, self.cfg.block_size, self.cfg.eval_tokens) for c in self.corpora]
+
+    def step(self, task: int, step: int) -> torch.Tensor:
+        x, y = self.mixer.batch(task, step)
+        _, loss = self.model(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.mer is not None:
+            self.mer.after_step(self.model, self.position.global_step)
+        return loss
+
+    def run(self, save: Callable[[dict, int], Any] | None = None, stop: Callable[[int], bool] | None = None,
+            progress: Callable[[int, int, float], None] | None = None) -> LMResult:
+        cfg, pos, res = self.cfg, self.position, self.result
+        if pos.global_step == 0 and not res.init_losses:
+            res.init_losses = self.evaluate()
+        tokens_per_step = cfg.batch_size * cfg.block_size
+        while pos.task < len(self.corpora):
+            if pos.step == 0 and self.mer is not None:
+                self.mer.start_corpus(self.model)
+            while pos.step < cfg.steps[pos.task]:
+                started = time.perf_counter()
+                loss = self.step(pos.task, pos.step)
+                pos.step += 1
+                pos.global_step += 1
+                res.train_seconds += time.perf_counter() - started
+                res.tokens += tokens_per_step
+                if progress is not None:
+                    progress(pos.task, pos.global_step, float(loss.detach()))
+                if cfg.eval_every and pos.global_step % cfg.eval_every == 0:
+                    res.curve.append({"step": pos.global_step, "tokens": res.tokens, "task": pos.task,
+                                      "losses": self.evaluate()})
+                at_end = pos.step == cfg.steps[pos.task]
+                if at_end:
+                    res.loss_matrix.append(self.evaluate())
+                    pos.task, pos.step = pos.task + 1, 0
+                stopping = stop is not None and stop(pos.global_step)
+                if save is not None and (at_end or stopping or
+                                         (cfg.checkpoint_every and pos.global_step % cfg.checkpoint_every == 0)):
+                    save(self.state_dict(), pos.global_step)
+                if stopping:
+                    return res
+                if at_end:
+                    break
+        res.complete = True
+        return res
+
+    def state_dict(self) -> dict:
+        res = self.result
+        return {"kind": "lm", "config": self.cfg.to_dict(), "position": asdict(self.position),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "mer": None if self.mer is None else self.mer.state_dict(),
+                "rng": {"batches": self.generator.get_state(), "torch": torch.get_rng_state()},
+                "result": {"loss_matrix": res.loss_matrix, "init_losses": res.init_losses, "curve": res.curve,
+                           "train_seconds": res.train_seconds, "tokens": res.tokens}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("config") != self.cfg.to_dict():
+            diff = sorted(k for k, v in self.cfg.to_dict().items() if state.get("config", {}).get(k) != v)
+            raise ConfigError(f"the checkpoint was written with other settings ({', '.join(diff)}); resume with "
+                              "the settings the run was started with")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.mer is not None:
+            self.mer.load_state_dict(state["mer"])
+        self.generator.set_state(state["rng"]["batches"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.position = Position(**state["position"])
+        self.result = LMResult(**state["result"])
