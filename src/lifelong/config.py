@@ -136,7 +136,7 @@ def default_folder(*parts: object) -> Path:
 # how fast it goes, where data and user code are read from, and the device. Left out of the
 # fingerprint that --resume checks and of the configuration a report groups seeds by.
 NOT_IDENTITY = ("out", "overwrite", "threads", "hparams_source", "checkpoint_every", "download", "data_root", "log",
-                "log_every", "device", "imports")
+                "log_every", "device", "imports", "world_size")  # world_size: the processes of a torchrun job
 # ...and the settings that differ between the seeds of one configuration
 PER_SEED = ("seed", "task_classes")
 

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from lifelong import distributed
 from lifelong.data.streams import Stream
 
 
@@ -24,7 +25,8 @@ def evaluate(
     """Class-IL and task-IL accuracy (percent) on each task's test set, in task order.
 
     ``scores(model, x)`` replaces the model's logits as the class scores when given (iCaRL's
-    nearest-mean-of-exemplars classifier, :mod:`lifelong.plugins.nme`).
+    nearest-mean-of-exemplars classifier, :mod:`lifelong.plugins.nme`). With several processes,
+    each evaluates its contiguous share of every test set and the counts are summed.
     """
     was_training = model.training
     model.eval()
@@ -32,8 +34,10 @@ def evaluate(
     correct = torch.zeros(2, stream.num_tasks, dtype=torch.long, device=masks.device)
     totals = []
     for task in stream.tasks:
-        for start in range(0, len(task.test_idx), batch_size):
-            idx = task.test_idx[start:start + batch_size]
+        lo, hi = distributed.share(len(task.test_idx))
+        test_idx = task.test_idx[lo:hi]
+        for start in range(0, len(test_idx), batch_size):
+            idx = test_idx[start:start + batch_size]
             x = stream.inputs("test", idx, task.index)
             logits = model(x) if scores is None else scores(model, x)
             y = stream.labels("test", idx)
@@ -42,5 +46,6 @@ def evaluate(
             correct[1, task.index] += (masked.argmax(1) == y).sum()
         totals.append(max(len(task.test_idx), 1))
     model.train(was_training)
+    distributed.sum_([correct])
     acc = correct.cpu().double() * 100.0 / torch.tensor(totals, dtype=torch.double)
     return acc[0].tolist(), acc[1].tolist()

@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.nn as nn
 
+from lifelong import distributed
 from lifelong.anytime import AnytimeEvaluation
 from lifelong.components import boundary_need, check_resumable, hooks
 from lifelong.data.streams import Stream, Task
@@ -194,9 +195,19 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
         raise ValueError(f"method {recipe.name!r} needs a memory: set buffer_size >= 1")
     check_memory_capacity(recipe, stream, buffer_size)
     offers = epochs * (stream.joint().num_train if recipe.joint else sum(t.num_train for t in stream.tasks))
-    return MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
-                                   sample_generator=numpy_generator(seed, "memory-sample"),
+    sharded = sharded_memory(recipe)  # several processes: each keeps its part of a step-filled memory
+    capacity = distributed.part(buffer_size) if sharded else buffer_size
+    return MEMORIES[recipe.memory](capacity, numpy_generator(seed, distributed.stream_name("memory") if sharded
+                                                             else "memory"),
+                                   sample_generator=numpy_generator(seed, distributed.stream_name("memory-sample")),
                                    max_rows=offers, device=stream.source.train_x.device, **recipe.memory_options)
+
+
+def sharded_memory(recipe: Recipe) -> bool:
+    """Whether each rank of several processes keeps its own part of the recipe's memory: one
+    filled step by step (``add``: the reservoir); one filled at task ends is replicated
+    (:mod:`lifelong.distributed`)."""
+    return distributed.parallel() and recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add")
 
 
 @dataclass
@@ -224,9 +235,12 @@ def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size
     an ``ordered`` task (a task-free stream's). ``epoch_order(epoch, order)``, when given,
     replaces the permutation: the positions in ``train_set`` the epoch visits, in order, drawn
     only from ``order`` or from the run's seed (a plug-in's ``epoch_order``, e.g. view-batch
-    replay: :mod:`lifelong.plugins.view_batch`)."""
+    replay: :mod:`lifelong.plugins.view_batch`). With several processes, each gets its
+    :func:`lifelong.distributed.share` of every batch (a batch smaller than the number of
+    processes is skipped); ``start`` stays the global position."""
     device, n = train_set.train_idx.device, train_set.num_train
     same_task = torch.full((batch_size,), task.index, dtype=torch.long, device=device)
+    world = distributed.world()
     for epoch in range(resume.epoch, epochs):
         if epoch == resume.epoch and resume.order_state is not None:
             order.set_state(resume.order_state)
@@ -239,7 +253,13 @@ def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size
         ids_all = None if train_set.train_task is None else train_set.train_task[perm]
         for start in range(resume.start if epoch == resume.epoch else 0, len(perm), batch_size):
             idx = idx_all[start:start + batch_size]
-            ids = same_task[: len(idx)] if ids_all is None else ids_all[start:start + batch_size]
+            ids = None if ids_all is None else ids_all[start:start + batch_size]
+            if world > 1:  # several processes: this rank's share of the global batch (lifelong.distributed)
+                if len(idx) < world:
+                    continue
+                lo, hi = distributed.share(len(idx))
+                idx, ids = idx[lo:hi], None if ids is None else ids[lo:hi]
+            ids = same_task[: len(idx)] if ids_all is None else ids
             x = stream.inputs("train", idx, task.index if ids_all is None else ids)
             yield epoch, start, order_state, x, stream.labels("train", idx), ids
 
@@ -262,6 +282,7 @@ class Step:
     repeats: int = 1  # copies of each current example in the step, back to back (view-batch replay)
     views: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (inputs, tasks)
     two_views: bool = False
+    parallel: bool = False  # several processes: the monitor reads the ranks' mean loss, gradients are averaged
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
@@ -275,10 +296,13 @@ class Step:
             hook(state, batch)
         batch.outputs = batch.forward()
         loss = objective(batch)
-        applied, value = self.monitor.check(loss, state.task.index, state.step)
+        watched = distributed.mean_loss(loss) if self.parallel else loss
+        applied, value = self.monitor.check(watched, state.task.index, state.step)
         state.optimizer.zero_grad(set_to_none=True)
         if applied:
             loss.backward()
+            if self.parallel:
+                distributed.average_step(state.model)
             for hook in self.hooks.after_backward:
                 hook(state, batch)
             state.optimizer.step()
@@ -418,13 +442,20 @@ class _Run:
         return self.previous_seconds + time.perf_counter() - self.started
 
     def stop_requested(self) -> bool:
-        return self.checkpointing is not None and self.checkpointing.stop_requested()
+        """Whether a stop was asked for (on any rank, with several processes: all stop together)."""
+        asked = self.checkpointing is not None and self.checkpointing.stop_requested()
+        return distributed.any_rank(asked) if self.step.parallel else asked
 
     def save(self, at: Position) -> None:
+        """The checkpoint of ``at``; with several processes, every rank's part gathered to rank
+        0, which alone writes it (every rank must call this at the same point)."""
         if self.checkpointing is not None:
             payload = snapshot(self.state, self.result, at, self.rngs, self.step.monitor, self.elapsed(),
                                self.checkpointing.config_hash, self.anytime)
-            self.checkpointing.store.save(payload, self.state.step)
+            if self.step.parallel:
+                payload = distributed.with_ranks(payload)
+            if payload is not None:
+                self.checkpointing.store.save(payload, self.state.step)
 
     def begin_task(self, t: int) -> tuple[Task, Task, Position, int]:
         """Start task ``t`` (or continue it after a resume): its begin-task hooks, its training
@@ -457,9 +488,10 @@ class _Run:
     def after_step(self, next_at: Position) -> None:
         """A checkpoint when one is due or a stop was asked for; then stop if asked."""
         every = self.checkpointing.every if self.checkpointing is not None else 0
-        if (every and self.state.step % every == 0) or self.stop_requested():
+        stop = self.stop_requested()
+        if (every and self.state.step % every == 0) or stop:
             self.save(next_at)
-        if self.stop_requested():
+        if stop:
             raise StopRequested
 
     def end_task(self) -> tuple[list[float], list[float]]:
@@ -491,9 +523,12 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     monitor = LossMonitor(every=1 if device.type == "cpu" or on_nan == "skip" else 25, on_nan=on_nan,
                           num_tasks=stream.num_tasks)
     _check_model(stream, model, recipe)
+    replay = batch_size if replay_batch_size is None else replay_batch_size
+    parallel = distributed.parallel()
+    if parallel:
+        check_parallel(recipe, batch_size, replay, buffer_size, eval_every)
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
-    state = TrainState(model, optimizer, stream, recipe, memory,
-                       batch_size if replay_batch_size is None else replay_batch_size,
+    state = TrainState(model, optimizer, stream, recipe, memory, replay // distributed.world(),
                        batch_size=batch_size, epochs=epochs, seed=seed)
     components = ([memory] if memory is not None else []) + [t for _, t in recipe.objective.terms] + recipe.plugins
     if checkpointing is not None:
@@ -506,15 +541,49 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
     result, position, previous = RunResult(), Position(), 0.0
     if checkpointing is not None and checkpointing.resume is not None:
-        position = restore(checkpointing.resume, state, result, rngs, monitor, anytime)
+        payload = checkpointing.resume
+        if parallel or "ranks" in payload:  # this rank's memory and generators (lifelong.distributed)
+            own = {k: g.get_state() for k, g in rngs.items() if k in ("augment", "views")}
+            payload = distributed.for_this_rank(payload, None if memory is None else memory.state_dict(),
+                                                memory is not None and hasattr(memory, "add"), own)
+        position = restore(payload, state, result, rngs, monitor, anytime)
         previous = result.train_seconds
     uses_replay = memory is not None and recipe.objective.uses_replay
     orderer = _orderer(recipe)
     step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views,
-                two_views=recipe.two_views)
+                two_views=recipe.two_views, parallel=parallel)
     return _Run(state, result, hooks_, step, rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)
+
+
+# What runs under several processes (lifelong.distributed): memories and plug-ins whose state is
+# the same on every rank or is reduced across them; the others are refused until they are.
+PARALLEL_MEMORIES = ("reservoir", "herding", "task-balanced", "first-task")
+PARALLEL_PLUGINS = ("clip-grad", "nme", "refresh", "agem", "mix-memory", "head-warmup", "gpm", "cuber")
+
+
+def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int,
+                   eval_every: int | None) -> None:
+    """Refuse, in one line, what several processes cannot train yet: a batch or replay batch
+    the world size does not divide, a reservoir smaller than the number of processes, anytime
+    evaluation, and memories or plug-ins outside :data:`PARALLEL_MEMORIES` and
+    :data:`PARALLEL_PLUGINS`."""
+    w = distributed.world()
+    distributed.check_layout(batch_size, replay_batch_size, w)
+    if recipe.memory is not None and recipe.memory not in PARALLEL_MEMORIES:
+        raise ConfigError(f"method {recipe.name!r}: its memory {recipe.memory!r} does not run under several "
+                          f"processes yet (those that do: {', '.join(PARALLEL_MEMORIES)}); run it in one process")
+    other = next((p.name for p in recipe.plugins if getattr(p, "name", "") not in PARALLEL_PLUGINS), None)
+    if other is not None:
+        raise ConfigError(f"method {recipe.name!r}: its plug-in {other!r} does not run under several processes yet "
+                          f"(those that do: {', '.join(PARALLEL_PLUGINS)}); run it in one process")
+    if recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add") and buffer_size < w:
+        raise ConfigError(f"{w} processes share the buffer of {buffer_size}: each needs at least one slot; "
+                          f"use a buffer size of at least {w}")
+    if eval_every is not None:
+        raise ConfigError("anytime evaluation (`eval-every`, on by default for --online and the si-blurry-* and "
+                          "task-free-* benchmarks) does not run under several processes yet; run it in one process")
 
 
 def _check_model(stream: Stream, model: nn.Module, recipe: Recipe) -> None:
@@ -539,9 +608,10 @@ def _generators(seed: int, device: torch.device, recipe: Recipe) -> dict[str, to
     """The loop's own generators, each from the run's seed: the batch order, the augmentation and,
     for a recipe with ``views``, the views' (created only then: other runs' checkpoints keep
     their keys)."""
-    rngs = {"order": torch_generator(seed, "batch-order"), "augment": torch_generator(seed, "augment", device)}
+    rngs = {"order": torch_generator(seed, "batch-order"),
+            "augment": torch_generator(seed, distributed.stream_name("augment"), device)}
     if recipe.views != "none":
-        rngs["views"] = torch_generator(seed, "views", device)
+        rngs["views"] = torch_generator(seed, distributed.stream_name("views"), device)
     return rngs
 
 
