@@ -336,11 +336,11 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     benchmark, recipe, backbone, device = check_run(config)
     out = Path(config.out) if config.out else default_out(config)
     lock = RunLock(out)
-    writer = distributed.rank() == 0  # with several processes, rank 0 alone looks at and writes the folder
-    if lock.path.is_file() and not dry_run and writer:
+    early = not distributed.parallel()  # several processes: rank 0 checks the folder where all ranks agree (_open_shared)
+    if lock.path.is_file() and not dry_run and early:
         lock.acquire()  # a folder another run is writing to is refused before the data are read
     try:
-        if not resume and writer:  # checked early, read only; checked again under the lock (open_out_dir)
+        if not resume and early:  # checked early, read only; checked again under the lock (open_out_dir)
             check_out_dir(out, config.overwrite)
         torch.set_num_threads(config.threads or DEFAULT_THREADS)
         if config.deterministic:
