@@ -191,9 +191,14 @@ def any_rank(flag: bool) -> bool:
     """Whether ``flag`` is true on any rank (every rank gets the same answer)."""
     if not parallel():
         return flag
-    value = torch.tensor([1.0 if flag else 0.0])
+    value = torch.tensor([1.0 if flag else 0.0], device=_device())
     dist.all_reduce(value)
     return bool(value.item() > 0)
+
+
+def _device() -> torch.device:
+    """Where a collective's own tensors live: the rank's GPU under nccl, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def gather(obj: Any) -> list[Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol
 
@@ -28,6 +29,7 @@ from lifelong.memory import MEMORIES, Memory
 from lifelong.methods import Recipe
 from lifelong.nets.heads import CosineLinear
 from lifelong.objective import StepBatch
+from lifelong.precision import Precision, build_precision
 from lifelong.resume import Checkpointing, Position, StopRequested, restore, snapshot  # noqa: F401
 from lifelong.seeding import numpy_generator, torch_generator
 
@@ -283,6 +285,7 @@ class Step:
     views: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (inputs, tasks)
     two_views: bool = False
     parallel: bool = False  # several processes: the monitor reads the ranks' mean loss, gradients are averaged
+    precision: Precision | None = None  # mixed precision (lifelong.precision); None: float32
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
@@ -294,18 +297,26 @@ class Step:
                           keep_features=objective.needs_features, split=split, taps=objective.taps)
         for hook in self.hooks.before_step:
             hook(state, batch)
-        batch.outputs = batch.forward()
-        loss = objective(batch)
+        with self.precision.autocast() if self.precision is not None else nullcontext():
+            batch.outputs = batch.forward()
+            loss = objective(batch)
         watched = distributed.mean_loss(loss) if self.parallel else loss
         applied, value = self.monitor.check(watched, state.task.index, state.step)
         state.optimizer.zero_grad(set_to_none=True)
         if applied:
-            loss.backward()
-            if self.parallel:
+            scaler = self.precision.scaler if self.precision is not None else None
+            (loss if scaler is None else scaler.scale(loss)).backward()
+            if self.parallel:  # before unscaling: every rank then sees the same overflow, or none
                 distributed.average_step(state.model)
+            if scaler is not None:  # the hooks see the true gradients
+                scaler.unscale_(state.optimizer)
             for hook in self.hooks.after_backward:
                 hook(state, batch)
-            state.optimizer.step()
+            if scaler is None:
+                state.optimizer.step()
+            else:  # skipped when the scaled gradients overflowed
+                scaler.step(state.optimizer)
+                scaler.update()
             for hook in self.hooks.after_step:
                 hook(state, batch)
             if hasattr(memory, "add"):
@@ -352,6 +363,7 @@ def train(
     checkpointing: Checkpointing | None = None,
     on_nan: str = "stop",
     eval_every: int | None = None,
+    precision: str | Precision = "fp32",
 ) -> RunResult:
     """Train ``model`` on ``stream`` with ``recipe``; evaluate on every task after every task.
 
@@ -365,9 +377,12 @@ def train(
     With ``eval_every``, the model is also evaluated on the classes seen so far every
     ``eval_every`` training examples and at each task end (:mod:`lifelong.anytime`); this
     changes nothing in the training.
+
+    ``precision``: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the step under autocast, fp16 with a
+    gradient scaler: :mod:`lifelong.precision`).
     """
     run = _setup(stream, model, recipe, optimizer, seed, epochs, batch_size, buffer_size, replay_batch_size,
-                 augment_padding, checkpointing, on_nan, eval_every)
+                 augment_padding, checkpointing, on_nan, eval_every, precision)
     state, result, events = run.state, run.result, events or _Quiet()
     try:
         if not result.init_class_il:
@@ -441,10 +456,17 @@ class _Run:
     def elapsed(self) -> float:
         return self.previous_seconds + time.perf_counter() - self.started
 
-    def stop_requested(self) -> bool:
-        """Whether a stop was asked for (on any rank, with several processes: all stop together)."""
+    def stop_requested(self, boundary: bool = False) -> bool:
+        """Whether a stop was asked for. With several processes, on any rank, so that all stop
+        together; the ranks agree on it (a collective) after every step on the CPU, and on a GPU
+        every ``monitor.every`` steps (reading the answer waits for the device) and at task ends
+        (``boundary``)."""
         asked = self.checkpointing is not None and self.checkpointing.stop_requested()
-        return distributed.any_rank(asked) if self.step.parallel else asked
+        if not self.step.parallel:
+            return asked
+        if not boundary and self.state.step % self.step.monitor.every:
+            return False
+        return distributed.any_rank(asked)
 
     def save(self, at: Position) -> None:
         """The checkpoint of ``at``; with several processes, every rank's part gathered to rank
@@ -452,6 +474,9 @@ class _Run:
         if self.checkpointing is not None:
             payload = snapshot(self.state, self.result, at, self.rngs, self.step.monitor, self.elapsed(),
                                self.checkpointing.config_hash, self.anytime)
+            amp = self.step.precision
+            if amp is not None and amp.scaler is not None:  # fp16: its scale, so that a resume is exact
+                payload["scaler"] = amp.scaler.state_dict()
             if self.step.parallel:
                 payload = distributed.with_ranks(payload)
             if payload is not None:
@@ -510,13 +535,14 @@ class _Run:
     def after_task(self, t: int) -> None:
         """The task-end checkpoint; then stop if asked."""
         self.save(Position(t + 1))
-        if self.stop_requested():
+        if self.stop_requested(boundary=True):
             raise StopRequested
 
 
 def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimizer, seed: int, epochs: int,
            batch_size: int, buffer_size: int, replay_batch_size: int | None, augment_padding: int,
-           checkpointing: Checkpointing | None, on_nan: str, eval_every: int | None = None) -> _Run:
+           checkpointing: Checkpointing | None, on_nan: str, eval_every: int | None = None,
+           precision: str | Precision | None = "fp32") -> _Run:
     """Check the arguments; build the state, memory, hooks, generators and the step; restore
     them from ``checkpointing.resume`` when given."""
     device = stream.source.train_x.device
@@ -550,8 +576,12 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
         previous = result.train_seconds
     uses_replay = memory is not None and recipe.objective.uses_replay
     orderer = _orderer(recipe)
+    amp = build_precision(precision, device) if isinstance(precision, str) else precision
+    if amp is not None and amp.scaler is not None and checkpointing is not None and checkpointing.resume is not None \
+            and "scaler" in checkpointing.resume:
+        amp.scaler.load_state_dict(checkpointing.resume["scaler"])
     step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views,
-                two_views=recipe.two_views, parallel=parallel)
+                two_views=recipe.two_views, parallel=parallel, precision=amp)
     return _Run(state, result, hooks_, step, rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)

@@ -29,6 +29,7 @@ from lifelong.memory import MEMORIES
 from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone, set_head, set_projection
 from lifelong.optim import SGD, Adadelta, build_optimizer
+from lifelong.precision import channels_last, check_precision
 from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes, step_of
 from lifelong.components import check_resumable
 from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
@@ -212,7 +213,9 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
         from lifelong.runs.load import check_finished
 
         check_finished(Path(config.init_from), "--init-from")
-    return benchmark, recipe, backbone, resolve_device(config.device)
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    return benchmark, recipe, backbone, device
 
 
 def stream_of(benchmark: Benchmark, source: Source, config: RunConfig) -> Stream:
@@ -362,7 +365,7 @@ def build_model(config: RunConfig, recipe: Recipe, backbone: str, source: Source
     torch.manual_seed(derive(config.seed, "init"))
     model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
                      recipe.head_scale).to(device)
-    return set_projection(model, recipe.projection)
+    return channels_last(set_projection(model, recipe.projection), backbone, device)
 
 
 def load_init(model: nn.Module, folder: str | Path) -> None:
@@ -552,6 +555,7 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
                 seed=c["seed"], epochs=c["epochs"], batch_size=c["batch_size"], buffer_size=c["buffer_size"],
                 replay_batch_size=c["replay_batch_size"], augment_padding=run.benchmark.augment_padding,
                 events=events, checkpointing=checkpointing, on_nan=c["on_nan"], eval_every=c.get("eval_every"),
+                precision=c.get("precision", "fp32"),
             )
             if result.status == "interrupted":
                 result.message += f"; {resume_point(run.store, result.steps)}"
