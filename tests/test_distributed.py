@@ -53,7 +53,7 @@ def test_one_process_answers_as_one():
     assert distributed.world() == 1 and distributed.rank() == 0 and not distributed.parallel()
     assert distributed.share(7) == (0, 7) and distributed.stream_name("memory") == "memory"
     t = [torch.ones(3)]
-    assert distributed.sum_(t)[0].tolist() == [1, 1, 1] and distributed.mean_loss(torch.tensor(2.5)).item() == 2.5
+    assert distributed.sum_(t)[0].tolist() == [1, 1, 1] and distributed.mean_loss(torch.tensor(2.5))[0].item() == 2.5
     assert distributed.stream_name("memory", 2) == "memory@rank2"
 
 
@@ -220,9 +220,15 @@ def test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled(two_p
 
 # -- torchrun end to end ---------------------------------------------------------------------------
 
-KILLER = '''import os, signal
+KILLER = '''import os, signal, time
 from lifelong import distributed, loop
 AT = int(os.environ.get("LIFELONG_TEST_KILL_AT", "0"))
+if os.environ.get("LIFELONG_TEST_SLOW"):  # a step of 50 ms: time to interrupt the run
+    _plain = loop.Step.__call__
+    def _slow(self, *args, **kwargs):
+        time.sleep(0.05)
+        return _plain(self, *args, **kwargs)
+    loop.Step.__call__ = _slow
 if AT:
     _original = loop.Step.__call__
     def _call(self, *args, **kwargs):
@@ -344,6 +350,26 @@ def test_a_killed_rank_fails_the_job_and_the_run_resumes_with_two_or_one_process
     assert other.returncode == 0, other.stderr
     assert _metrics(one)["complete"] and _metrics(one)["steps"] == 50
     assert not _same_weights(one, derpp_two)
+
+
+def test_an_interrupt_stops_every_rank_at_one_step_with_a_checkpoint(fashion_data, derpp_two, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lifelong"]
+    proc = subprocess.Popen([*launcher, *_flags(fashion_data, "derpp", out)], cwd=tmp_path,
+                            env=_env(LIFELONG_TEST_SLOW="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "checkpoints").glob("*.sha256")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: torchrun passes it to every rank
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert err.count("lifelong: stopped at") == 1 and "holds this point" in err
+    resumed = _lifelong(["run", "--resume", str(out), "--quiet"], 2, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _same_weights(out, derpp_two)  # LIFELONG_TEST_SLOW only slows the steps
 
 
 def _refused(capsys, monkeypatch, args: list[str], world: int = 2) -> str:

@@ -171,11 +171,14 @@ def mean_(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return tensors
 
 
-def mean_loss(loss: torch.Tensor) -> torch.Tensor:
+def mean_loss(loss: torch.Tensor, flag: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The ranks' mean of a step's loss (detached; a non-finite loss on one rank makes it
-    non-finite on all), what the loss monitor reads."""
-    value = loss.detach().float().reshape(1).clone()
-    return mean_([value])[0].reshape(())
+    non-finite on all), what the loss monitor reads, and whether ``flag`` (a stop request) is
+    true on any rank, as a device tensor (read when needed): one all-reduce for both."""
+    pair = torch.stack([loss.detach().float().reshape(()), torch.ones((), device=loss.device) * float(flag)])
+    if parallel():
+        dist.all_reduce(pair)
+    return pair[0] / world(), pair[1] > 0
 
 
 def average_step(model: torch.nn.Module) -> None:

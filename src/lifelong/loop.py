@@ -286,6 +286,8 @@ class Step:
     two_views: bool = False
     parallel: bool = False  # several processes: the monitor reads the ranks' mean loss, gradients are averaged
     precision: Precision | None = None  # mixed precision (lifelong.precision); None: float32
+    stop: Callable[[], bool] | None = None  # several processes: the local stop request, agreed with the loss
+    stop_seen: torch.Tensor | None = None  # ... and whether any rank asked, after the step (a device tensor)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
@@ -300,7 +302,9 @@ class Step:
         with self.precision.autocast() if self.precision is not None else nullcontext():
             batch.outputs = batch.forward()
             loss = objective(batch)
-        watched = distributed.mean_loss(loss) if self.parallel else loss
+        watched = loss
+        if self.parallel:
+            watched, self.stop_seen = distributed.mean_loss(loss, self.stop is not None and self.stop())
         applied, value = self.monitor.check(watched, state.task.index, state.step)
         state.optimizer.zero_grad(set_to_none=True)
         if applied:
@@ -458,15 +462,17 @@ class _Run:
 
     def stop_requested(self, boundary: bool = False) -> bool:
         """Whether a stop was asked for. With several processes, on any rank, so that all stop
-        together; the ranks agree on it (a collective) after every step on the CPU, and on a GPU
-        every ``monitor.every`` steps (reading the answer waits for the device) and at task ends
-        (``boundary``)."""
+        together: each step's all-reduce of the loss carries the ranks' requests, read after every
+        step on the CPU and every ``monitor.every`` steps on a GPU (reading waits for the device);
+        at task ends (``boundary``) the ranks agree in a collective of their own."""
         asked = self.checkpointing is not None and self.checkpointing.stop_requested()
         if not self.step.parallel:
             return asked
-        if not boundary and self.state.step % self.step.monitor.every:
+        if boundary or self.step.stop_seen is None:
+            return distributed.any_rank(asked)
+        if self.state.step % self.step.monitor.every:
             return False
-        return distributed.any_rank(asked)
+        return bool(self.step.stop_seen)  # agreed in the step's all-reduce of the loss (distributed.mean_loss)
 
     def save(self, at: Position) -> None:
         """The checkpoint of ``at``; with several processes, every rank's part gathered to rank
@@ -581,7 +587,8 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
             and "scaler" in checkpointing.resume:
         amp.scaler.load_state_dict(checkpointing.resume["scaler"])
     step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views,
-                two_views=recipe.two_views, parallel=parallel, precision=amp)
+                two_views=recipe.two_views, parallel=parallel, precision=amp,
+                stop=checkpointing.stop_requested if checkpointing is not None else None)
     return _Run(state, result, hooks_, step, rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)
