@@ -408,3 +408,16 @@ def test_a_folder_only_rank_zero_can_refuse_stops_every_rank(fashion_data, tmp_p
     done = _lifelong(_flags(fashion_data, "er", busy), 2, tmp_path)
     assert done.returncode != 0 and done.stderr.count("lifelong: error: output folder") == 1
     assert sorted(p.name for p in busy.iterdir() if p.name != "run.lock") == ["something"]
+
+
+def test_the_ddp_benchmark_runs_in_a_tiny_configuration(tmp_path):
+    script = SRC.parent / "benchmarks" / "ddp.py"
+    if not script.is_file():  # a mutant's copy of src/: the benchmark is the repository's
+        script = Path(__file__).resolve().parents[1] / "benchmarks" / "ddp.py"
+    out = tmp_path / "ddp.md"
+    done = subprocess.run([sys.executable, str(script), "--batches", "10", "--steps", "20", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| 10 |")]
+    assert [int(r[2]) for r in rows] == [1, 2] and all(float(r[3]) > 0 for r in rows)
+    assert "all-reduce" in out.read_text()

@@ -131,3 +131,18 @@ def test_resnets_go_channels_last_on_cuda_only():
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     mlp = _model()
     assert channels_last(mlp, "mlp", torch.device("cuda")) is mlp
+
+
+def test_the_gpu_benchmark_runs_on_the_cpu_in_a_tiny_configuration(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    out = tmp_path / "gpu.md"
+    done = subprocess.run([sys.executable, str(script), "--device", "cpu", "--steps", "2", "--warmup", "1", "--batch",
+                           "2", "--compile", "off", "--methods", "er", "--out", str(out)], capture_output=True,
+                          text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| er ")]
+    assert len(rows) == 1 and float(rows[0].split("|")[3]) > 0 and float(rows[0].split("|")[4]) > 0
