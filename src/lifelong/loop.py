@@ -308,19 +308,7 @@ class Step:
         applied, value = self.monitor.check(watched, state.task.index, state.step)
         state.optimizer.zero_grad(set_to_none=True)
         if applied:
-            scaler = self.precision.scaler if self.precision is not None else None
-            (loss if scaler is None else scaler.scale(loss)).backward()
-            if self.parallel:  # before unscaling: every rank then sees the same overflow, or none
-                distributed.average_step(state.model)
-            if scaler is not None:  # the hooks see the true gradients
-                scaler.unscale_(state.optimizer)
-            for hook in self.hooks.after_backward:
-                hook(state, batch)
-            if scaler is None:
-                state.optimizer.step()
-            else:  # skipped when the scaled gradients overflowed
-                scaler.step(state.optimizer)
-                scaler.update()
+            self.update(loss, batch)
             for hook in self.hooks.after_step:
                 hook(state, batch)
             if hasattr(memory, "add"):
@@ -331,6 +319,25 @@ class Step:
                 memory.add(x=x, y=y, task=task_ids, **extra)
         state.step += 1
         return applied, value
+
+    def update(self, loss: torch.Tensor, batch: StepBatch) -> None:
+        """The backward (of the scaled loss in fp16), the ranks' gradients averaged, the
+        after-backward hooks on the true gradients, the optimiser's step (skipped by the fp16
+        scaler when the scaled gradients overflowed)."""
+        state = self.state
+        scaler = self.precision.scaler if self.precision is not None else None
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if self.parallel:  # before unscaling: every rank then sees the same overflow, or none
+            distributed.average_step(state.model)
+        if scaler is not None:
+            scaler.unscale_(state.optimizer)
+        for hook in self.hooks.after_backward:
+            hook(state, batch)
+        if scaler is None:
+            state.optimizer.step()
+        else:
+            scaler.step(state.optimizer)
+            scaler.update()
 
     def inputs(self, x: torch.Tensor, y: torch.Tensor, replays: list[dict],
                task_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -572,26 +579,37 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
     anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
     result, position, previous = RunResult(), Position(), 0.0
-    if checkpointing is not None and checkpointing.resume is not None:
-        payload = checkpointing.resume
-        if parallel or "ranks" in payload:  # this rank's memory and generators (lifelong.distributed)
-            own = {k: g.get_state() for k, g in rngs.items() if k in ("augment", "views")}
-            payload = distributed.for_this_rank(payload, None if memory is None else memory.state_dict(),
-                                                memory is not None and hasattr(memory, "add"), own)
-        position = restore(payload, state, result, rngs, monitor, anytime)
+    resume = checkpointing.resume if checkpointing is not None else None
+    if resume is not None:
+        position = restore(_for_this_rank(resume, memory, rngs, parallel), state, result, rngs, monitor, anytime)
         previous = result.train_seconds
     uses_replay = memory is not None and recipe.objective.uses_replay
     orderer = _orderer(recipe)
-    amp = build_precision(precision, device) if isinstance(precision, str) else precision
-    if amp is not None and amp.scaler is not None and checkpointing is not None and checkpointing.resume is not None \
-            and "scaler" in checkpointing.resume:
-        amp.scaler.load_state_dict(checkpointing.resume["scaler"])
+    amp = _precision(precision, device, resume)
     step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views,
                 two_views=recipe.two_views, parallel=parallel, precision=amp,
                 stop=checkpointing.stop_requested if checkpointing is not None else None)
     return _Run(state, result, hooks_, step, rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)
+
+
+def _for_this_rank(payload: dict, memory: Memory | None, rngs: dict[str, torch.Generator], parallel: bool) -> dict:
+    """The checkpoint as this rank restores it: with several processes, or from a checkpoint of
+    several, its own memory and generators (:func:`lifelong.distributed.for_this_rank`)."""
+    if not parallel and "ranks" not in payload:
+        return payload
+    own = {k: g.get_state() for k, g in rngs.items() if k in ("augment", "views")}
+    return distributed.for_this_rank(payload, None if memory is None else memory.state_dict(),
+                                     memory is not None and hasattr(memory, "add"), own)
+
+
+def _precision(precision: str | Precision | None, device: torch.device, resume: dict | None) -> Precision | None:
+    """The step's precision (``None``: float32), its fp16 scaler restored from ``resume``."""
+    amp = build_precision(precision, device) if isinstance(precision, str) else precision
+    if amp is not None and amp.scaler is not None and resume is not None and "scaler" in resume:
+        amp.scaler.load_state_dict(resume["scaler"])
+    return amp
 
 
 # What runs under several processes (lifelong.distributed): memories and plug-ins whose state is
