@@ -155,15 +155,23 @@ def _trained(name: str) -> dict:
 
 
 def _replayed(method: str) -> list[float]:
-    """ER or DER++ on a Split-MNIST-shaped slice (10 classes in 5 tasks of synthetic 8x8 images,
-    200 training examples a class), buffer 50: the final class-IL row (replay draws differ from
-    one process: only the accuracy band can be compared). One process reaches 90-100% over seeds;
-    without replay the first four tasks are forgotten (about 20%)."""
-    stream = class_incremental(make_source(num_classes=10, per_class_train=200, per_class_test=20), 5)
+    """ER or DER++ on a Split-MNIST slice (the bundled MNIST, 600 training and 500 test examples a
+    task), buffer 200, the published settings for it: the final class-IL row (replay draws differ
+    from one process's: only the accuracy band can be compared). One process, seeds 0-3: ER
+    44-49%, DER++ 72-80%; fine-tuning forgets all but the last task (about 20%)."""
+    from lifelong import hparams
+    from lifelong.data.mnist import load_mnist
+    from lifelong.data.streams import Task
+
+    stream = class_incremental(load_mnist(), 5)
+    g = torch.Generator().manual_seed(0)
+    stream.tasks = [Task(t.index, t.classes, t.train_idx[torch.randperm(t.num_train, generator=g)[:600]].sort().values,
+                         t.test_idx[:500]) for t in stream.tasks]
+    entry, _ = hparams.lookup("split-mnist", method, 200)
     torch.manual_seed(0)
-    model = build_backbone("mlp", (1, 8, 8), 10)
-    result = train(stream, model, build_recipe(method), SGD(model.parameters(), lr=0.1), seed=0, epochs=1,
-                   batch_size=10, buffer_size=50)
+    model = build_backbone("mlp", (1, 28, 28), 10)
+    result = train(stream, model, build_recipe(method, entry.get("params", {})), SGD(model.parameters(), lr=entry["lr"]),
+                   seed=0, epochs=1, batch_size=10, replay_batch_size=entry.get("replay_batch_size"), buffer_size=200)
     return result.class_il[-1]
 
 
@@ -304,22 +312,17 @@ def test_er_and_derpp_of_two_processes_reach_the_accuracy_band_of_one(two_proces
     two = two_processes[0][f"band-{method}"]
     assert two == two_processes[1][f"band-{method}"]  # evaluation counts summed: every rank reads the same row
     mean = lambda row: sum(row) / len(row)  # noqa: E731
-    assert mean(alone) > 80 and mean(two) > 80 and abs(mean(two) - mean(alone)) <= 10, (alone, two)
-
-
-MNIST = Path(os.environ.get("LIFELONG_DATA", "data"))
+    assert mean(two) > 35 and abs(mean(two) - mean(alone)) <= 8, (alone, two)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", BANDED)
 def test_full_split_mnist_of_two_processes_reaches_the_band_of_one(method, tmp_path):
-    if not (MNIST / "MNIST" / "raw").is_dir():
-        pytest.skip(f"Split-MNIST needs MNIST under {MNIST} (LIFELONG_DATA)")
     accuracy = {}
     for processes in (None, 2):
         out = tmp_path / f"{method}-{processes}"
-        done = _lifelong(["run", "--benchmark", "split-mnist", "--data-root", str(MNIST.resolve()), "--method", method,
-                          "--buffer-size", "500", "--device", "cpu", "--quiet", "--out", str(out)], processes, tmp_path)
+        done = _lifelong(["run", "--benchmark", "split-mnist", "--method", method, "--buffer-size", "200", "--device",
+                          "cpu", "--quiet", "--out", str(out)], processes, tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
         accuracy[processes] = _metrics(out)["class_il"]["average_accuracy"]
     assert abs(accuracy[2] - accuracy[None]) <= 5, accuracy
