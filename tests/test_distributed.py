@@ -85,6 +85,11 @@ def test_a_reservoir_is_re_split_when_the_number_of_ranks_changes():
                                                "sample_rng": "new"}, True, r, 3) for r in range(3)]
     assert [m["fields"]["y"].tolist() for m in three] == [[0, 3, 11, 14], [1, 4, 12], [2, 10, 13]]
     assert [m["seen"] for m in three] == [34, 33, 33] and sum(m["count"] for m in three) == 10
+    alone = [_reservoir_state(list(range(10)), 101, 10)]  # a one-process checkpoint under torchrun -nproc 2
+    two = [distributed.memory_for_rank(alone, {"capacity": 5, "rng": "new", "sample_rng": "new"}, True, r, 2)
+           for r in range(2)]
+    assert [m["fields"]["y"].tolist() for m in two] == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+    assert [m["seen"] for m in two] == [51, 50]
     replicated = distributed.memory_for_rank(old, {"capacity": 10, "sample_rng": "mine"}, False, 1, 3)
     assert replicated["fields"]["y"].tolist() == [0, 1, 2, 3, 4] and replicated["sample_rng"] == "mine"
 
