@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 
 import lifelong
 from lifelong import distributed
-from lifelong.config import refresh_plugins
+from lifelong.config import refresh_plugins, view_batch_parts
 from lifelong.data.streams import class_incremental
 from lifelong.errors import ConfigError
 from lifelong.evaluate import evaluate
@@ -102,13 +102,13 @@ def test_a_checkpoint_whose_ranks_do_not_match_its_world_size_is_one_line():
 
 def test_what_several_processes_do_not_run_yet_is_refused(monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: 2)
-    check_parallel(build_recipe("derpp"), 10, 10, 200, None)
+    check_parallel(build_recipe("derpp"), 10, 10, 200)
     with pytest.raises(ConfigError, match="memory 'activations' does not run under several processes"):
-        check_parallel(build_recipe("sharp-lite"), 10, 10, 200, None)
-    with pytest.raises(ConfigError, match="anytime evaluation"):
-        check_parallel(build_recipe("er"), 10, 10, 200, 1000)
+        check_parallel(build_recipe("sharp-lite"), 10, 10, 200)
+    with pytest.raises(ConfigError, match="plug-in 'view-batch' does not run"):
+        check_parallel(build_recipe("er", {}, view_batch_parts(4)[0]), 10, 10, 200)
     with pytest.raises(ConfigError, match="each needs at least one slot"):
-        check_parallel(build_recipe("er"), 10, 10, 1, None)
+        check_parallel(build_recipe("er"), 10, 10, 1)
 
 
 # -- 2 gloo processes against one: task-end statistics and whole runs ------------------------------
@@ -183,13 +183,22 @@ def _replayed(method: str) -> list[float]:
 BANDED = ("er", "derpp")
 
 
+def _anytime() -> dict:
+    """Fine-tuning with anytime evaluation every 25 examples (batches of 10: a 2-process batch's
+    count is the whole batch's): the curve."""
+    model = _model()
+    result = train(_stream(), model, build_recipe("finetune"), SGD(model.parameters(), lr=0.1), seed=0, epochs=1,
+                   batch_size=10, eval_every=25)
+    return result.anytime
+
+
 def _worker(rank: int, world: int, folder: str) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
                                          world_size=world)
     try:
         torch.save({"statistics": _statistics(), **{name: _trained(name) for name in RUNS},
-                    **{f"band-{m}": _replayed(m) for m in BANDED}}, f"{folder}/rank{rank}.pt")
+                    **{f"band-{m}": _replayed(m) for m in BANDED}, "anytime": _anytime()}, f"{folder}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -309,6 +318,16 @@ def test_rank_zero_alone_writes_the_run_folder(derpp_two, fashion_data):
     steps = _metrics(derpp_two)["steps"]
     assert steps == _metrics(alone)["steps"] == 50  # the global batch is the configured one: 5 tasks x 40 / 4
     assert not any(p.name.startswith("derpp-2") and p != derpp_two for p in fashion_data.parent.iterdir())
+
+
+def test_anytime_evaluation_of_two_processes_equals_one_process(two_processes):
+    alone = _anytime()
+    for rank in two_processes:
+        curve = rank["anytime"]["curve"]
+        assert [p["examples_seen"] for p in curve] == [p["examples_seen"] for p in alone["curve"]]
+        assert [p["exposed_classes"] for p in curve] == [p["exposed_classes"] for p in alone["curve"]]
+        assert [p["accuracy"] for p in curve] == [p["accuracy"] for p in alone["curve"]]
+    assert len(alone["curve"]) > 4
 
 
 @pytest.mark.parametrize("method", BANDED)

@@ -565,7 +565,7 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     replay = batch_size if replay_batch_size is None else replay_batch_size
     parallel = distributed.parallel()
     if parallel:
-        check_parallel(recipe, batch_size, replay, buffer_size, eval_every)
+        check_parallel(recipe, batch_size, replay, buffer_size)
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
     state = TrainState(model, optimizer, stream, recipe, memory, replay // distributed.world(),
                        batch_size=batch_size, epochs=epochs, seed=seed)
@@ -618,12 +618,10 @@ PARALLEL_MEMORIES = ("reservoir", "herding", "task-balanced", "first-task")
 PARALLEL_PLUGINS = ("clip-grad", "nme", "refresh", "agem", "mix-memory", "head-warmup", "gpm", "cuber")
 
 
-def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int,
-                   eval_every: int | None) -> None:
+def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int) -> None:
     """Refuse, in one line, what several processes cannot train yet: a batch or replay batch
-    the world size does not divide, a reservoir smaller than the number of processes, anytime
-    evaluation, and memories or plug-ins outside :data:`PARALLEL_MEMORIES` and
-    :data:`PARALLEL_PLUGINS`."""
+    the world size does not divide, a reservoir smaller than the number of processes, and
+    memories or plug-ins outside :data:`PARALLEL_MEMORIES` and :data:`PARALLEL_PLUGINS`."""
     w = distributed.world()
     distributed.check_layout(batch_size, replay_batch_size, w)
     if recipe.memory is not None and recipe.memory not in PARALLEL_MEMORIES:
@@ -636,9 +634,6 @@ def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buff
     if recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add") and buffer_size < w:
         raise ConfigError(f"{w} processes share the buffer of {buffer_size}: each needs at least one slot; "
                           f"use a buffer size of at least {w}")
-    if eval_every is not None:
-        raise ConfigError("anytime evaluation (`eval-every`, on by default for --online and the si-blurry-* and "
-                          "task-free-* benchmarks) does not run under several processes yet; run it in one process")
 
 
 def _check_model(stream: Stream, model: nn.Module, recipe: Recipe) -> None:
