@@ -60,6 +60,9 @@ LORA = "tests/test_lora.py"
 LORA_CLI = "tests/test_lora_cli.py"
 RMM = "tests/test_rmm.py"
 LM = "tests/test_lm.py"
+DIST = "tests/test_distributed.py"
+DIST_STATS = f"{DIST}::test_task_end_statistics_of_two_processes_equal_one_process"
+DIST_RUNS = f"{DIST}::test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled"
 
 
 @dataclass(frozen=True)
@@ -674,6 +677,37 @@ MUTANTS: list[Mutant] = [
       "the GPT's output projection is not tied to the token embedding"),
     M("lm-not-causal", False, "lm/model.py", "is_causal=True,", "is_causal=False,", (LM,),
       "the GPT's attention sees later tokens"),
+    # -- several processes (lifelong.distributed) -------------------------------------------------
+    M("dist-fisher-mean", False, "objective/weight.py",
+      "return distributed.sum_(per_example_sums(", "return distributed.mean_(per_example_sums(", (DIST_STATS,),
+      "the ranks' Fisher/MAS sums averaged instead of summed"),
+    M("dist-share-overlap", False, "distributed.py", "    lo = r * (n // w) + min(r, n % w)\n",
+      "    lo = 0\n", (f"{DIST}::test_parts_deal_the_remainder_to_the_first_ranks_and_blocks_tile_the_range",
+                    DIST_STATS), "every rank's block starts at 0 (shares overlap)"),
+    M("dist-grads-summed", False, "distributed.py", "    tensors += [b for b in model.buffers() if b.is_floating_point()]\n"
+      "    mean_(tensors)", "    tensors += [b for b in model.buffers() if b.is_floating_point()]\n    sum_(tensors)",
+      (DIST_RUNS,), "gradients summed over the ranks instead of averaged"),
+    M("dist-refresh-local", False, "plugins/refresh.py",
+      "        distributed.mean_(grads)  # several processes", "        grads = grads  # several processes",
+      (DIST_RUNS,), "refresh unlearns each rank's own batch gradient (the ranks' models drift apart)"),
+    M("dist-nme-unreduced", False, "plugins/nme.py", "    distributed.sum_([sums, counts])\n", "",
+      (DIST_STATS,), "iCaRL's class means from each rank's share of the exemplars only"),
+    M("dist-eval-unreduced", False, "evaluate.py", "    distributed.sum_([correct])\n", "", (DIST_STATS,),
+      "evaluation counts of each rank's share only"),
+    M("dist-resplit-all", False, "distributed.py", "fields = {n: v[r::w][: own[\"capacity\"]] for n, v in pool.items()}",
+      "fields = {n: v[: own[\"capacity\"]] for n, v in pool.items()}",
+      (f"{DIST}::test_a_reservoir_is_re_split_when_the_number_of_ranks_changes",),
+      "a re-split reservoir takes the first examples instead of its turn"),
+    M("dist-rank-same-stream", False, "distributed.py", 'return name if r == 0 else f"{name}@rank{r}"',
+      "return name", (f"{DIST}::test_one_process_answers_as_one",), "every rank draws the same replay stream"),
+    M("dist-anytime-local", False, "anytime.py",
+      "self.seen += len(y) if not distributed.parallel() else self._shared(len(y))", "self.seen += len(y)",
+      (f"{DIST}::test_anytime_evaluation_of_two_processes_equals_one_process",),
+      "anytime evaluation counts each rank's share of the examples only"),
+    M("dist-resume-rank0-memory", False, "distributed.py",
+      "memory = parts[r][\"memory\"] if same else", "memory = parts[0][\"memory\"] if same else",
+      (f"{DIST}::test_a_killed_rank_fails_the_job_and_the_run_resumes_with_two_or_one_processes",),
+      "a resumed rank takes rank 0's reservoir"),
 ]
 
 

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from lifelong import distributed
 from lifelong.data.streams import Stream
 
 DEFAULT_EVERY = 1000  # examples between evaluations by default (the reference's eval_period in its scripts)
@@ -82,10 +83,19 @@ class AnytimeEvaluation:
         """Expose the classes of the batch's ``y`` (seen as tasks ``task_ids``), count its
         examples, and evaluate when the count has passed the next multiple of ``every``."""
         self.exposed[task_ids if self.by_task else 0, y] = True
-        self.seen += len(y)
+        self.seen += len(y) if not distributed.parallel() else self._shared(len(y))
         if self.seen > self.next_at:
             self._evaluate(model, task, "periodic")
             self.next_at += self.every
+
+    def _shared(self, n: int) -> int:
+        """Several processes (each ``y`` a rank's share of the batch): the classes exposed on any
+        rank and the examples of the whole batch, in one all-reduce; every rank then evaluates
+        alike, the whole test set (the same model on every rank: the same curve)."""
+        both = torch.cat([self.exposed.reshape(-1).long(), torch.tensor([n], device=self.exposed.device)])
+        distributed.sum_([both])
+        self.exposed = both[:-1].reshape(self.exposed.shape) > 0
+        return int(both[-1])
 
     def task_end(self, model: nn.Module, task: int) -> None:
         self._evaluate(model, task, "task_end")

@@ -96,6 +96,7 @@ class RunConfig:
     init_from: str | None = None
     train_tasks: str | int | None = None
     relabel: str | None = None
+    precision: str = "fp32"
     hparams_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +118,7 @@ UNSET_LEFT_OUT = ("blurry_disjoint", "blurry_mix", "blurry_variant", "task_free_
 BLURRY_KEYS = ("blurry_disjoint", "blurry_mix", "blurry_variant")
 # ...and the same for settings whose default predates them: ``optimizer: sgd`` is what every run
 # did before the setting existed (an absent ``optimizer`` in a config.yaml means sgd)
-DEFAULT_LEFT_OUT = {"optimizer": "sgd"}
+DEFAULT_LEFT_OUT = {"optimizer": "sgd", "precision": "fp32"}  # precision: lifelong.precision
 STREAM_KEYS = BLURRY_KEYS + ("task_free_width",)  # the settings of a kind of stream (benchmarks.check_stream_options)
 
 
@@ -142,7 +143,7 @@ def default_folder(*parts: object) -> Path:
 # how fast it goes, where data and user code are read from, and the device. Left out of the
 # fingerprint that --resume checks and of the configuration a report groups seeds by.
 NOT_IDENTITY = ("out", "overwrite", "threads", "hparams_source", "checkpoint_every", "download", "data_root", "log",
-                "log_every", "device", "imports")
+                "log_every", "device", "imports", "world_size")  # world_size: the processes of a torchrun job
 # ...and the settings that differ between the seeds of one configuration
 PER_SEED = ("seed", "task_classes")
 
@@ -199,6 +200,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "init_from": ((str,), True),
     "train_tasks": ((str, int), True),
     "relabel": ((str,), True),
+    "precision": ((str,), False),
 }
 KEYS = tuple(f.name for f in fields(RunConfig) if f.name != "hparams_source")
 assert set(KEYS) == set(_TYPES)
@@ -575,6 +577,10 @@ def _check_choices(config: RunConfig) -> None:
         raise ConfigError(f"`on-nan` must be 'stop' or 'skip', got {config.on_nan!r}")
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    from lifelong.precision import PRECISIONS
+
+    if config.precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")
     if config.device not in DEVICES:
         raise ConfigError(f"unknown device {config.device!r}; choose one of: {', '.join(DEVICES)}")
     for key in ("benchmark", "data_root", "out", "backbone", "init_from"):

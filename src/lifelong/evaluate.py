@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from lifelong import distributed
 from lifelong.data.streams import Stream
 
 
@@ -27,6 +28,8 @@ def evaluate(
     nearest-mean-of-exemplars classifier, :mod:`lifelong.plugins.nme`). A ``scores`` with
     ``task_aware = True`` is also called as ``scores(model, x, task=j)`` for task ``j``'s task-IL
     column (the ``lora`` plug-in picks task ``j``'s adapter: :mod:`lifelong.plugins.lora`).
+    With several processes, each evaluates its contiguous share of every test set and the counts
+    are summed.
     """
     task_aware = getattr(scores, "task_aware", False)
     was_training = model.training
@@ -35,8 +38,10 @@ def evaluate(
     correct = torch.zeros(2, stream.num_tasks, dtype=torch.long, device=masks.device)
     totals = []
     for task in stream.tasks:
-        for start in range(0, len(task.test_idx), batch_size):
-            idx = task.test_idx[start:start + batch_size]
+        lo, hi = distributed.share(len(task.test_idx))
+        test_idx = task.test_idx[lo:hi]
+        for start in range(0, len(test_idx), batch_size):
+            idx = test_idx[start:start + batch_size]
             x = stream.inputs("test", idx, task.index)
             logits = model(x) if scores is None else scores(model, x)
             y = stream.labels("test", idx)
@@ -47,5 +52,6 @@ def evaluate(
             correct[1, task.index] += (masked.argmax(1) == y).sum()
         totals.append(max(len(task.test_idx), 1))
     model.train(was_training)
+    distributed.sum_([correct])
     acc = correct.cpu().double() * 100.0 / torch.tensor(totals, dtype=torch.double)
     return acc[0].tolist(), acc[1].tolist()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol
 
 import torch
 import torch.nn as nn
 
+from lifelong import distributed
 from lifelong.anytime import AnytimeEvaluation
 from lifelong.components import boundary_need, check_resumable, hooks
 from lifelong.data.streams import Stream, Task
@@ -27,6 +29,7 @@ from lifelong.memory import MEMORIES, Memory
 from lifelong.methods import Recipe
 from lifelong.nets.heads import CosineLinear
 from lifelong.objective import StepBatch
+from lifelong.precision import Precision, build_precision
 from lifelong.resume import Checkpointing, Position, StopRequested, restore, snapshot  # noqa: F401
 from lifelong.seeding import numpy_generator, torch_generator
 
@@ -194,9 +197,19 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
         raise ValueError(f"method {recipe.name!r} needs a memory: set buffer_size >= 1")
     check_memory_capacity(recipe, stream, buffer_size)
     offers = epochs * (stream.joint().num_train if recipe.joint else sum(t.num_train for t in stream.tasks))
-    return MEMORIES[recipe.memory](buffer_size, numpy_generator(seed, "memory"),
-                                   sample_generator=numpy_generator(seed, "memory-sample"),
+    sharded = sharded_memory(recipe)  # several processes: each keeps its part of a step-filled memory
+    capacity = distributed.part(buffer_size) if sharded else buffer_size
+    return MEMORIES[recipe.memory](capacity, numpy_generator(seed, distributed.stream_name("memory") if sharded
+                                                             else "memory"),
+                                   sample_generator=numpy_generator(seed, distributed.stream_name("memory-sample")),
                                    max_rows=offers, device=stream.source.train_x.device, **recipe.memory_options)
+
+
+def sharded_memory(recipe: Recipe) -> bool:
+    """Whether each rank of several processes keeps its own part of the recipe's memory: one
+    filled step by step (``add``: the reservoir); one filled at task ends is replicated
+    (:mod:`lifelong.distributed`)."""
+    return distributed.parallel() and recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add")
 
 
 @dataclass
@@ -224,9 +237,12 @@ def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size
     an ``ordered`` task (a task-free stream's). ``epoch_order(epoch, order)``, when given,
     replaces the permutation: the positions in ``train_set`` the epoch visits, in order, drawn
     only from ``order`` or from the run's seed (a plug-in's ``epoch_order``, e.g. view-batch
-    replay: :mod:`lifelong.plugins.view_batch`)."""
+    replay: :mod:`lifelong.plugins.view_batch`). With several processes, each gets its
+    :func:`lifelong.distributed.share` of every batch (a batch smaller than the number of
+    processes is skipped); ``start`` stays the global position."""
     device, n = train_set.train_idx.device, train_set.num_train
     same_task = torch.full((batch_size,), task.index, dtype=torch.long, device=device)
+    world = distributed.world()
     for epoch in range(resume.epoch, epochs):
         if epoch == resume.epoch and resume.order_state is not None:
             order.set_state(resume.order_state)
@@ -239,7 +255,13 @@ def batches(stream: Stream, task: Task, train_set: Task, epochs: int, batch_size
         ids_all = None if train_set.train_task is None else train_set.train_task[perm]
         for start in range(resume.start if epoch == resume.epoch else 0, len(perm), batch_size):
             idx = idx_all[start:start + batch_size]
-            ids = same_task[: len(idx)] if ids_all is None else ids_all[start:start + batch_size]
+            ids = None if ids_all is None else ids_all[start:start + batch_size]
+            if world > 1:  # several processes: this rank's share of the global batch (lifelong.distributed)
+                if len(idx) < world:
+                    continue
+                lo, hi = distributed.share(len(idx))
+                idx, ids = idx[lo:hi], None if ids is None else ids[lo:hi]
+            ids = same_task[: len(idx)] if ids_all is None else ids
             x = stream.inputs("train", idx, task.index if ids_all is None else ids)
             yield epoch, start, order_state, x, stream.labels("train", idx), ids
 
@@ -262,6 +284,10 @@ class Step:
     repeats: int = 1  # copies of each current example in the step, back to back (view-batch replay)
     views: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (inputs, tasks)
     two_views: bool = False
+    parallel: bool = False  # several processes: the monitor reads the ranks' mean loss, gradients are averaged
+    precision: Precision | None = None  # mixed precision (lifelong.precision); None: float32
+    stop: Callable[[], bool] | None = None  # several processes: the local stop request, agreed with the loss
+    stop_seen: torch.Tensor | None = None  # ... and whether any rank asked, after the step (a device tensor)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor, draws: int) -> tuple[bool, float | None]:
         state, memory, objective = self.state, self.state.memory, self.state.recipe.objective
@@ -273,15 +299,16 @@ class Step:
                           keep_features=objective.needs_features, split=split, taps=objective.taps)
         for hook in self.hooks.before_step:
             hook(state, batch)
-        batch.outputs = batch.forward()
-        loss = objective(batch)
-        applied, value = self.monitor.check(loss, state.task.index, state.step)
+        with self.precision.autocast() if self.precision is not None else nullcontext():
+            batch.outputs = batch.forward()
+            loss = objective(batch)
+        watched = loss
+        if self.parallel:
+            watched, self.stop_seen = distributed.mean_loss(loss, self.stop is not None and self.stop())
+        applied, value = self.monitor.check(watched, state.task.index, state.step)
         state.optimizer.zero_grad(set_to_none=True)
         if applied:
-            loss.backward()
-            for hook in self.hooks.after_backward:
-                hook(state, batch)
-            state.optimizer.step()
+            self.update(loss, batch)
             for hook in self.hooks.after_step:
                 hook(state, batch)
             if hasattr(memory, "add"):
@@ -292,6 +319,25 @@ class Step:
                 memory.add(x=x, y=y, task=task_ids, **extra)
         state.step += 1
         return applied, value
+
+    def update(self, loss: torch.Tensor, batch: StepBatch) -> None:
+        """The backward (of the scaled loss in fp16), the ranks' gradients averaged, the
+        after-backward hooks on the true gradients, the optimiser's step (skipped by the fp16
+        scaler when the scaled gradients overflowed)."""
+        state = self.state
+        scaler = self.precision.scaler if self.precision is not None else None
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if self.parallel:  # before unscaling: every rank then sees the same overflow, or none
+            distributed.average_step(state.model)
+        if scaler is not None:
+            scaler.unscale_(state.optimizer)
+        for hook in self.hooks.after_backward:
+            hook(state, batch)
+        if scaler is None:
+            state.optimizer.step()
+        else:
+            scaler.step(state.optimizer)
+            scaler.update()
 
     def inputs(self, x: torch.Tensor, y: torch.Tensor, replays: list[dict],
                task_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -328,6 +374,7 @@ def train(
     checkpointing: Checkpointing | None = None,
     on_nan: str = "stop",
     eval_every: int | None = None,
+    precision: str | Precision = "fp32",
 ) -> RunResult:
     """Train ``model`` on ``stream`` with ``recipe``; evaluate on every task after every task.
 
@@ -341,9 +388,12 @@ def train(
     With ``eval_every``, the model is also evaluated on the classes seen so far every
     ``eval_every`` training examples and at each task end (:mod:`lifelong.anytime`); this
     changes nothing in the training.
+
+    ``precision``: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the step under autocast, fp16 with a
+    gradient scaler: :mod:`lifelong.precision`).
     """
     run = _setup(stream, model, recipe, optimizer, seed, epochs, batch_size, buffer_size, replay_batch_size,
-                 augment_padding, checkpointing, on_nan, eval_every)
+                 augment_padding, checkpointing, on_nan, eval_every, precision)
     state, result, events = run.state, run.result, events or _Quiet()
     try:
         if not result.init_class_il:
@@ -417,14 +467,33 @@ class _Run:
     def elapsed(self) -> float:
         return self.previous_seconds + time.perf_counter() - self.started
 
-    def stop_requested(self) -> bool:
-        return self.checkpointing is not None and self.checkpointing.stop_requested()
+    def stop_requested(self, boundary: bool = False) -> bool:
+        """Whether a stop was asked for. With several processes, on any rank, so that all stop
+        together: each step's all-reduce of the loss carries the ranks' requests, read after every
+        step on the CPU and every ``monitor.every`` steps on a GPU (reading waits for the device);
+        at task ends (``boundary``) the ranks agree in a collective of their own."""
+        asked = self.checkpointing is not None and self.checkpointing.stop_requested()
+        if not self.step.parallel:
+            return asked
+        if boundary or self.step.stop_seen is None:
+            return distributed.any_rank(asked)
+        if self.state.step % self.step.monitor.every:
+            return False
+        return bool(self.step.stop_seen)  # agreed in the step's all-reduce of the loss (distributed.mean_loss)
 
     def save(self, at: Position) -> None:
+        """The checkpoint of ``at``; with several processes, every rank's part gathered to rank
+        0, which alone writes it (every rank must call this at the same point)."""
         if self.checkpointing is not None:
             payload = snapshot(self.state, self.result, at, self.rngs, self.step.monitor, self.elapsed(),
                                self.checkpointing.config_hash, self.anytime)
-            self.checkpointing.store.save(payload, self.state.step)
+            amp = self.step.precision
+            if amp is not None and amp.scaler is not None:  # fp16: its scale, so that a resume is exact
+                payload["scaler"] = amp.scaler.state_dict()
+            if self.step.parallel:
+                payload = distributed.with_ranks(payload)
+            if payload is not None:
+                self.checkpointing.store.save(payload, self.state.step)
 
     def begin_task(self, t: int) -> tuple[Task, Task, Position, int]:
         """Start task ``t`` (or continue it after a resume): its begin-task hooks, its training
@@ -457,9 +526,10 @@ class _Run:
     def after_step(self, next_at: Position) -> None:
         """A checkpoint when one is due or a stop was asked for; then stop if asked."""
         every = self.checkpointing.every if self.checkpointing is not None else 0
-        if (every and self.state.step % every == 0) or self.stop_requested():
+        stop = self.stop_requested()
+        if (every and self.state.step % every == 0) or stop:
             self.save(next_at)
-        if self.stop_requested():
+        if stop:
             raise StopRequested
 
     def end_task(self) -> tuple[list[float], list[float]]:
@@ -478,22 +548,26 @@ class _Run:
     def after_task(self, t: int) -> None:
         """The task-end checkpoint; then stop if asked."""
         self.save(Position(t + 1))
-        if self.stop_requested():
+        if self.stop_requested(boundary=True):
             raise StopRequested
 
 
 def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimizer, seed: int, epochs: int,
            batch_size: int, buffer_size: int, replay_batch_size: int | None, augment_padding: int,
-           checkpointing: Checkpointing | None, on_nan: str, eval_every: int | None = None) -> _Run:
+           checkpointing: Checkpointing | None, on_nan: str, eval_every: int | None = None,
+           precision: str | Precision | None = "fp32") -> _Run:
     """Check the arguments; build the state, memory, hooks, generators and the step; restore
     them from ``checkpointing.resume`` when given."""
     device = stream.source.train_x.device
     monitor = LossMonitor(every=1 if device.type == "cpu" or on_nan == "skip" else 25, on_nan=on_nan,
                           num_tasks=stream.num_tasks)
     _check_model(stream, model, recipe)
+    replay = batch_size if replay_batch_size is None else replay_batch_size
+    parallel = distributed.parallel()
+    if parallel:
+        check_parallel(recipe, batch_size, replay, buffer_size)
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
-    state = TrainState(model, optimizer, stream, recipe, memory,
-                       batch_size if replay_batch_size is None else replay_batch_size,
+    state = TrainState(model, optimizer, stream, recipe, memory, replay // distributed.world(),
                        batch_size=batch_size, epochs=epochs, seed=seed)
     components = ([memory] if memory is not None else []) + [t for _, t in recipe.objective.terms] + recipe.plugins
     if checkpointing is not None:
@@ -505,16 +579,61 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     scores = next((p.scores for p in recipe.plugins if hasattr(p, "scores")), None)
     anytime = AnytimeEvaluation(stream, eval_every, scores) if eval_every is not None else None
     result, position, previous = RunResult(), Position(), 0.0
-    if checkpointing is not None and checkpointing.resume is not None:
-        position = restore(checkpointing.resume, state, result, rngs, monitor, anytime)
+    resume = checkpointing.resume if checkpointing is not None else None
+    if resume is not None:
+        position = restore(_for_this_rank(resume, memory, rngs, parallel), state, result, rngs, monitor, anytime)
         previous = result.train_seconds
     uses_replay = memory is not None and recipe.objective.uses_replay
     orderer = _orderer(recipe)
+    amp = _precision(precision, device, resume)
     step = Step(state, hooks_, monitor, augment, repeats=getattr(orderer, "views", 1), views=views,
-                two_views=recipe.two_views)
+                two_views=recipe.two_views, parallel=parallel, precision=amp,
+                stop=checkpointing.stop_requested if checkpointing is not None else None)
     return _Run(state, result, hooks_, step, rngs,
                 [stream.joint()] if recipe.joint else stream.tasks, recipe.objective.draws if uses_replay else 0,
                 scores, position, checkpointing, time.perf_counter(), previous, orderer, anytime)
+
+
+def _for_this_rank(payload: dict, memory: Memory | None, rngs: dict[str, torch.Generator], parallel: bool) -> dict:
+    """The checkpoint as this rank restores it: with several processes, or from a checkpoint of
+    several, its own memory and generators (:func:`lifelong.distributed.for_this_rank`)."""
+    if not parallel and "ranks" not in payload:
+        return payload
+    own = {k: g.get_state() for k, g in rngs.items() if k in ("augment", "views")}
+    return distributed.for_this_rank(payload, None if memory is None else memory.state_dict(),
+                                     memory is not None and hasattr(memory, "add"), own)
+
+
+def _precision(precision: str | Precision | None, device: torch.device, resume: dict | None) -> Precision | None:
+    """The step's precision (``None``: float32), its fp16 scaler restored from ``resume``."""
+    amp = build_precision(precision, device) if isinstance(precision, str) else precision
+    if amp is not None and amp.scaler is not None and resume is not None and "scaler" in resume:
+        amp.scaler.load_state_dict(resume["scaler"])
+    return amp
+
+
+# What runs under several processes (lifelong.distributed): memories and plug-ins whose state is
+# the same on every rank or is reduced across them; the others are refused until they are.
+PARALLEL_MEMORIES = ("reservoir", "herding", "task-balanced", "first-task")
+PARALLEL_PLUGINS = ("clip-grad", "nme", "refresh", "agem", "mix-memory", "head-warmup", "gpm", "cuber")
+
+
+def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int) -> None:
+    """Refuse, in one line, what several processes cannot train yet: a batch or replay batch
+    the world size does not divide, a reservoir smaller than the number of processes, and
+    memories or plug-ins outside :data:`PARALLEL_MEMORIES` and :data:`PARALLEL_PLUGINS`."""
+    w = distributed.world()
+    distributed.check_layout(batch_size, replay_batch_size, w)
+    if recipe.memory is not None and recipe.memory not in PARALLEL_MEMORIES:
+        raise ConfigError(f"method {recipe.name!r}: its memory {recipe.memory!r} does not run under several "
+                          f"processes yet (those that do: {', '.join(PARALLEL_MEMORIES)}); run it in one process")
+    other = next((p.name for p in recipe.plugins if getattr(p, "name", "") not in PARALLEL_PLUGINS), None)
+    if other is not None:
+        raise ConfigError(f"method {recipe.name!r}: its plug-in {other!r} does not run under several processes yet "
+                          f"(those that do: {', '.join(PARALLEL_PLUGINS)}); run it in one process")
+    if recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add") and buffer_size < w:
+        raise ConfigError(f"{w} processes share the buffer of {buffer_size}: each needs at least one slot; "
+                          f"use a buffer size of at least {w}")
 
 
 def _check_model(stream: Stream, model: nn.Module, recipe: Recipe) -> None:
@@ -539,9 +658,10 @@ def _generators(seed: int, device: torch.device, recipe: Recipe) -> dict[str, to
     """The loop's own generators, each from the run's seed: the batch order, the augmentation and,
     for a recipe with ``views``, the views' (created only then: other runs' checkpoints keep
     their keys)."""
-    rngs = {"order": torch_generator(seed, "batch-order"), "augment": torch_generator(seed, "augment", device)}
+    rngs = {"order": torch_generator(seed, "batch-order"),
+            "augment": torch_generator(seed, distributed.stream_name("augment"), device)}
     if recipe.views != "none":
-        rngs["views"] = torch_generator(seed, "views", device)
+        rngs["views"] = torch_generator(seed, distributed.stream_name("views"), device)
     return rngs
 
 

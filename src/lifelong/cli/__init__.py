@@ -19,6 +19,8 @@ from lifelong.errors import UserError
 
 __all__ = ["main", "build_parser", "one_line"]
 
+QUIET_RANK_DELAY = 2.0  # seconds a rank other than 0 waits before it exits on a refusal (see main)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
@@ -46,7 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     except UserError as exc:
-        print(f"lifelong: error: {one_line(str(exc))}", file=sys.stderr)
+        from lifelong.distributed import speaks
+
+        if speaks():  # under torchrun, rank 0 alone says it (every rank refuses alike) ...
+            print(f"lifelong: error: {one_line(str(exc))}", file=sys.stderr)
+        else:  # ... before torchrun, seeing another rank end, stops it
+            time.sleep(QUIET_RANK_DELAY)
         return 2
     except KeyboardInterrupt:
         print("\nlifelong: interrupted before training started; nothing was written as complete", file=sys.stderr)

@@ -147,6 +147,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         f"(default {C.checkpoint_every})")
     p.add_argument("--on-nan", choices=["stop", "skip"], default=s,
                    help="on a non-finite loss: stop (default; a checkpoint from before is kept) or skip the step")
+    p.add_argument("--precision", default=s, metavar="fp32|bf16|fp16",
+                   help="the training step's precision: fp32 (default), bf16 (autocast) or fp16 (autocast and a "
+                        "gradient scaler; GPU only)")
     p.add_argument("--deterministic", action="store_true", default=s,
                    help="PyTorch's deterministic algorithms (for bit-exact GPU runs; slower)")
     p.add_argument("--log", action="append", default=s, choices=["tensorboard", "wandb"],

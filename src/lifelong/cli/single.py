@@ -65,30 +65,53 @@ def _resume_config(args: argparse.Namespace):
 
 
 def run_command(args: argparse.Namespace, started: float) -> int:
+    from lifelong import distributed
     from lifelong.config import make_config
-    from lifelong.runs.session import execute_run, prepare_run, resume_point
+    from lifelong.runs.session import prepare_run
 
+    layout = distributed.from_environment()
+    if layout is not None and (args.seeds is not None or args.jobs is not None):
+        flag = "--seeds" if args.seeds is not None else "--jobs"
+        raise UserError(f"{flag} runs several runs side by side, but under torchrun every process is a rank of one "
+                        f"run; drop {flag}, or start `lifelong run {flag} ...` without torchrun")
     if args.seeds is not None:
         return seeds_command(args)
     if args.jobs is not None:
         raise UserError("--jobs runs several seeds at once; give --seeds too, or drop --jobs")
     if args.resume:
-        run = prepare_run(_resume_config(args), resume=True)
-        for note in run.notes:
-            print(f"lifelong: {note}", file=sys.stderr)
+        config = _resume_config(args)
     else:
         flags, file_values = flags_of(args)
         config = make_config(file_values, flags)
-        if args.dry_run:
+    if layout is not None:  # torchrun: refuse a layout that cannot share the batch before any rendezvous,
+        distributed.check_layout(config.batch_size, config.replay_batch_size or config.batch_size, layout.world)
+        distributed.start(layout, config.device)  # then join the job's process group (lifelong.distributed)
+    try:
+        if args.dry_run and not args.resume:
             import yaml
 
             resolved = prepare_run(config, dry_run=True)
-            print(yaml.safe_dump(resolved, sort_keys=False), end="")
-            print("lifelong: configuration, data and model are fine; nothing was trained or written", file=sys.stderr)
+            if distributed.speaks():
+                print(yaml.safe_dump(resolved, sort_keys=False), end="")
+                print("lifelong: configuration, data and model are fine; nothing was trained or written",
+                      file=sys.stderr)
             return 0
-        run = prepare_run(config)
-    print(f"lifelong: {run.describe()}", file=sys.stderr)
-    progress = _Progress(run.stream.num_tasks, args.quiet)
+        return _train(args, prepare_run(config, resume=bool(args.resume)), started)
+    finally:
+        distributed.stop()
+
+
+def _train(args: argparse.Namespace, run, started: float) -> int:
+    """Train a prepared run, print its table (rank 0 only, under torchrun) and say how it ended."""
+    from lifelong import distributed
+    from lifelong.runs.session import execute_run, resume_point
+
+    speaks = distributed.speaks()
+    if speaks:
+        for note in run.notes if args.resume else []:
+            print(f"lifelong: {note}", file=sys.stderr)
+        print(f"lifelong: {run.describe()}", file=sys.stderr)
+    progress = _Progress(run.stream.num_tasks, args.quiet or not speaks)
     resume_with = f" Resume with: lifelong run --resume {run.out}"
     try:
         metrics_doc = execute_run(run, progress, started)
@@ -100,14 +123,17 @@ def run_command(args: argparse.Namespace, started: float) -> int:
     from lifelong.runs.report import format_table
 
     with finishing():
-        print(format_table(metrics_doc, run.out))
+        if speaks:
+            print(format_table(metrics_doc, run.out))
         if metrics_doc["status"] == "interrupted":  # the message says which checkpoint there is, if any
-            print(f"lifelong: {metrics_doc['message']}.{resume_with if run.store.newest else ''}", file=sys.stderr)
+            if speaks:
+                print(f"lifelong: {metrics_doc['message']}.{resume_with if run.store.newest else ''}", file=sys.stderr)
             return 130
         if not metrics_doc["complete"]:
-            print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
-                  f"marked incomplete, with a checkpoint from before. Try a smaller --lr, or --on-nan skip.",
-                  file=sys.stderr)
+            if speaks:
+                print(f"lifelong: training stopped: {metrics_doc['message']}; the results so far are in {run.out}, "
+                      f"marked incomplete, with a checkpoint from before. Try a smaller --lr, or --on-nan skip.",
+                      file=sys.stderr)
             return 1
         return 0
 

@@ -21,6 +21,7 @@ from typing import Iterator
 
 import torch
 
+from lifelong import distributed
 from lifelong.objective.base import StepBatch, Term, check_choice, register_term
 from lifelong.objective.importance import cross_entropy_fisher_loss, output_norm_loss, per_example_sums
 
@@ -102,13 +103,22 @@ def _params(model: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def task_batches(state, batch_size: int = 1000, max_examples: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The finished task's training examples (un-augmented), in order, in batches."""
+    """The finished task's first ``max_examples`` (all) training examples (un-augmented), in
+    order, in batches; with several processes, this rank's contiguous share of them."""
     task, stream = state.task, state.stream
     n = task.num_train if max_examples is None else min(task.num_train, max_examples)
-    for start in range(0, n, batch_size):
-        idx = task.train_idx[start:min(start + batch_size, n)]
-        ids = task.index if task.train_task is None else task.train_task[start:min(start + batch_size, n)]
+    lo, hi = distributed.share(n)
+    for start in range(lo, hi, batch_size):
+        idx = task.train_idx[start:min(start + batch_size, hi)]
+        ids = task.index if task.train_task is None else task.train_task[start:min(start + batch_size, hi)]
         yield stream.inputs("train", idx, ids), stream.labels("train", idx)
+
+
+def task_sums(state, n: int, loss, kind: str) -> list[torch.Tensor]:
+    """:func:`per_example_sums` over the finished task's first ``n`` training examples; with
+    several processes, each rank's share summed across the ranks (the single-process sums up to
+    the order of float additions)."""
+    return distributed.sum_(per_example_sums(state.model, task_batches(state, max_examples=n), loss, kind))
 
 
 def task_fisher(state, probability_weighted: bool = True, max_examples: int | None = None) -> list[torch.Tensor]:
@@ -119,8 +129,7 @@ def task_fisher(state, probability_weighted: bool = True, max_examples: int | No
     n = state.task.num_train if max_examples is None else min(state.task.num_train, max_examples)
     key = ("fisher", state.task.index, state.step, bool(probability_weighted), n)
     if key not in state.cache:
-        sums = per_example_sums(state.model, task_batches(state, max_examples=n),
-                                cross_entropy_fisher_loss(probability_weighted), "square")
+        sums = task_sums(state, n, cross_entropy_fisher_loss(probability_weighted), "square")
         state.cache[key] = [s / max(n, 1) for s in sums]
     return state.cache[key]
 
@@ -191,7 +200,7 @@ class MAS(_Penalised):
 
     def end_task(self, state) -> None:
         n = state.task.num_train if self.max_examples is None else min(state.task.num_train, self.max_examples)
-        sums = per_example_sums(state.model, task_batches(state, max_examples=n), output_norm_loss, "abs")
+        sums = task_sums(state, n, output_norm_loss, "abs")
         self.penalty.replace([s / max(n, 1) for s in sums], _params(state.model), self.gamma)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lifelong import distributed
 from lifelong.plugins import register_plugin
 
 
@@ -46,5 +47,6 @@ class AGEM:
         loss = F.cross_entropy(state.model(sample["x"]), sample["y"])
         ref = torch.autograd.grad(loss, params, allow_unused=True)
         ref = [torch.zeros_like(p) if r is None else r for p, r in zip(params, ref)]
+        distributed.mean_(ref)  # several processes: the reference gradient of the ranks' draws together
         with torch.no_grad():
             self.projections += project([p.grad for p in params], ref)

@@ -6,7 +6,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lifelong import distributed
 from lifelong.plugins import register_plugin
+
+
+def _shared_means(model, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The class means of several processes: every rank holds the same (replicated) exemplars,
+    computes the normalised features of its contiguous share of them, and the per-class sums
+    and counts are summed across the ranks; then as in one process (NaN rows for classes
+    without exemplars)."""
+    lo, hi = distributed.share(len(x))
+    feats = torch.cat([F.normalize(model.features(x[s:min(s + 1000, hi)]), dim=1)
+                       for s in range(lo, hi, 1000)]) if hi > lo else None
+    dim = feats.shape[1] if feats is not None else model.features(x[:1]).shape[1]
+    sums = torch.zeros(num_classes, dim, device=x.device)
+    counts = torch.zeros(num_classes, device=x.device)
+    if feats is not None:
+        sums.index_add_(0, y[lo:hi], feats)
+        counts.index_add_(0, y[lo:hi], torch.ones(hi - lo, device=x.device))
+    distributed.sum_([sums, counts])
+    means = F.normalize(sums / counts.clamp_min(1).unsqueeze(1), dim=1)
+    return means.masked_fill((counts == 0).unsqueeze(1), float("nan"))
 
 
 @register_plugin
@@ -31,6 +51,10 @@ class NearestMeanOfExemplars:
         was_training = model.training
         model.eval()
         x, y = memory.fields["x"][: len(memory)], memory.fields["y"][: len(memory)]
+        if distributed.parallel():
+            self.means = _shared_means(model, x, y, state.stream.num_classes)
+            model.train(was_training)
+            return
         feats = torch.cat([F.normalize(model.features(x[s:s + 1000]), dim=1) for s in range(0, len(x), 1000)])
         model.train(was_training)
         means = torch.full((state.stream.num_classes, feats.shape[1]), float("nan"), device=feats.device)

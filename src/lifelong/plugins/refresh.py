@@ -37,6 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lifelong import distributed
 from lifelong.objective import StepBatch
 from lifelong.objective.weight import task_fisher
 from lifelong.plugins import register_plugin
@@ -201,6 +202,7 @@ class Refresh:
         for b, v in zip(buffers, saved):
             b.copy_(v)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        distributed.mean_(grads)  # several processes: every rank climbs the same (global batch's) gradient
         precond, root = self.preconditioners(params)
         with torch.no_grad():
             if self.normalize:  # released code: ascent rescaled to each tensor's own norm

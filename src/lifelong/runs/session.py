@@ -16,24 +16,27 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from lifelong import distributed
 from lifelong.anytime import default_every
 from lifelong.config import (KEYS, NOT_IDENTITY, RunConfig, default_folder, make_config, method_name,
                              error_memory_plugins, refresh_plugins, view_batch_parts, view_batch_settings)
 from lifelong.data.benchmarks import Benchmark, build_stream, get_benchmark
 from lifelong.data.source import Source
 from lifelong.data.streams import Stream
-from lifelong.errors import ConfigError
+from lifelong.errors import ConfigError, UserError
 from lifelong.runs.loggers import Fanout, RunLoggers, check_loggers
 from lifelong.memory import MEMORIES
 from lifelong.methods import Recipe, build_recipe
 from lifelong.nets import BACKBONES, build_backbone, set_head, set_projection
 from lifelong.optim import SGD, Adadelta, build_optimizer
+from lifelong.precision import channels_last, check_precision
 from lifelong.runs.checkpoint import CheckpointStore, atomic_write_bytes, step_of
 from lifelong.components import check_resumable
 from lifelong.runs.report import RunLog, build_metrics, write_config, write_results
 from lifelong.runs.folder import RunLock, check_out_dir, open_out_dir
 from lifelong.seeding import derive
-from lifelong.loop import Checkpointing, Events, RunResult, check_memory_capacity, check_task_free, task_name, train
+from lifelong.loop import (Checkpointing, Events, RunResult, check_memory_capacity, check_parallel, check_task_free,
+                           task_name, train)
 from lifelong.resume import task_loss
 
 
@@ -77,9 +80,10 @@ class PreparedRun:
         if c.get("eval_every"):
             protocol += f", anytime evaluation every {c['eval_every']} examples"
         tasks = "task-free" if self.stream.task_free else f"{self.stream.num_tasks} tasks"
+        ranks = f" x {c['world_size']} processes" if c.get("world_size", 1) > 1 else ""
         return (f"{c['benchmark']} ({tasks}), {self.recipe.name}{memory}{params}, "
                 f"{c['backbone']}, {protocol}, lr {c['lr']}, seed {c['seed']}, "
-                f"device {c['device']} [{c['hparams_source']}] -> {self.out}")
+                f"device {c['device']}{ranks} [{c['hparams_source']}] -> {self.out}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -209,7 +213,9 @@ def check_run(config: RunConfig) -> tuple[Benchmark, Recipe, str, torch.device]:
         from lifelong.runs.load import check_finished
 
         check_finished(Path(config.init_from), "--init-from")
-    return benchmark, recipe, backbone, resolve_device(config.device)
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    return benchmark, recipe, backbone, device
 
 
 def stream_of(benchmark: Benchmark, source: Source, config: RunConfig) -> Stream:
@@ -345,6 +351,8 @@ def _resolved(config: RunConfig, recipe: Recipe, backbone: str, device: torch.de
     every = default_every(config.benchmark, config.online, config.eval_every)
     if every is not None:  # recorded when on, left out when off (lifelong.config.UNSET_LEFT_OUT)
         resolved["eval_every"] = every
+    if distributed.parallel():  # not part of the fingerprint (NOT_IDENTITY): a run resumes with another number
+        resolved["world_size"] = distributed.world()
     return resolved
 
 
@@ -358,10 +366,11 @@ def prepare_run(config: RunConfig, *, resume: bool = False, dry_run: bool = Fals
     benchmark, recipe, backbone, device = check_run(config)
     out = Path(config.out) if config.out else default_out(config)
     lock = RunLock(out)
-    if lock.path.is_file() and not dry_run:
+    early = not distributed.parallel()  # several processes: rank 0 checks the folder where all ranks agree (_open_shared)
+    if lock.path.is_file() and not dry_run and early:
         lock.acquire()  # a folder another run is writing to is refused before the data are read
     try:
-        if not resume:  # checked early, read only; checked again under the lock (open_out_dir)
+        if not resume and early:  # checked early, read only; checked again under the lock (open_out_dir)
             check_out_dir(out, config.overwrite)
         torch.set_num_threads(config.threads or DEFAULT_THREADS)
         if config.deterministic:
@@ -383,7 +392,7 @@ def build_model(config: RunConfig, recipe: Recipe, backbone: str, source: Source
     torch.manual_seed(derive(config.seed, "init"))
     model = set_head(build_backbone(backbone, source.image_shape, source.num_classes), recipe.head,
                      recipe.head_scale).to(device)
-    return set_projection(model, recipe.projection)
+    return channels_last(set_projection(model, recipe.projection), backbone, device)
 
 
 def load_init(model: nn.Module, folder: str | Path) -> None:
@@ -426,8 +435,26 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     check_loggers(config.log)
     if recipe.memory:
         check_memory_capacity(recipe, stream, config.buffer_size)
+    if distributed.parallel():
+        check_parallel(recipe, resolved["batch_size"], resolved["replay_batch_size"], resolved["buffer_size"])
     if dry_run:
         return resolved
+    if distributed.parallel():
+        payload, notes, store, log = _open_shared(out, lock, resume, config, resolved, stream)
+    else:
+        payload, notes, store = _open_folder(out, lock, resume, config, resolved, stream)
+        log = RunLog(out / "run.log")
+    for note in notes:
+        log.write(note)
+    return PreparedRun(config, resolved, benchmark, stream, recipe, model, optimizer, device, out, log, lock,
+                       payload, notes, store)
+
+
+def _open_folder(out: Path, lock: RunLock, resume: bool, config: RunConfig, resolved: dict[str, Any],
+                 stream: Stream) -> tuple[dict | None, list[str], CheckpointStore]:
+    """Open the run folder (a new run: emptied, its config written; a resumed one: its newest
+    good checkpoint loaded and checked against the configuration): ``(checkpoint payload or
+    None, notes for the log, the folder's checkpoints)``."""
     open_out_dir(out, lock, clear=not resume, overwrite=config.overwrite)
     payload, notes, store = None, [], CheckpointStore(out)
     if resume:
@@ -443,11 +470,39 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
             notes.append("no usable checkpoint; starting from the beginning")
     else:
         write_config(out, resolved)
-    log = RunLog(out / "run.log")
-    for note in notes:
-        log.write(note)
-    return PreparedRun(config, resolved, benchmark, stream, recipe, model, optimizer, device, out, log, lock,
-                       payload, notes, store)
+    return payload, notes, store
+
+
+class _NoLog:
+    """The ``run.log`` of a rank other than 0: nothing is written."""
+
+    def write(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _open_shared(out: Path, lock: RunLock, resume: bool, config: RunConfig, resolved: dict[str, Any],
+                 stream: Stream) -> tuple[dict | None, list[str], CheckpointStore, Any]:
+    """:func:`_open_folder` with several processes: rank 0 opens the folder and chooses the
+    checkpoint; a refusal there is every rank's (one line, from rank 0); the other ranks read
+    the checkpoint rank 0 chose and write nothing."""
+    error, payload, notes, store = None, None, [], CheckpointStore(out)
+    if distributed.rank() == 0:
+        try:
+            payload, notes, store = _open_folder(out, lock, resume, config, resolved, stream)
+        except UserError as exc:
+            error = str(exc)
+    distributed.agree(error)
+    chosen = distributed.broadcast(None if payload is None else store.newest.name)
+    if distributed.rank() != 0:
+        if chosen is not None:
+            path = store.folder / chosen
+            payload = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+            store.newest = path
+        return payload, notes, store, _NoLog()
+    return payload, notes, store, RunLog(out / "run.log")
 
 
 def _where(position: dict[str, Any], num_tasks: int) -> str:
@@ -508,8 +563,10 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
     c = run.resolved
     run.log.write(f"start: {run.describe()}")
     steps_done = run.resume["position"]["step"] if run.resume else 0
+    writer = distributed.rank() == 0
     try:
-        loggers = RunLoggers(run.out, every=c["log_every"], extra=c["log"], config=c, steps_done=steps_done)
+        loggers = RunLoggers(run.out, every=c["log_every"], extra=c["log"], config=c, steps_done=steps_done) \
+            if writer else None
     except BaseException:
         run.log.close()
         run.lock.release()
@@ -524,16 +581,18 @@ def execute_run(run: PreparedRun, events: Events | None = None, started: float |
                 seed=c["seed"], epochs=c["epochs"], batch_size=c["batch_size"], buffer_size=c["buffer_size"],
                 replay_batch_size=c["replay_batch_size"], augment_padding=run.benchmark.augment_padding,
                 events=events, checkpointing=checkpointing, on_nan=c["on_nan"], eval_every=c.get("eval_every"),
+                precision=c.get("precision", "fp32"),
             )
             if result.status == "interrupted":
                 result.message += f"; {resume_point(run.store, result.steps)}"
-            doc = _write_results(run, result, started)
+            doc = _write_results(run, result, started, write=writer)
     except OSError as exc:
         raise ConfigError(f"cannot write to {run.out}: {exc.strerror or exc}; free space or fix permissions, "
                           f"then resume with `lifelong run --resume {run.out}`") from None
     finally:
-        loggers.close(doc["status"] if doc else "failed", None if doc is None else {
-            "class_il": doc["class_il"]["average_accuracy"], "task_il": doc["task_il"]["average_accuracy"]})
+        if loggers is not None:
+            loggers.close(doc["status"] if doc else "failed", None if doc is None else {
+                "class_il": doc["class_il"]["average_accuracy"], "task_il": doc["task_il"]["average_accuracy"]})
         run.log.close()
         run.lock.release()
     return doc
@@ -545,10 +604,13 @@ def _shown(value: float | None) -> str:
     return "-" if value is None else str(value)
 
 
-def _write_results(run: PreparedRun, result: RunResult, started: float) -> dict[str, Any]:
-    """The matrices, ``model.pt`` (a complete run only) and ``metrics.json`` last; the end line."""
+def _write_results(run: PreparedRun, result: RunResult, started: float, write: bool = True) -> dict[str, Any]:
+    """The matrices, ``model.pt`` (a complete run only) and ``metrics.json`` last; the end line.
+    ``write=False`` (a rank other than 0): the metrics document only, nothing written."""
     doc = build_metrics(result, run.resolved, wall_seconds=time.perf_counter() - started,
                         num_tasks=run.stream.num_tasks)
+    if not write:
+        return doc
     if result.status == "complete":
         buffer = io.BytesIO()
         torch.save(run.model.state_dict(), buffer)

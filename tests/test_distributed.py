@@ -1,0 +1,450 @@
+"""Several processes (lifelong.distributed): the layout's arithmetic, task-end statistics and whole
+runs of 2 gloo processes against one process, and `torchrun -m lifelong run` end to end (rank 0
+alone writes, the accuracy band of one process, a killed rank, resume with the same or another
+number of processes, the refusals). Kept tiny: two CPU processes on tiny data."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import lifelong
+from lifelong import distributed
+from lifelong.config import refresh_plugins, view_batch_parts
+from lifelong.data.streams import class_incremental
+from lifelong.errors import ConfigError
+from lifelong.evaluate import evaluate
+from lifelong.loop import check_parallel, train
+from lifelong.memory import ReservoirBuffer
+from lifelong.methods import build_recipe
+from lifelong.nets import build_backbone
+from lifelong.objective.weight import MAS, task_fisher
+from lifelong.optim import SGD
+from lifelong.plugins.nme import NearestMeanOfExemplars
+from tests.conftest import make_source, run_cli, write_fashion_mnist
+
+SRC = Path(lifelong.__file__).resolve().parents[1]  # the code under test (a mutant's copy too)
+
+
+# -- the layout's arithmetic, in one process ------------------------------------------------------
+
+def test_parts_deal_the_remainder_to_the_first_ranks_and_blocks_tile_the_range():
+    assert [distributed.part(10, r, 4) for r in range(4)] == [3, 3, 2, 2]
+    for n in range(0, 23):
+        for w in (1, 2, 3, 4):
+            blocks = [distributed.share(n, r, w) for r in range(w)]
+            sizes = [len(a) for a in np.array_split(np.arange(n), w)]  # numpy's own even split
+            assert [hi - lo for lo, hi in blocks] == sizes
+            assert blocks[0][0] == 0 and blocks[-1][1] == n
+            assert all(blocks[r][1] == blocks[r + 1][0] for r in range(w - 1))
+            assert sum(distributed.part(n, r, w) for r in range(w)) == n
+
+
+def test_one_process_answers_as_one():
+    assert distributed.world() == 1 and distributed.rank() == 0 and not distributed.parallel()
+    assert distributed.share(7) == (0, 7) and distributed.stream_name("memory") == "memory"
+    t = [torch.ones(3)]
+    assert distributed.sum_(t)[0].tolist() == [1, 1, 1] and distributed.mean_loss(torch.tensor(2.5))[0].item() == 2.5
+    assert distributed.stream_name("memory", 2) == "memory@rank2"
+
+
+def test_layout_from_the_environment_and_its_refusals():
+    assert distributed.from_environment({}) is None
+    assert distributed.from_environment({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == \
+        distributed.Layout(1, 2, 1)
+    for bad in ({"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x", "WORLD_SIZE": "2"}):
+        with pytest.raises(ConfigError, match="torchrun"):
+            distributed.from_environment(bad)
+    distributed.check_layout(10, 20, 2)
+    with pytest.raises(ConfigError, match="3 processes cannot share the batch size 10"):
+        distributed.check_layout(10, 9, 3)
+    with pytest.raises(ConfigError, match="replay batch size 5"):
+        distributed.check_layout(10, 5, 2)
+
+
+def _reservoir_state(rows: list[int], seen: int, capacity: int) -> dict:
+    return {"capacity": capacity, "count": len(rows), "seen": seen, "rng": "old", "sample_rng": "old",
+            "fields": {"x": torch.tensor(rows, dtype=torch.float32).unsqueeze(1), "y": torch.tensor(rows)}}
+
+
+def test_a_reservoir_is_re_split_when_the_number_of_ranks_changes():
+    old = [_reservoir_state([0, 1, 2, 3, 4], 50, 5), _reservoir_state([10, 11, 12, 13, 14], 50, 5)]  # 2 ranks of 5
+    one = distributed.memory_for_rank(old, {"capacity": 10, "rng": "new", "sample_rng": "new"}, True, 0, 1)
+    assert one["fields"]["y"].tolist() == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14] and one["seen"] == 100
+    assert one["count"] == 10 and one["rng"] == "new"
+    three = [distributed.memory_for_rank(old, {"capacity": distributed.part(10, r, 3), "rng": "new",
+                                               "sample_rng": "new"}, True, r, 3) for r in range(3)]
+    assert [m["fields"]["y"].tolist() for m in three] == [[0, 3, 11, 14], [1, 4, 12], [2, 10, 13]]
+    assert [m["seen"] for m in three] == [34, 33, 33] and sum(m["count"] for m in three) == 10
+    alone = [_reservoir_state(list(range(10)), 101, 10)]  # a one-process checkpoint under torchrun -nproc 2
+    two = [distributed.memory_for_rank(alone, {"capacity": 5, "rng": "new", "sample_rng": "new"}, True, r, 2)
+           for r in range(2)]
+    assert [m["fields"]["y"].tolist() for m in two] == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+    assert [m["seen"] for m in two] == [51, 50]
+    replicated = distributed.memory_for_rank(old, {"capacity": 10, "sample_rng": "mine"}, False, 1, 3)
+    assert replicated["fields"]["y"].tolist() == [0, 1, 2, 3, 4] and replicated["sample_rng"] == "mine"
+
+
+def test_a_checkpoint_whose_ranks_do_not_match_its_world_size_is_one_line():
+    payload = {"memory": None, "rng": {"augment": 0}, "ranks": [{"memory": None, "rng": {}}], "world_size": 2}
+    with pytest.raises(ConfigError, match="holds 1 ranks' states but says it was written by 2"):
+        distributed.for_this_rank(payload, None, False, {})
+
+
+def test_what_several_processes_do_not_run_yet_is_refused(monkeypatch):
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    check_parallel(build_recipe("derpp"), 10, 10, 200)
+    with pytest.raises(ConfigError, match="memory 'activations' does not run under several processes"):
+        check_parallel(build_recipe("sharp-lite"), 10, 10, 200)
+    with pytest.raises(ConfigError, match="plug-in 'view-batch' does not run"):
+        check_parallel(build_recipe("er", {}, view_batch_parts(4)[0]), 10, 10, 200)
+    with pytest.raises(ConfigError, match="each needs at least one slot"):
+        check_parallel(build_recipe("er"), 10, 10, 1)
+
+
+# -- 2 gloo processes against one: task-end statistics and whole runs ------------------------------
+
+def _stream():
+    return class_incremental(make_source(num_classes=4, per_class_train=30, per_class_test=9), 2)
+
+
+def _model(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_backbone("mlp", (1, 8, 8), 4)
+
+
+def _statistics() -> dict:
+    """Fisher (EWC, refresh), MAS's importance, iCaRL's class means and the evaluation of a fresh
+    model on the first task, with a memory holding the task's examples (odd sizes: 61 rows)."""
+    stream = _stream()
+    model = _model()
+    task = stream.tasks[0]
+    state = SimpleNamespace(model=model, task=task, stream=stream, step=0, cache={})
+    fisher = task_fisher(state, probability_weighted=True)
+    plain = task_fisher(state, probability_weighted=False, max_examples=47)
+    mas = MAS()
+    mas.end_task(state)
+    memory = ReservoirBuffer(61, np.random.default_rng(0))
+    idx = torch.cat([stream.tasks[0].train_idx, stream.tasks[1].train_idx[:1]])
+    memory.add(x=stream.inputs("train", idx, 0), y=stream.labels("train", idx))
+    state.memory = memory
+    nme = NearestMeanOfExemplars()
+    nme.end_task(state)
+    return {"fisher": fisher, "plain": plain, "mas": mas.penalty.omega, "means": nme.means,
+            "evaluate": evaluate(model, stream, batch_size=7)}
+
+
+RUNS = {"ewc": ("ewc", {}, []), "ewc-online": ("ewc-online", {}, []), "si": ("si", {}, []), "mas": ("mas", {}, []),
+        "icarl": ("icarl", {}, []), "ewc-refresh": ("ewc", {}, refresh_plugins("paper"))}
+
+
+def _trained(name: str) -> dict:
+    """A whole run of a method without replay draws (batches of 10 that 2 processes share evenly):
+    its final weights, every term's and plug-in's state, and its accuracy."""
+    method, params, shorthand = RUNS[name]
+    recipe = build_recipe(method, params, shorthand)
+    model = _model()
+    result = train(_stream(), model, recipe, SGD(model.parameters(), lr=0.1), seed=0, epochs=1, batch_size=10,
+                   buffer_size=20)
+    return {"model": model.state_dict(), "terms": [getattr(t, "state_dict", dict)() for _, t in recipe.objective.terms],
+            "plugins": [getattr(p, "state_dict", dict)() for p in recipe.plugins], "class_il": result.class_il}
+
+
+def _replayed(method: str) -> list[float]:
+    """ER or DER++ on a Split-MNIST slice (the bundled MNIST, 600 training and 500 test examples a
+    task), buffer 200, the published settings for it: the final class-IL row (replay draws differ
+    from one process's: only the accuracy band can be compared). One process, seeds 0-3: ER
+    44-49%, DER++ 72-80%; fine-tuning forgets all but the last task (about 20%)."""
+    from lifelong import hparams
+    from lifelong.data.mnist import load_mnist
+    from lifelong.data.streams import Task
+
+    stream = class_incremental(load_mnist(), 5)
+    g = torch.Generator().manual_seed(0)
+    stream.tasks = [Task(t.index, t.classes, t.train_idx[torch.randperm(t.num_train, generator=g)[:600]].sort().values,
+                         t.test_idx[:500]) for t in stream.tasks]
+    entry, _ = hparams.lookup("split-mnist", method, 200)
+    torch.manual_seed(0)
+    model = build_backbone("mlp", (1, 28, 28), 10)
+    result = train(stream, model, build_recipe(method, entry.get("params", {})), SGD(model.parameters(), lr=entry["lr"]),
+                   seed=0, epochs=1, batch_size=10, replay_batch_size=entry.get("replay_batch_size"), buffer_size=200)
+    return result.class_il[-1]
+
+
+BANDED = ("er", "derpp")
+
+
+def _anytime() -> dict:
+    """Fine-tuning with anytime evaluation every 25 examples (batches of 10: a 2-process batch's
+    count is the whole batch's): the curve."""
+    model = _model()
+    result = train(_stream(), model, build_recipe("finetune"), SGD(model.parameters(), lr=0.1), seed=0, epochs=1,
+                   batch_size=10, eval_every=25)
+    return result.anytime
+
+
+def _worker(rank: int, world: int, folder: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
+                                         world_size=world)
+    try:
+        torch.save({"statistics": _statistics(), **{name: _trained(name) for name in RUNS},
+                    **{f"band-{m}": _replayed(m) for m in BANDED}, "anytime": _anytime()}, f"{folder}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> list[dict]:
+    folder = tmp_path_factory.mktemp("gloo")
+    mp.spawn(_worker, args=(2, str(folder)), nprocs=2, join=True)
+    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def _close(a, b, atol: float = 1e-6) -> bool:
+    """Equal containers of tensors and numbers, tensors up to float sums (NaN where NaN)."""
+    if isinstance(a, torch.Tensor):
+        return a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=atol, equal_nan=True)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], atol) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y, atol) for x, y in zip(a, b))
+    return a == b if not isinstance(a, float) else abs(a - b) <= 1e-9 + 1e-5 * abs(a)
+
+
+def test_task_end_statistics_of_two_processes_equal_one_process(two_processes):
+    alone = _statistics()
+    for name in ("fisher", "plain", "mas", "means", "evaluate"):
+        for rank in two_processes:
+            assert _close(rank["statistics"][name], alone[name]), name
+    # the wrong variants: each rank's share not summed (half), or averaged instead of summed
+    half = [f / 2 for f in alone["fisher"]]
+    assert not _close(two_processes[0]["statistics"]["fisher"], half)
+    assert torch.isnan(alone["means"][:, 0]).tolist() == [False, False, False, True]  # class 3 has no exemplar
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled(two_processes, name):
+    alone = _trained(name)
+    for rank in two_processes:
+        assert _close(rank[name], alone, atol=1e-5), name
+    assert _close(two_processes[0][name], two_processes[1][name], atol=0.0)  # the ranks hold one model
+
+
+# -- torchrun end to end ---------------------------------------------------------------------------
+
+KILLER = '''import os, signal, time
+from lifelong import distributed, loop
+AT = int(os.environ.get("LIFELONG_TEST_KILL_AT", "0"))
+if os.environ.get("LIFELONG_TEST_SLOW"):  # a step of 50 ms: time to interrupt the run
+    _plain = loop.Step.__call__
+    def _slow(self, *args, **kwargs):
+        time.sleep(0.05)
+        return _plain(self, *args, **kwargs)
+    loop.Step.__call__ = _slow
+if AT:
+    _original = loop.Step.__call__
+    def _call(self, *args, **kwargs):
+        out = _original(self, *args, **kwargs)
+        if distributed.rank() == 1 and self.state.step == AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    loop.Step.__call__ = _call
+'''
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return {**env, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **extra}
+
+
+def _lifelong(args: list[str], processes: int | None, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """``lifelong ARGS`` in a new process, under ``torchrun`` with ``processes`` ranks (``None``: alone)."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                str(processes)] if processes else [sys.executable]
+    return subprocess.run([*launcher, "-m", "lifelong", *args], cwd=cwd, env=_env(**env), capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def fashion_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ddp") / "data"
+    write_fashion_mnist(root, per_class_train=20, per_class_test=6)
+    (root.parent / "killer.py").write_text(KILLER)
+    return root
+
+
+def _flags(data: Path, method: str, out: Path) -> list[str]:
+    return ["run", "--benchmark", "split-fashion-mnist", "--data-root", str(data), "--batch-size", "4", "--quiet",
+            "--method", method, "--buffer-size", "20", "--device", "cpu", "--checkpoint-every", "3", "--out", str(out),
+            "--import", str(data.parent / "killer.py")]
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    x, y = torch.load(a / "model.pt"), torch.load(b / "model.pt")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.fixture(scope="module")
+def derpp_two(fashion_data) -> Path:
+    out = fashion_data.parent / "derpp-2"
+    done = _lifelong(_flags(fashion_data, "derpp", out), 2, fashion_data.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_rank_zero_alone_writes_the_run_folder(derpp_two, fashion_data):
+    alone = fashion_data.parent / "derpp-1"
+    done = _lifelong(_flags(fashion_data, "derpp", alone), None, fashion_data.parent)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in derpp_two.iterdir()) == sorted(p.name for p in alone.iterdir())
+    assert (derpp_two / "run.log").read_text().count(" start: ") == 1
+    assert "x 2 processes" in (derpp_two / "run.log").read_text()
+    events = (derpp_two / "events.jsonl").read_text().splitlines()
+    assert sum('"run_start"' in e for e in events) == 1 and sum('"run_end"' in e for e in events) == 1
+    steps = _metrics(derpp_two)["steps"]
+    assert steps == _metrics(alone)["steps"] == 50  # the global batch is the configured one: 5 tasks x 40 / 4
+    assert not any(p.name.startswith("derpp-2") and p != derpp_two for p in fashion_data.parent.iterdir())
+
+
+def test_anytime_evaluation_of_two_processes_equals_one_process(two_processes):
+    alone = _anytime()
+    for rank in two_processes:
+        curve = rank["anytime"]["curve"]
+        assert [p["examples_seen"] for p in curve] == [p["examples_seen"] for p in alone["curve"]]
+        assert [p["exposed_classes"] for p in curve] == [p["exposed_classes"] for p in alone["curve"]]
+        assert [p["accuracy"] for p in curve] == [p["accuracy"] for p in alone["curve"]]
+    assert len(alone["curve"]) > 4
+
+
+@pytest.mark.parametrize("method", BANDED)
+def test_er_and_derpp_of_two_processes_reach_the_accuracy_band_of_one(two_processes, method):
+    alone = _replayed(method)
+    two = two_processes[0][f"band-{method}"]
+    assert two == two_processes[1][f"band-{method}"]  # evaluation counts summed: every rank reads the same row
+    mean = lambda row: sum(row) / len(row)  # noqa: E731
+    assert mean(two) > 35 and abs(mean(two) - mean(alone)) <= 8, (alone, two)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", BANDED)
+def test_full_split_mnist_of_two_processes_reaches_the_band_of_one(method, tmp_path):
+    accuracy = {}
+    for processes in (None, 2):
+        out = tmp_path / f"{method}-{processes}"
+        done = _lifelong(["run", "--benchmark", "split-mnist", "--method", method, "--buffer-size", "200", "--device",
+                          "cpu", "--quiet", "--out", str(out)], processes, tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        accuracy[processes] = _metrics(out)["class_il"]["average_accuracy"]
+    assert abs(accuracy[2] - accuracy[None]) <= 5, accuracy
+
+
+@pytest.fixture(scope="module")
+def killed(fashion_data) -> Path:
+    """The DER++ run of :func:`derpp_two` with rank 1 killed (SIGKILL) after step 23; left as it
+    is (tests resume copies of it)."""
+    folder = fashion_data.parent / "derpp-killed"
+    done = _lifelong(_flags(fashion_data, "derpp", folder), 2, fashion_data.parent, LIFELONG_TEST_KILL_AT="23")
+    assert done.returncode != 0
+    return folder
+
+
+def test_a_killed_rank_fails_the_job_and_the_run_resumes_with_two_or_one_processes(killed, derpp_two, tmp_path):
+    assert not (killed / "metrics.json").exists()
+    names = sorted(p.name for p in (killed / "checkpoints").iterdir())
+    assert names == ["ckpt-000000020.pt", "ckpt-000000020.pt.sha256", "ckpt-000000021.pt", "ckpt-000000021.pt.sha256"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    shutil.copytree(killed, two)
+    shutil.copytree(killed, one)
+    resumed = _lifelong(["run", "--resume", str(two), "--quiet"], 2, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from ckpt-000000021.pt" in resumed.stderr
+    assert _same_weights(two, derpp_two)  # every rank's memory and generators came back
+    other = _lifelong(["run", "--resume", str(one), "--quiet"], None, tmp_path)  # one process: the reservoirs re-split
+    assert other.returncode == 0, other.stderr
+    assert _metrics(one)["complete"] and _metrics(one)["steps"] == 50
+    assert not _same_weights(one, derpp_two)
+
+
+def test_an_interrupt_stops_every_rank_at_one_step_with_a_checkpoint(fashion_data, derpp_two, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lifelong"]
+    proc = subprocess.Popen([*launcher, *_flags(fashion_data, "derpp", out)], cwd=tmp_path,
+                            env=_env(LIFELONG_TEST_SLOW="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "checkpoints").glob("*.sha256")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: torchrun passes it to every rank
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert err.count("lifelong: stopped at") == 1 and "holds this point" in err
+    resumed = _lifelong(["run", "--resume", str(out), "--quiet"], 2, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _same_weights(out, derpp_two)  # LIFELONG_TEST_SLOW only slows the steps
+
+
+def _refused(capsys, monkeypatch, args: list[str], world: int = 2) -> str:
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_bad_layouts_are_one_line_before_any_rendezvous(capsys, monkeypatch, fashion_data, killed, tmp_path):
+    base = ["run", "--benchmark", "split-fashion-mnist", "--data-root", str(fashion_data), "--quiet",
+            "--out", str(tmp_path / "x")]
+    assert "--jobs runs several runs side by side" in _refused(capsys, monkeypatch, base + ["--jobs", "2"])
+    assert "--seeds runs several runs side by side" in _refused(capsys, monkeypatch, base + ["--seeds", "0-1"])
+    assert "3 processes cannot share the batch size 4" in _refused(capsys, monkeypatch, base + ["--batch-size", "4"], 3)
+    assert "replay batch size 5" in _refused(capsys, monkeypatch, base + ["--batch-size", "4", "--replay-batch-size",
+                                                                          "5"])
+    # a run of 2 processes (batch 4) resumed by 3: its layout cannot share the batch
+    assert "3 processes cannot share the batch size 4" in _refused(capsys, monkeypatch,
+                                                                   ["run", "--resume", str(killed)], 3)
+    assert not (tmp_path / "x").exists()
+
+
+def test_under_torchrun_a_refusal_is_said_once(fashion_data, tmp_path):
+    done = _lifelong(["run", "--benchmark", "split-fashion-mnist", "--data-root", str(fashion_data), "--quiet",
+                      "--batch-size", "5", "--out", str(tmp_path / "x")], 2, tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.count("lifelong: error: 2 processes cannot share the batch size 5") == 1
+
+
+def test_a_folder_only_rank_zero_can_refuse_stops_every_rank(fashion_data, tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "something").write_text("x")
+    done = _lifelong(_flags(fashion_data, "er", busy), 2, tmp_path)
+    assert done.returncode != 0 and done.stderr.count("lifelong: error: output folder") == 1
+    assert sorted(p.name for p in busy.iterdir() if p.name != "run.lock") == ["something"]
+
+
+def test_the_ddp_benchmark_runs_in_a_tiny_configuration(tmp_path):
+    script = SRC.parent / "benchmarks" / "ddp.py"
+    if not script.is_file():  # a mutant's copy of src/: the benchmark is the repository's
+        script = Path(__file__).resolve().parents[1] / "benchmarks" / "ddp.py"
+    out = tmp_path / "ddp.md"
+    done = subprocess.run([sys.executable, str(script), "--batches", "10", "--steps", "20", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| 10 |")]
+    assert [int(r[2]) for r in rows] == [1, 2] and all(float(r[3]) > 0 for r in rows)
+    assert "all-reduce" in out.read_text()
