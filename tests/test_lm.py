@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from lifelong.cli import main
 from lifelong.errors import ConfigError, DataError
-from lifelong.lm.batches import ReplayMixer, check_replay, replayed_count, windows
+from lifelong.lm.batches import ReplayMixer, check_replay, replayed_count, split_task, windows
 from lifelong.lm.mer import EfficientMER
 from lifelong.lm.model import GPT, GPTConfig
 from lifelong.lm.offline import docstrings, offline_corpus, strip_source
@@ -203,6 +203,28 @@ def test_mixer_draws_replay_from_earlier_corpora_only(tmp_path: Path) -> None:
     assert seen_old == {0, 1}  # both earlier corpora
 
 
+def test_joint_task_mixes_corpora_in_proportion_to_their_tokens(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    c0 = _corpus(tmp_path, "c0", rng.integers(0, 50, 340), 40)  # 300 training tokens
+    c1 = _corpus(tmp_path, "c1", rng.integers(100, 150, 140), 40)  # 100
+    c2 = _corpus(tmp_path, "c2", rng.integers(200, 250, 140), 40)
+    assert split_task("A+B") == ["A", "B"] and split_task("A") == ["A"]
+    mixer = ReplayMixer([c0, c1, c2], 16, 6, 0.25, torch.Generator().manual_seed(0), tasks=[[0, 1], [2]])
+    x = torch.cat([mixer.batch(0, s)[0] for s in range(200)])
+    from_c0 = (x < 50).all(dim=1).float().mean().item()
+    assert from_c0 == pytest.approx(300 / 400, abs=0.02)  # 3:1 by training tokens, not 1:1 by corpus
+    assert ((x < 50).all(dim=1) | ((x >= 100) & (x < 150)).all(dim=1)).all()  # a window is from one corpus
+    assert mixer.earlier(0) == [] and mixer.earlier(1) == [0, 1]
+    x2 = torch.cat([mixer.batch(1, s)[0] for s in range(40)])
+    assert int((x2 < 200).all(dim=1).sum()) == 40 * 4  # 25% replay, from both joined corpora
+    # a joint task after one of its members: the member is not replayed (it is trained on)
+    after = ReplayMixer([c0, c1], 8, 6, 0.25, torch.Generator().manual_seed(0), tasks=[[0], [0, 1]])
+    assert after.earlier(1) == []
+    for bad in ("A+", "A++B", "A+A"):
+        with pytest.raises(ConfigError, match=r"joined by \+"):
+            split_task(bad)
+
+
 @pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, "a", True])
 def test_replay_ratio_outside_zero_one_is_refused(bad: object) -> None:
     with pytest.raises(ConfigError, match=r"\[0, 1\)"):
@@ -382,6 +404,24 @@ def test_cli_prepare_and_train_write_the_run_folder(tmp_path: Path, capsys: pyte
     _error(capsys, argv)  # the folder holds a run: --overwrite or another --out
     assert main(["lm", "train", "--resume", "--out", str(run), "--quiet"]) == 0  # complete: nothing more
     capsys.readouterr()
+
+
+def test_cli_joint_baseline_is_one_task_on_the_union(data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "joint"
+    argv = ["lm", "train", "--data", str(data), "--stream", "A+B", "--steps", "8", "--batch-size", "4",
+            "--block-size", "8", "--n-layer", "1", "--n-embd", "16", "--eval-tokens", "64", "--warmup", "1",
+            "--out", str(run)]
+    assert main(argv) == 0
+    assert "after A+B" in capsys.readouterr().out
+    doc = json.loads((run / "metrics.json").read_text())
+    assert doc["corpora"] == ["A", "B"] and doc["stream"] == ["A+B"] and doc["tokens"] == 8 * 32
+    assert len(doc["loss_matrix"]) == 1 and len(doc["loss_matrix"][0]) == 2  # one row, a column per corpus
+    assert doc["metrics"]["forgetting"] is None
+    assert doc["metrics"]["final_mean_loss"] == pytest.approx(sum(doc["loss_matrix"][0]) / 2)
+    rows = (run / "loss_matrix.csv").read_text().splitlines()
+    assert rows[0] == "after,A,B" and rows[2].startswith("A+B,")
+    assert "joined by +" in _error(capsys, argv[:5] + ["A+A"] + argv[6:-1] + [str(tmp_path / "bad")])
 
 
 def test_cli_bad_inputs_one_line_exit_2(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

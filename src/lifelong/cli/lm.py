@@ -48,7 +48,7 @@ def add_lm_commands(sub: Any, parser_class: type, integer: Any, number: Any) -> 
     train = kinds.add_parser("train", help="train a small GPT on a stream of prepared corpora")
     train.add_argument("--data", default=None, metavar="DIR", help="the folder `lifelong lm prepare` wrote")
     train.add_argument("--stream", type=lambda t: _list_of(str, t), default=None, metavar="A,B",
-                       help="the corpora in training order")
+                       help="the corpora in training order; A+B is one task on A and B joined (the joint baseline)")
     train.add_argument("--steps", type=lambda t: _list_of(int, t), default=None, metavar="N[,N...]",
                        help="optimiser steps per corpus: one number for all or one per corpus")
     train.add_argument("--out", required=True, metavar="DIR", help="the run folder")
@@ -68,14 +68,14 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def _print_matrix(doc: dict) -> None:
-    names = doc["stream"]
+    names, tasks = doc.get("corpora", doc["stream"]), doc["stream"]
     print("held-out loss (nats/token)   " + "".join(f"{n:>10}" for n in names))
     print(f"{'init':<29}" + "".join(f"{v:>10.4f}" for v in doc["init_losses"]))
     for i, row in enumerate(doc["loss_matrix"]):
-        print(f"{'after ' + names[i]:<29}" + "".join(f"{v:>10.4f}" for v in row))
+        print(f"{'after ' + tasks[i]:<29}" + "".join(f"{v:>10.4f}" for v in row))
     m = doc["metrics"] or {}
     forgetting = m.get("forgetting")
-    print(f"forgetting {forgetting:.4f} nats" if forgetting is not None else "forgetting n/a (one corpus)")
+    print(f"forgetting {forgetting:.4f} nats" if forgetting is not None else "forgetting n/a (one task)")
     if doc["tokens_per_second"]:
         print(f"{doc['tokens']} tokens in {doc['train_seconds']:.1f} s of training, "
               f"{doc['tokens_per_second']:.0f} tokens/s")

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from lifelong.errors import ConfigError
-from lifelong.lm.batches import ReplayMixer, check_replay, windows
+from lifelong.lm.batches import ReplayMixer, check_replay, split_task, windows
 from lifelong.lm.mer import EfficientMER
 from lifelong.lm.model import GPT, GPTConfig
 from lifelong.lm.schedules import Schedule, StreamLR
@@ -71,6 +71,7 @@ class LMConfig:
             raise ConfigError(f"--steps gives {len(self.steps)} numbers for {len(self.stream)} corpora: give one, "
                               "or one per corpus")
         check_replay(self.replay)
+        self.corpus_names()
         for key in ("batch_size", "eval_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
@@ -79,6 +80,15 @@ class LMConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def corpus_names(self) -> list[str]:
+        """The corpora of the stream, each once, in the order they first appear (``A+B`` gives A, B)."""
+        return list(dict.fromkeys(n for task in self.stream for n in split_task(task)))
+
+    def task_members(self) -> list[list[int]]:
+        """Each task's corpora as indices into :meth:`corpus_names`."""
+        names = self.corpus_names()
+        return [[names.index(n) for n in split_task(task)] for task in self.stream]
 
     def schedule_spec(self) -> Schedule:
         return Schedule(self.schedule, tuple(self.steps), self.lr, self.min_lr, self.warmup,
@@ -136,7 +146,9 @@ class Position:
 
 
 class LMTrainer:
-    """The state of a run and its loop; :meth:`run` trains to the end or until ``stop`` says so."""
+    """The state of a run and its loop; :meth:`run` trains to the end or until ``stop`` says so.
+    ``corpora`` are those of ``cfg.corpus_names()``; the loss matrix has a row per task of the
+    stream and a column per corpus."""
 
     def __init__(self, cfg: LMConfig, corpora: Sequence[TokenCorpus], vocab_size: int) -> None:
         self.cfg, self.corpora = cfg, list(corpora)
@@ -144,7 +156,8 @@ class LMTrainer:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = StreamLR(self.optimizer, cfg.schedule_spec())
         self.generator = torch_generator(cfg.seed, "lm-batches")
-        self.mixer = ReplayMixer(self.corpora, cfg.batch_size, cfg.block_size, cfg.replay, self.generator)
+        self.mixer = ReplayMixer(self.corpora, cfg.batch_size, cfg.block_size, cfg.replay, self.generator,
+                                 cfg.task_members())
         self.mer = EfficientMER(cfg.mer_k, cfg.mer_beta) if cfg.mer_k else None
         self.position = Position()
         self.result = LMResult()
@@ -172,7 +185,7 @@ class LMTrainer:
         if pos.global_step == 0 and not res.init_losses:
             res.init_losses = self.evaluate()
         tokens_per_step = cfg.batch_size * cfg.block_size
-        while pos.task < len(self.corpora):
+        while pos.task < len(cfg.stream):
             if pos.step == 0 and self.mer is not None:
                 self.mer.start_corpus(self.model)
             while pos.step < cfg.steps[pos.task]:
