@@ -19,6 +19,8 @@ _HELP = {
     "beta1": "Adam beta1", "beta2": "Adam beta2", "grad_clip": "gradient-norm clip (0: none)",
     "replay": "fraction of each batch from the earlier corpora, in [0, 1)",
     "mer_k": "efficient MER: a Reptile step every K steps (0: off)", "mer_beta": "efficient MER's beta",
+    "gere": "GeRe: weight of the threshold-margin term on a fixed set of earlier windows (0: off)",
+    "gere_windows": "GeRe: windows in the fixed general set", "gere_batch": "GeRe: general windows per step",
     "eval_every": "held-out loss of every corpus every N steps (0: corpus ends only)",
     "eval_tokens": "held-out tokens per corpus per evaluation", "checkpoint_every": "checkpoint every N steps "
     "(0: corpus ends only)", "seed": "the one seed (initialisation, batches)",

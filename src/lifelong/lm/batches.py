@@ -83,7 +83,8 @@ class ReplayMixer:
         seen = [j for t in self.tasks[:task] for j in t if j not in self.tasks[task]]
         return list(dict.fromkeys(seen))
 
-    def _draw(self, members: Sequence[int], which: torch.Tensor, xs: list, ys: list) -> None:
+    def draw(self, members: Sequence[int], which: torch.Tensor, xs: list, ys: list) -> None:
+        """Append to ``xs``, ``ys`` the windows of ``members[k]`` for each ``k`` in ``which``, by corpus."""
         for k, j in enumerate(members):
             picked = int((which == k).sum())
             if picked:
@@ -101,12 +102,12 @@ class ReplayMixer:
         xs: list[torch.Tensor] = []
         ys: list[torch.Tensor] = []
         if n_old:
-            self._draw(old, torch.randint(len(old), (n_old,), generator=g), xs, ys)
+            self.draw(old, torch.randint(len(old), (n_old,), generator=g), xs, ys)
         members, n_new = self.tasks[task], self.batch_size - n_old
         if len(members) == 1:
             which = torch.zeros(n_new, dtype=torch.long)
         else:  # joint: each window's corpus in proportion to the training tokens
             sizes = torch.tensor([float(len(self.corpora[j].train)) for j in members])
             which = torch.multinomial(sizes, n_new, replacement=True, generator=g)
-        self._draw(members, which, xs, ys)
+        self.draw(members, which, xs, ys)
         return (torch.cat(xs), torch.cat(ys)) if len(xs) > 1 else (xs[0], ys[0])

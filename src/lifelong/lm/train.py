@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from lifelong.errors import ConfigError
 from lifelong.lm.batches import ReplayMixer, check_replay, split_task, windows
+from lifelong.lm.gere import GeneralReplay, check_gere
 from lifelong.lm.mer import EfficientMER
 from lifelong.lm.model import GPT, GPTConfig
 from lifelong.lm.schedules import Schedule, StreamLR
@@ -57,6 +58,9 @@ class LMConfig:
     replay: float = 0.0
     mer_k: int = 0  # 0: no MER
     mer_beta: float = 0.01
+    gere: float = 0.0  # GeRe's threshold-margin weight; 0: off
+    gere_windows: int = 64
+    gere_batch: int = 4
     eval_every: int = 0
     eval_tokens: int = 8192
     checkpoint_every: int = 0
@@ -77,6 +81,7 @@ class LMConfig:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.mer_k:
             EfficientMER(self.mer_k, self.mer_beta)
+        check_gere(self.gere, self.gere_windows, self.gere_batch)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +164,7 @@ class LMTrainer:
         self.mixer = ReplayMixer(self.corpora, cfg.batch_size, cfg.block_size, cfg.replay, self.generator,
                                  cfg.task_members())
         self.mer = EfficientMER(cfg.mer_k, cfg.mer_beta) if cfg.mer_k else None
+        self.gere = GeneralReplay(cfg.gere, cfg.gere_windows, cfg.gere_batch, self.generator) if cfg.gere else None
         self.position = Position()
         self.result = LMResult()
         torch.manual_seed(derive(cfg.seed, "dropout"))
@@ -169,6 +175,8 @@ class LMTrainer:
     def step(self, task: int, step: int) -> torch.Tensor:
         x, y = self.mixer.batch(task, step)
         _, loss = self.model(x, y)
+        if self.gere is not None:
+            loss = self.gere.loss(self.model, loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
@@ -188,6 +196,8 @@ class LMTrainer:
         while pos.task < len(cfg.stream):
             if pos.step == 0 and self.mer is not None:
                 self.mer.start_corpus(self.model)
+            if pos.step == 0 and self.gere is not None:
+                self.gere.fix(self.model, self.mixer, pos.task)
             while pos.step < cfg.steps[pos.task]:
                 started = time.perf_counter()
                 loss = self.step(pos.task, pos.step)
@@ -221,6 +231,7 @@ class LMTrainer:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "mer": None if self.mer is None else self.mer.state_dict(),
+                "gere": None if self.gere is None else self.gere.state_dict(),
                 "rng": {"batches": self.generator.get_state(), "torch": torch.get_rng_state()},
                 "result": {"loss_matrix": res.loss_matrix, "init_losses": res.init_losses, "curve": res.curve,
                            "train_seconds": res.train_seconds, "tokens": res.tokens}}
@@ -235,6 +246,8 @@ class LMTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.mer is not None:
             self.mer.load_state_dict(state["mer"])
+        if self.gere is not None:
+            self.gere.load_state_dict(state["gere"])
         self.generator.set_state(state["rng"]["batches"])
         torch.set_rng_state(state["rng"]["torch"])
         self.position = Position(**state["position"])
