@@ -11,7 +11,8 @@ A's cosine. ``rewarm`` re-warms to the peak and re-decays over B (Ibrahim et al.
 row is their baseline: one task on A and B joined (``--stream A+B``), from scratch, for as many
 steps as the two corpora together, with one warm-up and cosine. ``extra`` adds the infinite
 schedule (replay 0 and 25%), efficient MER on top of re-warming with 25% replay, and the reverse
-order B then A (re-warmed, replay 0 and 25%).
+order B then A (re-warmed, replay 0 and 25%). ``gere`` is GeRe's threshold-margin term (weights 1
+and 100, the reference's default) on top of re-warming without replay.
 
 Each run is one ``lifelong lm train`` process; the command is printed above the table. Seed K's runs
 go to ``OUT-seedK``, in folders named by their settings; a finished one is reused (delete it to
@@ -36,6 +37,7 @@ MODEL = ["--n-layer", "2", "--n-head", "4", "--n-embd", "128", "--block-size", "
          "--lr", "2e-3", "--min-lr", "2e-4", "--warmup", "20", "--eval-tokens", "16384"]
 INFINITE = ["--const-lr", "1e-3", "--cooldown", "100", "--anneal", "80"]
 MER = ["--mer-k", "100", "--mer-beta", "0.5"]
+GERE = [("A,B", "rewarm", "0", ["--gere", w], f"GeRe w {w}, 64 windows, 4 a step") for w in ("1", "100")]
 # (stream, schedule, replay, extra flags, what the extra flags are called in the table)
 MAIN = ([("A,B", "constant", replay, [], "-") for replay in ("0", "0.05", "0.25")]
         + [("A,B", "rewarm", replay, [], "-") for replay in ("0", "0.01", "0.05", "0.25", "0.5")]
@@ -55,7 +57,8 @@ def folder(stream: str, schedule: str, replay: str, extra: list[str]) -> str:
     if "+" in stream:
         return "joint-" + stream.replace("+", "")
     prefix = "" if stream == "A,B" else stream.replace(",", "") + "-"
-    return prefix + f"{schedule}-replay{replay}" + ("-mer" if "--mer-k" in extra else "")
+    gere = f"-gere{extra[extra.index('--gere') + 1]}" if "--gere" in extra else ""
+    return prefix + f"{schedule}-replay{replay}" + ("-mer" if "--mer-k" in extra else "") + gere
 
 
 def values(run: Path) -> list[float | None]:
@@ -98,14 +101,14 @@ def train_seed(args: argparse.Namespace, seed: int, grid: list) -> tuple[list[li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", choices=("main", "extra", "all"), default="main")
+    parser.add_argument("--grid", choices=("main", "extra", "gere", "all"), default="main")
     parser.add_argument("--steps", type=int, default=400, help="steps per corpus")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; each in OUT-seedK (default 0)")
     parser.add_argument("--max-chars", type=int, default=3_000_000)
     parser.add_argument("--out", default="runs/lm-shift")
     args = parser.parse_args()
     seeds = [int(k) for k in args.seeds.split(",")]
-    grid = {"main": MAIN, "extra": EXTRA, "all": MAIN + EXTRA}[args.grid]
+    grid = {"main": MAIN, "extra": EXTRA, "gere": GERE, "all": MAIN + EXTRA + GERE}[args.grid]
     per_seed = []
     for seed in seeds:
         found, prep, common = train_seed(args, seed, grid)
@@ -122,7 +125,7 @@ def main() -> None:
              "```", "python -m lifelong " + " ".join(prep).replace(f"-seed{seeds[-1]}", "-seedK"),
              "python -m lifelong " + " ".join(common).replace(f"-seed{seeds[-1]}", "-seedK").replace(
                  f"--seed {seeds[-1]}", "--seed K") + " --stream A,B --schedule SCHEDULE --replay R [EXTRA] --out RUN",
-             "```", f"(EXTRA: infinite `{' '.join(INFINITE)}`; MER `{' '.join(MER)}`)", "",
+             "```", f"(EXTRA: infinite `{' '.join(INFINITE)}`; MER `{' '.join(MER)}`; GeRe `--gere W`)", "",
              "| stream | schedule on the second | replay of the first | extra | loss first after first | "
              "loss first after second | forgetting of the first | loss second after second | mean after second |",
              "|---|---|---|---|---|---|---|---|---|", *rows, "",

@@ -60,6 +60,7 @@ LORA = "tests/test_lora.py"
 LORA_CLI = "tests/test_lora_cli.py"
 RMM = "tests/test_rmm.py"
 LM = "tests/test_lm.py"
+REPORT_LM = "tests/test_report_lm.py"
 
 
 @dataclass(frozen=True)
@@ -670,6 +671,14 @@ MUTANTS: list[Mutant] = [
     M("lm-gere-fixed-at-start", False, "lm/train.py", "if pos.step == 0 and self.gere is not None:",
       "if pos.global_step == 0 and self.gere is not None:", (LM,),
       "GeRe's general set is fixed at the run's start (no earlier corpus) instead of each later corpus's"),
+    M("report-lm-seed-data-grouped", False, "runs/sections.py", 'LM_UNGROUPED = ("seed", "data")',
+      'LM_UNGROUPED = ("seed",)', (REPORT_LM,),
+      "the LM section keeps the seeds of one configuration apart when each seed has its own data folder"),
+    M("report-lm-first-row", False, "runs/sections.py",
+      'return doc["loss_matrix"][-1][doc["corpora"].index(corpus)] if', 'return doc["loss_matrix"][0][doc["corpora"].index(corpus)] if',
+      (REPORT_LM,), "the LM section's final loss is read after the first task"),
+    M("report-lm-curves-unaligned", False, "runs/sections.py", "same = [s for s in series if [x for x, _ in s] == xs]",
+      "same = series", (REPORT_LM,), "the loss figure averages seeds whose points fall at other token counts"),
     M("lm-joint-uniform", False, "lm/batches.py", "sizes = torch.tensor([float(len(self.corpora[j].train)) for j in members])",
       "sizes = torch.ones(len(members))", (LM,),
       "a joint task picks its corpora uniformly, not in proportion to their training tokens"),

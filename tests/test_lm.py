@@ -526,9 +526,10 @@ def test_cli_bad_inputs_one_line_exit_2(data: Path, tmp_path: Path, capsys: pyte
     assert "not a `lifelong lm train` run" in _error(capsys, ["lm", "train", "--resume", "--out", str(tmp_path)])
 
 
-def test_report_leaves_an_lm_run_out_in_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    train_run(LMConfig(stream=["A"], steps=[3], **TINY), data, tmp_path / "run")
-    assert "lifelong lm" in _error(capsys, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep")])
+def test_report_shows_an_lm_run(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    train_run(LMConfig(stream=["A"], steps=[3], **TINY), data, tmp_path / "run")  # more: tests/test_report_lm.py
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep")]) == 0
+    assert "Language models" in capsys.readouterr().out
 
 
 def test_held_out_loss_is_the_mean_over_consecutive_windows_of_the_held_out_part(tmp_path: Path) -> None:
