@@ -172,6 +172,13 @@ class LMTrainer:
     def evaluate(self) -> list[float]:
         return [held_out_loss(self.model, c, self.cfg.block_size, self.cfg.eval_tokens) for c in self.corpora]
 
+    def _start_task(self, task: int) -> None:
+        """At a task's first step: MER's anchor, GeRe's general set of the earlier corpora."""
+        if self.mer is not None:
+            self.mer.start_corpus(self.model)
+        if self.gere is not None:
+            self.gere.fix(self.model, self.mixer, task)
+
     def step(self, task: int, step: int) -> torch.Tensor:
         x, y = self.mixer.batch(task, step)
         _, loss = self.model(x, y)
@@ -194,10 +201,8 @@ class LMTrainer:
             res.init_losses = self.evaluate()
         tokens_per_step = cfg.batch_size * cfg.block_size
         while pos.task < len(cfg.stream):
-            if pos.step == 0 and self.mer is not None:
-                self.mer.start_corpus(self.model)
-            if pos.step == 0 and self.gere is not None:
-                self.gere.fix(self.model, self.mixer, pos.task)
+            if pos.step == 0:
+                self._start_task(pos.task)
             while pos.step < cfg.steps[pos.task]:
                 started = time.perf_counter()
                 loss = self.step(pos.task, pos.step)

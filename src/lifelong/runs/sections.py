@@ -746,12 +746,7 @@ def lm_section(outputs: Sequence[Output]) -> Section:
     labels = _lm_labels(groups)
     corpora = _first_seen({c: None for c in o.doc["corpora"]} for o in outputs)
     columns = ["configuration", "seeds"] + [f"final loss {c}" for c in corpora] + ["forgetting", "final mean loss"]
-    rows = []
-    for label, group in zip(labels, groups):
-        measures = [_lm_measures(o.doc) for o in group]
-        rows.append([label, _seeds_text(group)]
-                    + [stat_cell([_final_loss(o.doc, c) for o in group], ".3f") for c in corpora]
-                    + [stat_cell([m[0] for m in measures], ".3f"), stat_cell([m[1] for m in measures], ".3f")])
+    rows = [_lm_row(label, group, corpora) for label, group in zip(labels, groups)]
     note = ("Held-out next-token loss (nats per token) of each corpus after the last task of the stream; forgetting: "
             "the rise of each earlier corpus's loss above its best after being learnt (lifelong.metrics.loss_forgetting; "
             "– for one task, such as a joint A+B); the mean over the corpora. Folders whose config.yaml is the same but "
@@ -761,13 +756,22 @@ def lm_section(outputs: Sequence[Output]) -> Section:
                    for o in outputs for after, values in _matrix_lines(o.doc, corpora)]
     matrices = Table("Language models: loss matrices", ["folder", "seed", "after"] + list(corpora), matrix_rows, 3,
                      "Each folder's held-out loss of every corpus before training (init) and after each task.")
-    figs = []
-    for c in corpora:
-        curves = {label: curve for label, group in zip(labels, groups) if (curve := _lm_curve(group, c)) is not None}
-        if curves:
-            figs.append(Figure(f"lm_loss_{_stem(c)}", f"Held-out loss of {c} over the training tokens",
-                               "plot_loss_curves", curves))
+    figs = [fig for c in corpora if (fig := _lm_figure(c, labels, groups)) is not None]
     return Section("Language models", [Table("Language models", columns, rows, 2, note, listing), matrices], figs)
+
+
+def _lm_row(label: str, group: Sequence[Output], corpora: Sequence[str]) -> list[str]:
+    measures = [_lm_measures(o.doc) for o in group]
+    return ([label, _seeds_text(group)] + [stat_cell([_final_loss(o.doc, c) for o in group], ".3f") for c in corpora]
+            + [stat_cell([m[0] for m in measures], ".3f"), stat_cell([m[1] for m in measures], ".3f")])
+
+
+def _lm_figure(corpus: str, labels: Sequence[str], groups: Sequence[Sequence[Output]]) -> Figure | None:
+    curves = {label: curve for label, group in zip(labels, groups) if (curve := _lm_curve(group, corpus)) is not None}
+    if not curves:
+        return None
+    return Figure(f"lm_loss_{_stem(corpus)}", f"Held-out loss of {corpus} over the training tokens",
+                  "plot_loss_curves", curves)
 
 
 def _matrix_lines(doc: dict[str, Any], corpora: Sequence[str]) -> list[tuple[str, list[float | None]]]:
