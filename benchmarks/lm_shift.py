@@ -5,11 +5,14 @@ benchmarks/lm_shift.md.
 
     python benchmarks/lm_shift.py [--grid main|extra|all] [--steps 400] [--seeds 0,1,2] [--out runs/lm-shift]
 
-``main`` is A then B with replay 0, 5 and 25% of A, under two learning-rate schedules on B.
-``constant`` does not re-warm: B trains at the final learning rate of A's cosine. ``rewarm``
-re-warms to the peak and re-decays over B (Ibrahim et al. 2024). ``extra`` adds the infinite
+``main`` is A then B with replay 0, 5 and 25% of A, under two learning-rate schedules on B
+(and 1 and 50% re-warmed). ``constant`` does not re-warm: B trains at the final learning rate of
+A's cosine. ``rewarm`` re-warms to the peak and re-decays over B (Ibrahim et al. 2024). Its last
+row is their baseline: one task on A and B joined (``--stream A+B``), from scratch, for as many
+steps as the two corpora together, with one warm-up and cosine. ``extra`` adds the infinite
 schedule (replay 0 and 25%), efficient MER on top of re-warming with 25% replay, and the reverse
-order B then A (re-warmed, replay 0 and 25%).
+order B then A (re-warmed, replay 0 and 25%). ``gere`` is GeRe's threshold-margin term (weights 1
+and 100, the reference's default) on top of re-warming without replay.
 
 Each run is one ``lifelong lm train`` process; the command is printed above the table. Seed K's runs
 go to ``OUT-seedK``, in folders named by their settings; a finished one is reused (delete it to
@@ -34,8 +37,11 @@ MODEL = ["--n-layer", "2", "--n-head", "4", "--n-embd", "128", "--block-size", "
          "--lr", "2e-3", "--min-lr", "2e-4", "--warmup", "20", "--eval-tokens", "16384"]
 INFINITE = ["--const-lr", "1e-3", "--cooldown", "100", "--anneal", "80"]
 MER = ["--mer-k", "100", "--mer-beta", "0.5"]
+GERE = [("A,B", "rewarm", "0", ["--gere", w], f"GeRe w {w}, 64 windows, 4 a step") for w in ("1", "100")]
 # (stream, schedule, replay, extra flags, what the extra flags are called in the table)
-MAIN = [("A,B", schedule, replay, [], "-") for schedule in ("constant", "rewarm") for replay in ("0", "0.05", "0.25")]
+MAIN = ([("A,B", "constant", replay, [], "-") for replay in ("0", "0.05", "0.25")]
+        + [("A,B", "rewarm", replay, [], "-") for replay in ("0", "0.01", "0.05", "0.25", "0.5")]
+        + [("A+B", "rewarm", "0", [], "joint, 2x steps")])
 EXTRA = [("A,B", "infinite", "0", INFINITE, "const 1e-3, cool-down 100, anneal 80"),
          ("A,B", "infinite", "0.25", INFINITE, "const 1e-3, cool-down 100, anneal 80"),
          ("A,B", "rewarm", "0.25", MER, "MER k 100, β 0.5"),
@@ -48,17 +54,25 @@ def lifelong(*args: str) -> None:
 
 
 def folder(stream: str, schedule: str, replay: str, extra: list[str]) -> str:
+    if "+" in stream:
+        return "joint-" + stream.replace("+", "")
     prefix = "" if stream == "A,B" else stream.replace(",", "") + "-"
-    return prefix + f"{schedule}-replay{replay}" + ("-mer" if "--mer-k" in extra else "")
+    gere = f"-gere{extra[extra.index('--gere') + 1]}" if "--gere" in extra else ""
+    return prefix + f"{schedule}-replay{replay}" + ("-mer" if "--mer-k" in extra else "") + gere
 
 
-def values(run: Path) -> list[float]:
-    """loss of the first corpus after it, after the second; forgetting; loss of the second; mean."""
+def values(run: Path) -> list[float | None]:
+    """loss of the first corpus after it, after the second; forgetting; loss of the second; mean.
+    A joint run (one task) has no loss after the first corpus alone, nor forgetting."""
     L = json.loads((run / "metrics.json").read_text())["loss_matrix"]
+    if len(L) == 1:
+        return [None, L[0][0], None, L[0][1], sum(L[0]) / 2]
     return [L[0][0], L[1][0], L[1][0] - L[0][0], L[1][1], sum(L[1]) / 2]
 
 
-def cell(seeds: list[float], signed: bool = False) -> str:
+def cell(seeds: list[float | None], signed: bool = False) -> str:
+    if None in seeds:
+        return "-"
     mean, std = mean_std(seeds)
     shown = f"{mean:+.3f}" if signed else f"{mean:.3f}"
     return shown if len(seeds) == 1 else f"{shown} ± {std:.3f}"
@@ -77,8 +91,9 @@ def train_seed(args: argparse.Namespace, seed: int, grid: list) -> tuple[list[li
     found = []
     for stream, schedule, replay, extra, _ in grid:
         run = out / folder(stream, schedule, replay, extra)
+        steps = ["--steps", str(args.steps * 2)] if "+" in stream else []
         if not (run / "metrics.json").is_file() or not json.loads((run / "metrics.json").read_text())["complete"]:
-            lifelong(*common, "--stream", stream, "--schedule", schedule, "--replay", replay, *extra,
+            lifelong(*common, *steps, "--stream", stream, "--schedule", schedule, "--replay", replay, *extra,
                      "--out", str(run), "--quiet", "--overwrite")
         found.append(values(run))
     return found, prep, common
@@ -86,23 +101,23 @@ def train_seed(args: argparse.Namespace, seed: int, grid: list) -> tuple[list[li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", choices=("main", "extra", "all"), default="main")
+    parser.add_argument("--grid", choices=("main", "extra", "gere", "all"), default="main")
     parser.add_argument("--steps", type=int, default=400, help="steps per corpus")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; each in OUT-seedK (default 0)")
     parser.add_argument("--max-chars", type=int, default=3_000_000)
     parser.add_argument("--out", default="runs/lm-shift")
     args = parser.parse_args()
     seeds = [int(k) for k in args.seeds.split(",")]
-    grid = {"main": MAIN, "extra": EXTRA, "all": MAIN + EXTRA}[args.grid]
+    grid = {"main": MAIN, "extra": EXTRA, "gere": GERE, "all": MAIN + EXTRA + GERE}[args.grid]
     per_seed = []
     for seed in seeds:
         found, prep, common = train_seed(args, seed, grid)
         per_seed.append(found)
     rows = []
     for i, (stream, schedule, replay, _, note) in enumerate(grid):
-        first, second = stream.split(",")
+        first, second = stream.replace("+", ",").split(",")
         cells = [cell([per_seed[k][i][c] for k in range(len(seeds))], signed=c == 2) for c in range(5)]
-        rows.append(f"| {first} → {second} | {schedule} | {float(replay) * 100:g}% | {note} | " + " | ".join(cells) + " |")
+        rows.append(f"| {first} {'∪' if '+' in stream else '→'} {second} | {schedule} | {float(replay) * 100:g}% | {note} | " + " | ".join(cells) + " |")
     spread = "mean ± standard deviation over seeds " if len(seeds) > 1 else "seed "
     lines = [f"{args.steps} steps per corpus x 16 windows x 128 byte tokens; {spread}{args.seeds}; "
              f"{platform.processor() or platform.machine()}, one thread per run, Python {platform.python_version()}, "
@@ -110,7 +125,7 @@ def main() -> None:
              "```", "python -m lifelong " + " ".join(prep).replace(f"-seed{seeds[-1]}", "-seedK"),
              "python -m lifelong " + " ".join(common).replace(f"-seed{seeds[-1]}", "-seedK").replace(
                  f"--seed {seeds[-1]}", "--seed K") + " --stream A,B --schedule SCHEDULE --replay R [EXTRA] --out RUN",
-             "```", f"(EXTRA: infinite `{' '.join(INFINITE)}`; MER `{' '.join(MER)}`)", "",
+             "```", f"(EXTRA: infinite `{' '.join(INFINITE)}`; MER `{' '.join(MER)}`; GeRe `--gere W`)", "",
              "| stream | schedule on the second | replay of the first | extra | loss first after first | "
              "loss first after second | forgetting of the first | loss second after second | mean after second |",
              "|---|---|---|---|---|---|---|---|---|", *rows, "",

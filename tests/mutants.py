@@ -64,6 +64,8 @@ DIST = "tests/test_distributed.py"
 DIST_STATS = f"{DIST}::test_task_end_statistics_of_two_processes_equal_one_process"
 DIST_RUNS = f"{DIST}::test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled"
 
+REPORT_LM = "tests/test_report_lm.py"
+
 
 @dataclass(frozen=True)
 class Mutant:
@@ -658,9 +660,32 @@ MUTANTS: list[Mutant] = [
     M("lm-replay-rounded", False, "lm/batches.py",
       "return math.floor(ratio * batch_size * (step + 1)) - math.floor(ratio * batch_size * step)",
       "return round(ratio * batch_size)", (LM,), "replay rounds r*B at each step (5% of 8 is never replayed)"),
-    M("lm-replay-from-current", False, "lm/batches.py", "which = torch.randint(task, (n_old,), generator=g)",
-      "which = torch.randint(task + 1, (n_old,), generator=g)", (LM,),
+    M("lm-replay-from-current", False, "lm/batches.py",
+      "seen = [j for t in self.tasks[:task] for j in t if j not in self.tasks[task]]",
+      "seen = [j for t in self.tasks[:task + 1] for j in t]", (LM,),
       "replayed windows may come from the current corpus"),
+    M("lm-gere-ce-summed", False, "lm/gere.py", "return (task_ce + general_ce) / 2 + self.weight * tm",
+      "return task_ce + general_ce + self.weight * tm", (LM,),
+      "GeRe adds the task's and the general windows' losses instead of averaging them (the reference's compute_loss)"),
+    M("lm-gere-train-mode", False, "lm/gere.py", "        model.eval()\n        self.h0 = model.hidden(self.x)",
+      "        self.h0 = model.hidden(self.x)", (LM,), "GeRe records the general set's activations with dropout on"),
+    M("lm-gere-h0-unmatched", False, "lm/gere.py", "tm = threshold_margin_loss(h, self.h0[idx], self.neg, self.pos)",
+      "tm = threshold_margin_loss(h, self.h0[: self.batch], self.neg, self.pos)", (LM,),
+      "GeRe compares a general window's activations with another window's recorded ones"),
+    M("lm-gere-fixed-at-start", False, "lm/train.py", "self.gere.fix(self.model, self.mixer, task)",
+      "self.gere.fix(self.model, self.mixer, 0)", (LM,),
+      "GeRe's general set is fixed at the run's start (no earlier corpus) instead of each later corpus's"),
+    M("report-lm-seed-data-grouped", False, "runs/sections.py", 'LM_UNGROUPED = ("seed", "data")',
+      'LM_UNGROUPED = ("seed",)', (REPORT_LM,),
+      "the LM section keeps the seeds of one configuration apart when each seed has its own data folder"),
+    M("report-lm-first-row", False, "runs/sections.py",
+      'return doc["loss_matrix"][-1][doc["corpora"].index(corpus)] if', 'return doc["loss_matrix"][0][doc["corpora"].index(corpus)] if',
+      (REPORT_LM,), "the LM section's final loss is read after the first task"),
+    M("report-lm-curves-unaligned", False, "runs/sections.py", "same = [s for s in series if [x for x, _ in s] == xs]",
+      "same = series", (REPORT_LM,), "the loss figure averages seeds whose points fall at other token counts"),
+    M("lm-joint-uniform", False, "lm/batches.py", "sizes = torch.tensor([float(len(self.corpora[j].train)) for j in members])",
+      "sizes = torch.ones(len(members))", (LM,),
+      "a joint task picks its corpora uniformly, not in proportion to their training tokens"),
     M("lm-targets-unshifted", False, "lm/batches.py", "return both[:, :-1], both[:, 1:]",
       "return both[:, :-1], both[:, :-1]", (LM,), "targets are the inputs, not the next tokens"),
     M("lm-forgetting-sign", False, "metrics.py", "    return forgetting(_negated(L))", "    return forgetting(L)",

@@ -19,14 +19,15 @@ import torch.nn.functional as F
 
 from lifelong.cli import main
 from lifelong.errors import ConfigError, DataError
-from lifelong.lm.batches import ReplayMixer, check_replay, replayed_count, windows
+from lifelong.lm.gere import GeneralReplay
+from lifelong.lm.batches import ReplayMixer, check_replay, replayed_count, split_task, windows
 from lifelong.lm.mer import EfficientMER
 from lifelong.lm.model import GPT, GPTConfig
 from lifelong.lm.offline import docstrings, offline_corpus, strip_source
 from lifelong.lm.run import prepare, resume_run, train_run
 from lifelong.lm.schedules import Schedule, StreamLR, lr_at
 from lifelong.lm.tokens import ByteTokenizer, dtype_for, open_corpus, read_documents, write_corpus
-from lifelong.lm.train import LMConfig, LMTrainer
+from lifelong.lm.train import LMConfig, LMTrainer, build_model
 from lifelong.metrics import loss_backward_transfer, loss_forgetting
 
 WORDS = "the cat sat on a mat while dogs ran over hills and rivers under grey skies".split()
@@ -203,6 +204,28 @@ def test_mixer_draws_replay_from_earlier_corpora_only(tmp_path: Path) -> None:
     assert seen_old == {0, 1}  # both earlier corpora
 
 
+def test_joint_task_mixes_corpora_in_proportion_to_their_tokens(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    c0 = _corpus(tmp_path, "c0", rng.integers(0, 50, 340), 40)  # 300 training tokens
+    c1 = _corpus(tmp_path, "c1", rng.integers(100, 150, 140), 40)  # 100
+    c2 = _corpus(tmp_path, "c2", rng.integers(200, 250, 140), 40)
+    assert split_task("A+B") == ["A", "B"] and split_task("A") == ["A"]
+    mixer = ReplayMixer([c0, c1, c2], 16, 6, 0.25, torch.Generator().manual_seed(0), tasks=[[0, 1], [2]])
+    x = torch.cat([mixer.batch(0, s)[0] for s in range(200)])
+    from_c0 = (x < 50).all(dim=1).float().mean().item()
+    assert from_c0 == pytest.approx(300 / 400, abs=0.02)  # 3:1 by training tokens, not 1:1 by corpus
+    assert ((x < 50).all(dim=1) | ((x >= 100) & (x < 150)).all(dim=1)).all()  # a window is from one corpus
+    assert mixer.earlier(0) == [] and mixer.earlier(1) == [0, 1]
+    x2 = torch.cat([mixer.batch(1, s)[0] for s in range(40)])
+    assert int((x2 < 200).all(dim=1).sum()) == 40 * 4  # 25% replay, from both joined corpora
+    # a joint task after one of its members: the member is not replayed (it is trained on)
+    after = ReplayMixer([c0, c1], 8, 6, 0.25, torch.Generator().manual_seed(0), tasks=[[0], [0, 1]])
+    assert after.earlier(1) == []
+    for bad in ("A+", "A++B", "A+A"):
+        with pytest.raises(ConfigError, match=r"joined by \+"):
+            split_task(bad)
+
+
 @pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, "a", True])
 def test_replay_ratio_outside_zero_one_is_refused(bad: object) -> None:
     with pytest.raises(ConfigError, match=r"\[0, 1\)"):
@@ -323,6 +346,78 @@ def test_loss_forgetting_by_hand() -> None:
     assert loss_forgetting([[2.0, 5.0], [1.5, 3.0]]) == pytest.approx(-0.5)  # a loss that fell: negative
 
 
+# -- GeRe ------------------------------------------------------------------------------------------
+
+def _tm_by_hand(h: np.ndarray, h0_all: np.ndarray, h0: np.ndarray) -> float:
+    """GeRe's TM loss written out: per unit μ, σ (population) over every window and position of the
+    recorded set; each entry's hinge by the band of its recorded value; sum / number non-zero."""
+    d = h0_all.shape[-1]
+    flat = h0_all.reshape(-1, d)
+    total, nonzero = 0.0, 0
+    for j in range(d):
+        mu = flat[:, j].mean()
+        sigma = math.sqrt((flat[:, j] ** 2).mean() - mu ** 2)
+        pos, neg = mu + sigma, mu - sigma
+        for now, then in zip(h[..., j].ravel(), h0[..., j].ravel()):
+            if then >= pos:
+                pen = max(pos - now, 0.0)
+            elif then <= neg:
+                pen = max(now - neg, 0.0)
+            else:
+                pen = max(now - pos, 0.0) + max(neg - now, 0.0)
+            total += pen
+            nonzero += pen != 0
+    return total / nonzero
+
+
+def test_gere_loss_is_the_references_sum_with_tm_by_hand(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    c0 = _corpus(tmp_path, "c0", rng.integers(0, 50, 400), 40)
+    c1 = _corpus(tmp_path, "c1", rng.integers(100, 150, 400), 40)
+    g = torch.Generator().manual_seed(0)
+    mixer = ReplayMixer([c0, c1], 4, 6, 0.0, g)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(257, 6, 1, 2, 16, dropout=0.1))
+    gere = GeneralReplay(3.0, 5, 4, g)
+    assert gere.loss(model, torch.tensor(2.0)) == 2.0  # no set before a later corpus
+    gere.fix(model, mixer, 0)
+    assert gere.x is None
+    gere.fix(model, mixer, 1)
+    assert gere.x.shape == (5, 6) and (gere.x < 50).all()  # windows of the earlier corpus only
+    model.eval()
+    assert torch.allclose(gere.h0, model.hidden(gere.x))  # recorded in evaluation mode (no dropout)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    idx = torch.randint(5, (4,), generator=torch.Generator().set_state(g.get_state()))  # the draw loss() makes
+    got = float(gere.loss(model, torch.tensor(2.0)).detach())
+    with torch.no_grad():
+        h = model.hidden(gere.x[idx])
+        ce = float(F.cross_entropy(model.lm_head(h).reshape(-1, 257), gere.y[idx].reshape(-1)))
+    tm = _tm_by_hand(h.double().numpy(), gere.h0.double().numpy(), gere.h0[idx].double().numpy())
+    assert tm > 0.01
+    assert got == pytest.approx((2.0 + ce) / 2 + 3.0 * tm, rel=1e-4)
+    assert got != pytest.approx(2.0 + ce + 3.0 * tm, rel=1e-3)  # the reference averages the two losses
+
+
+def test_gere_records_the_model_at_the_later_corpus_start(data: Path) -> None:
+    corpora = [open_corpus(data, n) for n in ("A", "B")]
+    cfg = LMConfig(stream=["A", "B"], steps=[6, 4], gere=1.0, gere_windows=4, gere_batch=2, dropout=0.1, **TINY)
+    saved = {}
+    trainer = LMTrainer(cfg, corpora, 257)
+    trainer.run(save=lambda state, step: saved.setdefault(step, {k: v.clone() for k, v in state["model"].items()}), stop=lambda step: step == 7)
+    model = build_model(cfg, 257)
+    model.load_state_dict(saved[6])  # the weights at A's end
+    model.eval()
+    assert torch.allclose(trainer.gere.h0, model.hidden(trainer.gere.x), atol=1e-6)
+
+
+def test_cli_gere_bad_weight_is_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = ["lm", "train", "--data", str(data), "--stream", "A,B", "--steps", "3", "--out", str(tmp_path / "g")]
+    assert ">= 0" in _error(capsys, base + ["--gere", "-1"])
+    assert "gere_windows" in _error(capsys, base + ["--gere", "1", "--gere-windows", "0"])
+
+
 # -- loop, checkpoints, resume -----------------------------------------------------------------------
 
 def test_training_lowers_the_loss_and_fills_the_matrix(data: Path) -> None:
@@ -338,7 +433,7 @@ def test_training_lowers_the_loss_and_fills_the_matrix(data: Path) -> None:
 @pytest.mark.parametrize("stop_at", [7, 10])  # mid-corpus, and at the corpus boundary
 def test_resume_equals_uninterrupted(data: Path, tmp_path: Path, stop_at: int) -> None:
     cfg = LMConfig(stream=["A", "B"], steps=[10, 6], replay=0.25, mer_k=3, mer_beta=0.5, eval_every=4,
-                   checkpoint_every=5, dropout=0.1, **TINY)
+                   checkpoint_every=5, dropout=0.1, gere=2.0, gere_windows=6, gere_batch=2, **TINY)
     whole = train_run(cfg, data, tmp_path / "whole")
     part = train_run(cfg, data, tmp_path / "part", stop=lambda step: step == stop_at)
     assert not part["complete"]
@@ -384,6 +479,24 @@ def test_cli_prepare_and_train_write_the_run_folder(tmp_path: Path, capsys: pyte
     capsys.readouterr()
 
 
+def test_cli_joint_baseline_is_one_task_on_the_union(data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "joint"
+    argv = ["lm", "train", "--data", str(data), "--stream", "A+B", "--steps", "8", "--batch-size", "4",
+            "--block-size", "8", "--n-layer", "1", "--n-embd", "16", "--eval-tokens", "64", "--warmup", "1",
+            "--out", str(run)]
+    assert main(argv) == 0
+    assert "after A+B" in capsys.readouterr().out
+    doc = json.loads((run / "metrics.json").read_text())
+    assert doc["corpora"] == ["A", "B"] and doc["stream"] == ["A+B"] and doc["tokens"] == 8 * 32
+    assert len(doc["loss_matrix"]) == 1 and len(doc["loss_matrix"][0]) == 2  # one row, a column per corpus
+    assert doc["metrics"]["forgetting"] is None
+    assert doc["metrics"]["final_mean_loss"] == pytest.approx(sum(doc["loss_matrix"][0]) / 2)
+    rows = (run / "loss_matrix.csv").read_text().splitlines()
+    assert rows[0] == "after,A,B" and rows[2].startswith("A+B,")
+    assert "joined by +" in _error(capsys, argv[:5] + ["A+A"] + argv[6:-1] + [str(tmp_path / "bad")])
+
+
 def test_cli_bad_inputs_one_line_exit_2(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "empty").mkdir()
     assert "no text" in _error(capsys, ["lm", "prepare", "--corpus", f"E={tmp_path / 'empty'}", "--out",
@@ -413,9 +526,10 @@ def test_cli_bad_inputs_one_line_exit_2(data: Path, tmp_path: Path, capsys: pyte
     assert "not a `lifelong lm train` run" in _error(capsys, ["lm", "train", "--resume", "--out", str(tmp_path)])
 
 
-def test_report_leaves_an_lm_run_out_in_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    train_run(LMConfig(stream=["A"], steps=[3], **TINY), data, tmp_path / "run")
-    assert "lifelong lm" in _error(capsys, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep")])
+def test_report_shows_an_lm_run(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    train_run(LMConfig(stream=["A"], steps=[3], **TINY), data, tmp_path / "run")  # more: tests/test_report_lm.py
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep")]) == 0
+    assert "Language models" in capsys.readouterr().out
 
 
 def test_held_out_loss_is_the_mean_over_consecutive_windows_of_the_held_out_part(tmp_path: Path) -> None:

@@ -417,7 +417,7 @@ def test_an_odd_output_is_left_out_with_the_reason_or_refused_alone(tmp_path, ca
     code, out, err = run_cli(["report", str(root), "--out", str(tmp_path / "report")], capsys)
     assert (code, err) == (0, ""), err
     line = out.strip().splitlines()[-1]
-    assert "report of 1 unlearning in" in line and f"1 folder of lifelong unlearn/edit/merge left out: {odd}" in line
+    assert "report of 1 unlearning in" in line and f"1 folder of lifelong unlearn/edit/merge/lm left out: {odd}" in line
     assert re.search(message, line), line
     page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert "Folders left out" in page and str(odd) in page

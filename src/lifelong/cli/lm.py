@@ -19,6 +19,8 @@ _HELP = {
     "beta1": "Adam beta1", "beta2": "Adam beta2", "grad_clip": "gradient-norm clip (0: none)",
     "replay": "fraction of each batch from the earlier corpora, in [0, 1)",
     "mer_k": "efficient MER: a Reptile step every K steps (0: off)", "mer_beta": "efficient MER's beta",
+    "gere": "GeRe: weight of the threshold-margin term on a fixed set of earlier windows (0: off)",
+    "gere_windows": "GeRe: windows in the fixed general set", "gere_batch": "GeRe: general windows per step",
     "eval_every": "held-out loss of every corpus every N steps (0: corpus ends only)",
     "eval_tokens": "held-out tokens per corpus per evaluation", "checkpoint_every": "checkpoint every N steps "
     "(0: corpus ends only)", "seed": "the one seed (initialisation, batches)",
@@ -48,7 +50,7 @@ def add_lm_commands(sub: Any, parser_class: type, integer: Any, number: Any) -> 
     train = kinds.add_parser("train", help="train a small GPT on a stream of prepared corpora")
     train.add_argument("--data", default=None, metavar="DIR", help="the folder `lifelong lm prepare` wrote")
     train.add_argument("--stream", type=lambda t: _list_of(str, t), default=None, metavar="A,B",
-                       help="the corpora in training order")
+                       help="the corpora in training order; A+B is one task on A and B joined (the joint baseline)")
     train.add_argument("--steps", type=lambda t: _list_of(int, t), default=None, metavar="N[,N...]",
                        help="optimiser steps per corpus: one number for all or one per corpus")
     train.add_argument("--out", required=True, metavar="DIR", help="the run folder")
@@ -68,14 +70,14 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def _print_matrix(doc: dict) -> None:
-    names = doc["stream"]
+    names, tasks = doc.get("corpora", doc["stream"]), doc["stream"]
     print("held-out loss (nats/token)   " + "".join(f"{n:>10}" for n in names))
     print(f"{'init':<29}" + "".join(f"{v:>10.4f}" for v in doc["init_losses"]))
     for i, row in enumerate(doc["loss_matrix"]):
-        print(f"{'after ' + names[i]:<29}" + "".join(f"{v:>10.4f}" for v in row))
+        print(f"{'after ' + tasks[i]:<29}" + "".join(f"{v:>10.4f}" for v in row))
     m = doc["metrics"] or {}
     forgetting = m.get("forgetting")
-    print(f"forgetting {forgetting:.4f} nats" if forgetting is not None else "forgetting n/a (one corpus)")
+    print(f"forgetting {forgetting:.4f} nats" if forgetting is not None else "forgetting n/a (one task)")
     if doc["tokens_per_second"]:
         print(f"{doc['tokens']} tokens in {doc['train_seconds']:.1f} s of training, "
               f"{doc['tokens_per_second']:.0f} tokens/s")

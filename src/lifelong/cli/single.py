@@ -167,15 +167,16 @@ def _report_counts(loaded: list, outputs) -> str:
                                                      if incomplete else "")] if loaded else []
     parts += [_plural(n, one, many) for n, one, many in ((len(outputs.unlearn), "unlearning", "unlearnings"),
                                                          (len(outputs.edit), "edit", "edits"),
-                                                         (len(outputs.merge), "merge", "merges")) if n]
+                                                         (len(outputs.merge), "merge", "merges"),
+                                                         (len(outputs.lm), "lm run", "lm runs")) if n]
     return ", ".join(parts)
 
 
 def _left_out(skipped: list) -> str:
-    """The folders of lifelong unlearn/edit/merge left out: the reason of one, the count of more."""
+    """The folders of lifelong unlearn/edit/merge/lm left out: the reason of one, the count of more."""
     if not skipped:
         return ""
     if len(skipped) == 1:
         folder, why = skipped[0]
-        return f"; 1 folder of lifelong unlearn/edit/merge left out: {folder / 'metrics.json'} {why}"
-    return f"; {len(skipped)} folders of lifelong unlearn/edit/merge left out (why: in the report, 'Left out')"
+        return f"; 1 folder of lifelong unlearn/edit/merge/lm left out: {folder / 'metrics.json'} {why}"
+    return f"; {len(skipped)} folders of lifelong unlearn/edit/merge/lm left out (why: in the report, 'Left out')"

@@ -11,6 +11,11 @@ the earlier corpora ``0..t-1``, read from their token arrays (the whole earlier 
 buffer). So that the fraction is exactly ``r`` over the run even when ``r*B`` is not a whole number,
 step ``s`` (counted from the corpus's start) replays ``floor(r*B*(s+1)) - floor(r*B*s)`` windows;
 each replayed window picks its earlier corpus uniformly at random, then its offset.
+
+A task may join several corpora (``A+B`` on the command line): the joint baseline Ibrahim et al.
+compare with, training on the union from scratch (Sec. 5, "trained on the union of both datasets").
+Each of its windows picks a member corpus with probability proportional to its training tokens, so
+that the task samples windows as from the corpora concatenated.
 """
 from __future__ import annotations
 
@@ -51,33 +56,58 @@ def replayed_count(ratio: float, batch_size: int, step: int) -> int:
     return math.floor(ratio * batch_size * (step + 1)) - math.floor(ratio * batch_size * step)
 
 
+def split_task(name: str) -> list[str]:
+    """The corpora of one task of a stream: ``"A"`` is ``["A"]``, ``"A+B"`` (joint) ``["A", "B"]``."""
+    parts = name.split("+")
+    if not all(parts) or len(set(parts)) != len(parts):
+        raise ConfigError(f"a task of the stream is a corpus or corpora joined by + (A+B), each once, got {name!r}")
+    return parts
+
+
 class ReplayMixer:
-    """The batches of a stream with replay fraction ``ratio`` of the earlier corpora."""
+    """The batches of a stream with replay fraction ``ratio`` of the earlier corpora. ``tasks``
+    lists each task's corpora (indices into ``corpora``); by default each corpus is a task."""
 
     def __init__(self, corpora: Sequence[TokenCorpus], batch_size: int, block_size: int, ratio: float,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, tasks: Sequence[Sequence[int]] | None = None) -> None:
         self.corpora = list(corpora)
+        self.tasks = [list(t) for t in tasks] if tasks is not None else [[i] for i in range(len(self.corpora))]
         self.batch_size, self.block_size = batch_size, block_size
         self.ratio = check_replay(ratio)
         self.generator = generator
         for c in self.corpora:
             draw_starts(len(c.train), 0, block_size, generator)  # a corpus too short fails now, not mid-run
 
+    def earlier(self, task: int) -> list[int]:
+        """The corpora of tasks before ``task`` that ``task`` does not train on, in order."""
+        seen = [j for t in self.tasks[:task] for j in t if j not in self.tasks[task]]
+        return list(dict.fromkeys(seen))
+
+    def draw(self, members: Sequence[int], which: torch.Tensor, xs: list, ys: list) -> None:
+        """Append to ``xs``, ``ys`` the windows of ``members[k]`` for each ``k`` in ``which``, by corpus."""
+        for k, j in enumerate(members):
+            picked = int((which == k).sum())
+            if picked:
+                train = self.corpora[j].train
+                x, y = windows(train, draw_starts(len(train), picked, self.block_size, self.generator),
+                               self.block_size)
+                xs.append(x)
+                ys.append(y)
+
     def batch(self, task: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step ``step`` (from corpus ``task``'s start) of corpus ``task``: replayed windows first."""
-        n_old = replayed_count(self.ratio, self.batch_size, step) if task > 0 else 0
-        g, T = self.generator, self.block_size
-        xs, ys = [], []
+        """Step ``step`` (from task ``task``'s start) of task ``task``: replayed windows first."""
+        old = self.earlier(task)
+        n_old = replayed_count(self.ratio, self.batch_size, step) if old else 0
+        g = self.generator
+        xs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
         if n_old:
-            which = torch.randint(task, (n_old,), generator=g)
-            for j in range(task):
-                picked = int((which == j).sum())
-                if picked:
-                    x, y = windows(self.corpora[j].train, draw_starts(len(self.corpora[j].train), picked, T, g), T)
-                    xs.append(x)
-                    ys.append(y)
-        current = self.corpora[task].train
-        x, y = windows(current, draw_starts(len(current), self.batch_size - n_old, T, g), T)
-        xs.append(x)
-        ys.append(y)
-        return (torch.cat(xs), torch.cat(ys)) if len(xs) > 1 else (x, y)
+            self.draw(old, torch.randint(len(old), (n_old,), generator=g), xs, ys)
+        members, n_new = self.tasks[task], self.batch_size - n_old
+        if len(members) == 1:
+            which = torch.zeros(n_new, dtype=torch.long)
+        else:  # joint: each window's corpus in proportion to the training tokens
+            sizes = torch.tensor([float(len(self.corpora[j].train)) for j in members])
+            which = torch.multinomial(sizes, n_new, replacement=True, generator=g)
+        self.draw(members, which, xs, ys)
+        return (torch.cat(xs), torch.cat(ys)) if len(xs) > 1 else (xs[0], ys[0])

@@ -77,15 +77,15 @@ def _open_stream(data: Path, stream: Sequence[str]) -> tuple[list[TokenCorpus], 
     return corpora, corpora[0].tokenizer
 
 
-def _matrix_csv(names: Sequence[str], init: list[float], rows: list[list[float]]) -> str:
+def _matrix_csv(tasks: Sequence[str], names: Sequence[str], init: list[float], rows: list[list[float]]) -> str:
     lines = ["after," + ",".join(names), "init," + ",".join(f"{v:.6f}" for v in init)]
-    lines += [f"{names[i]}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(rows)]
+    lines += [f"{tasks[i]}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(rows)]
     return "\n".join(lines) + "\n"
 
 
-def _curve_csv(names: Sequence[str], curve: list[dict]) -> str:
+def _curve_csv(tasks: Sequence[str], names: Sequence[str], curve: list[dict]) -> str:
     lines = ["step,tokens,task," + ",".join(names)]
-    lines += [f"{p['step']},{p['tokens']},{names[p['task']] if p['task'] < len(names) else p['task']},"
+    lines += [f"{p['step']},{p['tokens']},{tasks[p['task']] if p['task'] < len(tasks) else p['task']},"
               + ",".join(f"{v:.6f}" for v in p["losses"]) for p in curve]
     return "\n".join(lines) + "\n"
 
@@ -93,14 +93,14 @@ def _curve_csv(names: Sequence[str], curve: list[dict]) -> str:
 def _write_results(out: Path, trainer: LMTrainer, tokenizer: dict, data: Path, wall: float) -> dict:
     cfg, res = trainer.cfg, trainer.result
     doc = {"schema_version": SCHEMA_VERSION, "kind": "lm", "complete": res.complete, "stream": cfg.stream,
-           "seed": cfg.seed, "data": str(data), "tokenizer": tokenizer, "loss_matrix": res.loss_matrix,
+           "corpora": cfg.corpus_names(), "seed": cfg.seed, "data": str(data), "tokenizer": tokenizer, "loss_matrix": res.loss_matrix,
            "init_losses": res.init_losses,
            "metrics": loss_summary(res.loss_matrix) if res.loss_matrix else None,
            "curve": res.curve, "tokens": res.tokens, "train_seconds": res.train_seconds,
            "tokens_per_second": res.tokens / res.train_seconds if res.train_seconds else None,
            "wall_seconds": wall, "parameters": sum(p.numel() for p in trainer.model.parameters())}
-    atomic_write(out / "loss_matrix.csv", _matrix_csv(cfg.stream, res.init_losses, res.loss_matrix))
-    atomic_write(out / "loss_curve.csv", _curve_csv(cfg.stream, res.curve))
+    atomic_write(out / "loss_matrix.csv", _matrix_csv(cfg.stream, cfg.corpus_names(), res.init_losses, res.loss_matrix))
+    atomic_write(out / "loss_curve.csv", _curve_csv(cfg.stream, cfg.corpus_names(), res.curve))
     buffer = io.BytesIO()
     torch.save(trainer.model.state_dict(), buffer)
     atomic_write_bytes(out / "model.pt", buffer.getvalue())
@@ -120,7 +120,7 @@ def _train(trainer: LMTrainer, out: Path, tokenizer: dict, data: Path, store: Ch
 def train_run(cfg: LMConfig, data: Path, out: Path, *, overwrite: bool = False,
               stop: Callable[[int], bool] | None = None, progress: Callable | None = None) -> dict:
     """Train ``cfg`` on the corpora prepared in ``data``; write the run folder ``out``."""
-    corpora, tokenizer = _open_stream(data, cfg.stream)
+    corpora, tokenizer = _open_stream(data, cfg.corpus_names())
     trainer = LMTrainer(cfg, corpora, tokenizer["vocab_size"])
     lock = RunLock(Path(out))
     try:
@@ -147,7 +147,7 @@ def resume_run(out: Path, data: Path | None = None, *, stop: Callable[[int], boo
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{out} is not a `lifelong lm train` run folder ({type(exc).__name__}); "
                           "give the --out of a run") from None
-    corpora, tokenizer = _open_stream(data, cfg.stream)
+    corpora, tokenizer = _open_stream(data, cfg.corpus_names())
     lock = RunLock(out)
     try:
         open_out_dir(out, lock, clear=False)

@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 
 from lifelong.errors import ConfigError
-from lifelong.lm.batches import ReplayMixer, check_replay, windows
+from lifelong.lm.batches import ReplayMixer, check_replay, split_task, windows
+from lifelong.lm.gere import GeneralReplay, check_gere
 from lifelong.lm.mer import EfficientMER
 from lifelong.lm.model import GPT, GPTConfig
 from lifelong.lm.schedules import Schedule, StreamLR
@@ -57,6 +58,9 @@ class LMConfig:
     replay: float = 0.0
     mer_k: int = 0  # 0: no MER
     mer_beta: float = 0.01
+    gere: float = 0.0  # GeRe's threshold-margin weight; 0: off
+    gere_windows: int = 64
+    gere_batch: int = 4
     eval_every: int = 0
     eval_tokens: int = 8192
     checkpoint_every: int = 0
@@ -71,14 +75,25 @@ class LMConfig:
             raise ConfigError(f"--steps gives {len(self.steps)} numbers for {len(self.stream)} corpora: give one, "
                               "or one per corpus")
         check_replay(self.replay)
+        self.corpus_names()
         for key in ("batch_size", "eval_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.mer_k:
             EfficientMER(self.mer_k, self.mer_beta)
+        check_gere(self.gere, self.gere_windows, self.gere_batch)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def corpus_names(self) -> list[str]:
+        """The corpora of the stream, each once, in the order they first appear (``A+B`` gives A, B)."""
+        return list(dict.fromkeys(n for task in self.stream for n in split_task(task)))
+
+    def task_members(self) -> list[list[int]]:
+        """Each task's corpora as indices into :meth:`corpus_names`."""
+        names = self.corpus_names()
+        return [[names.index(n) for n in split_task(task)] for task in self.stream]
 
     def schedule_spec(self) -> Schedule:
         return Schedule(self.schedule, tuple(self.steps), self.lr, self.min_lr, self.warmup,
@@ -136,7 +151,9 @@ class Position:
 
 
 class LMTrainer:
-    """The state of a run and its loop; :meth:`run` trains to the end or until ``stop`` says so."""
+    """The state of a run and its loop; :meth:`run` trains to the end or until ``stop`` says so.
+    ``corpora`` are those of ``cfg.corpus_names()``; the loss matrix has a row per task of the
+    stream and a column per corpus."""
 
     def __init__(self, cfg: LMConfig, corpora: Sequence[TokenCorpus], vocab_size: int) -> None:
         self.cfg, self.corpora = cfg, list(corpora)
@@ -144,8 +161,10 @@ class LMTrainer:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = StreamLR(self.optimizer, cfg.schedule_spec())
         self.generator = torch_generator(cfg.seed, "lm-batches")
-        self.mixer = ReplayMixer(self.corpora, cfg.batch_size, cfg.block_size, cfg.replay, self.generator)
+        self.mixer = ReplayMixer(self.corpora, cfg.batch_size, cfg.block_size, cfg.replay, self.generator,
+                                 cfg.task_members())
         self.mer = EfficientMER(cfg.mer_k, cfg.mer_beta) if cfg.mer_k else None
+        self.gere = GeneralReplay(cfg.gere, cfg.gere_windows, cfg.gere_batch, self.generator) if cfg.gere else None
         self.position = Position()
         self.result = LMResult()
         torch.manual_seed(derive(cfg.seed, "dropout"))
@@ -153,9 +172,18 @@ class LMTrainer:
     def evaluate(self) -> list[float]:
         return [held_out_loss(self.model, c, self.cfg.block_size, self.cfg.eval_tokens) for c in self.corpora]
 
+    def _start_task(self, task: int) -> None:
+        """At a task's first step: MER's anchor, GeRe's general set of the earlier corpora."""
+        if self.mer is not None:
+            self.mer.start_corpus(self.model)
+        if self.gere is not None:
+            self.gere.fix(self.model, self.mixer, task)
+
     def step(self, task: int, step: int) -> torch.Tensor:
         x, y = self.mixer.batch(task, step)
         _, loss = self.model(x, y)
+        if self.gere is not None:
+            loss = self.gere.loss(self.model, loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
@@ -172,9 +200,9 @@ class LMTrainer:
         if pos.global_step == 0 and not res.init_losses:
             res.init_losses = self.evaluate()
         tokens_per_step = cfg.batch_size * cfg.block_size
-        while pos.task < len(self.corpora):
-            if pos.step == 0 and self.mer is not None:
-                self.mer.start_corpus(self.model)
+        while pos.task < len(cfg.stream):
+            if pos.step == 0:
+                self._start_task(pos.task)
             while pos.step < cfg.steps[pos.task]:
                 started = time.perf_counter()
                 loss = self.step(pos.task, pos.step)
@@ -208,6 +236,7 @@ class LMTrainer:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "mer": None if self.mer is None else self.mer.state_dict(),
+                "gere": None if self.gere is None else self.gere.state_dict(),
                 "rng": {"batches": self.generator.get_state(), "torch": torch.get_rng_state()},
                 "result": {"loss_matrix": res.loss_matrix, "init_losses": res.init_losses, "curve": res.curve,
                            "train_seconds": res.train_seconds, "tokens": res.tokens}}
@@ -222,6 +251,8 @@ class LMTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.mer is not None:
             self.mer.load_state_dict(state["mer"])
+        if self.gere is not None:
+            self.gere.load_state_dict(state["gere"])
         self.generator.set_state(state["rng"]["batches"])
         torch.set_rng_state(state["rng"]["torch"])
         self.position = Position(**state["position"])

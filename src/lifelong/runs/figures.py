@@ -473,3 +473,26 @@ def plot_basis_size(data: dict[str, Stats], title: str, path: Path, *,
     ax.set_ylim(*accuracy_limits([*levels, *(m + sign * sd for s in data.values() for m, sd in zip(s["mean"], s["std"])
                                              for sign in (-1, 1))]))
     return _save(fig, path)
+
+
+def plot_loss_curves(data: dict[str, Stats], title: str, path: Path, *,
+                     colors: dict[str, tuple] | None = None) -> Path:
+    """A corpus's held-out loss (nats per token) over the training tokens, one line per
+    configuration (± std band for several seeds; :func:`lifelong.runs.sections.lm_section`)."""
+    if not data:
+        raise ValueError("nothing to plot")
+    fig = _new_figure(7.2, 4.0 + 0.17 * len(data))  # the legend below the axes: long labels
+    ax = fig.subplots()
+    colors = colors or label_colors(list(data))
+    for label, stats in data.items():
+        xs, mean, std = stats["x"], stats["mean"], stats["std"]
+        ax.plot(xs, mean, color=colors[label], label=_series_name(label, stats), marker="o", markersize=3)
+        if stats["seeds"] > 1:
+            ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=colors[label], alpha=0.18, linewidth=0)
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("held-out loss (nats per token)")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", fontsize=7, frameon=False)
+    return _save(fig, path)

@@ -230,7 +230,7 @@ def _runs_parts(configurations: list[runs.Configuration], out: Path) -> tuple[st
 
 def _outputs_title(outputs: Outputs) -> str:
     counts = [(len(outputs.unlearn), "unlearning", "unlearnings"), (len(outputs.edit), "edit", "edits"),
-              (len(outputs.merge), "merge", "merges")]
+              (len(outputs.merge), "merge", "merges"), (len(outputs.lm), "lm run", "lm runs")]
     return "Report of " + ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n)
 
 

@@ -1,8 +1,9 @@
-"""The folders that ``lifelong unlearn``, ``lifelong edit lines`` and ``lifelong merge`` write, read
+"""The folders that ``lifelong unlearn``, ``lifelong edit lines``, ``lifelong merge`` and
+``lifelong lm train`` write, read
 back for ``lifelong report`` (:mod:`lifelong.runs.sections` turns them into its sections).
 
-Each holds a ``metrics.json`` whose ``kind`` is ``unlearn``, ``edit`` or ``merge`` (written by
-:func:`lifelong.unlearn.unlearn_run` and :mod:`lifelong.edit.run`). :func:`load_outputs` checks
+Each holds a ``metrics.json`` whose ``kind`` is ``unlearn``, ``edit``, ``merge`` or ``lm`` (written by
+:func:`lifelong.unlearn.unlearn_run`, :mod:`lifelong.edit.run` and :mod:`lifelong.lm.run`). :func:`load_outputs` checks
 the keys the report reads, and only those: a folder whose file lacks one, or holds a value of
 the wrong type (a text where an accuracy belongs, an accuracy outside 0 to 100, a schema version
 this lifelong does not read), is not read, and is listed with the reason (:attr:`Outputs.skipped`)
@@ -22,7 +23,7 @@ from lifelong.errors import UserError
 from lifelong.runs.metrics_file import _parse, _show
 
 SUPPORTED_SCHEMAS = (1,)  # lifelong.unlearn.run.SCHEMA_VERSION and lifelong.edit.run.SCHEMA_VERSION (tested)
-KINDS = ("unlearn", "edit", "merge")
+KINDS = ("unlearn", "edit", "merge", "lm")
 
 
 class Invalid(Exception):
@@ -49,10 +50,11 @@ class Outputs:
     unlearn: list[Output] = field(default_factory=list)
     edit: list[Output] = field(default_factory=list)
     merge: list[Output] = field(default_factory=list)
+    lm: list[Output] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.unlearn) + len(self.edit) + len(self.merge)
+        return len(self.unlearn) + len(self.edit) + len(self.merge) + len(self.lm)
 
 
 def number(value: Any, where: str, low: float | None = None, high: float | None = None) -> float | None:
@@ -156,7 +158,7 @@ def _accuracy_lists(block: Any, where: str = "accuracy", count: int | None = Non
 
 def _whole(value: Any, where: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        raise Invalid(f"{where} is {_show(value)}, not a whole number from {low}" + (f" to {high}" if high else ""))
+        raise Invalid(f"{where} is {_show(value)}, not a whole number from {low}" + (f" to {high}" if high is not None else ""))
     return value
 
 
@@ -234,11 +236,54 @@ def _check_weights(doc: dict) -> dict:
     return checked
 
 
+def _names(doc: dict, key: str) -> list[str]:
+    value = doc.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"lacks {key}" if key not in doc else f"{key} is {_show(value)}, not a list of names")
+    return value
+
+
+def _losses(value: Any, where: str, count: int) -> list[float | None]:
+    """A row of ``count`` held-out losses (numbers from 0; ``None`` for a diverged one)."""
+    if not isinstance(value, list) or len(value) != count:
+        raise Invalid(f"{where} is {_show(value)}, not a list of {count} losses (one per corpus)")
+    return [number(v, f"{where}[{j}]", 0.0) for j, v in enumerate(value)]
+
+
+def _curve_point(point: Any, where: str, count: int, tasks: int) -> dict:
+    if not isinstance(point, dict):
+        raise Invalid(f"{where} is {_show(point)}, not a mapping")
+    return {"tokens": _whole(point.get("tokens"), f"{where}.tokens", 0),
+            "task": _whole(point.get("task"), f"{where}.task", 0, tasks - 1),
+            "losses": _losses(point.get("losses"), f"{where}.losses", count)}
+
+
+def _check_lm(doc: dict) -> dict:
+    """A ``lifelong lm train`` run folder: ``stream`` (the tasks), ``corpora`` (the columns;
+    the stream's names when absent, as before joint tasks), ``loss_matrix`` (a row per task
+    trained), ``init_losses`` and ``curve`` (points of ``tokens``, ``task``, ``losses``)."""
+    stream = _names(doc, "stream")
+    corpora = _names(doc, "corpora") if "corpora" in doc else stream
+    matrix = doc.get("loss_matrix")
+    if not isinstance(matrix, list) or not 1 <= len(matrix) <= len(stream):
+        raise Invalid(f"loss_matrix is {_show(matrix)}, not a list of 1 to {len(stream)} rows (one per task)")
+    curve = doc.get("curve", [])
+    if not isinstance(curve, list):
+        raise Invalid(f"curve is {_show(curve)}, not a list")
+    init = doc.get("init_losses")
+    return {**doc, "stream": stream, "corpora": corpora,
+            "loss_matrix": [_losses(row, f"loss_matrix[{i}]", len(corpora)) for i, row in enumerate(matrix)],
+            "init_losses": None if init is None else _losses(init, "init_losses", len(corpora)),
+            "curve": [_curve_point(p, f"curve[{i}]", len(corpora), len(stream)) for i, p in enumerate(curve)]}
+
+
 def check_output(doc: Any) -> dict[str, Any]:
     """``doc`` checked (see the module's docstring); raises :class:`Invalid` saying what is wrong."""
     kind = _header(doc)
     if kind not in KINDS:
         raise Invalid(f"kind is {_show(kind)}, not one of {', '.join(KINDS)}")
+    if kind == "lm":
+        return _check_lm(doc)
     return _check_unlearn(doc) if kind == "unlearn" else _check_weights(doc)
 
 

@@ -24,6 +24,10 @@ of their figures (plotted by :mod:`lifelong.runs.figures`).
   basis size k with the rebuilt adapters' relative errors and the share of the adapters' numbers
   stored, mean ± std over the seeds; and the figure of accuracy against k (one curve per group,
   lines for every adapter kept and the plain merge of ΔW).
+- **Language models** (``lifelong lm train``, :mod:`lifelong.lm.run`): per group of folders whose
+  ``config.yaml`` differs only by the seed (and the data folder), each corpus's held-out loss
+  after the stream, the forgetting and the mean loss, mean ± std over the seeds; each folder's
+  loss matrix; and per corpus the figure of its held-out loss over the training tokens.
 """
 from __future__ import annotations
 
@@ -660,17 +664,139 @@ def rmm_section(outputs: Sequence[Output], beside: _Beside | None = None) -> Sec
 
 
 # ---------------------------------------------------------------------------------------------
+# language models (lifelong lm train)
+
+LM_UNGROUPED = ("seed", "data")  # config.yaml keys in which the seeds of one configuration may differ
+
+
+def _lm_config(output: Output) -> dict[str, Any] | None:
+    """The folder's ``config.yaml`` without the seed and the data folder, or ``None`` unreadable."""
+    try:
+        config = yaml.safe_load((output.path / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    return {str(k): v for k, v in config.items() if k not in LM_UNGROUPED}
+
+
+def _lm_identity(output: Output) -> str:
+    """Folders of one configuration (but the seed) share it; without a readable config.yaml, the
+    folder is a configuration of its own."""
+    config = _lm_config(output)
+    return str(output.path) if config is None else json.dumps(config, sort_keys=True, default=str)
+
+
+def _lm_labels(groups: list[list[Output]]) -> list[str]:
+    """``A → B`` (``A+B``: one task on both), and the settings in which the groups differ."""
+    configs = [_lm_config(g[0]) or {} for g in groups]
+    keys = [k for k in _first_seen(configs) if k != "stream" and len({json.dumps(c.get(k), default=str)
+                                                                        for c in configs}) > 1]
+    labels = []
+    for group, config in zip(groups, configs):
+        base = " → ".join(group[0].doc["stream"])
+        detail = param_text({k: config.get(k) for k in keys})
+        labels.append(base if not keys else f"{base} [{detail}]")
+    return _unique(labels)
+
+
+def _final_loss(doc: dict[str, Any], corpus: str) -> float | None:
+    """The held-out loss of ``corpus`` after the last task (``None``: not in the folder's corpora)."""
+    return doc["loss_matrix"][-1][doc["corpora"].index(corpus)] if corpus in doc["corpora"] else None
+
+
+def _lm_measures(doc: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Forgetting (:func:`lifelong.metrics.loss_forgetting`; ``None`` for one task or an unfinished
+    square) and the mean loss after the last task, from the folder's loss matrix."""
+    from lifelong.metrics import loss_forgetting
+
+    L = doc["loss_matrix"]
+    last = L[-1]
+    mean = None if None in last else sum(last) / len(last)
+    square = len(L) == len(doc["corpora"]) == len(doc["stream"]) and all(None not in row for row in L)
+    return (loss_forgetting(L) if square else None), mean
+
+
+def _lm_curve(group: Sequence[Output], corpus: str) -> dict[str, Any] | None:
+    """``corpus``'s held-out loss over the training tokens (0: before training), mean and std over
+    the group's seeds whose points fall at the same tokens as the first's (the others left out)."""
+    series = []
+    for o in group:
+        doc = o.doc
+        if corpus not in doc["corpora"]:
+            continue
+        j = doc["corpora"].index(corpus)
+        points = ([(0, doc["init_losses"][j])] if doc["init_losses"] is not None else [])
+        points += [(p["tokens"], p["losses"][j]) for p in doc["curve"]]
+        points = [(x, y) for x, y in points if y is not None]
+        if points:
+            series.append(points)
+    if not series:
+        return None
+    xs = [x for x, _ in series[0]]
+    same = [s for s in series if [x for x, _ in s] == xs]
+    stats = [mean_std([s[i][1] for s in same]) for i in range(len(xs))]
+    return {"x": xs, "mean": [m for m, _ in stats], "std": [sd for _, sd in stats], "seeds": len(same)}
+
+
+def lm_section(outputs: Sequence[Output]) -> Section:
+    """The language-model table (per configuration, mean ± std over seeds), each folder's loss
+    matrix, and one figure per corpus of its held-out loss over the training tokens."""
+    groups = _groups(outputs, _lm_identity)
+    labels = _lm_labels(groups)
+    corpora = _first_seen({c: None for c in o.doc["corpora"]} for o in outputs)
+    columns = ["configuration", "seeds"] + [f"final loss {c}" for c in corpora] + ["forgetting", "final mean loss"]
+    rows = [_lm_row(label, group, corpora) for label, group in zip(labels, groups)]
+    note = ("Held-out next-token loss (nats per token) of each corpus after the last task of the stream; forgetting: "
+            "the rise of each earlier corpus's loss above its best after being learnt (lifelong.metrics.loss_forgetting; "
+            "– for one task, such as a joint A+B); the mean over the corpora. Folders whose config.yaml is the same but "
+            "the seed and the data folder: mean ± sample std over the seeds.")
+    listing = [f"{label}: " + ", ".join(f"seed {o.seed}: {o.path}" for o in group) for label, group in zip(labels, groups)]
+    matrix_rows = [[str(o.path), str(o.seed), after] + [MISSING if v is None else f"{v:.3f}" for v in values]
+                   for o in outputs for after, values in _matrix_lines(o.doc, corpora)]
+    matrices = Table("Language models: loss matrices", ["folder", "seed", "after"] + list(corpora), matrix_rows, 3,
+                     "Each folder's held-out loss of every corpus before training (init) and after each task.")
+    figs = [fig for c in corpora if (fig := _lm_figure(c, labels, groups)) is not None]
+    return Section("Language models", [Table("Language models", columns, rows, 2, note, listing), matrices], figs)
+
+
+def _lm_row(label: str, group: Sequence[Output], corpora: Sequence[str]) -> list[str]:
+    measures = [_lm_measures(o.doc) for o in group]
+    return ([label, _seeds_text(group)] + [stat_cell([_final_loss(o.doc, c) for o in group], ".3f") for c in corpora]
+            + [stat_cell([m[0] for m in measures], ".3f"), stat_cell([m[1] for m in measures], ".3f")])
+
+
+def _lm_figure(corpus: str, labels: Sequence[str], groups: Sequence[Sequence[Output]]) -> Figure | None:
+    curves = {label: curve for label, group in zip(labels, groups) if (curve := _lm_curve(group, corpus)) is not None}
+    if not curves:
+        return None
+    return Figure(f"lm_loss_{_stem(corpus)}", f"Held-out loss of {corpus} over the training tokens",
+                  "plot_loss_curves", curves)
+
+
+def _matrix_lines(doc: dict[str, Any], corpora: Sequence[str]) -> list[tuple[str, list[float | None]]]:
+    def spread(row: list[float | None]) -> list[float | None]:
+        return [row[doc["corpora"].index(c)] if c in doc["corpora"] else None for c in corpora]
+    lines = [("init", spread(doc["init_losses"]))] if doc["init_losses"] is not None else []
+    return lines + [(doc["stream"][i], spread(row)) for i, row in enumerate(doc["loss_matrix"])]
+
+
+def _stem(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+# ---------------------------------------------------------------------------------------------
 # all of them
 
 def skipped_section(skipped: Sequence[tuple[Path, str]]) -> Section:
     rows = [[str(path), why] for path, why in skipped]
-    note = "Folders of lifelong unlearn, edit or merge whose metrics.json the report cannot read, and why."
+    note = "Folders of lifelong unlearn, edit, merge or lm train whose metrics.json the report cannot read, and why."
     return Section("Left out", [Table("Folders left out", ["folder", "why"], rows, 2, note)])
 
 
 def sections(outputs: Outputs) -> list[Section]:
     """The report's sections of ``outputs``, those that have folders, in order: Unlearning, Edits
-    (LiNeS), Merges, Merges: RMM, and the folders left out."""
+    (LiNeS), Merges, Merges: RMM, Language models, and the folders left out."""
     beside = _Beside()
     found = []
     if outputs.unlearn:
@@ -682,6 +808,8 @@ def sections(outputs: Outputs) -> list[Section]:
     rmm = [o for o in outputs.merge if o.doc["method"] == "rmm"]
     if rmm:
         found.append(rmm_section(rmm, beside))
+    if outputs.lm:
+        found.append(lm_section(outputs.lm))
     if outputs.skipped:
         found.append(skipped_section(outputs.skipped))
     return found
