@@ -1,7 +1,11 @@
 """Choosing LiNeS' α, β or the merge scale λ on a validation split, as ``wang-kee/LiNeS`` (HEAD
-``43a7bdd``) does it in ``src/eval/eval.py`` (``evaluate_task_vector``, ``evaluate_task_vector_at_coef``,
-``add_normalized_accuracy``): every value of a grid is evaluated on validation data and the best
-score kept (the first of equal ones, in grid order).
+``43a7bdd``) does it: the grids and scores in ``src/eval/eval.py`` (``evaluate_task_vector``,
+``evaluate_task_vector_at_coef``, ``add_normalized_accuracy``), the choice in
+``src/utils/utils.py`` (``find_optimal_coef``, ``find_optimal_coef_tradeoff`` with
+``tradeoff_target_weight: 2.0`` of ``config/method/single_task.yaml``): every value of a grid is
+evaluated on validation data and the best score kept, the first of equal ones in grid order (the
+reference's strict ``>``; its single-task grid runs 1.0 down to 0.0, ours up, which matters on
+exact ties only).
 
 * Single-task edit (the reference's ``single_task``): ``2·n_target + n_control`` with
   ``n_target`` the target tasks' accuracy over the fine-tuned model's, and ``n_control`` the mean
