@@ -3,7 +3,8 @@
 Per seed, three runs of `finetune` through the library (`lifelong.run`, one CPU thread, one epoch,
 the published settings): A trains on task 1 of the stream, B and C start from A's model.pt
 (`init_from`) and train on task 2 and task 3 only (`train_tasks`). Each task's test set is cut in
-two halves by a seeded draw: the *validation* half chooses α, β or λ, the *test* half is reported.
+two halves by a seeded draw (:func:`lifelong.edit.split_stream`, the commands' ``auto``): the
+*validation* half chooses α, β or λ (:mod:`lifelong.edit.select`), the *test* half is reported.
 
 * Forgetting control: for α = 0, 0.1, ..., 1, LiNeS (β = 1 − α) and plain interpolation (β = 0:
   θ_A + α·τ) of B over the base A; task 1 accuracy is the control, task 2 the target. At equal
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import statistics
 import tempfile
 import time
@@ -35,24 +35,11 @@ import torch
 import lifelong
 import lifelong.edit as edit
 from lifelong.edit.run import load_sources
+from lifelong.edit.select import ALPHA_GRID as ALPHAS
+from lifelong.edit.select import LAM_GRID
 from lifelong.evaluate import evaluate
 
-ALPHAS = [round(0.1 * i, 1) for i in range(11)]
-GRID_TA = [round(0.1 * i, 1) for i in range(1, 11)]
-GRID_TIES = [round(0.1 * i, 1) for i in range(1, 16)]
-
-
-def halves(stream, seed: int):
-    """Two copies of ``stream`` whose tasks keep a seeded half of their test examples each."""
-    g = torch.Generator().manual_seed(1000 + seed)
-    val, test = copy.copy(stream), copy.copy(stream)
-    val.tasks, test.tasks = [], []
-    for task in stream.tasks:
-        order = task.test_idx[torch.randperm(len(task.test_idx), generator=g)]
-        cut = len(order) // 2
-        val.tasks.append(dataclasses.replace(task, test_idx=order[:cut]))
-        test.tasks.append(dataclasses.replace(task, test_idx=order[cut:]))
-    return val, test
+GRID_TA, GRID_TIES = LAM_GRID["task_arithmetic"], LAM_GRID["ties"]
 
 
 def accuracy(model, state, stream, scenario: int) -> list[float]:
@@ -79,14 +66,14 @@ def at_equal_control(control: list[float], target: list[float], at: float) -> fl
 def forgetting_control(src, val, test, scenario: int) -> dict:
     model = copy.deepcopy(src.runs[0].model)
     ft = edit.state_of(src.runs[0].model)
-    ref = {"val": (accuracy(model, src.base, val, scenario)[0], accuracy(model, ft, val, scenario)[1])}
+    base_v, ft_v = accuracy(model, src.base, val, scenario), accuracy(model, ft, val, scenario)
     curves = {}
     for name, beta in (("lines", None), ("plain", 0.0)):
         rows = []
         for alpha in ALPHAS:
             state = edit.lines_edit(src.base, ft, alpha, layers=model, beta=beta)
             v, t = accuracy(model, state, val, scenario), accuracy(model, state, test, scenario)
-            score = 2 * v[1] / ref["val"][1] + v[0] / ref["val"][0]
+            score = edit.tradeoff_score(v, [0], [1], base_v, ft_v)  # control task 1, target task 2
             rows.append({"alpha": alpha, "control": t[0], "target": t[1], "score": score})
         curves[name] = rows
     plain_c = [r["control"] for r in curves["plain"]]
@@ -101,11 +88,10 @@ def forgetting_control(src, val, test, scenario: int) -> dict:
 def merges(src, val, test, scenario: int) -> dict:
     model = copy.deepcopy(src.runs[0].model)
     nets = [edit.state_of(r.model) for r in src.runs]
-    own = [accuracy(model, nets[i], val, scenario)[i + 1] for i in range(2)]
+    own = [accuracy(model, nets[i], val, scenario) for i in range(2)]
 
     def score(state) -> float:
-        v = accuracy(model, state, val, scenario)
-        return statistics.mean(v[i + 1] / own[i] for i in range(2))
+        return edit.normalised_score(accuracy(model, state, val, scenario), [[1], [2]], own)
 
     out = {"base": accuracy(model, src.base, test, scenario),
            "B": accuracy(model, nets[0], test, scenario), "C": accuracy(model, nets[1], test, scenario)}
@@ -115,10 +101,15 @@ def merges(src, val, test, scenario: int) -> dict:
                 states = {b: edit.lines_merge(src.base, nets, b, method, 20.0, layers=model) for b in grid}
             else:
                 states = {lam: edit.merge(src.base, nets, method, lam, 20.0) for lam in grid}
-            best = max(states, key=lambda p: score(states[p]))
+            best = edit.choose(grid, lambda p: score(states[p]))[0]
             name = method + (" + LiNeS" if lines else "")
             out[name] = {"param": best, "acc": accuracy(model, states[best], test, scenario)}
     return out
+
+
+def chosen_row(rows: list[dict]) -> dict:
+    """The row of the α that :func:`lifelong.edit.choose` picks by the rows' validation scores."""
+    return rows[edit.choose(list(range(len(rows))), lambda i: rows[i]["score"])[0]]
 
 
 def mean_std(values: list[float]) -> str:
@@ -150,7 +141,7 @@ def control_table(benchmark: str, results: list[dict], seconds: list[float]) -> 
     lines += ["Chosen on validation by the reference's trade-off (2·target/target_B + control/control_A):", "",
               "| edit | α per seed | control | target |", "|---|---|---|---|"]
     for name in ("lines", "plain"):
-        picks = [max(r["fc"]["curves"][name], key=lambda row: row["score"]) for r in results]
+        picks = [chosen_row(r["fc"]["curves"][name]) for r in results]
         lines.append(f"| {'LiNeS' if name == 'lines' else 'plain interpolation'} | "
                      f"{', '.join(str(p['alpha']) for p in picks)} | {mean_std([p['control'] for p in picks])} | "
                      f"{mean_std([p['target'] for p in picks])} |")
@@ -189,7 +180,7 @@ def main() -> None:
             started = time.perf_counter()
             folders = train_runs(args.benchmark, seed, root)
             src = load_sources(folders["A"], [folders["B"], folders["C"]], device="cpu")
-            val, test = halves(src.stream, seed)
+            val, test = edit.split_stream(src.stream, seed, 0.5)
             single = load_sources(folders["A"], [folders["B"]], device="cpu")
             results.append({"fc": forgetting_control(single, val, test, scenario),
                             "merge": merges(src, val, test, scenario)})

@@ -15,7 +15,7 @@ import torch
 
 import lifelong.edit as edit
 from lifelong.config import make_config
-from lifelong.edit.run import lines_run, merge_runs
+from lifelong.edit.run import lines_run, load_sources, merge_runs
 from lifelong.nets import BACKBONES
 from lifelong.runs.session import check_run, config_hash, resolve_config, stream_of
 from tests.conftest import tiny_run_flags
@@ -259,3 +259,157 @@ def test_an_output_folder_that_holds_anything_is_refused(runs, tmp_path):
                             "0.5", "--out", str(out)])
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+# -- choosing α, β, λ on validation (--alpha auto, --lam auto, --beta auto) ----------------------
+def test_choose_picks_the_grid_value_a_hand_made_score_table_says():
+    from lifelong.edit.select import choose
+
+    table = {0.0: 1.0, 0.25: 3.0, 0.5: 2.5, 0.75: 3.0, 1.0: -1.0}  # 0.25 and 0.75 tie: the first in grid order
+    chosen, scores = choose(list(table), table.__getitem__)
+    assert chosen == 0.25 and scores == list(table.values())
+    assert choose([0.9, 0.1], {0.9: 1.0, 0.1: 2.0}.__getitem__)[0] == 0.1  # not the grid's first or last by position
+
+
+def test_the_scores_are_the_references_normalised_accuracies_written_out():
+    from lifelong.edit.select import normalised_score, tradeoff_score
+
+    acc, base, ft = [80.0, 60.0, 30.0], [90.0, 10.0, 50.0], [70.0, 75.0, 40.0]
+    # control tasks 0 and 2 over the base, target task 1 over the fine-tuned model, target counted twice
+    assert tradeoff_score(acc, [0, 2], [1], base, ft) == pytest.approx(2 * 60 / 75 + (80 / 90 + 30 / 50) / 2)
+    own = [[50.0, 80.0, 0.0], [0.0, 0.0, 60.0]]
+    assert normalised_score(acc, [[0, 1], [2]], own) == pytest.approx(((80 / 50 + 60 / 80) / 2 + 30 / 60) / 2)
+
+
+def test_the_split_is_seeded_disjoint_and_keeps_every_example(runs):
+    from lifelong.edit.select import split_stream
+
+    stream = load_sources(runs["A"], [runs["B"]], device="cpu").stream
+    val, held = split_stream(stream, 3, 0.5)
+    again, other = split_stream(stream, 3, 0.5)[0], split_stream(stream, 4, 0.5)[0]
+    for whole, v, h, a in zip(stream.tasks, val.tasks, held.tasks, again.tasks):
+        assert len(v.test_idx) == len(whole.test_idx) // 2
+        assert not set(v.test_idx.tolist()) & set(h.test_idx.tolist())
+        assert sorted(v.test_idx.tolist() + h.test_idx.tolist()) == sorted(whole.test_idx.tolist())
+        assert torch.equal(v.test_idx, a.test_idx)
+    assert any(not torch.equal(v.test_idx, o.test_idx) for v, o in zip(val.tasks, other.tasks))
+
+
+def _parts(runs, seed: int, fraction: float) -> tuple[list[list[int]], list[list[int]]]:
+    """Each task's validation and reported test indices, drawn as the split is documented (one
+    permutation per task from a generator seeded 1000 + seed, the first ⌊f·n⌋ choosing)."""
+    stream = load_sources(runs["A"], [runs["B"]], device="cpu").stream
+    g = torch.Generator().manual_seed(1000 + seed)
+    val, held = [], []
+    for task in stream.tasks:
+        order = task.test_idx[torch.randperm(len(task.test_idx), generator=g)].tolist()
+        cut = int(len(order) * fraction)
+        val.append(order[:cut])
+        held.append(order[cut:])
+    return val, held
+
+
+def _accuracy_on(runs, state: dict[str, torch.Tensor], parts: list[list[int]]) -> list[float]:
+    """Task-IL accuracy (percent) of ``state`` on the given test indices of each task."""
+    import copy
+    import dataclasses
+
+    from lifelong.evaluate import evaluate
+
+    src = load_sources(runs["A"], [runs["B"]], device="cpu")
+    stream, model = copy.copy(src.stream), copy.deepcopy(src.runs[0].model)
+    stream.tasks = [dataclasses.replace(t, test_idx=torch.tensor(p))
+                    for t, p in zip(stream.tasks, parts)]
+    model.load_state_dict(state)
+    return evaluate(model, stream)[1]
+
+
+def test_alpha_auto_chooses_on_validation_and_reports_the_rest(runs, tmp_path):
+    out = tmp_path / "auto"
+    code, stdout, err = run_cli(["edit", "lines", "--base", str(runs["A"]), "--finetuned", str(runs["B"]), "--alpha",
+                                 "auto", "--grid", "0", "0.5", "1", "--out", str(out)])
+    assert code == 0, err
+    doc = _metrics(out)
+    sel = doc["selection"]
+    assert sel["parameter"] == "alpha" and sel["grid"] == [0.0, 0.5, 1.0] and sel["validation_fraction"] == 0.5
+    assert sel["control_tasks"] == [1] and sel["target_tasks"] == [2]
+    val, held = _parts(runs, sel["split_seed"] - 1000, 0.5)
+    assert sel["validation_examples"] == [len(v) for v in val] and sel["reported_examples"] == [len(h) for h in held]
+    a, b = _state(runs["A"]), _state(runs["B"])
+    base_v, ft_v = _accuracy_on(runs, a, val), _accuracy_on(runs, b, val)
+    expected = []
+    for alpha in sel["grid"]:  # LiNeS with β = 1 − α written out; trade-off 2·target/B's + control/A's
+        coef = {"features.1": alpha, "features.3": 1.0, "classifier": alpha}
+        v = _accuracy_on(runs, {k: a[k] + coef[k.rsplit(".", 1)[0]] * (b[k] - a[k]) for k in a}, val)
+        expected.append(2 * v[1] / ft_v[1] + v[0] / base_v[0])
+    assert sel["validation_scores"] == pytest.approx(expected)
+    assert sel["chosen"] == sel["grid"][expected.index(max(expected))] == doc["params"]["alpha"]
+    assert doc["params"]["beta"] == pytest.approx(1 - sel["chosen"])
+    # the reported accuracies are the held-out part's, never a validation example's
+    assert all(not set(v) & set(h) for v, h in zip(val, held))
+    assert doc["accuracy"]["task_il"] == pytest.approx(_accuracy_on(runs, _state(out), held))
+    assert doc["before"]["source_runs"][0]["task_il"] == pytest.approx(_accuracy_on(runs, b, held))
+    assert "chosen on validation" in stdout
+
+
+@pytest.mark.parametrize("lines", [False, True])
+def test_merge_auto_chooses_by_normalised_accuracy_on_validation(runs, tmp_path, lines):
+    flag = ["--lines", "--beta", "auto"] if lines else ["--lam", "auto"]
+    out = tmp_path / "m"
+    code, _, err = run_cli(["merge", "--base", str(runs["A"]), "--models", str(runs["B"]), str(runs["C"]),
+                            "--method", "task-arithmetic", *flag, "--grid", "0.2", "0.6", "1.0",
+                            "--validation-fraction", "0.75", "--out", str(out)])
+    assert code == 0, err
+    doc = _metrics(out)
+    sel = doc["selection"]
+    assert sel["parameter"] == ("beta" if lines else "lam") and sel["model_tasks"] == [[2], [3]]
+    val, held = _parts(runs, sel["split_seed"] - 1000, 0.75)
+    a, b, c = _state(runs["A"]), _state(runs["B"]), _state(runs["C"])
+    own_b, own_c = _accuracy_on(runs, b, val), _accuracy_on(runs, c, val)
+    expected = []
+    for value in sel["grid"]:  # task arithmetic θ_A + λ(τ_B + τ_C); LiNeS: α = 1/2 and the last block + β
+        coef = ({"features.1": 0.5, "features.3": 0.5 + value, "classifier": 0.5} if lines
+                else {"features.1": value, "features.3": value, "classifier": value})
+        v = _accuracy_on(runs, {k: a[k] + coef[k.rsplit(".", 1)[0]] * (b[k] + c[k] - 2 * a[k]) for k in a}, val)
+        expected.append((v[1] / own_b[1] + v[2] / own_c[2]) / 2)
+    assert sel["validation_scores"] == pytest.approx(expected)
+    chosen = sel["grid"][expected.index(max(expected))]
+    assert sel["chosen"] == chosen == doc["params"]["beta" if lines else "lam"]
+    assert sel["validation_examples"] == [3] * 5 and sel["reported_examples"] == [1] * 5
+    assert doc["accuracy"]["task_il"] == pytest.approx(_accuracy_on(runs, _state(out), held))
+
+
+AUTO_BAD = [
+    (["edit", "lines", "--base", "A", "--finetuned", "B", "--alpha", "auto", "--validation-fraction", "0"], r"in \(0, 1\)"),
+    (["edit", "lines", "--base", "A", "--finetuned", "B", "--alpha", "auto", "--validation-fraction", "1"], r"in \(0, 1\)"),
+    (["merge", "--base", "A", "--models", "B", "C", "--method", "ties", "--lam", "auto", "--validation-fraction",
+      "-0.5"], r"in \(0, 1\)"),
+    (["edit", "lines", "--base", "A", "--finetuned", "B", "--alpha", "auto", "--grid"], "expected at least one"),
+    (["edit", "lines", "--base", "A", "--finetuned", "B", "--alpha", "auto", "--grid", "0.5", "1.5"],
+     r"must be in \[0, 1\]"),
+    (["edit", "lines", "--base", "A", "--finetuned", "B", "--alpha", "auto", "--grid", "nan"], "finite numbers"),
+    (["edit", "lines", "--base", "A", "--finetuned", "B", "--alpha", "0.5", "--grid", "0.5"], "give it with"),
+    (["merge", "--base", "A", "--models", "B", "C", "--method", "ties", "--lam", "1", "--validation-fraction", "0.5"],
+     "give it with"),
+    (["edit", "lines", "--base", "A", "--finetuned", "B", "--alpha", "auto", "--validation-fraction", "0.2"],
+     "without validation or reported"),  # 4 test examples a task: ⌊0.8⌋ = 0 to choose
+    (["edit", "lines", "--base", "A", "--finetuned", "B", "--alpha", "automatic"], "expected a number"),
+]
+
+
+@pytest.mark.parametrize("args, message", AUTO_BAD, ids=[f"{i}-{m[:16]}" for i, (_, m) in enumerate(AUTO_BAD)])
+def test_bad_selection_values_are_one_line_exit_2_and_nothing_written(runs, tmp_path, args, message):
+    import re
+
+    out = tmp_path / "out"
+    code, _, err = run_cli([str(runs.get(a, a)) for a in args] + ["--out", str(out)])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".lifelong-")]
+
+
+def test_empty_grid_through_the_api_is_one_line():
+    from lifelong.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="empty"):
+        lines_run("A", "B", "auto", grid=[])

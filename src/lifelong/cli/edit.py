@@ -26,6 +26,10 @@ def _print(doc: dict[str, Any], out: str) -> None:
           f"{doc['wall_seconds']:.2f} s")
     for scenario in ("class_il", "task_il"):
         print("\n".join(accuracy_table(doc, scenario)))
+    if "selection" in doc:
+        sel = doc["selection"]
+        print(f"lifelong: {sel['parameter']}={sel['chosen']:.4g} chosen on validation ({sel['validation_fraction']:.4g} "
+              f"of each task's test examples, split seed {sel['split_seed']}); the accuracies above are the rest's")
     print(f"lifelong: edited model and metrics in {out}" if doc["kind"] == "edit"
           else f"lifelong: merged model and metrics in {out}")
 
@@ -37,8 +41,8 @@ def edit_command(args: argparse.Namespace) -> int:
         print("lifelong: error: choose an edit: lifelong edit lines --base ... --finetuned ... --alpha A --out DIR",
               file=sys.stderr)
         return 2
-    doc = lines_run(args.base, args.finetuned, args.alpha, args.beta, args.out, device=args.device,
-                    data_root=args.data_root)
+    doc = lines_run(args.base, args.finetuned, args.alpha, args.beta, args.out, grid=args.grid,
+                    validation_fraction=args.validation_fraction, device=args.device, data_root=args.data_root)
     _print(doc, args.out)
     return 0
 
@@ -70,7 +74,8 @@ def merge_command(args: argparse.Namespace) -> int:
     if args.method == "rmm":
         from lifelong.edit.rmm_run import rmm_runs
 
-        given = [f for f, v in (("--base", args.base), ("--lam", args.lam), ("--beta", args.beta)) if v is not None]
+        given = [f for f, v in (("--base", args.base), ("--lam", args.lam), ("--beta", args.beta), ("--grid", args.grid),
+                                ("--validation-fraction", args.validation_fraction)) if v is not None]
         given += ["--lines"] if args.lines else []
         if given:
             raise ConfigError(f"{given[0]} is not an option of rmm (its base is the lora runs' own model.pt; "
@@ -87,6 +92,7 @@ def merge_command(args: argparse.Namespace) -> int:
     if args.base is None:
         raise ConfigError("--base is required: the run (or model.pt) every model started from")
     doc = merge_runs(args.base, args.models, args.method, args.lam, args.k, args.lines, args.beta, args.out,
-                     device=args.device, data_root=args.data_root)
+                     grid=args.grid, validation_fraction=args.validation_fraction, device=args.device,
+                     data_root=args.data_root)
     _print(doc, args.out)
     return 0

@@ -34,6 +34,10 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _number_or_auto(text: str) -> float | str:
+    return "auto" if text == "auto" else _number(text)
+
+
 def _param(text: str) -> tuple[str, Any]:
     from lifelong.config import parse_yaml
 
@@ -173,7 +177,9 @@ def _add_edit_commands(sub: Any) -> None:
     lines.add_argument("--base", required=True, metavar="RUN_OR_MODEL",
                        help="the run (or model.pt) the fine-tuned run started from (--init-from)")
     lines.add_argument("--finetuned", required=True, metavar="RUN_DIR", help="a finished run trained with --init-from")
-    lines.add_argument("--alpha", required=True, type=_number, metavar="A", help="alpha in [0, 1]")
+    lines.add_argument("--alpha", required=True, type=_number_or_auto, metavar="A|auto",
+                       help="alpha in [0, 1], or auto: chosen on validation by the reference's target/control "
+                            "trade-off")
     lines.add_argument("--beta", type=_number, default=None, metavar="B",
                        help="depth scaling (default 1 - alpha, the reference's; 0: plain interpolation)")
     merge = sub.add_parser("merge", help="merge runs fine-tuned from one start (task arithmetic, TIES, LiNeS)")
@@ -183,13 +189,14 @@ def _add_edit_commands(sub: Any) -> None:
                        help="finished runs trained with --init-from the base")
     merge.add_argument("--method", required=True, metavar="task-arithmetic|ties|rmm",
                        help="how to combine the updates (rmm: the adapters of lora runs, given as --models)")
-    merge.add_argument("--lam", type=_number, default=None, metavar="L",
-                       help="scale of the merged update (default 1; not with --lines)")
+    merge.add_argument("--lam", type=_number_or_auto, default=None, metavar="L|auto",
+                       help="scale of the merged update (default 1; auto: chosen on validation; not with --lines)")
     merge.add_argument("--k", type=_number, default=20.0, metavar="K",
                        help="TIES: percentage of each update's entries kept (default %(default)s)")
     merge.add_argument("--lines", action="store_true",
                        help="LiNeS on the merged update: alpha from the L1 norms, --beta given")
-    merge.add_argument("--beta", type=_number, default=None, metavar="B", help="LiNeS' depth scaling (with --lines)")
+    merge.add_argument("--beta", type=_number_or_auto, default=None, metavar="B|auto",
+                       help="LiNeS' depth scaling (with --lines; auto: chosen on validation)")
     merge.add_argument("--basis", type=int, default=None, metavar="K",
                        help="rmm: the basis size written (1..number of adapters; every size is measured)")
     merge.add_argument("--basis-per", default="position", metavar="position|layer",
@@ -197,6 +204,11 @@ def _add_edit_commands(sub: Any) -> None:
     merge.add_argument("--alpha", type=_number, default=None, metavar="A",
                        help="rmm: scale of the plain merges it is compared with, in [0, 1] (default 1/n, the mean)")
     for p in (lines, merge):
+        p.add_argument("--grid", type=_number, nargs="+", default=None, metavar="V",
+                       help="with auto: the values tried (default: the reference's, e.g. alpha 0, 0.1, ..., 1)")
+        p.add_argument("--validation-fraction", type=_number, default=None, metavar="F",
+                       help="with auto: the seeded share of each task's test examples that chooses, in (0, 1) "
+                            "(default 0.5); the rest is reported")
         p.add_argument("--out", required=True, metavar="DIR", help="new folder for model.pt, metrics.json, config.yaml")
         p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
         p.add_argument("--data-root", default=None, help="the data folder, if not the runs'")
