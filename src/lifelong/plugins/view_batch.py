@@ -37,7 +37,9 @@ import math
 
 import torch
 
+from lifelong import distributed
 from lifelong.data.auto_augment import policy_transform, strong_augment
+from lifelong.errors import ConfigError
 from lifelong.objective import StepBatch
 from lifelong.plugins import register_plugin
 from lifelong.seeding import torch_generator
@@ -89,7 +91,12 @@ class ViewBatch:
         if batch_size % self.views:
             raise ValueError(f"view-batch replay over epochs: the batch size counts views, so it must be a multiple "
                              f"of the {self.views} repeats, got {batch_size}")
-        return n // self.views, batch_size // self.views
+        per_step, world = batch_size // self.views, distributed.world()
+        if per_step % world:
+            raise ConfigError(f"view-batch replay over epochs: {world} processes cannot share the {per_step} examples "
+                              f"of a step (a batch of {batch_size} views / {self.views}); use a batch size that is a "
+                              f"multiple of {self.views * world}")
+        return n // self.views, per_step
 
     def epoch_order(self, state, n: int, epoch: int, order: torch.Generator) -> torch.Tensor:
         """The positions in the training set that epoch ``epoch`` visits (each then trained on as
