@@ -14,8 +14,9 @@ What each process (rank) does, and why (docs/DISTRIBUTED.md has the user's view)
   their own (refresh learning's unlearning step, A-GEM's reference gradient, herding's and the
   Fisher's forwards in eval mode, ``torch.func`` per-example gradients), which DDP's reducer
   takes for training iterations. Instead, after the step's backward, :func:`average_step` sums
-  every gradient and floating-point buffer (batch-norm statistics) across the ranks in one
-  flat all-reduce and divides by the world size: the update of a full batch is the
+  every gradient (the model's and any other parameter the optimiser trains, LoRA's adapters)
+  and floating-point buffer (batch-norm statistics) across the ranks in one flat all-reduce
+  and divides by the world size: the update of a full batch is the
   single-process one, and every rank keeps the same model. The loss the monitor reads is the
   ranks' mean (:func:`mean_loss`), so that all ranks take the same decision on a non-finite one.
 - **Replay.** A memory filled step by step (the reservoir of ER and DER++) is sharded: rank

@@ -613,7 +613,8 @@ def _precision(precision: str | Precision | None, device: torch.device, resume: 
 
 
 # What runs under several processes (lifelong.distributed): memories and plug-ins whose state is
-# the same on every rank or is reduced across them; the others are refused until they are.
+# the same on every rank or is reduced across them (docs/DISTRIBUTED.md says how, for each); the
+# others are refused until they are, and a user's plug-in runs when its class sets parallel_safe = True.
 PARALLEL_MEMORIES = ("reservoir", "herding", "task-balanced", "first-task")
 PARALLEL_PLUGINS = ("clip-grad", "nme", "refresh", "agem", "mix-memory", "head-warmup", "gpm", "cuber", "lora",
                     "exposed-eval", "adaptive-weights", "view-batch")
