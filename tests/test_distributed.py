@@ -141,6 +141,10 @@ def test_view_batch_over_epochs_refuses_a_step_the_processes_cannot_share(monkey
     assert plugin.plan(None, 60, 20) == (30, 10)
     with pytest.raises(ConfigError, match="2 processes cannot share the 5 examples of a step .* multiple of 4"):
         plugin.plan(None, 60, 10)
+    recipe = build_recipe("finetune", {}, [{"plugin": "view-batch", "repeats": 2}])
+    check_parallel(recipe, 10, 10, 200, epochs=1)  # online (fewer epochs than views): a step of 10 examples
+    with pytest.raises(ConfigError, match="cannot share the 5 examples"):
+        check_parallel(recipe, 10, 10, 200, epochs=2)
 
 
 # -- 2 gloo processes against one: task-end statistics and whole runs ------------------------------
@@ -474,6 +478,16 @@ def test_under_torchrun_a_refusal_is_said_once(fashion_data, tmp_path):
                       "--batch-size", "5", "--out", str(tmp_path / "x")], 2, tmp_path)
     assert done.returncode != 0
     assert done.stderr.count("lifelong: error: 2 processes cannot share the batch size 5") == 1
+
+
+def test_under_torchrun_a_view_batch_step_the_processes_cannot_share_is_one_line(fashion_data, tmp_path):
+    out = tmp_path / "x"
+    done = _lifelong(["run", "--benchmark", "split-fashion-mnist", "--data-root", str(fashion_data), "--quiet",
+                      "--batch-size", "6", "--view-batch", "2", "--epochs", "2", "--out", str(out)], 2, tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.count("lifelong: error: view-batch replay over epochs: 2 processes cannot share the 3 "
+                             "examples of a step") == 1, done.stderr[-2000:]
+    assert not out.exists() or not any(p.name != "run.lock" for p in out.iterdir())
 
 
 def test_a_folder_only_rank_zero_can_refuse_stops_every_rank(fashion_data, tmp_path):

@@ -565,7 +565,7 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     replay = batch_size if replay_batch_size is None else replay_batch_size
     parallel = distributed.parallel()
     if parallel:
-        check_parallel(recipe, batch_size, replay, buffer_size)
+        check_parallel(recipe, batch_size, replay, buffer_size, epochs)
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
     state = TrainState(model, optimizer, stream, recipe, memory, replay // distributed.world(),
                        batch_size=batch_size, epochs=epochs, seed=seed)
@@ -620,7 +620,8 @@ PARALLEL_PLUGINS = ("clip-grad", "nme", "refresh", "agem", "mix-memory", "head-w
                     "exposed-eval", "adaptive-weights", "view-batch")
 
 
-def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int) -> None:
+def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int,
+                   epochs: int = 1) -> None:
     """Refuse, in one line, what several processes cannot train yet: a batch or replay batch
     the world size does not divide, a reservoir smaller than the number of processes, and
     memories or plug-ins outside :data:`PARALLEL_MEMORIES` and :data:`PARALLEL_PLUGINS` (a user's
@@ -637,6 +638,10 @@ def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buff
         raise ConfigError(f"method {recipe.name!r}: its plug-in {other!r} does not run under several processes yet "
                           f"(those that do: {', '.join(PARALLEL_PLUGINS)}, and a plug-in of your own whose class says "
                           f"parallel_safe = True); run it in one process")
+    for plugin in recipe.plugins:  # e.g. view-batch's step over epochs, which the processes must share
+        check = getattr(plugin, "check_processes", None)
+        if check is not None:
+            check(epochs, batch_size, w)
     if recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add") and buffer_size < w:
         raise ConfigError(f"{w} processes share the buffer of {buffer_size}: each needs at least one slot; "
                           f"use a buffer size of at least {w}")
