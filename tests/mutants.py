@@ -748,6 +748,20 @@ MUTANTS: list[Mutant] = [
       "memory = parts[r][\"memory\"] if same else", "memory = parts[0][\"memory\"] if same else",
       (f"{DIST}::test_a_killed_rank_fails_the_job_and_the_run_resumes_with_two_or_one_processes",),
       "a resumed rank takes rank 0's reservoir"),
+    # -- plug-ins made safe for several processes ----------------------------------------------------
+    M("dist-lora-unreduced", False, "distributed.py", '    for group in getattr(optimizer, "param_groups", []):',
+      "    for group in []:", (f"{DIST_RUNS}[lora]",),
+      "LoRA's adapters (outside the model) keep each rank's own gradient"),
+    M("dist-exposed-local", False, "plugins/exposed.py",
+      "            self.exposed.seen = distributed.sum_([self.exposed.seen.long()])[0] > 0\n", "            pass\n",
+      (f"{DIST}::test_exposed_eval_exposes_the_classes_of_every_rank",),
+      "exposed-eval keeps only the classes of its own rank's shares"),
+    M("dist-adaptive-local", False, "plugins/adaptive_weights.py",
+      "if distributed.parallel() else current", "if False else current", (f"{DIST_RUNS}[adaptive-weights]",),
+      "RECAP's weights from each rank's own term values (the ranks' weights differ)"),
+    M("dist-view-batch-unshared", False, "plugins/view_batch.py", "        if per_step % world:\n",
+      "        if False:\n", (f"{DIST}::test_view_batch_over_epochs_refuses_a_step_the_processes_cannot_share",),
+      "view-batch over epochs takes a step its processes cannot share evenly"),
 ]
 
 

@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 
 import lifelong
 from lifelong import distributed
-from lifelong.config import refresh_plugins, view_batch_parts
+from lifelong.config import refresh_plugins
 from lifelong.data.streams import class_incremental
 from lifelong.errors import ConfigError
 from lifelong.evaluate import evaluate
@@ -29,7 +29,9 @@ from lifelong.methods import build_recipe
 from lifelong.nets import build_backbone
 from lifelong.objective.weight import MAS, task_fisher
 from lifelong.optim import SGD
+from lifelong.plugins.exposed import ExposedEval
 from lifelong.plugins.nme import NearestMeanOfExemplars
+from lifelong.plugins.view_batch import ViewBatch
 from tests.conftest import make_source, run_cli, write_fashion_mnist
 
 SRC = Path(lifelong.__file__).resolve().parents[1]  # the code under test (a mutant's copy too)
@@ -105,10 +107,44 @@ def test_what_several_processes_do_not_run_yet_is_refused(monkeypatch):
     check_parallel(build_recipe("derpp"), 10, 10, 200)
     with pytest.raises(ConfigError, match="memory 'activations' does not run under several processes"):
         check_parallel(build_recipe("sharp-lite"), 10, 10, 200)
-    with pytest.raises(ConfigError, match="plug-in 'view-batch' does not run"):
-        check_parallel(build_recipe("er", {}, view_batch_parts(4)[0]), 10, 10, 200)
+    with pytest.raises(ConfigError, match="plug-in 'error-memory' does not run"):
+        check_parallel(build_recipe("er", {}, [{"plugin": "error-memory"}]), 10, 10, 200)
     with pytest.raises(ConfigError, match="each needs at least one slot"):
         check_parallel(build_recipe("er"), 10, 10, 1)
+    for name in ("lora", "exposed-eval", "adaptive-weights", "view-batch"):
+        check_parallel(build_recipe("finetune", {}, [{"plugin": name}]), 10, 10, 200)
+
+
+class _Mine:
+    name = "mine"
+
+
+class _MineSafe(_Mine):
+    parallel_safe = True
+
+
+def test_a_plugin_of_your_own_runs_under_several_processes_only_when_it_says_so(monkeypatch):
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    for plugin, runs in ((_Mine(), False), (_MineSafe(), True), (type("Vague", (_Mine,), {"parallel_safe": 1})(), False)):
+        recipe = build_recipe("finetune")
+        recipe.plugins.append(plugin)
+        if runs:
+            check_parallel(recipe, 10, 10, 200)
+        else:
+            with pytest.raises(ConfigError, match="plug-in 'mine' does not run .* parallel_safe = True"):
+                check_parallel(recipe, 10, 10, 200)
+
+
+def test_view_batch_over_epochs_refuses_a_step_the_processes_cannot_share(monkeypatch):
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    plugin = ViewBatch(2, form="epochs")
+    assert plugin.plan(None, 60, 20) == (30, 10)
+    with pytest.raises(ConfigError, match="2 processes cannot share the 5 examples of a step .* multiple of 4"):
+        plugin.plan(None, 60, 10)
+    recipe = build_recipe("finetune", {}, [{"plugin": "view-batch", "repeats": 2}])
+    check_parallel(recipe, 10, 10, 200, epochs=1)  # online (fewer epochs than views): a step of 10 examples
+    with pytest.raises(ConfigError, match="cannot share the 5 examples"):
+        check_parallel(recipe, 10, 10, 200, epochs=2)
 
 
 # -- 2 gloo processes against one: task-end statistics and whole runs ------------------------------
@@ -143,8 +179,13 @@ def _statistics() -> dict:
             "evaluate": evaluate(model, stream, batch_size=7)}
 
 
+VIEWS = {"plugin": "view-batch", "repeats": 2, "form": "epochs", "augment": "none"}  # nothing sampled but the order
 RUNS = {"ewc": ("ewc", {}, []), "ewc-online": ("ewc-online", {}, []), "si": ("si", {}, []), "mas": ("mas", {}, []),
-        "icarl": ("icarl", {}, []), "ewc-refresh": ("ewc", {}, refresh_plugins("paper"))}
+        "icarl": ("icarl", {}, []), "ewc-refresh": ("ewc", {}, refresh_plugins("paper")),
+        "lora": ("lora", {"rank": 2}, []), "exposed-eval": ("finetune", {}, [{"plugin": "exposed-eval"}]),
+        "adaptive-weights": ("ewc", {}, [{"plugin": "adaptive-weights", "window": 2, "temperature": 0.1}]),
+        "view-batch": ("finetune", {}, [VIEWS])}
+SETTINGS = {"view-batch": {"epochs": 2, "batch_size": 20}}  # 20 views a step: 10 examples, 5 a rank
 
 
 def _trained(name: str) -> dict:
@@ -153,8 +194,8 @@ def _trained(name: str) -> dict:
     method, params, shorthand = RUNS[name]
     recipe = build_recipe(method, params, shorthand)
     model = _model()
-    result = train(_stream(), model, recipe, SGD(model.parameters(), lr=0.1), seed=0, epochs=1, batch_size=10,
-                   buffer_size=20)
+    settings = {"epochs": 1, "batch_size": 10, **SETTINGS.get(name, {})}
+    result = train(_stream(), model, recipe, SGD(model.parameters(), lr=0.1), seed=0, buffer_size=20, **settings)
     return {"model": model.state_dict(), "terms": [getattr(t, "state_dict", dict)() for _, t in recipe.objective.terms],
             "plugins": [getattr(p, "state_dict", dict)() for p in recipe.plugins], "class_il": result.class_il}
 
@@ -192,12 +233,19 @@ def _anytime() -> dict:
     return result.anytime
 
 
+def _exposed(rank: int) -> list[bool]:
+    """The classes exposed-eval keeps after rank 0 saw class 0 and rank 1 class 2 (of 4)."""
+    plugin = ExposedEval()
+    plugin.before_step(SimpleNamespace(stream=SimpleNamespace(num_classes=4)), SimpleNamespace(y=torch.tensor([2 * rank])))
+    return plugin.exposed.seen.tolist()
+
+
 def _worker(rank: int, world: int, folder: str) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
                                          world_size=world)
     try:
-        torch.save({"statistics": _statistics(), **{name: _trained(name) for name in RUNS},
+        torch.save({"statistics": _statistics(), "exposed": _exposed(rank), **{name: _trained(name) for name in RUNS},
                     **{f"band-{m}": _replayed(m) for m in BANDED}, "anytime": _anytime()}, f"{folder}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
@@ -230,6 +278,10 @@ def test_task_end_statistics_of_two_processes_equal_one_process(two_processes):
     half = [f / 2 for f in alone["fisher"]]
     assert not _close(two_processes[0]["statistics"]["fisher"], half)
     assert torch.isnan(alone["means"][:, 0]).tolist() == [False, False, False, True]  # class 3 has no exemplar
+
+
+def test_exposed_eval_exposes_the_classes_of_every_rank(two_processes):
+    assert [rank["exposed"] for rank in two_processes] == [[True, False, True, False]] * 2
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
@@ -426,6 +478,16 @@ def test_under_torchrun_a_refusal_is_said_once(fashion_data, tmp_path):
                       "--batch-size", "5", "--out", str(tmp_path / "x")], 2, tmp_path)
     assert done.returncode != 0
     assert done.stderr.count("lifelong: error: 2 processes cannot share the batch size 5") == 1
+
+
+def test_under_torchrun_a_view_batch_step_the_processes_cannot_share_is_one_line(fashion_data, tmp_path):
+    out = tmp_path / "x"
+    done = _lifelong(["run", "--benchmark", "split-fashion-mnist", "--data-root", str(fashion_data), "--quiet",
+                      "--batch-size", "6", "--view-batch", "2", "--epochs", "2", "--out", str(out)], 2, tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.count("lifelong: error: view-batch replay over epochs: 2 processes cannot share the 3 "
+                             "examples of a step") == 1, done.stderr[-2000:]
+    assert not out.exists() or not any(p.name != "run.lock" for p in out.iterdir())
 
 
 def test_a_folder_only_rank_zero_can_refuse_stops_every_rank(fashion_data, tmp_path):

@@ -14,8 +14,9 @@ What each process (rank) does, and why (docs/DISTRIBUTED.md has the user's view)
   their own (refresh learning's unlearning step, A-GEM's reference gradient, herding's and the
   Fisher's forwards in eval mode, ``torch.func`` per-example gradients), which DDP's reducer
   takes for training iterations. Instead, after the step's backward, :func:`average_step` sums
-  every gradient and floating-point buffer (batch-norm statistics) across the ranks in one
-  flat all-reduce and divides by the world size: the update of a full batch is the
+  every gradient (the model's and any other parameter the optimiser trains, LoRA's adapters)
+  and floating-point buffer (batch-norm statistics) across the ranks in one flat all-reduce
+  and divides by the world size: the update of a full batch is the
   single-process one, and every rank keeps the same model. The loss the monitor reads is the
   ranks' mean (:func:`mean_loss`), so that all ranks take the same decision on a non-finite one.
 - **Replay.** A memory filled step by step (the reservoir of ER and DER++) is sharded: rank
@@ -181,11 +182,17 @@ def mean_loss(loss: torch.Tensor, flag: bool = False) -> tuple[torch.Tensor, tor
     return pair[0] / world(), pair[1] > 0
 
 
-def average_step(model: torch.nn.Module) -> None:
+def average_step(model: torch.nn.Module, optimizer: Any = None) -> None:
     """After a step's backward: every gradient and floating-point buffer (batch-norm running
-    statistics) replaced by its mean over the ranks, in one all-reduce. A parameter without a
-    gradient (``None``) on this rank is left so."""
-    tensors = [p.grad for p in model.parameters() if p.grad is not None]
+    statistics) replaced by its mean over the ranks, in one all-reduce. The gradients are those
+    of the model's parameters and of any other parameter the ``optimizer`` trains (LoRA's
+    adapters, which live outside the model's modules: :mod:`lifelong.plugins.lora`), each once.
+    A parameter without a gradient (``None``) on this rank is left so."""
+    params = {id(p): p for p in model.parameters()}
+    for group in getattr(optimizer, "param_groups", []):
+        for p in group["params"]:
+            params.setdefault(id(p), p)
+    tensors = [p.grad for p in params.values() if p.grad is not None]
     tensors += [b for b in model.buffers() if b.is_floating_point()]
     mean_(tensors)
 

@@ -328,7 +328,7 @@ class Step:
         scaler = self.precision.scaler if self.precision is not None else None
         (loss if scaler is None else scaler.scale(loss)).backward()
         if self.parallel:  # before unscaling: every rank then sees the same overflow, or none
-            distributed.average_step(state.model)
+            distributed.average_step(state.model, state.optimizer)
         if scaler is not None:
             scaler.unscale_(state.optimizer)
         for hook in self.hooks.after_backward:
@@ -565,7 +565,7 @@ def _setup(stream: Stream, model: nn.Module, recipe: Recipe, optimizer: Optimize
     replay = batch_size if replay_batch_size is None else replay_batch_size
     parallel = distributed.parallel()
     if parallel:
-        check_parallel(recipe, batch_size, replay, buffer_size)
+        check_parallel(recipe, batch_size, replay, buffer_size, epochs)
     memory = _memory(recipe, stream, seed, buffer_size, epochs)
     state = TrainState(model, optimizer, stream, recipe, memory, replay // distributed.world(),
                        batch_size=batch_size, epochs=epochs, seed=seed)
@@ -613,24 +613,35 @@ def _precision(precision: str | Precision | None, device: torch.device, resume: 
 
 
 # What runs under several processes (lifelong.distributed): memories and plug-ins whose state is
-# the same on every rank or is reduced across them; the others are refused until they are.
+# the same on every rank or is reduced across them (docs/DISTRIBUTED.md says how, for each); the
+# others are refused until they are, and a user's plug-in runs when its class sets parallel_safe = True.
 PARALLEL_MEMORIES = ("reservoir", "herding", "task-balanced", "first-task")
-PARALLEL_PLUGINS = ("clip-grad", "nme", "refresh", "agem", "mix-memory", "head-warmup", "gpm", "cuber")
+PARALLEL_PLUGINS = ("clip-grad", "nme", "refresh", "agem", "mix-memory", "head-warmup", "gpm", "cuber", "lora",
+                    "exposed-eval", "adaptive-weights", "view-batch")
 
 
-def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int) -> None:
+def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int,
+                   epochs: int = 1) -> None:
     """Refuse, in one line, what several processes cannot train yet: a batch or replay batch
     the world size does not divide, a reservoir smaller than the number of processes, and
-    memories or plug-ins outside :data:`PARALLEL_MEMORIES` and :data:`PARALLEL_PLUGINS`."""
+    memories or plug-ins outside :data:`PARALLEL_MEMORIES` and :data:`PARALLEL_PLUGINS` (a user's
+    plug-in runs when its class declares ``parallel_safe = True``: its author's word that its state
+    stays the same on every rank, or is reduced across them: docs/DISTRIBUTED.md)."""
     w = distributed.world()
     distributed.check_layout(batch_size, replay_batch_size, w)
     if recipe.memory is not None and recipe.memory not in PARALLEL_MEMORIES:
         raise ConfigError(f"method {recipe.name!r}: its memory {recipe.memory!r} does not run under several "
                           f"processes yet (those that do: {', '.join(PARALLEL_MEMORIES)}); run it in one process")
-    other = next((p.name for p in recipe.plugins if getattr(p, "name", "") not in PARALLEL_PLUGINS), None)
+    other = next((p.name for p in recipe.plugins if getattr(p, "name", "") not in PARALLEL_PLUGINS
+                  and getattr(p, "parallel_safe", False) is not True), None)
     if other is not None:
         raise ConfigError(f"method {recipe.name!r}: its plug-in {other!r} does not run under several processes yet "
-                          f"(those that do: {', '.join(PARALLEL_PLUGINS)}); run it in one process")
+                          f"(those that do: {', '.join(PARALLEL_PLUGINS)}, and a plug-in of your own whose class says "
+                          f"parallel_safe = True); run it in one process")
+    for plugin in recipe.plugins:  # e.g. view-batch's step over epochs, which the processes must share
+        check = getattr(plugin, "check_processes", None)
+        if check is not None:
+            check(epochs, batch_size, w)
     if recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add") and buffer_size < w:
         raise ConfigError(f"{w} processes share the buffer of {buffer_size}: each needs at least one slot; "
                           f"use a buffer size of at least {w}")

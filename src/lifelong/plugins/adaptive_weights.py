@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from lifelong import distributed
 from lifelong.plugins import register_plugin
 
 _SPREADS = ("current", "window")
@@ -63,6 +64,15 @@ def recap_weights(history: torch.Tensor, window: int, temperature: float, spread
     share = torch.softmax(score, 0) * active.sum()
     lam = torch.where(active, share, torch.ones_like(share))
     return lam.clamp_min(floor) if floor > 0 else lam
+
+
+def _over_ranks(values: list[torch.Tensor]) -> torch.Tensor:
+    """The terms' (detached) values as a column (terms x 1); under several processes the ranks'
+    mean of each (one all-reduce), so that every rank keeps the same history and weights: each
+    rank's value is its share's mean, and the mean of equal shares' means is the batch's mean
+    (one process's value, up to float sums)."""
+    current = torch.stack([v.reshape(()) for v in values]).unsqueeze(1)
+    return distributed.mean_([current.clone()])[0] if distributed.parallel() else current
 
 
 @register_plugin
@@ -101,7 +111,7 @@ class AdaptiveWeights:
         k = len(values)
         if self.seen + 1 < 2 * self.window:
             return [1.0 if self.scale == "sum" else 1.0 / k] * k
-        current = torch.stack([v.reshape(()) for v in values]).unsqueeze(1)
+        current = _over_ranks(values)
         history = torch.cat([self.history[:, 1:], current.to(self.history.dtype)], 1)
         lam = recap_weights(history, self.window, self.temperature, self.spread, self.floor, self.eps)
         if self.scale == "mean":
@@ -114,7 +124,7 @@ class AdaptiveWeights:
         values = state.recipe.objective.values
         if values is None:
             return
-        current = torch.stack([v.reshape(()) for v in values]).unsqueeze(1)
+        current = _over_ranks(values)
         if self.history is None:
             self.history = torch.zeros(len(values), 2 * self.window, dtype=current.dtype, device=current.device)
         self.history = torch.cat([self.history[:, 1:], current.to(self.history.dtype)], 1)

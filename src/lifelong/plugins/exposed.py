@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from lifelong import distributed
 from lifelong.objective.mvp import ExposedClasses
 from lifelong.plugins import register_plugin
 
@@ -23,6 +24,8 @@ class ExposedEval:
 
     def before_step(self, state, batch) -> None:
         self.exposed.add(batch.y, state.stream.num_classes)
+        if distributed.parallel():  # each rank saw its share of the batch: exposed on any rank, on all
+            self.exposed.seen = distributed.sum_([self.exposed.seen.long()])[0] > 0
 
     def state_dict(self) -> dict:
         return self.exposed.state_dict()

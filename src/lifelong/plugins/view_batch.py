@@ -37,7 +37,9 @@ import math
 
 import torch
 
+from lifelong import distributed
 from lifelong.data.auto_augment import policy_transform, strong_augment
+from lifelong.errors import ConfigError
 from lifelong.objective import StepBatch
 from lifelong.plugins import register_plugin
 from lifelong.seeding import torch_generator
@@ -89,7 +91,22 @@ class ViewBatch:
         if batch_size % self.views:
             raise ValueError(f"view-batch replay over epochs: the batch size counts views, so it must be a multiple "
                              f"of the {self.views} repeats, got {batch_size}")
+        self._check_step(batch_size, distributed.world())
         return n // self.views, batch_size // self.views
+
+    def check_processes(self, epochs: int, batch_size: int, world: int) -> None:
+        """One line (:class:`ConfigError`) when ``world`` processes cannot share a step evenly:
+        over epochs a step holds ``batch_size / R`` examples (the online form's, the batch size,
+        is checked with the batch itself)."""
+        if not (self.form == "online" or (self.form == "auto" and epochs < self.views)):
+            self._check_step(batch_size, world)
+
+    def _check_step(self, batch_size: int, world: int) -> None:
+        per_step = batch_size // self.views
+        if per_step % world:
+            raise ConfigError(f"view-batch replay over epochs: {world} processes cannot share the {per_step} examples "
+                              f"of a step (a batch of {batch_size} views / {self.views}); use a batch size that is a "
+                              f"multiple of {self.views * world}")
 
     def epoch_order(self, state, n: int, epoch: int, order: torch.Generator) -> torch.Tensor:
         """The positions in the training set that epoch ``epoch`` visits (each then trained on as

@@ -436,7 +436,8 @@ def _build(config: RunConfig, benchmark: Benchmark, recipe: Recipe, backbone: st
     if recipe.memory:
         check_memory_capacity(recipe, stream, config.buffer_size)
     if distributed.parallel():
-        check_parallel(recipe, resolved["batch_size"], resolved["replay_batch_size"], resolved["buffer_size"])
+        check_parallel(recipe, resolved["batch_size"], resolved["replay_batch_size"], resolved["buffer_size"],
+                       resolved["epochs"])
     if dry_run:
         return resolved
     if distributed.parallel():
