@@ -3,7 +3,7 @@ the other. Corpus A is English prose of the Python documentation; corpus B is st
 Python source without docstrings or comments. Prints a markdown table and writes
 benchmarks/lm_shift.md.
 
-    python benchmarks/lm_shift.py [--grid main|extra|all] [--steps 400] [--seeds 0,1,2] [--out runs/lm-shift]
+    python benchmarks/lm_shift.py [--grid main|extra|gere|recap|mer-reference|all] [--steps 400] [--seeds 0,1,2] [--out runs/lm-shift]
 
 ``main`` is A then B with replay 0, 5 and 25% of A, under two learning-rate schedules on B
 (and 1 and 50% re-warmed). ``constant`` does not re-warm: B trains at the final learning rate of
@@ -12,7 +12,11 @@ row is their baseline: one task on A and B joined (``--stream A+B``), from scrat
 steps as the two corpora together, with one warm-up and cosine. ``extra`` adds the infinite
 schedule (replay 0 and 25%), efficient MER on top of re-warming with 25% replay, and the reverse
 order B then A (re-warmed, replay 0 and 25%). ``gere`` is GeRe's threshold-margin term (weights 1
-and 100, the reference's default) on top of re-warming without replay.
+and 100, the reference's default) on top of re-warming without replay. ``recap`` is RECAP's
+adaptive weights over the corpora's losses (``--recap 10``, the paper's W; T 5) on top of
+re-warming with 5 and 25% replay. ``mer-reference`` is efficient MER at the reference's k 500
+and β 0.01 with 25% replay, beside the same run without MER (for runs long enough to hold
+several k: ``--steps 1000``).
 
 Each run is one ``lifelong lm train`` process; the command is printed above the table. Seed K's runs
 go to ``OUT-seedK``, in folders named by their settings; a finished one is reused (delete it to
@@ -38,6 +42,9 @@ MODEL = ["--n-layer", "2", "--n-head", "4", "--n-embd", "128", "--block-size", "
 INFINITE = ["--const-lr", "1e-3", "--cooldown", "100", "--anneal", "80"]
 MER = ["--mer-k", "100", "--mer-beta", "0.5"]
 GERE = [("A,B", "rewarm", "0", ["--gere", w], f"GeRe w {w}, 64 windows, 4 a step") for w in ("1", "100")]
+MER_REFERENCE = ["--mer-k", "500", "--mer-beta", "0.01"]  # the reference's defaults
+MER_REF = [("A,B", "rewarm", "0.25", MER_REFERENCE, "MER k 500, β 0.01"), ("A,B", "rewarm", "0.25", [], "-")]
+RECAP = [("A,B", "rewarm", replay, ["--recap", "10"], "RECAP W 10, T 5") for replay in ("0.05", "0.25")]
 # (stream, schedule, replay, extra flags, what the extra flags are called in the table)
 MAIN = ([("A,B", "constant", replay, [], "-") for replay in ("0", "0.05", "0.25")]
         + [("A,B", "rewarm", replay, [], "-") for replay in ("0", "0.01", "0.05", "0.25", "0.5")]
@@ -58,7 +65,10 @@ def folder(stream: str, schedule: str, replay: str, extra: list[str]) -> str:
         return "joint-" + stream.replace("+", "")
     prefix = "" if stream == "A,B" else stream.replace(",", "") + "-"
     gere = f"-gere{extra[extra.index('--gere') + 1]}" if "--gere" in extra else ""
-    return prefix + f"{schedule}-replay{replay}" + ("-mer" if "--mer-k" in extra else "") + gere
+    mer = "" if "--mer-k" not in extra else "-mer" + ("" if extra[extra.index("--mer-k") + 1] == "100" else
+                                                     extra[extra.index("--mer-k") + 1])
+    recap = f"-recap{extra[extra.index('--recap') + 1]}" if "--recap" in extra else ""
+    return prefix + f"{schedule}-replay{replay}" + mer + gere + recap
 
 
 def values(run: Path) -> list[float | None]:
@@ -101,14 +111,15 @@ def train_seed(args: argparse.Namespace, seed: int, grid: list) -> tuple[list[li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", choices=("main", "extra", "gere", "all"), default="main")
+    parser.add_argument("--grid", choices=("main", "extra", "gere", "recap", "mer-reference", "all"), default="main")
     parser.add_argument("--steps", type=int, default=400, help="steps per corpus")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; each in OUT-seedK (default 0)")
     parser.add_argument("--max-chars", type=int, default=3_000_000)
     parser.add_argument("--out", default="runs/lm-shift")
     args = parser.parse_args()
     seeds = [int(k) for k in args.seeds.split(",")]
-    grid = {"main": MAIN, "extra": EXTRA, "gere": GERE, "all": MAIN + EXTRA + GERE}[args.grid]
+    grid = {"main": MAIN, "extra": EXTRA, "gere": GERE, "recap": RECAP, "mer-reference": MER_REF,
+            "all": MAIN + EXTRA + GERE + RECAP}[args.grid]
     per_seed = []
     for seed in seeds:
         found, prep, common = train_seed(args, seed, grid)

@@ -22,6 +22,7 @@ from lifelong.errors import ConfigError, DataError
 from lifelong.lm.gere import GeneralReplay
 from lifelong.lm.batches import ReplayMixer, check_replay, replayed_count, split_task, windows
 from lifelong.lm.mer import EfficientMER
+from lifelong.lm.recap import CorpusWeights, window_losses
 from lifelong.lm.model import GPT, GPTConfig
 from lifelong.lm.offline import docstrings, offline_corpus, strip_source
 from lifelong.lm.run import prepare, resume_run, train_run
@@ -418,6 +419,72 @@ def test_cli_gere_bad_weight_is_one_line(data: Path, tmp_path: Path, capsys: pyt
     assert "gere_windows" in _error(capsys, base + ["--gere", "1", "--gere-windows", "0"])
 
 
+def _recap_lambdas_by_hand(hists: list[list[float]], w: int, t: float) -> list[float]:
+    """RECAP's Eq. 1 written out: c = μ̃/μ, i = σ/(μ + μ̃), σ about the current window's mean."""
+    scores = []
+    for h in hists:
+        old, cur = h[:w], h[w:]
+        mu, mu_old = sum(cur) / w, sum(old) / w
+        sigma = math.sqrt(sum((v - mu) ** 2 for v in h) / (2 * w - 1))
+        scores.append(mu_old / mu + sigma / (mu + mu_old))
+    e = [math.exp(s / t) for s in scores]
+    return [len(e) * v / sum(e) for v in e]
+
+
+def test_recap_weights_the_corpora_of_a_batch_by_hand() -> None:
+    rec = CorpusWeights(3, 2, 0.5)
+    src = torch.tensor([1, 0, 0, 0])  # one replayed window of corpus 1, three of corpus 0
+    steps = [([4.0, 3.0, 3.2, 2.8], src), ([9.0, 9.0, 9.0, 9.0], torch.tensor([0, 0, 0, 0])),
+             ([3.5, 2.9, 3.0, 3.1], src), ([3.4, 2.0, 2.2, 2.0], src)]
+    seen: list[float] = []
+    for values, sources in steps[:3]:  # warm-up: corpus 1 has fewer than 2W values, weights 1
+        per_window = torch.tensor(values)
+        seen.append(float(rec.loss(per_window, sources)))
+        assert seen[-1] == pytest.approx(float(per_window.mean()))
+    assert rec.counts == [3, 2, 0] and rec.last is None
+    per_window = torch.tensor(steps[3][0])
+    got = float(rec.loss(per_window, src))
+    assert got == pytest.approx(float(per_window.mean()))  # corpus 1 has 3 values (absent from step 2)
+    per_window = torch.tensor([3.0, 1.9, 2.1, 2.0])
+    got = float(rec.loss(per_window, src))
+    h0 = [9.0, (2.9 + 3.0 + 3.1) / 3, (2.0 + 2.2 + 2.0) / 3, (1.9 + 2.1 + 2.0) / 3]  # corpus 0's last 2W means
+    h1 = [4.0, 3.5, 3.4, 3.0]
+    lam = _recap_lambdas_by_hand([h0, h1], 2, 0.5)
+    want = lam[0] * 0.75 * 2.0 + lam[1] * 0.25 * 3.0
+    assert got == pytest.approx(want, rel=1e-5)
+    assert rec.last == pytest.approx({0: lam[0], 1: lam[1]}, rel=1e-5)
+    assert got != pytest.approx((lam[0] * 2.0 + lam[1] * 3.0) / 2, rel=1e-3)  # the paper's 1/K mean
+    assert got != pytest.approx(float(per_window.mean()), rel=1e-3)
+
+
+def test_window_losses_and_mixer_sources(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    c0 = _corpus(tmp_path, "c0", rng.integers(0, 50, 400), 40)
+    c1 = _corpus(tmp_path, "c1", rng.integers(100, 150, 400), 40)
+    mixer = ReplayMixer([c0, c1], 4, 6, 0.5, torch.Generator().manual_seed(0))
+    x, y = mixer.batch(1, 0)
+    assert mixer.sources.tolist() == [0, 0, 1, 1] and (x[:2] < 50).all() and (x[2:] >= 100).all()
+    logits = torch.randn(4, 6, 257)
+    each = window_losses(logits, y)
+    assert torch.allclose(each[2], F.cross_entropy(logits[2], y[2])) and torch.allclose(
+        each.mean(), F.cross_entropy(logits.reshape(-1, 257), y.reshape(-1)))
+
+
+def test_recap_reweights_a_run_with_replay(data: Path) -> None:
+    corpora = [open_corpus(data, n) for n in ("A", "B")]
+    cfg = LMConfig(stream=["A", "B"], steps=[6, 6], replay=0.5, recap=2, **TINY)
+    trainer = LMTrainer(cfg, corpora, 257)
+    trainer.run()
+    assert trainer.recap.counts == [12, 6] and set(trainer.recap.last) == {0, 1}
+    assert sum(trainer.recap.last.values()) == pytest.approx(2.0) and trainer.recap.last[0] != pytest.approx(1.0)
+
+
+def test_cli_recap_bad_values_are_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = ["lm", "train", "--data", str(data), "--stream", "A,B", "--steps", "3", "--out", str(tmp_path / "r")]
+    assert ">= 0" in _error(capsys, base + ["--recap", "-1"])
+    assert "> 0" in _error(capsys, base + ["--recap", "2", "--recap-temperature", "0"])
+
+
 # -- loop, checkpoints, resume -----------------------------------------------------------------------
 
 def test_training_lowers_the_loss_and_fills_the_matrix(data: Path) -> None:
@@ -430,10 +497,13 @@ def test_training_lowers_the_loss_and_fills_the_matrix(data: Path) -> None:
     assert res.tokens == 80 * 4 * 8
 
 
+@pytest.mark.parametrize("recap", [0, 2])
 @pytest.mark.parametrize("stop_at", [7, 10])  # mid-corpus, and at the corpus boundary
-def test_resume_equals_uninterrupted(data: Path, tmp_path: Path, stop_at: int) -> None:
-    cfg = LMConfig(stream=["A", "B"], steps=[10, 6], replay=0.25, mer_k=3, mer_beta=0.5, eval_every=4,
-                   checkpoint_every=5, dropout=0.1, gere=2.0, gere_windows=6, gere_batch=2, **TINY)
+def test_resume_equals_uninterrupted(data: Path, tmp_path: Path, stop_at: int, recap: int) -> None:
+    # with RECAP, A is replayed every other step, so its history at B's 2W-th step reaches back into A
+    cfg = LMConfig(stream=["A", "B"], steps=[10, 6], replay=0.125 if recap else 0.25, mer_k=3, mer_beta=0.5,
+                   eval_every=4, checkpoint_every=5, dropout=0.1, gere=2.0, gere_windows=6, gere_batch=2,
+                   recap=recap, **TINY)
     whole = train_run(cfg, data, tmp_path / "whole")
     part = train_run(cfg, data, tmp_path / "part", stop=lambda step: step == stop_at)
     assert not part["complete"]

@@ -75,6 +75,7 @@ class ReplayMixer:
         self.batch_size, self.block_size = batch_size, block_size
         self.ratio = check_replay(ratio)
         self.generator = generator
+        self.sources: torch.Tensor | None = None  # the corpus of each window of the latest batch
         for c in self.corpora:
             draw_starts(len(c.train), 0, block_size, generator)  # a corpus too short fails now, not mid-run
 
@@ -83,8 +84,10 @@ class ReplayMixer:
         seen = [j for t in self.tasks[:task] for j in t if j not in self.tasks[task]]
         return list(dict.fromkeys(seen))
 
-    def draw(self, members: Sequence[int], which: torch.Tensor, xs: list, ys: list) -> None:
-        """Append to ``xs``, ``ys`` the windows of ``members[k]`` for each ``k`` in ``which``, by corpus."""
+    def draw(self, members: Sequence[int], which: torch.Tensor, xs: list, ys: list,
+             sources: list | None = None) -> None:
+        """Append to ``xs``, ``ys`` the windows of ``members[k]`` for each ``k`` in ``which``, by corpus
+        (and to ``sources``, if given, each window's corpus)."""
         for k, j in enumerate(members):
             picked = int((which == k).sum())
             if picked:
@@ -93,21 +96,26 @@ class ReplayMixer:
                                self.block_size)
                 xs.append(x)
                 ys.append(y)
+                if sources is not None:
+                    sources.append(torch.full((picked,), j, dtype=torch.long))
 
     def batch(self, task: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step ``step`` (from task ``task``'s start) of task ``task``: replayed windows first."""
+        """Step ``step`` (from task ``task``'s start) of task ``task``: replayed windows first;
+        :attr:`sources` is then each window's corpus."""
         old = self.earlier(task)
         n_old = replayed_count(self.ratio, self.batch_size, step) if old else 0
         g = self.generator
         xs: list[torch.Tensor] = []
         ys: list[torch.Tensor] = []
+        sources: list[torch.Tensor] = []
         if n_old:
-            self.draw(old, torch.randint(len(old), (n_old,), generator=g), xs, ys)
+            self.draw(old, torch.randint(len(old), (n_old,), generator=g), xs, ys, sources)
         members, n_new = self.tasks[task], self.batch_size - n_old
         if len(members) == 1:
             which = torch.zeros(n_new, dtype=torch.long)
         else:  # joint: each window's corpus in proportion to the training tokens
             sizes = torch.tensor([float(len(self.corpora[j].train)) for j in members])
             which = torch.multinomial(sizes, n_new, replacement=True, generator=g)
-        self.draw(members, which, xs, ys)
+        self.draw(members, which, xs, ys, sources)
+        self.sources = torch.cat(sources)
         return (torch.cat(xs), torch.cat(ys)) if len(xs) > 1 else (xs[0], ys[0])

@@ -26,6 +26,7 @@ from lifelong.errors import ConfigError
 from lifelong.lm.batches import ReplayMixer, check_replay, split_task, windows
 from lifelong.lm.gere import GeneralReplay, check_gere
 from lifelong.lm.mer import EfficientMER
+from lifelong.lm.recap import CorpusWeights, check_recap, window_losses
 from lifelong.lm.model import GPT, GPTConfig
 from lifelong.lm.schedules import Schedule, StreamLR
 from lifelong.lm.tokens import TokenCorpus
@@ -61,6 +62,8 @@ class LMConfig:
     gere: float = 0.0  # GeRe's threshold-margin weight; 0: off
     gere_windows: int = 64
     gere_batch: int = 4
+    recap: int = 0  # RECAP's window W over the corpora's losses; 0: off
+    recap_temperature: float = 5.0
     eval_every: int = 0
     eval_tokens: int = 8192
     checkpoint_every: int = 0
@@ -82,6 +85,7 @@ class LMConfig:
         if self.mer_k:
             EfficientMER(self.mer_k, self.mer_beta)
         check_gere(self.gere, self.gere_windows, self.gere_batch)
+        check_recap(self.recap, self.recap_temperature)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +102,9 @@ class LMConfig:
     def schedule_spec(self) -> Schedule:
         return Schedule(self.schedule, tuple(self.steps), self.lr, self.min_lr, self.warmup,
                         self.const_lr, self.cooldown, self.anneal)
+
+
+_ADDED = {"recap": 0, "recap_temperature": 5.0}  # settings added after the first checkpoints were written
 
 
 @dataclass
@@ -165,6 +172,7 @@ class LMTrainer:
                                  cfg.task_members())
         self.mer = EfficientMER(cfg.mer_k, cfg.mer_beta) if cfg.mer_k else None
         self.gere = GeneralReplay(cfg.gere, cfg.gere_windows, cfg.gere_batch, self.generator) if cfg.gere else None
+        self.recap = CorpusWeights(len(self.corpora), cfg.recap, cfg.recap_temperature) if cfg.recap else None
         self.position = Position()
         self.result = LMResult()
         torch.manual_seed(derive(cfg.seed, "dropout"))
@@ -181,7 +189,11 @@ class LMTrainer:
 
     def step(self, task: int, step: int) -> torch.Tensor:
         x, y = self.mixer.batch(task, step)
-        _, loss = self.model(x, y)
+        if self.recap is None:
+            _, loss = self.model(x, y)
+        else:
+            logits, _ = self.model(x)
+            loss = self.recap.loss(window_losses(logits, y), self.mixer.sources)
         if self.gere is not None:
             loss = self.gere.loss(self.model, loss)
         self.optimizer.zero_grad(set_to_none=True)
@@ -237,13 +249,15 @@ class LMTrainer:
                 "scheduler": self.scheduler.state_dict(),
                 "mer": None if self.mer is None else self.mer.state_dict(),
                 "gere": None if self.gere is None else self.gere.state_dict(),
+                "recap": None if self.recap is None else self.recap.state_dict(),
                 "rng": {"batches": self.generator.get_state(), "torch": torch.get_rng_state()},
                 "result": {"loss_matrix": res.loss_matrix, "init_losses": res.init_losses, "curve": res.curve,
                            "train_seconds": res.train_seconds, "tokens": res.tokens}}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("config") != self.cfg.to_dict():
-            diff = sorted(k for k, v in self.cfg.to_dict().items() if state.get("config", {}).get(k) != v)
+        saved = {**_ADDED, **state.get("config", {})}  # a checkpoint from before a setting existed has its default
+        if saved != self.cfg.to_dict():
+            diff = sorted(k for k, v in self.cfg.to_dict().items() if saved.get(k) != v)
             raise ConfigError(f"the checkpoint was written with other settings ({', '.join(diff)}); resume with "
                               "the settings the run was started with")
         self.model.load_state_dict(state["model"])
@@ -253,6 +267,8 @@ class LMTrainer:
             self.mer.load_state_dict(state["mer"])
         if self.gere is not None:
             self.gere.load_state_dict(state["gere"])
+        if self.recap is not None:
+            self.recap.load_state_dict(state["recap"])
         self.generator.set_state(state["rng"]["batches"])
         torch.set_rng_state(state["rng"]["torch"])
         self.position = Position(**state["position"])
