@@ -44,7 +44,8 @@ def one_seed(benchmark: str, num_tasks: int | None, seed: int, root: Path) -> di
     rows: dict[str, dict] = {}
 
     def add(name, acc, **more):
-        rows[name] = {"task_il": mean(acc["task_il"]), "class_il": mean(acc["class_il"]), **more}
+        rows[name] = {"task_il": mean(acc["task_il"]), "class_il": mean(acc["class_il"]),
+                      "per_task": {s: list(acc[s]) for s in ("task_il", "class_il")}, **more}
 
     add("base (no adapter)", doc["before"]["base"])
     add("every adapter kept", doc["kept"])
@@ -92,6 +93,19 @@ def main() -> None:
         else:
             extra = "- | - | -"
         print(f"| {name} | {accs} | {extra} |")
+    print_per_task(per_seed, scenarios[0])
+
+
+def print_per_task(per_seed: list[dict[str, dict]], scenario: str) -> None:
+    """Each task's accuracy (``scenario``), mean ± std over seeds, for every row of the first table."""
+    num_tasks = len(next(iter(per_seed[0].values()))["per_task"][scenario])
+    label = "task-IL" if scenario == "task_il" else "class-IL"
+    print(f"\n{label} accuracy of each task through each model (mean ± std over seeds):\n")
+    print("| model | " + " | ".join(f"task {t + 1}" for t in range(num_tasks)) + " |")
+    print("|---|" + "---|" * num_tasks)
+    for name in per_seed[0]:
+        cells = [cell([r[name]["per_task"][scenario][t] for r in per_seed]) for t in range(num_tasks)]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
