@@ -40,11 +40,11 @@ class LMConfig:
     stream: list[str]
     steps: list[int]
     batch_size: int = 16
-    block_size: int = 64
-    n_layer: int = 2
-    n_head: int = 2
-    n_embd: int = 64
-    dropout: float = 0.0
+    block_size: int = GPTConfig.block_size  # the model's shape: GPTConfig's defaults, one copy
+    n_layer: int = GPTConfig.n_layer
+    n_head: int = GPTConfig.n_head
+    n_embd: int = GPTConfig.n_embd
+    dropout: float = GPTConfig.dropout
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup: int = 10
