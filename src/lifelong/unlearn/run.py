@@ -316,6 +316,25 @@ def _apply(unlearner: Unlearner, source: SourceRun, data: UnlearnData, params: d
     return ssd_given(source.model, data, full, params["alpha"], params["lam"], params["batch_size"], label_free), info
 
 
+def _before(source: Any, data: Any, random: Any, tasks: Any) -> dict[str, Any]:
+    """The source model's measures, before unlearning: accuracies, the attack, ZRF, per task."""
+    return {"accuracy": {k: _percent(v) for k, v in accuracies(source.model, data).items()},
+            "mia": membership_inference(source.model, data), "zrf": zrf(source.model, random, data.forget_x),
+            **task_accuracy(source.model, data, tasks)}
+
+
+def _write(tmp: Path, out: Path, source: Any, spec: Any, method: str, params: dict[str, Any],
+           doc: dict[str, Any], data: Any, unlearned: Any) -> None:
+    """The unlearned folder, staged in ``tmp`` and moved to ``out`` whole: model.pt, metrics.json,
+    config.yaml, and retrain.yaml where the retrain needs a settings file."""
+    config = {"source_run": str(source.folder), "forget": str(spec), "method": method,
+              "params": params, "compare_to": doc["compare_to"], "device": str(data.train_y.device)}
+    if retrain_flags(source.resolved) is None:
+        (tmp / "retrain.yaml").write_text(yaml.safe_dump(retrain_settings(source.resolved, spec),
+                                                         sort_keys=False), encoding="utf-8")
+    write_folder(tmp, out, unlearned.state_dict(), doc, config)
+
+
 def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str, Any] | None = None,
                 out: str | Path | None = None, compare_to: str | Path | None = None, *, seed: int | None = None,
                 device: str = "auto", data_root: str | None = None, importance_cache: bool = False
@@ -356,9 +375,7 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
         reference, kind = (None, None) if compare_to is None else _reference(compare_to, spec, digest, source, device,
                                                                               data_root, cache)
         random = random_model(source, data_source)
-        before = {"accuracy": {k: _percent(v) for k, v in accuracies(source.model, data).items()},
-                  "mia": membership_inference(source.model, data), "zrf": zrf(source.model, random, data.forget_x),
-                  **task_accuracy(source.model, data, tasks)}
+        before = _before(source, data, random, tasks)
         clock = time.perf_counter()
         unlearned, cache_info = _apply(unlearner, source, data, params, importance_cache)
         method_seconds = time.perf_counter() - clock
@@ -383,12 +400,7 @@ def unlearn_run(run_dir: str | Path, forget: str, method: str, params: dict[str,
             "command": " ".join(sys.argv),
         }
         if tmp is not None:
-            config = {"source_run": str(source.folder), "forget": str(spec), "method": unlearner.name,
-                      "params": params, "compare_to": doc["compare_to"], "device": str(data.train_y.device)}
-            if retrain_flags(source.resolved) is None:
-                (tmp / "retrain.yaml").write_text(yaml.safe_dump(retrain_settings(source.resolved, spec),
-                                                                 sort_keys=False), encoding="utf-8")
-            write_folder(tmp, out, unlearned.state_dict(), doc, config)
+            _write(tmp, out, source, spec, unlearner.name, params, doc, data, unlearned)
             tmp = None
     finally:
         if tmp is not None:
