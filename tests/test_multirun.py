@@ -250,9 +250,9 @@ def _summary(kind: str, out: Path) -> list[list[str]]:
 @pytest.mark.parametrize("kind, jobs, sig, group", [
     pytest.param("seeds", 1, "SIGINT", False, id="seeds-jobs1-sigint"),
     pytest.param("seeds", 2, "SIGTERM", False, id="seeds-jobs2-sigterm-to-the-parent"),
-    pytest.param("sweep", 2, "SIGINT", True, id="sweep-jobs2-ctrl-c-to-the-group"),
-    pytest.param("compare", 1, "SIGTERM", False, id="compare-jobs1-sigterm"),
-    pytest.param("compare", 2, "SIGINT", True, id="compare-jobs2-ctrl-c-to-the-group"),
+    pytest.param("sweep", 2, "SIGINT", True, id="sweep-jobs2-ctrl-c-to-the-group", marks=pytest.mark.slow),
+    pytest.param("compare", 1, "SIGTERM", False, id="compare-jobs1-sigterm", marks=pytest.mark.slow),
+    pytest.param("compare", 2, "SIGINT", True, id="compare-jobs2-ctrl-c-to-the-group", marks=pytest.mark.slow),
 ])
 def test_one_stop_request_stops_the_whole_command_and_the_same_command_continues(
         kind, jobs, sig, group, data_root, tmp_path, capsys, monkeypatch):

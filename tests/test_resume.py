@@ -484,8 +484,9 @@ def multi_reference(kind: str, data_root: Path, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("kind, stop", [("seeds", "SIGKILL to the group"), ("compare", "SIGINT to the group"),
-                                        ("sweep", "SIGTERM to the command")])
+@pytest.mark.parametrize("kind, stop", [("seeds", "SIGKILL to the group"),
+                                        pytest.param("compare", "SIGINT to the group", marks=pytest.mark.slow),
+                                        pytest.param("sweep", "SIGTERM to the command", marks=pytest.mark.slow)])
 def test_a_command_of_many_runs_stopped_then_run_again_equals_an_uninterrupted_one(kind, stop, multi_data_root,
                                                                                    tmp_path):
     reference = multi_reference(kind, multi_data_root, tmp_path / "reference")
