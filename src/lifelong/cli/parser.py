@@ -64,110 +64,146 @@ def _published(key: str) -> str:
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of ``lifelong run`` (and ``compare``, ``sweep``), in the groups ``--help`` shows.
+    Absent flags stay absent (``argparse.SUPPRESS``), so that a config file's values survive."""
+    _run_flags(p.add_argument_group('the run', 'a config file, a resumed run, a dry run, your own components'))
+    _method_flags(p.add_argument_group('method', 'the method and what it adds'))
+    _training_flags(p.add_argument_group('training', 'the optimiser, the step and the device'))
+    _stream_flags(p.add_argument_group('stream', 'the benchmark, its tasks and when they are evaluated'))
+    _trained_on_flags(p.add_argument_group('what is trained on', 'examples left out or relabelled, tasks chosen, a starting model'))
+    _output_flags(p.add_argument_group('output', 'the run folder, checkpoints and logs'))
+
+
+def _run_flags(g: Any) -> None:
+    s = argparse.SUPPRESS
+    g.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
+    g.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue an interrupted run from its newest good checkpoint")
+    g.add_argument("--dry-run", action="store_true",
+                   help="check the configuration, data and model, print the resolved configuration, train nothing")
+    g.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
+                   help="Python file or module that registers your own terms or plug-ins (repeatable)")
+
+
+def _method_flags(g: Any) -> None:
     from lifelong.config import RunConfig as C
 
-    s = argparse.SUPPRESS  # absent flags stay absent, so a config file's values survive
-    p.add_argument("--config", metavar="FILE", help="YAML file of settings; flags override it")
-    p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue an interrupted run from its newest good checkpoint")
-    p.add_argument("--benchmark", default=s, help=f"benchmark name (see `lifelong list`); default {C.benchmark}")
-    p.add_argument("--method", default=s, help=f"method name (see `lifelong list`); default {C.method}")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE", type=_param,
+    s = argparse.SUPPRESS
+    g.add_argument("--method", default=s, help=f"method name (see `lifelong list`); default {C.method}")
+    g.add_argument("--param", action="append", metavar="NAME=VALUE", type=_param,
                    help="a method parameter, e.g. --param alpha=0.5 (repeatable); default: the published setting "
                         "for the benchmark and buffer size, else the preset's (`lifelong list --method NAME`)")
-    p.add_argument("--buffer-size", type=_integer, default=s, help=f"replay memory size; default {C.buffer_size}")
-    p.add_argument("--epochs", type=_integer, default=s, help=f"epochs per task; {_published('epochs')}")
-    p.add_argument("--batch-size", type=_integer, default=s,
-                   help=f"current-task batch size; {_published('batch_size')}")
-    p.add_argument("--replay-batch-size", type=_integer, default=s,
-                   help=f"examples replayed per step; {_published('replay_batch_size')}")
-    p.add_argument("--optimizer", default=s, metavar="sgd|adadelta",
-                   help=f"sgd or adadelta (torch's: rho 0.9, eps 1e-6; no momentum); {_published('optimizer')}")
-    p.add_argument("--lr", type=_number, default=s, help=f"learning rate; {_published('lr')} (adadelta: 1)")
-    p.add_argument("--momentum", type=_number, default=s, help=f"SGD momentum; {_published('momentum')}")
-    p.add_argument("--weight-decay", type=_number, default=s,
-                   help=f"weight decay (L2 added to the gradient); {_published('weight_decay')}")
-    p.add_argument("--seed", type=_integer, default=s, help=f"the one seed of the run; default {C.seed}")
-    p.add_argument("--num-tasks", type=_integer, default=s, help="number of tasks; default: the benchmark's")
-    p.add_argument("--shuffle-classes", action="store_true", default=s,
-                   help="shuffle the class order by seed (default: the literature's fixed order)")
-    p.add_argument("--blurry-disjoint", type=_integer, default=s, metavar="N",
-                   help="si-blurry-* benchmarks: percentage of classes that appear in one task only (default 50)")
-    p.add_argument("--blurry-mix", type=_integer, default=s, metavar="M",
-                   help="si-blurry-* benchmarks: percentage of the other classes' examples moved across tasks "
-                        "(default 10)")
-    p.add_argument("--blurry-variant", default=s, metavar="si|i",
-                   help="si-blurry-* benchmarks: si (Si-Blurry: tasks of random sizes; default) or i (i-Blurry: "
-                        "equal sizes)")
-    p.add_argument("--task-free-width", type=_number, default=s, metavar="W",
-                   help="task-free-* benchmarks: standard deviation of each class's Gaussian in the stream, as a "
-                        "fraction of the distance between class centres (default: the reference's, 0.5 for 10 "
-                        "classes, 5 for 100)")
-    p.add_argument("--online", action="store_true", default=s,
-                   help="the online protocol: one pass over each task's data, batch 10 and replay batch 10 unless "
-                        "given (not the published offline settings), anytime evaluation every 1000 examples")
-    p.add_argument("--eval-every", type=_integer, default=s, metavar="K",
-                   help="anytime evaluation: accuracy on the classes seen so far every K training examples and at "
-                        "each task end (default 1000 with --online and on si-blurry-*/task-free-* streams, else off)")
-    p.add_argument("--forget", default=s, metavar="SPEC",
-                   help="leave these training examples out of every task (the test set untouched): classes:3,7, "
-                        "random:0.01 or indices:FILE; the retrain baseline of `lifelong unlearn`")
-    p.add_argument("--init-from", default=s, metavar="RUN_DIR",
-                   help="start from this finished run's model.pt instead of a fresh initialisation (fine-tuning; "
-                        "for `lifelong edit` and `lifelong merge`)")
-    p.add_argument("--train-tasks", default=s, metavar="LIST",
-                   help="train on these tasks of the stream only, e.g. 2 or 1,3 (counted from 1); every task is "
-                        "still evaluated")
-    p.add_argument("--relabel", default=s, metavar="corrupt:F[:SEED]",
-                   help="train with a corruption: round(F*N) training examples drawn from SEED (default: the run's "
-                        "seed) carry wrong labels; with --init-from, the corrupted run of `lifelong unlearn "
-                        "--forget corrupt:F`")
-    p.add_argument("--backbone", default=s,
-                   help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
-    p.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
-    p.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")
-    p.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")
-    p.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
-    p.add_argument("--device", default=s, help="cpu, cuda or auto (default)")
-    p.add_argument("--threads", type=_integer, default=s,
-                   help="CPU threads for torch (default 1: at continual-learning batch sizes a second thread buys "
-                        "nothing, and runs side by side do not fight over the cores)")
-    p.add_argument("--refresh", nargs="?", const=True, default=s, metavar="FORM",
+    g.add_argument("--buffer-size", type=_integer, default=s, help=f"replay memory size; default {C.buffer_size}")
+    g.add_argument("--refresh", nargs="?", const=True, default=s, metavar="FORM",
                    help="add refresh learning to the method: 'paper' or 'code' form (alone: the config file's "
                         "form, else paper); sets only the form, the file's other refresh settings are kept")
-    p.add_argument("--refresh-param", action="append", metavar="NAME=VALUE", type=_param,
+    g.add_argument("--refresh-param", action="append", metavar="NAME=VALUE", type=_param,
                    help="one refresh setting, over the file's, e.g. --refresh-param gamma=1e-4 (repeatable; "
                         "see the README)")
-    p.add_argument("--view-batch", type=_integer, default=s, metavar="R",
+    g.add_argument("--view-batch", type=_integer, default=s, metavar="R",
                    help="add view-batch replay (Kang et al., CVPR 2025) to the method: R views of each example per "
                         "batch, re-augmented, with the view-kl self-distillation; more settings as `view_batch:` in "
                         "the config file (see the README)")
-    p.add_argument("--error-memory", action="store_true", default=s,
+    g.add_argument("--error-memory", action="store_true", default=s,
                    help="evaluate with ReLoop2's error memory (Zhu et al., KDD 2023): the model's probabilities "
                         "compensated by its nearest recent errors; settings as `error_memory:` in the config file "
                         "(see the README)")
-    p.add_argument("--checkpoint-every", type=_integer, default=s, metavar="N",
-                   help="checkpoint every N steps as well as at every task end; 0: task ends only "
-                        f"(default {C.checkpoint_every})")
-    p.add_argument("--on-nan", choices=["stop", "skip"], default=s,
-                   help="on a non-finite loss: stop (default; a checkpoint from before is kept) or skip the step")
-    p.add_argument("--precision", default=s, metavar="fp32|bf16|fp16",
+
+
+def _training_flags(g: Any) -> None:
+    from lifelong.config import RunConfig as C
+
+    s = argparse.SUPPRESS
+    g.add_argument("--epochs", type=_integer, default=s, help=f"epochs per task; {_published('epochs')}")
+    g.add_argument("--batch-size", type=_integer, default=s,
+                   help=f"current-task batch size; {_published('batch_size')}")
+    g.add_argument("--replay-batch-size", type=_integer, default=s,
+                   help=f"examples replayed per step; {_published('replay_batch_size')}")
+    g.add_argument("--optimizer", default=s, metavar="sgd|adadelta",
+                   help=f"sgd or adadelta (torch's: rho 0.9, eps 1e-6; no momentum); {_published('optimizer')}")
+    g.add_argument("--lr", type=_number, default=s, help=f"learning rate; {_published('lr')} (adadelta: 1)")
+    g.add_argument("--momentum", type=_number, default=s, help=f"SGD momentum; {_published('momentum')}")
+    g.add_argument("--weight-decay", type=_number, default=s,
+                   help=f"weight decay (L2 added to the gradient); {_published('weight_decay')}")
+    g.add_argument("--seed", type=_integer, default=s, help=f"the one seed of the run; default {C.seed}")
+    g.add_argument("--precision", default=s, metavar="fp32|bf16|fp16",
                    help="the training step's precision: fp32 (default), bf16 (autocast) or fp16 (autocast and a "
                         "gradient scaler; GPU only)")
-    p.add_argument("--deterministic", action="store_true", default=s,
+    g.add_argument("--deterministic", action="store_true", default=s,
                    help="PyTorch's deterministic algorithms (for bit-exact GPU runs; slower)")
-    p.add_argument("--log", action="append", default=s, choices=["tensorboard", "wandb"],
+    g.add_argument("--on-nan", choices=["stop", "skip"], default=s,
+                   help="on a non-finite loss: stop (default; a checkpoint from before is kept) or skip the step")
+    g.add_argument("--device", default=s, help="cpu, cuda or auto (default)")
+    g.add_argument("--threads", type=_integer, default=s,
+                   help="CPU threads for torch (default 1: at continual-learning batch sizes a second thread buys "
+                        "nothing, and runs side by side do not fight over the cores)")
+
+
+def _stream_flags(g: Any) -> None:
+    from lifelong.config import RunConfig as C
+
+    s = argparse.SUPPRESS
+    g.add_argument("--benchmark", default=s, help=f"benchmark name (see `lifelong list`); default {C.benchmark}")
+    g.add_argument("--num-tasks", type=_integer, default=s, help="number of tasks; default: the benchmark's")
+    g.add_argument("--shuffle-classes", action="store_true", default=s,
+                   help="shuffle the class order by seed (default: the literature's fixed order)")
+    g.add_argument("--blurry-disjoint", type=_integer, default=s, metavar="N",
+                   help="si-blurry-* benchmarks: percentage of classes that appear in one task only (default 50)")
+    g.add_argument("--blurry-mix", type=_integer, default=s, metavar="M",
+                   help="si-blurry-* benchmarks: percentage of the other classes' examples moved across tasks "
+                        "(default 10)")
+    g.add_argument("--blurry-variant", default=s, metavar="si|i",
+                   help="si-blurry-* benchmarks: si (Si-Blurry: tasks of random sizes; default) or i (i-Blurry: "
+                        "equal sizes)")
+    g.add_argument("--task-free-width", type=_number, default=s, metavar="W",
+                   help="task-free-* benchmarks: standard deviation of each class's Gaussian in the stream, as a "
+                        "fraction of the distance between class centres (default: the reference's, 0.5 for 10 "
+                        "classes, 5 for 100)")
+    g.add_argument("--online", action="store_true", default=s,
+                   help="the online protocol: one pass over each task's data, batch 10 and replay batch 10 unless "
+                        "given (not the published offline settings), anytime evaluation every 1000 examples")
+    g.add_argument("--eval-every", type=_integer, default=s, metavar="K",
+                   help="anytime evaluation: accuracy on the classes seen so far every K training examples and at "
+                        "each task end (default 1000 with --online and on si-blurry-*/task-free-* streams, else off)")
+    g.add_argument("--backbone", default=s,
+                   help="mlp, resnet18, reduced-resnet18 or a registered one; default: the benchmark's")
+    g.add_argument("--data-root", default=s, help=f"folder of downloaded data sets; default {C.data_root}")
+    g.add_argument("--download", action="store_true", default=s, help="fetch missing data sets (needs internet)")
+
+
+def _trained_on_flags(g: Any) -> None:
+    s = argparse.SUPPRESS
+    g.add_argument("--forget", default=s, metavar="SPEC",
+                   help="leave these training examples out of every task (the test set untouched): classes:3,7, "
+                        "random:0.01 or indices:FILE; the retrain baseline of `lifelong unlearn`")
+    g.add_argument("--init-from", default=s, metavar="RUN_DIR",
+                   help="start from this finished run's model.pt instead of a fresh initialisation (fine-tuning; "
+                        "for `lifelong edit` and `lifelong merge`)")
+    g.add_argument("--train-tasks", default=s, metavar="LIST",
+                   help="train on these tasks of the stream only, e.g. 2 or 1,3 (counted from 1); every task is "
+                        "still evaluated")
+    g.add_argument("--relabel", default=s, metavar="corrupt:F[:SEED]",
+                   help="train with a corruption: round(F*N) training examples drawn from SEED (default: the run's "
+                        "seed) carry wrong labels; with --init-from, the corrupted run of `lifelong unlearn "
+                        "--forget corrupt:F`")
+
+
+def _output_flags(g: Any) -> None:
+    from lifelong.config import RunConfig as C
+
+    s = argparse.SUPPRESS
+    g.add_argument("--out", default=s, help="run folder; default runs/<benchmark>-<method>-<seed>-<time>")
+    g.add_argument("--overwrite", action="store_true", default=s, help="reuse a non-empty run folder")
+    g.add_argument("--checkpoint-every", type=_integer, default=s, metavar="N",
+                   help="checkpoint every N steps as well as at every task end; 0: task ends only "
+                        f"(default {C.checkpoint_every})")
+    g.add_argument("--log", action="append", default=s, choices=["tensorboard", "wandb"],
                    help="also log to TensorBoard or Weights & Biases (JSON lines and CSV are always written)")
-    p.add_argument("--log-every", type=_integer, default=s, metavar="N",
+    g.add_argument("--log-every", type=_integer, default=s, metavar="N",
                    help=f"log the loss every N steps (default {C.log_every})")
-    p.add_argument("--import", dest="imports", action="append", default=s, metavar="FILE_OR_MODULE",
-                   help="Python file or module that registers your own terms or plug-ins (repeatable)")
-    p.add_argument("--quiet", action="store_true",
+    g.add_argument("--quiet", action="store_true",
                    help="no progress bars while a single run trains (--seeds and compare show none; their line "
                         "per finished run is printed all the same)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check the configuration, data and model, print the resolved configuration, train nothing")
-
 
 def _add_edit_commands(sub: Any) -> None:
     """``lifelong edit lines`` and ``lifelong merge`` (:mod:`lifelong.edit.run`)."""
