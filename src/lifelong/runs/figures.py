@@ -386,10 +386,9 @@ def plot_forgetting(data: dict[str, Stats], title: str, path: Path, *,
     return _save(fig, path)
 
 
-def plot_anytime_accuracy(data: dict[str, Stats], title: str, path: Path, *,
-                          colors: dict[str, tuple] | None = None) -> Path:
-    """The accuracy on the classes seen so far over the examples seen, one line per configuration
-    (:func:`anytime_accuracy_curve`), with a ± std band for several seeds."""
+def _accuracy_lines(data: dict[str, Stats], title: str, path: Path, colors: dict[str, tuple] | None,
+                    xlabel: str, ylabel: str, **style: Any) -> Path:
+    """One accuracy line per configuration over ``stats["x"]`` (± std band for several seeds)."""
     if not data:
         raise ValueError("nothing to plot")
     fig = _new_figure(6.4, 4.2)
@@ -397,9 +396,17 @@ def plot_anytime_accuracy(data: dict[str, Stats], title: str, path: Path, *,
     colors = colors or label_colors(list(data))
     for label, stats in data.items():
         _mean_and_band(ax, stats["x"], stats["mean"], stats["std"], stats["seeds"], colors[label],
-                       _series_name(label, stats), linewidth=1.4)
-    _finish_axes(ax, data, title, "training examples seen", "accuracy on the classes seen so far (%)")
+                       _series_name(label, stats), **style)
+    _finish_axes(ax, data, title, xlabel, ylabel)
     return _save(fig, path)
+
+
+def plot_anytime_accuracy(data: dict[str, Stats], title: str, path: Path, *,
+                          colors: dict[str, tuple] | None = None) -> Path:
+    """The accuracy on the classes seen so far over the examples seen, one line per configuration
+    (:func:`anytime_accuracy_curve`), with a ± std band for several seeds."""
+    return _accuracy_lines(data, title, path, colors, "training examples seen",
+                           "accuracy on the classes seen so far (%)", linewidth=1.4)
 
 
 def plot_tradeoff(data: dict[str, Stats], title: str, path: Path, *, colors: dict[str, tuple] | None = None) -> Path:
@@ -435,16 +442,8 @@ def plot_merge_scale(data: dict[str, Stats], title: str, path: Path, *,
                      colors: dict[str, tuple] | None = None) -> Path:
     """The mean accuracy on the merged tasks over the merge's scale (λ, or β with LiNeS), one
     line per kind of merge, with a ± std band for several seeds."""
-    if not data:
-        raise ValueError("nothing to plot")
-    fig = _new_figure(6.4, 4.2)
-    ax = fig.subplots()
-    colors = colors or label_colors(list(data))
-    for label, stats in data.items():
-        _mean_and_band(ax, stats["x"], stats["mean"], stats["std"], stats["seeds"], colors[label],
-                       _series_name(label, stats), marker="o", markersize=4)
-    _finish_axes(ax, data, title, "scale: λ (β with LiNeS)", "mean accuracy on the merged tasks (%)")
-    return _save(fig, path)
+    return _accuracy_lines(data, title, path, colors, "scale: λ (β with LiNeS)",
+                           "mean accuracy on the merged tasks (%)", marker="o", markersize=4)
 
 
 def plot_basis_size(data: dict[str, Stats], title: str, path: Path, *,
