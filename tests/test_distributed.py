@@ -52,6 +52,14 @@ def test_parts_deal_the_remainder_to_the_first_ranks_and_blocks_tile_the_range()
             assert sum(distributed.part(n, r, w) for r in range(w)) == n
 
 
+def test_an_epochs_steps_leave_out_a_last_batch_smaller_than_the_ranks():
+    for n in range(1, 40):
+        for batch, w in ((10, 1), (10, 2), (6, 3), (4, 4)):
+            ran = sum(1 for lo in range(0, n, batch) if min(batch, n - lo) >= w)  # the loop's rule, batch by batch
+            assert distributed.steps(n, batch, w) == ran
+    assert distributed.steps(61, 10) == 7 == math.ceil(61 / 10) and distributed.steps(61, 10, 2) == 6
+
+
 def test_one_process_answers_as_one():
     assert distributed.world() == 1 and distributed.rank() == 0 and not distributed.parallel()
     assert distributed.share(7) == (0, 7) and distributed.stream_name("memory") == "memory"
@@ -239,17 +247,18 @@ VIEWS = {"plugin": "view-batch", "repeats": 2, "form": "epochs", "augment": "non
 SHARP_PARTS = {"terms": [{"term": "ce"}, {"term": "ce", "on": "replay", "draw": 0, "weight": 0.0}],
                "memory": {"memory": "activations", "recent_tasks": 1},
                "plugins": [{"plugin": "sparse-rewiring", "phases": 3, "selection_examples": 16, "pruning": 0.5},
-                           {"plugin": "masked-knn", "k": 3, "per_class": 4}]}
+                           {"plugin": "masked-knn", "k": 3, "per_class": 4}]}  # (one layer after the split)
+SPARSE = {"plugin": "sparse-rewiring", "phases": 3, "selection_examples": 16, "pruning": 0.5}  # 2 layers: drop, grow
 ERRORS = {"plugin": "error-memory", "bits": 3, "slots": 4, "k": 2}  # 8 buckets of 4 for 120 writes: FIFO order counts
 RUNS = {"ewc": ("ewc", {}, []), "ewc-online": ("ewc-online", {}, []), "si": ("si", {}, []), "mas": ("mas", {}, []),
         "icarl": ("icarl", {}, []), "ewc-refresh": ("ewc", {}, refresh_plugins("paper")),
         "lora": ("lora", {"rank": 2}, []), "exposed-eval": ("finetune", {}, [{"plugin": "exposed-eval"}]),
         "adaptive-weights": ("ewc", {}, [{"plugin": "adaptive-weights", "window": 2, "temperature": 0.1}]),
         "view-batch": ("finetune", {}, [VIEWS]), "sharp-parts": (SHARP_PARTS, {}, []),
-        "error-memory": ("finetune", {}, [ERRORS])}
-# view-batch: 20 views a step, 10 examples, 5 a rank; sharp-parts: 19 slots, 5 a class but the last's 4,
-# dealt 10 and 9 (task 1: 5, 5; task 2: 5, 4)
-SETTINGS = {"view-batch": {"epochs": 2, "batch_size": 20}, "sharp-parts": {"buffer_size": 19}}
+        "error-memory": ("finetune", {}, [ERRORS]), "sparse-rewiring": ("finetune", {}, [SPARSE])}
+# view-batch: 20 views a step, 10 examples, 5 a rank; sharp-parts: 17 slots, 5, 4, 4, 4 a class (task 1
+# stores 9 rows, task 2 8), dealt 9 and 8
+SETTINGS = {"view-batch": {"epochs": 2, "batch_size": 20}, "sharp-parts": {"buffer_size": 17}}
 
 
 class _KeepMemory:
@@ -415,18 +424,18 @@ def test_gathers_concatenate_the_ranks_rows_in_rank_order_and_the_maximum_is_eve
         features, residuals = got["errors"]  # the error memory's writes: the global batch, in its order
         assert features.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]] and residuals.tolist() == [[0.5], [-0.5], [0.25]]
         assert got["steps"] == 6  # 61 examples in batches of 10: the last, of one, is smaller than 2 ranks: skipped
-    assert distributed.steps(61, 10) == 7 and distributed.steps(61, 10, 2) == 6 and distributed.steps(62, 10, 2) == 7
-    assert distributed.steps(60, 10, 2) == 6 == math.ceil(60 / 10)
 
 
 def test_the_activation_memory_of_two_processes_is_the_one_process_memory_dealt_to_the_ranks(two_processes):
     alone = _trained("sharp-parts")
     own = [rank["sharp-parts"]["own"] for rank in two_processes]
-    assert [len(o["y"]) for o in own] == [10, 9]  # each rank's turns: 19 slots dealt 10 and 9
-    union = _canonical({k: torch.cat([o[k] for o in own]) for k in own[0]})
+    assert [len(o["y"]) for o in own] == [9, 8]  # each rank's turns: 17 slots dealt 9 and 8
+    ranks = torch.cat([torch.full((len(o["y"]),), r) for r, o in enumerate(own)])
+    union = _canonical({"rank": ranks, **{k: torch.cat([o[k] for o in own]) for k in own[0]}})
     memory = alone["memory"]
     assert union["y"].tolist() == memory["y"].tolist() and union["order"].tolist() == memory["order"].tolist()
-    assert memory["y"].bincount().tolist() == [5, 5, 5, 4]  # the one-process quotas of 19 slots
+    assert memory["y"].bincount().tolist() == [5, 4, 4, 4]  # the one-process quotas of 17 slots
+    assert union["rank"].tolist() == [p % 2 for p in range(17)]  # the whole memory's rows dealt in turn
     # each class block quantised with the whole block's range (the early part's outputs of fewer rows
     # differ in the last bits), so the same codes; each rank's own range would be another scale
     assert _close(union["lo"], memory["lo"]) and _close(union["hi"], memory["hi"])
