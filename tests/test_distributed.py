@@ -547,7 +547,7 @@ def test_er_and_derpp_of_two_processes_reach_the_accuracy_band_of_one(two_proces
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", BANDED)
+@pytest.mark.parametrize("method", BANDED + ("sharp",))
 def test_full_split_mnist_of_two_processes_reaches_the_band_of_one(method, tmp_path):
     accuracy = {}
     for processes in (None, 2):
@@ -584,6 +584,26 @@ def test_a_killed_rank_fails_the_job_and_the_run_resumes_with_two_or_one_process
     assert other.returncode == 0, other.stderr
     assert _metrics(one)["complete"] and _metrics(one)["steps"] == 50
     assert not _same_weights(one, derpp_two)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["sharp", "sharp-lite"])
+def test_sharp_with_a_killed_rank_resumes_with_two_or_one_processes(fashion_data, tmp_path, method):
+    """SHARP under torchrun, end to end: its memory of activations and its plug-ins in the checkpoint
+    of every rank; a rank killed after step 23 (of 50), resumed by 2 processes, is the uninterrupted
+    run bit for bit; resumed by one, the memory's rows dealt again, it finishes."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = _lifelong(_flags(fashion_data, method, whole), 2, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _lifelong(_flags(fashion_data, method, killed), 2, tmp_path, LIFELONG_TEST_KILL_AT="23").returncode != 0
+    one = tmp_path / "one"
+    shutil.copytree(killed, one)
+    resumed = _lifelong(["run", "--resume", str(killed), "--quiet"], 2, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _same_weights(killed, whole) and _metrics(killed)["class_il"] == _metrics(whole)["class_il"]
+    other = _lifelong(["run", "--resume", str(one), "--quiet"], None, tmp_path)
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert _metrics(one)["complete"] and _metrics(one)["steps"] == 50
 
 
 def test_an_interrupt_stops_every_rank_at_one_step_with_a_checkpoint(fashion_data, derpp_two, tmp_path):
