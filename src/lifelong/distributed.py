@@ -24,7 +24,11 @@ What each process (rank) does, and why (docs/DISTRIBUTED.md has the user's view)
   of the stream (the global memory holds ``buffer_size`` examples) and replays
   ``replay_batch_size / world`` of them each step; nothing is gathered per step but gradients.
   A memory filled at task ends (herding, task-balanced, first-task) is computed identically on
-  every rank from the whole task (replicated), and sampled with each rank's own generator.
+  every rank from the whole task (replicated), and sampled with each rank's own generator;
+  SHARP's memory of activations is the exception, dealt to the ranks row by row
+  (:mod:`lifelong.hidden_replay`: the union is the one-process memory, the ranges of its blocks
+  reduced with :func:`max_`, gathered for the masked kNN with :func:`all_gather`). ReLoop2's error
+  memory writes the ranks' errors gathered in rank order (:func:`cat_ranks`).
 - **Random streams.** Rank 0 keeps the single-process names of every generator (so one
   process under ``torchrun`` trains exactly as without it); the reservoir's, the replay
   sampling's and the augmentation's generators of rank ``r > 0`` are named with ``@rank{r}``
@@ -37,8 +41,8 @@ What each process (rank) does, and why (docs/DISTRIBUTED.md has the user's view)
   gradients and the common update.
 - **Files.** Rank 0 alone writes the run folder, checkpoints, logs and results; a checkpoint
   holds each rank's memory and generators (gathered at the moment it is written, under
-  ``ranks``), and a resume with another number of ranks re-splits the reservoirs
-  (:func:`memory_for_rank`).
+  ``ranks``), and a resume with another number of ranks re-splits the reservoirs and the
+  activation memory (:func:`memory_for_rank`).
 
 Outside ``torchrun`` (no ``WORLD_SIZE`` in the environment) nothing here does anything: every
 function answers as for one process, and the training path is the single-process one.
@@ -333,7 +337,8 @@ def for_this_rank(payload: dict[str, Any], own_memory: dict | None, sharded: boo
 
 def memory_for_rank(states: list[dict | None], own: dict | None, sharded: bool, r: int, w: int) -> dict | None:
     """Rank ``r`` of ``w``'s memory from the memories a checkpoint of another number of ranks
-    holds. A sharded reservoir: the stored examples of all old ranks, in rank order, dealt to
+    holds. A sharded memory (a reservoir; the activation memory, whose rows keep their blocks'
+    order in a field of their own): the stored examples of all old ranks, in rank order, dealt to
     the new ranks in turn (rank ``r`` takes examples ``r, r + w, ...``, at most its capacity)
     and the examples offered so far dealt alike (:func:`part`), so that each reservoir keeps
     ``capacity / seen`` of its shard; its generators are its own fresh ones (a resumed run with
