@@ -191,7 +191,7 @@ def predict(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 def every_rank(features: torch.Tensor, residuals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The errors of the whole global batch: with several processes each rank predicts its own
     share, and the ranks' ``(features, residuals)`` rows are gathered in rank order
-    (:func:`lifelong.distributed.cat_ranks`, one gather of both side by side), which is the batch's
+    (:func:`lifelong.distributed.cat_ranks` of both side by side), which is the batch's
     own order, so that every rank writes the same rows in the same order as one process
     (:mod:`lifelong.distributed`). One process: unchanged."""
     if not distributed.parallel():
