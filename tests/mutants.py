@@ -63,6 +63,8 @@ LM = "tests/test_lm.py"
 DIST = "tests/test_distributed.py"
 DIST_STATS = f"{DIST}::test_task_end_statistics_of_two_processes_equal_one_process"
 DIST_RUNS = f"{DIST}::test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled"
+DIST_GATHERS = f"{DIST}::test_gathers_concatenate_the_ranks_rows_in_rank_order_and_the_maximum_is_every_ranks"
+DIST_ACTIVATIONS = f"{DIST}::test_the_activation_memory_of_two_processes_is_the_one_process_memory_dealt_to_the_ranks"
 
 REPORT_LM = "tests/test_report_lm.py"
 
@@ -772,6 +774,37 @@ MUTANTS: list[Mutant] = [
     M("dist-view-batch-unshared", False, "plugins/view_batch.py", "        if per_step % world:\n",
       "        if False:\n", (f"{DIST}::test_view_batch_over_epochs_refuses_a_step_the_processes_cannot_share",),
       "view-batch over epochs takes a step its processes cannot share evenly"),
+    # -- SHARP's parts and ReLoop2's error memory under several processes (issue 17) -----------------
+    M("dist-gather-own-rows", False, "distributed.py", "    return torch.cat([r[:n] for r, n in zip(rows, sizes)])",
+      "    return t", (DIST_GATHERS, f"{DIST_RUNS}[error-memory]"), "a gather that drops the other ranks' rows"),
+    M("dist-max-unreduced", False, "distributed.py", "            dist.all_reduce(t, op=dist.ReduceOp.MAX)\n",
+      "            pass\n", (DIST_GATHERS, DIST_ACTIVATIONS), "the maximum across ranks without its all-reduce"),
+    M("dist-activations-local-quotas", False, "hidden_replay.py",
+      "total = int(distributed.sum_([torch.tensor([self.capacity], device=self.device)])[0].item())",
+      "total = self.capacity", (DIST_ACTIVATIONS,), "SHARP's class quotas from a rank's own slots, not the whole memory's"),
+    M("dist-activations-local-range", False, "hidden_replay.py", "        distributed.max_([ranges])\n", "",
+      (DIST_ACTIVATIONS,), "each rank quantises its rows of a block with its own minimum and maximum"),
+    M("dist-activations-deal-restart", False, "hidden_replay.py",
+      'start, blocks = self._stored_rows(len(old.get("y", ()))), []', "start, blocks = 0, []", (DIST_ACTIVATIONS,),
+      "each task's new rows dealt from rank 0 again, not on from the rows kept"),
+    M("dist-activations-replicated", False, "loop.py",
+      'return hasattr(memory, "add") or getattr(memory, "sharded", False) is True', 'return hasattr(memory, "add")',
+      (f"{DIST_RUNS}[sharp-parts]",), "SHARP's memory kept whole on every rank (the quotas of twice the slots)"),
+    M("dist-knn-own-rows", False, "hidden_replay.py",
+      "        if not distributed.parallel():\n            return own\n        parts =",
+      "        if True:\n            return own\n        parts =", (f"{DIST_RUNS}[sharp-parts]",),
+      "the masked kNN recomputes the replayed classes from its rank's rows only"),
+    M("dist-errors-local", False, "plugins/error_memory.py",
+      "features, residuals = every_rank(features, ErrorMemory.residuals(probs, y))",
+      "features, residuals = features, ErrorMemory.residuals(probs, y)", (f"{DIST_RUNS}[error-memory]",),
+      "each rank writes only its own share's errors (the ranks' error memories differ)"),
+    M("dist-steps-ceil", False, "distributed.py", "    return n // batch_size + (n % batch_size >= w)",
+      "    return -(-n // batch_size)",
+      (f"{DIST}::test_an_epochs_steps_leave_out_a_last_batch_smaller_than_the_ranks",),
+      "sparse rewiring's phases count a last batch that no rank trains on"),
+    M("dist-resplit-fresh-state", False, "distributed.py", "    out = {**states[0], **mine,", "    out = {**own, **mine,",
+      (f"{DIST}::test_rows_are_dealt_in_turn_and_an_activation_memory_re_split_keeps_each_blocks_order",),
+      "a re-split activation memory forgets the task in progress (its fresh state's)"),
 ]
 
 

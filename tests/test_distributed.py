@@ -5,6 +5,7 @@ number of processes, the refusals). Kept tiny: two CPU processes on tiny data.""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -49,6 +50,14 @@ def test_parts_deal_the_remainder_to_the_first_ranks_and_blocks_tile_the_range()
             assert blocks[0][0] == 0 and blocks[-1][1] == n
             assert all(blocks[r][1] == blocks[r + 1][0] for r in range(w - 1))
             assert sum(distributed.part(n, r, w) for r in range(w)) == n
+
+
+def test_an_epochs_steps_leave_out_a_last_batch_smaller_than_the_ranks():
+    for n in range(1, 40):
+        for batch, w in ((10, 1), (10, 2), (6, 3), (4, 4)):
+            ran = sum(1 for lo in range(0, n, batch) if min(batch, n - lo) >= w)  # the loop's rule, batch by batch
+            assert distributed.steps(n, batch, w) == ran
+    assert distributed.steps(61, 10) == 7 == math.ceil(61 / 10) and distributed.steps(61, 10, 2) == 6
 
 
 def test_one_process_answers_as_one():
@@ -96,6 +105,52 @@ def test_a_reservoir_is_re_split_when_the_number_of_ranks_changes():
     assert replicated["fields"]["y"].tolist() == [0, 1, 2, 3, 4] and replicated["sample_rng"] == "mine"
 
 
+def _activation_state(rows: list[tuple[int, int, int]], capacity: int) -> dict:
+    """An activation memory's state holding rows ``(task, class, order)``, each row's codes ``10·class + order``."""
+    t, y, o = (torch.tensor([row[i] for row in rows], dtype=torch.long) for i in range(3))
+    codes = (10 * y + o).to(torch.uint8).unsqueeze(1).repeat(1, 2)
+    return {"capacity": capacity, "count": len(rows), "rng": "old", "sample_rng": "old", "current": 2,
+            "fields": {"x": codes, "lo": torch.zeros(len(rows)), "hi": torch.full((len(rows),), 255.0), "y": y,
+                       "task": t, "order": o}}
+
+
+def test_rows_are_dealt_in_turn_and_an_activation_memory_re_split_keeps_each_blocks_order():
+    from lifelong.hidden_replay import ActivationMemory, dealt
+
+    assert [dealt(5, 0, r, 2).tolist() for r in range(2)] == [[0, 2, 4], [1, 3]]
+    assert [dealt(5, 3, r, 2).tolist() for r in range(2)] == [[1, 3], [0, 2, 4]]  # numbered on from row 3
+    assert [dealt(4, 1, r, 3).tolist() for r in range(3)] == [[2], [0, 3], [1]] and dealt(4, 7, 0, 1).tolist() == [0, 1, 2, 3]
+    # task 0: class 0 in 3 rows, class 1 in 2, dealt in turn to 2 ranks (rows 0..4); task 1: class 2 in 2 rows
+    old = [_activation_state([(0, 0, 0), (0, 0, 2), (0, 1, 1), (1, 2, 0)], 4),
+           _activation_state([(0, 0, 1), (0, 1, 0), (1, 2, 1)], 4)]
+
+    def fresh(capacity):
+        return ActivationMemory(capacity, np.random.default_rng(1)).state_dict()
+
+    for w in (1, 3):
+        parts = [distributed.memory_for_rank(old, fresh(distributed.part(8, r, w)), True, r, w) for r in range(w)]
+        assert all(p["current"] == 2 and p["capacity"] == distributed.part(8, r, w) for r, p in enumerate(parts))
+        assert sorted(sum((p["fields"]["x"][:, 0].tolist() for p in parts), [])) == [0, 1, 2, 10, 11, 20, 21]
+        if w == 1:
+            memory = ActivationMemory(8, np.random.default_rng(1))
+            memory.load_state_dict(parts[0])
+            blocks = memory.activations(range(0, 2))
+            assert {k: v[:, 0].tolist() for k, v in blocks.items()} == \
+                {(0, 0): [0.0, 1.0, 2.0], (0, 1): [10.0, 11.0], (1, 2): [20.0, 21.0]}  # each block in its order
+            assert memory.current == 2 and "seen" not in parts[0]
+
+
+def test_an_activation_memory_saved_without_the_blocks_order_gets_it_back():
+    from lifelong.hidden_replay import ActivationMemory
+
+    state = _activation_state([(0, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0), (0, 0, 2)], 5)
+    del state["fields"]["order"]
+    state["rng"] = state["sample_rng"] = np.random.default_rng(0).bit_generator.state
+    memory = ActivationMemory(5, np.random.default_rng(0))
+    memory.load_state_dict(state)
+    assert memory.fields["order"][: memory.count].tolist() == [0, 0, 1, 0, 2]
+
+
 def test_a_checkpoint_whose_ranks_do_not_match_its_world_size_is_one_line():
     payload = {"memory": None, "rng": {"augment": 0}, "ranks": [{"memory": None, "rng": {}}], "world_size": 2}
     with pytest.raises(ConfigError, match="holds 1 ranks' states but says it was written by 2"):
@@ -104,13 +159,20 @@ def test_a_checkpoint_whose_ranks_do_not_match_its_world_size_is_one_line():
 
 def test_what_several_processes_do_not_run_yet_is_refused(monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: 2)
-    check_parallel(build_recipe("derpp"), 10, 10, 200)
-    with pytest.raises(ConfigError, match="memory 'activations' does not run under several processes"):
-        check_parallel(build_recipe("sharp-lite"), 10, 10, 200)
-    with pytest.raises(ConfigError, match="plug-in 'error-memory' does not run"):
-        check_parallel(build_recipe("er", {}, [{"plugin": "error-memory"}]), 10, 10, 200)
-    with pytest.raises(ConfigError, match="each needs at least one slot"):
-        check_parallel(build_recipe("er"), 10, 10, 1)
+    from lifelong.memory import MEMORIES, Memory
+    from lifelong.methods import PRESETS
+
+    for name in PRESETS:  # every preset runs under several processes (issue 17)
+        check_parallel(build_recipe(name), 10, 10, 200)
+    check_parallel(build_recipe("er", {}, [{"plugin": "error-memory"}]), 10, 10, 200)
+    monkeypatch.setitem(MEMORIES, "mine", type("Mine", (Memory,), {"name": "mine"}))
+    recipe = build_recipe("er")
+    recipe.memory = "mine"
+    with pytest.raises(ConfigError, match="memory 'mine' does not run under several processes"):
+        check_parallel(recipe, 10, 10, 200)
+    for method in ("er", "sharp"):  # a reservoir, and SHARP's memory of activations, dealt to the ranks
+        with pytest.raises(ConfigError, match="each needs at least one slot"):
+            check_parallel(build_recipe(method), 10, 10, 1)
     for name in ("lora", "exposed-eval", "adaptive-weights", "view-batch"):
         check_parallel(build_recipe("finetune", {}, [{"plugin": name}]), 10, 10, 200)
 
@@ -180,12 +242,35 @@ def _statistics() -> dict:
 
 
 VIEWS = {"plugin": "view-batch", "repeats": 2, "form": "epochs", "augment": "none"}  # nothing sampled but the order
+# SHARP's parts (activation memory, sparse rewiring, masked kNN) with cross-entropy: the replay draws
+# (each rank's own) go through the late part with weight 0, so that nothing sampled changes the model
+SHARP_PARTS = {"terms": [{"term": "ce"}, {"term": "ce", "on": "replay", "draw": 0, "weight": 0.0}],
+               "memory": {"memory": "activations", "recent_tasks": 1},
+               "plugins": [{"plugin": "sparse-rewiring", "phases": 3, "selection_examples": 16, "pruning": 0.5},
+                           {"plugin": "masked-knn", "k": 3, "per_class": 4}]}  # (one layer after the split)
+SPARSE = {"plugin": "sparse-rewiring", "phases": 3, "selection_examples": 16, "pruning": 0.5}  # 2 layers: drop, grow
+ERRORS = {"plugin": "error-memory", "bits": 3, "slots": 4, "k": 2}  # 8 buckets of 4 for 120 writes: FIFO order counts
 RUNS = {"ewc": ("ewc", {}, []), "ewc-online": ("ewc-online", {}, []), "si": ("si", {}, []), "mas": ("mas", {}, []),
         "icarl": ("icarl", {}, []), "ewc-refresh": ("ewc", {}, refresh_plugins("paper")),
         "lora": ("lora", {"rank": 2}, []), "exposed-eval": ("finetune", {}, [{"plugin": "exposed-eval"}]),
         "adaptive-weights": ("ewc", {}, [{"plugin": "adaptive-weights", "window": 2, "temperature": 0.1}]),
-        "view-batch": ("finetune", {}, [VIEWS])}
-SETTINGS = {"view-batch": {"epochs": 2, "batch_size": 20}}  # 20 views a step: 10 examples, 5 a rank
+        "view-batch": ("finetune", {}, [VIEWS]), "sharp-parts": (SHARP_PARTS, {}, []),
+        "error-memory": ("finetune", {}, [ERRORS]), "sparse-rewiring": ("finetune", {}, [SPARSE])}
+# view-batch: 20 views a step, 10 examples, 5 a rank; sharp-parts: 17 slots, 5, 4, 4, 4 a class (task 1
+# stores 9 rows, task 2 8), dealt 9 and 8
+SETTINGS = {"view-batch": {"epochs": 2, "batch_size": 20}, "sharp-parts": {"buffer_size": 17}}
+
+
+class _KeepMemory:
+    """Keeps, at each task end, this rank's activation memory and every rank's (gathered)."""
+
+    name, parallel_safe = "keep-memory", True
+
+    def end_task(self, state) -> None:
+        memory = state.memory
+        self.own = {k: v[: memory.count].clone() for k, v in memory.fields.items()}
+        self.every = memory.every_rank()
+        self.activations = memory.activations(range(0, state.task.index + 1))
 
 
 def _trained(name: str) -> dict:
@@ -193,11 +278,32 @@ def _trained(name: str) -> dict:
     its final weights, every term's and plug-in's state, and its accuracy."""
     method, params, shorthand = RUNS[name]
     recipe = build_recipe(method, params, shorthand)
+    keep = _KeepMemory()
+    if recipe.memory == "activations":
+        recipe.plugins.append(keep)
     model = _model()
-    settings = {"epochs": 1, "batch_size": 10, **SETTINGS.get(name, {})}
-    result = train(_stream(), model, recipe, SGD(model.parameters(), lr=0.1), seed=0, buffer_size=20, **settings)
-    return {"model": model.state_dict(), "terms": [getattr(t, "state_dict", dict)() for _, t in recipe.objective.terms],
-            "plugins": [getattr(p, "state_dict", dict)() for p in recipe.plugins], "class_il": result.class_il}
+    settings = {"epochs": 1, "batch_size": 10, "buffer_size": 20, **SETTINGS.get(name, {})}
+    result = train(_stream(), model, recipe, SGD(model.parameters(), lr=0.1), seed=0, **settings)
+    out = {"model": model.state_dict(), "terms": [getattr(t, "state_dict", dict)() for _, t in recipe.objective.terms],
+           "plugins": [getattr(p, "state_dict", dict)() for p in recipe.plugins if p is not keep],
+           "class_il": result.class_il}
+    if hasattr(keep, "own"):  # the union of the ranks' memories, in a canonical order; the gathered blocks
+        out["memory"], out["activations"] = _canonical(keep.every), keep.activations
+        out["own"] = keep.own  # (not compared with one process: each rank's part)
+    return out
+
+
+def _own_range(fields: dict) -> torch.Tensor:
+    """Each row's class block's maximum over this rank's rows alone (the wrong scale under several ranks)."""
+    return torch.stack([fields["x"][fields["y"] == c].float().max() / 255 * (fields["hi"][i] - fields["lo"][i])
+                        + fields["lo"][i] for i, c in enumerate(fields["y"].tolist())])
+
+
+def _canonical(fields: dict) -> dict:
+    """Memory rows sorted by (task, class, position in the class's block): how they lie in one process."""
+    key = (fields["task"] * 1000 + fields["y"]) * 1000 + fields["order"]
+    order = torch.argsort(key)
+    return {k: v[order] for k, v in fields.items()}
 
 
 def _replayed(method: str) -> list[float]:
@@ -240,12 +346,27 @@ def _exposed(rank: int) -> list[bool]:
     return plugin.exposed.seen.tolist()
 
 
+def _gathered(rank: int) -> dict:
+    """The gathers and the maximum across 2 ranks on uneven rows: rank 0 brings 3 rows, rank 1 one
+    (and then none)."""
+    from lifelong.plugins.error_memory import every_rank
+
+    rows = torch.arange(6, dtype=torch.float32).view(3, 2) if rank == 0 else torch.tensor([[10.0, 11.0]])
+    features, residuals = (torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[0.5], [-0.5]])) if rank == 0 else \
+        (torch.tensor([[5.0, 6.0]]), torch.tensor([[0.25]]))
+    return {"cat": distributed.cat_ranks(rows), "cat-none": distributed.cat_ranks(rows[: 3 * (rank == 0)]),
+            "max": distributed.max_([torch.tensor([float(rank), -float(rank), 2.0])])[0],
+            "all": distributed.all_gather({"rank": rank}), "errors": every_rank(features, residuals),
+            "steps": distributed.steps(61, 10)}
+
+
 def _worker(rank: int, world: int, folder: str) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
                                          world_size=world)
     try:
-        torch.save({"statistics": _statistics(), "exposed": _exposed(rank), **{name: _trained(name) for name in RUNS},
+        torch.save({"statistics": _statistics(), "exposed": _exposed(rank), "gathered": _gathered(rank),
+                    **{name: _trained(name) for name in RUNS},
                     **{f"band-{m}": _replayed(m) for m in BANDED}, "anytime": _anytime()}, f"{folder}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
@@ -287,9 +408,43 @@ def test_exposed_eval_exposes_the_classes_of_every_rank(two_processes):
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled(two_processes, name):
     alone = _trained(name)
+    alone.pop("own", None)
+    ranks = [{k: v for k, v in rank[name].items() if k != "own"} for rank in two_processes]
+    for rank in ranks:
+        assert _close(rank, alone, atol=1e-5), name
+    assert _close(ranks[0], ranks[1], atol=0.0)  # the ranks hold one model
+
+
+def test_gathers_concatenate_the_ranks_rows_in_rank_order_and_the_maximum_is_every_ranks(two_processes):
     for rank in two_processes:
-        assert _close(rank[name], alone, atol=1e-5), name
-    assert _close(two_processes[0][name], two_processes[1][name], atol=0.0)  # the ranks hold one model
+        got = rank["gathered"]
+        assert got["cat"].tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [10.0, 11.0]]
+        assert got["cat-none"].tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]  # rank 1 brought no row
+        assert got["max"].tolist() == [1.0, 0.0, 2.0] and got["all"] == [{"rank": 0}, {"rank": 1}]
+        features, residuals = got["errors"]  # the error memory's writes: the global batch, in its order
+        assert features.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]] and residuals.tolist() == [[0.5], [-0.5], [0.25]]
+        assert got["steps"] == 6  # 61 examples in batches of 10: the last, of one, is smaller than 2 ranks: skipped
+
+
+def test_the_activation_memory_of_two_processes_is_the_one_process_memory_dealt_to_the_ranks(two_processes):
+    alone = _trained("sharp-parts")
+    own = [rank["sharp-parts"]["own"] for rank in two_processes]
+    assert [len(o["y"]) for o in own] == [9, 8]  # each rank's turns: 17 slots dealt 9 and 8
+    ranks = torch.cat([torch.full((len(o["y"]),), r) for r, o in enumerate(own)])
+    union = _canonical({"rank": ranks, **{k: torch.cat([o[k] for o in own]) for k in own[0]}})
+    memory = alone["memory"]
+    assert union["y"].tolist() == memory["y"].tolist() and union["order"].tolist() == memory["order"].tolist()
+    assert memory["y"].bincount().tolist() == [5, 4, 4, 4]  # the one-process quotas of 17 slots
+    assert union["rank"].tolist() == [p % 2 for p in range(17)]  # the whole memory's rows dealt in turn
+    # each class block quantised with the whole block's range (the early part's outputs of fewer rows
+    # differ in the last bits), so the same codes; each rank's own range would be another scale
+    assert _close(union["lo"], memory["lo"]) and _close(union["hi"], memory["hi"])
+    assert (union["x"].int() - memory["x"].int()).abs().max() <= 1  # a code apart at most (float sums)
+    assert not all(_close(o["hi"], _own_range(o)) for o in own)  # a rank's maximum is not always the block's
+    for c in range(4):  # a block's rows lie on both ranks, every second one on each
+        assert all(bool((o["y"] == c).any()) for o in own)
+    knn = two_processes[0]["sharp-parts"]["plugins"][1]
+    assert [(t, c) for t, c, _, _ in knn["stored"]] == [(0, 0), (0, 1), (1, 2), (1, 3)]
 
 
 # -- torchrun end to end ---------------------------------------------------------------------------
@@ -392,7 +547,7 @@ def test_er_and_derpp_of_two_processes_reach_the_accuracy_band_of_one(two_proces
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", BANDED)
+@pytest.mark.parametrize("method", BANDED + ("sharp",))
 def test_full_split_mnist_of_two_processes_reaches_the_band_of_one(method, tmp_path):
     accuracy = {}
     for processes in (None, 2):
@@ -429,6 +584,26 @@ def test_a_killed_rank_fails_the_job_and_the_run_resumes_with_two_or_one_process
     assert other.returncode == 0, other.stderr
     assert _metrics(one)["complete"] and _metrics(one)["steps"] == 50
     assert not _same_weights(one, derpp_two)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["sharp", "sharp-lite"])
+def test_sharp_with_a_killed_rank_resumes_with_two_or_one_processes(fashion_data, tmp_path, method):
+    """SHARP under torchrun, end to end: its memory of activations and its plug-ins in the checkpoint
+    of every rank; a rank killed after step 23 (of 50), resumed by 2 processes, is the uninterrupted
+    run bit for bit; resumed by one, the memory's rows dealt again, it finishes."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = _lifelong(_flags(fashion_data, method, whole), 2, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _lifelong(_flags(fashion_data, method, killed), 2, tmp_path, LIFELONG_TEST_KILL_AT="23").returncode != 0
+    one = tmp_path / "one"
+    shutil.copytree(killed, one)
+    resumed = _lifelong(["run", "--resume", str(killed), "--quiet"], 2, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _same_weights(killed, whole) and _metrics(killed)["class_il"] == _metrics(whole)["class_il"]
+    other = _lifelong(["run", "--resume", str(one), "--quiet"], None, tmp_path)
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert _metrics(one)["complete"] and _metrics(one)["steps"] == 50
 
 
 def test_an_interrupt_stops_every_rank_at_one_step_with_a_checkpoint(fashion_data, derpp_two, tmp_path):

@@ -24,7 +24,11 @@ What each process (rank) does, and why (docs/DISTRIBUTED.md has the user's view)
   of the stream (the global memory holds ``buffer_size`` examples) and replays
   ``replay_batch_size / world`` of them each step; nothing is gathered per step but gradients.
   A memory filled at task ends (herding, task-balanced, first-task) is computed identically on
-  every rank from the whole task (replicated), and sampled with each rank's own generator.
+  every rank from the whole task (replicated), and sampled with each rank's own generator;
+  SHARP's memory of activations is the exception, dealt to the ranks row by row
+  (:mod:`lifelong.hidden_replay`: the union is the one-process memory, the ranges of its blocks
+  reduced with :func:`max_`, gathered for the masked kNN with :func:`all_gather`). ReLoop2's error
+  memory writes the ranks' errors gathered in rank order (:func:`cat_ranks`).
 - **Random streams.** Rank 0 keeps the single-process names of every generator (so one
   process under ``torchrun`` trains exactly as without it); the reservoir's, the replay
   sampling's and the augmentation's generators of rank ``r > 0`` are named with ``@rank{r}``
@@ -37,8 +41,8 @@ What each process (rank) does, and why (docs/DISTRIBUTED.md has the user's view)
   gradients and the common update.
 - **Files.** Rank 0 alone writes the run folder, checkpoints, logs and results; a checkpoint
   holds each rank's memory and generators (gathered at the moment it is written, under
-  ``ranks``), and a resume with another number of ranks re-splits the reservoirs
-  (:func:`memory_for_rank`).
+  ``ranks``), and a resume with another number of ranks re-splits the reservoirs and the
+  activation memory (:func:`memory_for_rank`).
 
 Outside ``torchrun`` (no ``WORLD_SIZE`` in the environment) nothing here does anything: every
 function answers as for one process, and the training path is the single-process one.
@@ -172,6 +176,42 @@ def mean_(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return tensors
 
 
+def max_(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The ranks' element-wise maximum of each tensor, in place (one all-reduce per tensor; a
+    minimum is ``-max_([-t])``); returned. One process: unchanged."""
+    if parallel():
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return tensors
+
+
+def cat_ranks(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``t`` (the same trailing shape and dtype, any number of rows) concatenated
+    along the first dimension in rank order, on every rank: rank 0's rows first. Two
+    all-gathers (the row counts, then the rows padded to the longest). One process: ``t``."""
+    if not parallel():
+        return t
+    counts = [torch.zeros(1, dtype=torch.long, device=t.device) for _ in range(world())]
+    dist.all_gather(counts, torch.tensor([len(t)], dtype=torch.long, device=t.device))
+    sizes = [int(c.item()) for c in counts]
+    longest = max(sizes)
+    if longest == 0:
+        return t
+    padded = torch.zeros((longest, *t.shape[1:]), dtype=t.dtype, device=t.device)
+    padded[: len(t)] = t
+    rows = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(rows, padded)
+    return torch.cat([r[:n] for r, n in zip(rows, sizes)])
+
+
+def steps(n: int, batch_size: int, w: int | None = None) -> int:
+    """How many steps an epoch of ``n`` examples takes in global batches of ``batch_size``
+    shared by ``w`` ranks: a last batch smaller than ``w`` is skipped (:func:`lifelong.loop.batches`).
+    One rank: ``⌈n / batch_size⌉``."""
+    w = world() if w is None else w
+    return n // batch_size + (n % batch_size >= w)
+
+
 def mean_loss(loss: torch.Tensor, flag: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The ranks' mean of a step's loss (detached; a non-finite loss on one rank makes it
     non-finite on all), what the loss monitor reads, and whether ``flag`` (a stop request) is
@@ -220,6 +260,16 @@ def gather(obj: Any) -> list[Any] | None:
     return out
 
 
+def all_gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable; tensors best on the CPU), in rank order, on every rank.
+    One process: ``[obj]``."""
+    if not parallel():
+        return [obj]
+    out = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank."""
     if not parallel():
@@ -233,11 +283,7 @@ def agree(error: str | None) -> None:
     """Every rank raises :class:`ConfigError` if any rank had an ``error`` (the first rank's
     message), else none does: a refusal that only one rank can see (rank 0's run folder) stops
     all of them, rather than leave the others waiting in the next collective."""
-    errors = [error]
-    if parallel():
-        errors = [None] * world()
-        dist.all_gather_object(errors, error)
-    first = next((e for e in errors if e), None)
+    first = next((e for e in all_gather(error) if e), None)
     if first is not None:
         raise ConfigError(first)
 
@@ -291,12 +337,14 @@ def for_this_rank(payload: dict[str, Any], own_memory: dict | None, sharded: boo
 
 def memory_for_rank(states: list[dict | None], own: dict | None, sharded: bool, r: int, w: int) -> dict | None:
     """Rank ``r`` of ``w``'s memory from the memories a checkpoint of another number of ranks
-    holds. A sharded reservoir: the stored examples of all old ranks, in rank order, dealt to
+    holds. A sharded memory (a reservoir; the activation memory, whose rows keep their blocks'
+    order in a field of their own): the stored examples of all old ranks, in rank order, dealt to
     the new ranks in turn (rank ``r`` takes examples ``r, r + w, ...``, at most its capacity)
     and the examples offered so far dealt alike (:func:`part`), so that each reservoir keeps
     ``capacity / seen`` of its shard; its generators are its own fresh ones (a resumed run with
-    another number of ranks is not the uninterrupted one). A replicated memory: the first
-    rank's, with this rank's own sampling generator."""
+    another number of ranks is not the uninterrupted one); what else a memory keeps that is the
+    same on every rank (the activation memory's task in progress) is the first rank's. A
+    replicated memory: the first rank's, with this rank's own sampling generator."""
     if own is None or states[0] is None:
         return states[0]
     if not sharded:
@@ -307,5 +355,8 @@ def memory_for_rank(states: list[dict | None], own: dict | None, sharded: bool, 
         pool = {n: torch.cat([s["fields"][n][: s["count"]] for s in states if s["count"]]) for n in names[0]}
         fields = {n: v[r::w][: own["capacity"]] for n, v in pool.items()}
     count = len(next(iter(fields.values()))) if fields else 0
-    seen = part(sum(int(s.get("seen", s["count"])) for s in states), r, w)
-    return {**own, "count": count, "fields": fields, "seen": max(seen, count)}
+    mine = {k: own[k] for k in ("capacity", "rng", "sample_rng")}
+    out = {**states[0], **mine, "count": count, "fields": fields}
+    if "seen" in states[0]:  # a reservoir: the examples offered so far, dealt alike
+        out["seen"] = max(part(sum(int(s["seen"]) for s in states), r, w), count)
+    return out

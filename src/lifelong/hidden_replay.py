@@ -24,23 +24,43 @@ frozen early part of the network outputs for them (:mod:`lifelong.nets.split`), 
 
 The memory freezes the early part when training starts (no gradient, out of the optimiser, batch
 norm in eval mode), so that what it stored stays what the network computes.
+
+Several processes (:mod:`lifelong.distributed`): the memory is sharded. Each class block is the
+one-process block (its rows chosen from the whole task, the quotas from the whole capacity:
+:meth:`ActivationMemory.total_rows`), its rows dealt to the ranks in turn (the whole memory's
+row ``i`` to rank ``i mod world``, the new rows numbered on after those kept), so that each rank
+keeps its share of the ``capacity`` (a class stored again, which frees rows, may leave a rank a
+few rows over it) and computes only its own rows' activations. Every block is quantised with
+the minimum and maximum over all ranks' rows (one all-reduce), so that the union of the ranks'
+memories is the one-process memory, code for code up to float sums (the early part's outputs of
+fewer rows at a time). The frozen early part is the initial one on every rank (it gets no
+gradient). A step replays from the rank's own rows; :meth:`ActivationMemory.activations`
+gathers every rank's rows, each block in its one-process order (the ``order`` field), for the
+masked kNN. A checkpoint holds every rank's rows; a resume with another number of ranks deals
+them again (:func:`lifelong.distributed.memory_for_rank`, as the reservoir's).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
+from lifelong import distributed
 from lifelong.memory import Memory, balanced_quotas, register_memory
 from lifelong.nets.split import INPUT, FrozenSplit, frozen_split
 
 LEVELS = 2 ** 8 - 1  # 8-bit codes 0..255
 
 
-def quantise(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def quantise(a: torch.Tensor, lo: torch.Tensor | None = None,
+             hi: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(codes, min, max)`` of ``a``: ``codes = round((a − min) / (max − min) · 255)`` as
     ``uint8`` (``QuantizedTensor.__init__``, rounding half to even as ``torch.round``). A constant
-    tensor (``max == min``, where the reference divides by zero) gets codes 0."""
-    lo, hi = a.min(), a.max()
+    tensor (``max == min``, where the reference divides by zero) gets codes 0. ``lo`` and ``hi``,
+    when given, replace ``a``'s own minimum and maximum (a block whose rows several ranks share)."""
+    lo = a.min() if lo is None else lo
+    hi = a.max() if hi is None else hi
     span = hi - lo
     if span > 0:
         codes = torch.round((a - lo) / span * LEVELS).to(torch.uint8)
@@ -58,11 +78,38 @@ def dequantise(codes: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch
 def first_of_class(state, c: int, n: int) -> torch.Tensor:
     """The un-augmented inputs of the first ``n`` training examples of class ``c`` in the finished
     task's order (the reference's ``get_n_samples_per_class``)."""
+    return task_inputs(state, class_positions(state, c, n))
+
+
+def class_positions(state, c: int, n: int) -> torch.Tensor:
+    """The positions in the finished task of its first ``n`` training examples of class ``c``."""
+    labels = state.stream.labels("train", state.task.train_idx)
+    return torch.nonzero(labels == c).squeeze(1)[:n]
+
+
+def task_inputs(state, positions: torch.Tensor) -> torch.Tensor:
+    """The un-augmented inputs of the finished task's training examples at ``positions``."""
     task, stream = state.task, state.stream
-    labels = stream.labels("train", task.train_idx)
-    positions = torch.nonzero(labels == c).squeeze(1)[:n]
     ids = None if task.train_task is None else task.train_task[positions]
     return stream.inputs("train", task.train_idx[positions], task.index if ids is None else ids)
+
+
+def dealt(n: int, start: int, r: int, w: int) -> torch.Tensor:
+    """The rows of a block of ``n`` that rank ``r`` of ``w`` keeps when the rows, numbered on from
+    ``start``, are dealt to the ranks in turn: ``i`` with ``(start + i) mod w == r``. One rank:
+    every row."""
+    i = torch.arange(n)
+    return i[(start + i) % w == r]
+
+
+def within_blocks(task: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each row's position among the rows of its ``(task, class)`` block, in storage order (the
+    ``order`` field of a memory saved before it was kept)."""
+    order = torch.zeros_like(y)
+    for t, c in {(int(a), int(b)) for a, b in zip(task.tolist(), y.tolist())}:
+        rows = torch.nonzero((task == t) & (y == c)).squeeze(1)
+        order[rows] = torch.arange(len(rows), device=y.device)
+    return order
 
 
 def _rows(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -78,6 +125,7 @@ class ActivationMemory(Memory):
     dequantised: activations that go into the late part (:attr:`split`)."""
 
     name = "activations"
+    sharded = True  # several processes: each rank keeps its turn of every block (see the module docstring)
     hidden = True  # what it replays enters the network after the split (lifelong.objective.StepBatch)
     needs_task_boundaries = "it stores each task's activations at the task's end, so it would stay empty"
 
@@ -98,6 +146,7 @@ class ActivationMemory(Memory):
                  split_after: str = "auto", **kwargs) -> None:
         self.check_options(recent_tasks, split_after)
         super().__init__(capacity, generator, **kwargs)
+        self.max_rows = kwargs.get("max_rows")
         self.recent_tasks, self.split_after = recent_tasks, split_after
         self.split: FrozenSplit | None = None
         self.current = 0  # the task being trained
@@ -131,37 +180,80 @@ class ActivationMemory(Memory):
         if self.per_task(state):
             pairs = [(t.index, int(c)) for t in stream.tasks for c in t.classes]
             caps = [int((stream.labels("train", t.train_idx) == c).sum()) for t in stream.tasks for c in t.classes]
-            return dict(zip(pairs, balanced_quotas(self.rows, caps)))
+            return dict(zip(pairs, balanced_quotas(self.total_rows(), caps)))
         classes = sorted({int(c) for task in stream.tasks for c in task.classes})
-        share = dict(zip(classes, balanced_quotas(self.rows, [int((labels == c).sum()) for c in classes])))
+        share = dict(zip(classes, balanced_quotas(self.total_rows(), [int((labels == c).sum()) for c in classes])))
         return {(t.index, int(c)): share[int(c)] for t in stream.tasks for c in t.classes}
+
+    def total_rows(self) -> int:
+        """The slots of the whole memory, what the quotas share: this memory's own; with several
+        processes, the sum of the ranks' capacities (one all-reduce), bounded as one process
+        bounds it (``max_rows``)."""
+        if not distributed.parallel():
+            return self.rows
+        total = int(distributed.sum_([torch.tensor([self.capacity], device=self.device)])[0].item())
+        return total if self.max_rows is None else max(1, min(total, int(self.max_rows)))
+
+    def _allocate(self, batch: dict[str, torch.Tensor]) -> None:
+        """Room for at least ``rows`` (a rank's turns may leave it a few rows over its share)."""
+        rows = max(self.rows, len(next(iter(batch.values()))))
+        self.fields = {name: torch.zeros((rows, *value.shape[1:]), dtype=value.dtype, device=self.device)
+                       for name, value in batch.items()}
 
     @torch.no_grad()
     def end_task(self, state) -> None:
-        task, quotas, blocks = state.task, self.quotas(state), []
-        for c in task.classes:
-            x = first_of_class(state, int(c), quotas.get((task.index, int(c)), 0))
-            if len(x) == 0:
-                continue
-            acts = torch.cat([self.split.hidden(x[s:s + 1000]) for s in range(0, len(x), 1000)])
-            codes, lo, hi = quantise(acts)
-            n = len(codes)
-            blocks.append({"x": codes, "lo": lo.expand(n).clone(), "hi": hi.expand(n).clone(),
-                           "y": torch.full((n,), int(c), dtype=torch.long, device=codes.device),
-                           "task": torch.full((n,), task.index, dtype=torch.long, device=codes.device)})
-        if not blocks:
+        task, quotas = state.task, self.quotas(state)
+        chosen = [(int(c), class_positions(state, int(c), quotas.get((task.index, int(c)), 0))) for c in task.classes]
+        chosen = [(c, positions) for c, positions in chosen if len(positions)]
+        if not chosen:
             return
-        new = {name: torch.cat([b[name] for b in blocks]) for name in blocks[0]}
-        if self.count:  # a class stored again replaces its block (per task on a domain-incremental stream)
-            old = {name: value[: self.count] for name, value in self.fields.items()}
+        old = {name: value[: self.count] for name, value in self.fields.items()}
+        if old:  # a class stored again replaces its block (per task on a domain-incremental stream)
+            replaced = torch.tensor([c for c, _ in chosen], device=old["y"].device)
             keep = (torch.ones_like(old["y"], dtype=torch.bool) if self.per_task(state)
-                    else ~torch.isin(old["y"], new["y"]))
-            new = {name: torch.cat([old[name][keep], new[name]]) for name in new}
+                    else ~torch.isin(old["y"], replaced))
+            old = {name: value[keep] for name, value in old.items()}
+        r, w = distributed.rank(), distributed.world()
+        start, blocks = self._stored_rows(len(old.get("y", ()))), []
+        for c, positions in chosen:
+            order = dealt(len(positions), start, r, w).to(positions.device)  # this rank's turns of the block
+            start += len(positions)
+            x = task_inputs(state, positions[order])
+            acts = torch.cat([self.split.hidden(x[s:s + 1000]) for s in range(0, max(len(x), 1), 1000)])
+            blocks.append((c, order, acts))
+        new = self._quantised(blocks, task.index)
+        if old:
+            new = {name: torch.cat([old[name], new[name]]) for name in new}
         self.fields = {}
-        self._allocate({name: value[:1] for name, value in new.items()})
+        self._allocate(new)
         self.count = len(new["y"])
         for name, value in new.items():
             self.fields[name][: self.count] = value.to(self.device)
+
+    def _stored_rows(self, kept: int) -> int:
+        """The rows the whole memory keeps of earlier tasks (this rank's ``kept``; with several
+        processes, summed over the ranks, one all-reduce): the task's new rows are numbered on from
+        there, so that dealing them in turn leaves every rank its share of the whole memory."""
+        if not distributed.parallel():
+            return kept
+        return int(distributed.sum_([torch.tensor([kept], device=self.device)])[0].item())
+
+    def _quantised(self, blocks: list[tuple[int, torch.Tensor, torch.Tensor]], task: int) -> dict[str, torch.Tensor]:
+        """The stored fields of the task's blocks ``(class, order, activations)``, each quantised
+        with its whole block's minimum and maximum: over every rank's rows (one all-reduce of the
+        ranks' ``(−min, max)``; a rank without rows of a block brings ``−inf``)."""
+        ranges = torch.stack([torch.stack([-a.min(), a.max()]) if len(a) else torch.full((2,), -math.inf, device=a.device)
+                              for _, _, a in blocks])
+        distributed.max_([ranges])
+        parts = []
+        for (c, order, acts), (neg_lo, hi) in zip(blocks, ranges):
+            codes, lo, hi = quantise(acts, -neg_lo, hi)
+            n, device = len(codes), codes.device
+            parts.append({"x": codes, "lo": lo.expand(n).clone(), "hi": hi.expand(n).clone(),
+                          "y": torch.full((n,), c, dtype=torch.long, device=device),
+                          "task": torch.full((n,), task, dtype=torch.long, device=device),
+                          "order": order.to(device=device, dtype=torch.long)})
+        return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
     def recent(self) -> torch.Tensor:
         """The rows stored at the end of one of the last ``recent_tasks`` tasks before the current one."""
@@ -192,18 +284,30 @@ class ActivationMemory(Memory):
 
     def activations(self, classes_of_tasks: range) -> dict[tuple[int, int], torch.Tensor]:
         """Dequantised stored activations of the classes stored at the end of the given tasks,
-        by ``(task, class)``."""
+        by ``(task, class)``, each block's rows in their one-process order. With several
+        processes, every rank's rows (:meth:`every_rank`): every rank must call it."""
         out: dict[tuple[int, int], torch.Tensor] = {}
-        if not self.count:
+        fields = self.every_rank()
+        if not fields or not len(fields["y"]):
             return out
-        task, y = self.fields["task"][: self.count], self.fields["y"][: self.count]
+        task, y = fields["task"], fields["y"]
         for t in classes_of_tasks:
             for c in sorted(y[task == t].unique().tolist()):
                 rows = torch.nonzero((task == t) & (y == c)).squeeze(1)
-                codes = self.fields["x"][rows]
-                out[(t, c)] = dequantise(codes, _rows(self.fields["lo"][rows], codes.dim()),
-                                         _rows(self.fields["hi"][rows], codes.dim()))
+                rows = rows[torch.argsort(fields["order"][rows], stable=True)]
+                codes = fields["x"][rows]
+                out[(t, c)] = dequantise(codes, _rows(fields["lo"][rows], codes.dim()),
+                                         _rows(fields["hi"][rows], codes.dim()))
         return out
+
+    def every_rank(self) -> dict[str, torch.Tensor]:
+        """The stored rows, field by field (empty before anything is stored); with several
+        processes, every rank's, concatenated in rank order (one all-gather)."""
+        own = {name: value[: self.count] for name, value in self.fields.items()}
+        if not distributed.parallel():
+            return own
+        parts = [p for p in distributed.all_gather({k: v.cpu() for k, v in own.items()}) if p]
+        return {k: torch.cat([p[k] for p in parts]).to(self.device) for k in parts[0]} if parts else {}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "current": self.current}
@@ -211,6 +315,10 @@ class ActivationMemory(Memory):
     def load_state_dict(self, state: dict, context=None) -> None:
         super().load_state_dict(state, context)
         self.current = int(state["current"])
+        if self.count and "order" not in self.fields:  # saved before the blocks' order was kept
+            self.fields["order"] = torch.zeros_like(self.fields["y"])
+            self.fields["order"][: self.count] = within_blocks(self.fields["task"][: self.count],
+                                                               self.fields["y"][: self.count])
         if context is not None:
             self._attach(context)
 

@@ -206,10 +206,17 @@ def _memory(recipe: Recipe, stream: Stream, seed: int, buffer_size: int, epochs:
 
 
 def sharded_memory(recipe: Recipe) -> bool:
-    """Whether each rank of several processes keeps its own part of the recipe's memory: one
-    filled step by step (``add``: the reservoir); one filled at task ends is replicated
-    (:mod:`lifelong.distributed`)."""
-    return distributed.parallel() and recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add")
+    """Whether each rank of several processes keeps its own part of the recipe's memory
+    (:func:`shards`); the others are replicated (:mod:`lifelong.distributed`)."""
+    return distributed.parallel() and recipe.memory is not None and shards(MEMORIES[recipe.memory])
+
+
+def shards(memory: Any) -> bool:
+    """Whether a memory (class or instance) is dealt across the ranks, each keeping ``capacity /
+    world`` slots: one filled step by step (``add``: the reservoir) or one that says
+    ``sharded = True`` (the activation memory, filled at task ends); the other task-end
+    memories are computed alike on every rank."""
+    return hasattr(memory, "add") or getattr(memory, "sharded", False) is True
 
 
 @dataclass
@@ -601,7 +608,7 @@ def _for_this_rank(payload: dict, memory: Memory | None, rngs: dict[str, torch.G
         return payload
     own = {k: g.get_state() for k, g in rngs.items() if k in ("augment", "views")}
     return distributed.for_this_rank(payload, None if memory is None else memory.state_dict(),
-                                     memory is not None and hasattr(memory, "add"), own)
+                                     memory is not None and shards(memory), own)
 
 
 def _precision(precision: str | Precision | None, device: torch.device, resume: dict | None) -> Precision | None:
@@ -615,9 +622,9 @@ def _precision(precision: str | Precision | None, device: torch.device, resume: 
 # What runs under several processes (lifelong.distributed): memories and plug-ins whose state is
 # the same on every rank or is reduced across them (docs/DISTRIBUTED.md says how, for each); the
 # others are refused until they are, and a user's plug-in runs when its class sets parallel_safe = True.
-PARALLEL_MEMORIES = ("reservoir", "herding", "task-balanced", "first-task")
+PARALLEL_MEMORIES = ("reservoir", "herding", "task-balanced", "first-task", "activations")
 PARALLEL_PLUGINS = ("clip-grad", "nme", "refresh", "agem", "mix-memory", "head-warmup", "gpm", "cuber", "lora",
-                    "exposed-eval", "adaptive-weights", "view-batch")
+                    "exposed-eval", "adaptive-weights", "view-batch", "masked-knn", "sparse-rewiring", "error-memory")
 
 
 def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buffer_size: int,
@@ -642,7 +649,7 @@ def check_parallel(recipe: Recipe, batch_size: int, replay_batch_size: int, buff
         check = getattr(plugin, "check_processes", None)
         if check is not None:
             check(epochs, batch_size, w)
-    if recipe.memory is not None and hasattr(MEMORIES[recipe.memory], "add") and buffer_size < w:
+    if recipe.memory is not None and shards(MEMORIES[recipe.memory]) and buffer_size < w:
         raise ConfigError(f"{w} processes share the buffer of {buffer_size}: each needs at least one slot; "
                           f"use a buffer size of at least {w}")
 

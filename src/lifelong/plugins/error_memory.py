@@ -24,7 +24,9 @@ documented as ours in docs/METHODS.md ("Error memory").
 :class:`ErrorMemory` is the data structure; :class:`ErrorMemoryPlugin` (``error-memory``) wraps it
 for a run: evaluation ranks classes by ``p'`` (its ``scores``), and during training each incoming
 batch's errors, as predicted before the step learns from it, are written (ReLoop2's loop: the
-deployed model predicts, the feedback arrives, the error is stored). The prequential protocol of
+deployed model predicts, the feedback arrives, the error is stored); with several processes
+the ranks' errors are gathered first, so that every rank writes the whole batch's
+(:func:`every_rank`). The prequential protocol of
 :mod:`lifelong.prequential` refreshes it while predicting a drifting stream.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lifelong import distributed
 from lifelong.plugins import register_plugin
 
 MAX_BITS = 20
@@ -185,6 +188,18 @@ def predict(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return features, torch.softmax(model.classifier(features).float(), dim=1)
 
 
+def every_rank(features: torch.Tensor, residuals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The errors of the whole global batch: with several processes each rank predicts its own
+    share, and the ranks' ``(features, residuals)`` rows are gathered in rank order
+    (:func:`lifelong.distributed.cat_ranks` of both side by side), which is the batch's
+    own order, so that every rank writes the same rows in the same order as one process
+    (:mod:`lifelong.distributed`). One process: unchanged."""
+    if not distributed.parallel():
+        return features, residuals
+    both = distributed.cat_ranks(torch.cat([features.float(), residuals.float()], dim=1))
+    return both[:, : features.shape[1]], both[:, features.shape[1]:]
+
+
 @register_plugin
 class ErrorMemoryPlugin:
     """``error-memory``: evaluation scores are ReLoop2's compensated probabilities ``p'``; each
@@ -222,7 +237,8 @@ class ErrorMemoryPlugin:
             x, y = x[:: batch.repeats], y[:: batch.repeats]
         features, probs = predict(model, x)
         model.train(was_training)
-        self.memory.write(features, ErrorMemory.residuals(probs, y))
+        features, residuals = every_rank(features, ErrorMemory.residuals(probs, y))
+        self.memory.write(features, residuals)
 
     @torch.no_grad()
     def scores(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,13 @@ The masks come from unit ages (SHARP's sparse network, :mod:`lifelong.plugins.sp
 must come before this plug-in in the recipe so that a task's units are aged first): a class's representation is compared on
 the units that were stable when it was stored, which no later task changes. A model without unit
 ages (plain backbones, ``sharp-lite``) has every unit valid, so the masks are all ones.
+
+Several processes (:mod:`lifelong.distributed`): the store is the same on every rank and equals
+one process's. The finished task's representations come from the task's first examples (not a
+rank's share) through the same model; the replayed classes' come from every rank's stored
+activations, gathered in their one-process order
+(:meth:`lifelong.hidden_replay.ActivationMemory.activations`); the masks from unit ages that
+are the same on every rank (:mod:`lifelong.plugins.sparse`).
 """
 from __future__ import annotations
 

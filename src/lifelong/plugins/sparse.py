@@ -49,6 +49,15 @@ for any optimiser whose update of a zero gradient is zero, and the re-masking al
 momentum and weight decay). Frozen units likewise get their values back after each update. A
 plug-in that moves the weights inside a step (refresh learning's unlearning) moves pruned and
 frozen weights until the step's end, when they are restored.
+
+Several processes (:mod:`lifelong.distributed`): every decision is the same on every rank, with
+nothing to reduce. The initial pruning, the random growth and the re-initialisation draw from
+one generator seeded alike on every rank (``sparse-rewiring``, the same name on all ranks); the
+selection's activations are computed by every rank over the task's first examples (not its share
+of a batch) with the same model (the gradients are averaged), so they are one process's; the
+phases count the steps that run (:func:`lifelong.distributed.steps`: a last batch smaller than
+the number of ranks is skipped), the same on every rank; the masks act on the averaged
+gradients. The checkpoint's state is rank 0's.
 """
 from __future__ import annotations
 
@@ -59,6 +68,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from lifelong import distributed
 from lifelong.plugins import register_plugin
 from lifelong.seeding import numpy_generator
 
@@ -270,7 +280,7 @@ class SparseRewiring:
         self.task_first_step = state.step
 
     def training_set(self, state, train_set):
-        self.task_steps = max(1, state.epochs * math.ceil(train_set.num_train / max(1, state.batch_size)))
+        self.task_steps = max(1, state.epochs * distributed.steps(train_set.num_train, max(1, state.batch_size)))
         return train_set
 
     def phase_starts(self) -> list[int]:
