@@ -805,6 +805,9 @@ MUTANTS: list[Mutant] = [
     M("dist-resplit-fresh-state", False, "distributed.py", "    out = {**states[0], **mine,", "    out = {**own, **mine,",
       (f"{DIST}::test_rows_are_dealt_in_turn_and_an_activation_memory_re_split_keeps_each_blocks_order",),
       "a re-split activation memory forgets the task in progress (its fresh state's)"),
+    M("dist-agem-local-ref", False, "plugins/agem.py", "        distributed.mean_(ref)  #", "        pass  #",
+      (f"{DIST}::test_agem_projects_every_rank_alike_with_the_ranks_reference_gradient",),
+      "each rank projects against its own replay draw's reference gradient (the ranks' models part)"),
 ]
 
 

@@ -360,6 +360,15 @@ def _gathered(rank: int) -> dict:
             "steps": distributed.steps(61, 10)}
 
 
+def _agem() -> dict:
+    """A-GEM with each rank's own reservoir (10 of 20 slots) and replay draws: its weights and how
+    many steps it projected."""
+    recipe = build_recipe("agem")
+    model = _model()
+    train(_stream(), model, recipe, SGD(model.parameters(), lr=0.1), seed=0, epochs=2, batch_size=10, buffer_size=20)
+    return {"model": model.state_dict(), "projections": recipe.plugins[0].projections}
+
+
 def _worker(rank: int, world: int, folder: str) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
@@ -367,7 +376,8 @@ def _worker(rank: int, world: int, folder: str) -> None:
     try:
         torch.save({"statistics": _statistics(), "exposed": _exposed(rank), "gathered": _gathered(rank),
                     **{name: _trained(name) for name in RUNS},
-                    **{f"band-{m}": _replayed(m) for m in BANDED}, "anytime": _anytime()}, f"{folder}/rank{rank}.pt")
+                    **{f"band-{m}": _replayed(m) for m in BANDED}, "anytime": _anytime(), "agem": _agem()},
+                   f"{folder}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -445,6 +455,15 @@ def test_the_activation_memory_of_two_processes_is_the_one_process_memory_dealt_
         assert all(bool((o["y"] == c).any()) for o in own)
     knn = two_processes[0]["sharp-parts"]["plugins"][1]
     assert [(t, c) for t, c, _, _ in knn["stored"]] == [(0, 0), (0, 1), (1, 2), (1, 3)]
+
+
+def test_agem_projects_every_rank_alike_with_the_ranks_reference_gradient(two_processes):
+    """The ranks replay different memories; their reference gradients are averaged before the
+    projection, so every rank projects the same averaged gradient the same way and the ranks keep
+    one model (fails when each rank projects against its own draw's gradient)."""
+    first, second = (rank["agem"] for rank in two_processes)
+    assert first["projections"] == second["projections"] > 0
+    assert _close(first["model"], second["model"], atol=0.0)
 
 
 # -- torchrun end to end ---------------------------------------------------------------------------
