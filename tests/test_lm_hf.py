@@ -20,6 +20,7 @@ import yaml
 from lifelong.cli import main
 from lifelong.errors import ConfigError
 from lifelong.lm.hf import HFCausalLM, build_hf_model, parse_dataset_spec, parse_model_config
+from lifelong.lm.model import GPT, GPTConfig
 from lifelong.lm.run import prepare, resume_run, train_run
 from lifelong.lm.tokens import open_corpus
 from lifelong.lm.train import LMConfig, LMTrainer
@@ -124,6 +125,31 @@ def test_adapter_logits_loss_and_last_hidden_layer() -> None:
     assert torch.allclose(h, model.hf.transformer.ln_f(out), atol=1e-6)  # after the final LayerNorm, as GPT.hidden
     assert torch.allclose(model.lm_head(h), logits, atol=1e-5)
     assert list(model.state_dict())[0].startswith("hf.")
+
+
+def test_gpt2_with_exact_gelu_is_the_library_gpt() -> None:
+    """The benchmark's "same shape": the library GPT's weights copied into transformers' GPT-2
+    (Conv1D holds W transposed) give the same logits, and the parameter counts are equal."""
+    pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(257, 8, 2, 2, 16)).eval()
+    hf = build_hf_model("hf:gpt2", {"n_layer": 2, "n_head": 2, "n_embd": 16, "activation_function": "gelu"},
+                        257, 8).eval()
+    assert sum(p.numel() for p in gpt.parameters()) == sum(p.numel() for p in hf.parameters())
+    names = {"ln1": "ln_1", "ln2": "ln_2", "attn.qkv": "attn.c_attn", "attn.proj": "attn.c_proj", "fc": "mlp.c_fc",
+             "proj": "mlp.c_proj"}
+    state = {"hf.transformer.wte.weight": gpt.wte.weight, "hf.transformer.wpe.weight": gpt.wpe.weight,
+             "hf.transformer.ln_f.weight": gpt.ln_f.weight, "hf.transformer.ln_f.bias": gpt.ln_f.bias,
+             "hf.lm_head.weight": gpt.wte.weight}
+    for i, block in enumerate(gpt.blocks):
+        for ours, theirs in names.items():
+            module = block.get_submodule(ours)
+            transpose = isinstance(module, torch.nn.Linear)
+            state[f"hf.transformer.h.{i}.{theirs}.weight"] = module.weight.T if transpose else module.weight
+            state[f"hf.transformer.h.{i}.{theirs}.bias"] = module.bias
+    hf.load_state_dict({k: v.detach().clone() for k, v in state.items()})
+    x = torch.randint(257, (2, 8))
+    assert torch.allclose(hf(x)[0], gpt(x)[0], atol=1e-5)
 
 
 def test_lm_head_of_the_states_just_returned_is_the_models_logits() -> None:

@@ -11,7 +11,7 @@ folder's ``config.json`` (:func:`parse_model_config`); a ``model_type`` in them 
 (``max_position_embeddings``, when the type has one): a ``vocab_size`` given that differs, a
 context given shorter than ``--block-size``, or a setting the type does not know is a
 :class:`~lifelong.errors.ConfigError`. Special-token ids outside the vocabulary (GPT-2's 50256)
-become ``None`` unless given.
+become ``None``.
 
 :class:`HFCausalLM` makes the model look like :class:`lifelong.lm.model.GPT` to the loop:
 ``forward(idx, targets)`` returns ``(logits, loss)``, the loss the mean next-token cross-entropy;
@@ -166,9 +166,7 @@ def fit_config(config: Any, settings: dict[str, Any], vocab_size: int, block_siz
             config.max_position_embeddings = block_size
     for key in _TOKEN_IDS:
         value = getattr(config, key, None)
-        if isinstance(value, int) and not 0 <= value < vocab_size:
-            if key in settings:
-                raise ConfigError(f"the model config's {key} {value} is outside the vocabulary of {vocab_size}")
+        if isinstance(value, int) and not 0 <= value < vocab_size:  # not used in training; transformers warns
             setattr(config, key, None)
 
 
