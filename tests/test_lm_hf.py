@@ -257,8 +257,8 @@ def test_datasets_corpora_equal_the_folder_of_the_same_documents(tmp_path: Path)
     prepare([f"F={_folder(tmp_path / 'f', docs)}"], tmp_path / "ref")
     reference = (tmp_path / "ref" / "F.bin").read_bytes()
     datasets.Dataset.from_dict({"text": rows, "n": list(range(len(rows)))}).save_to_disk(str(tmp_path / "one"))
-    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"body": rows}),
-                          "test": datasets.Dataset.from_dict({"body": ["other"] * 3})}).save_to_disk(str(tmp_path / "dd"))
+    both = {"train": datasets.Dataset.from_dict({"body": rows}), "test": datasets.Dataset.from_dict({"body": ["x"] * 3})}
+    datasets.DatasetDict(both).save_to_disk(str(tmp_path / "dd"))
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"text": r}) + "\n" for r in rows))
     specs = [f"S=hf:{tmp_path / 'one'}", f"D=hf:{tmp_path / 'dd'}:train:body", f"J=hf:{tmp_path / 'rows.jsonl'}"]
     headers = prepare(specs, tmp_path / "out")
