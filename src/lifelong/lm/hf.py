@@ -151,12 +151,17 @@ def _context_keys(config: Any) -> set[str]:
     return {"max_position_embeddings"} | ({alias} if alias else set())
 
 
-def fit_config(config: Any, settings: dict[str, Any], vocab_size: int, block_size: int) -> None:
-    """Set the corpora's vocabulary and the context on ``config``; a mismatch given is a ConfigError."""
+def check_vocab(settings: dict[str, Any], vocab_size: int) -> None:
+    """A :class:`ConfigError` for a ``vocab_size`` given that is not the corpora's."""
     if settings.get("vocab_size", vocab_size) != vocab_size:
         raise ConfigError(f"the model config's vocab_size {settings['vocab_size']} differs from the corpora's "
                           f"vocabulary {vocab_size}; drop vocab_size from --model-config (the tokenizer sets it)")
-    config.vocab_size = vocab_size
+
+
+def fit_config(config: Any, settings: dict[str, Any], vocab_size: int, block_size: int) -> None:
+    """Set the corpora's vocabulary and the context on ``config``; a context given that is shorter
+    than ``block_size`` is a ConfigError."""
+    config.vocab_size = vocab_size  # set after construction: transformers' check of the token ids stays quiet
     if hasattr(config, "max_position_embeddings"):
         if _context_keys(config) & set(settings):
             if config.max_position_embeddings < block_size:
@@ -175,12 +180,13 @@ def build_hf_model(model: str, settings: dict[str, Any], vocab_size: int, block_
     transformers = _transformers()
     kind = hf_model_type(model, settings)
     given = {k: v for k, v in settings.items() if k != "model_type"}
+    check_vocab(given, vocab_size)
     if kind not in transformers.CONFIG_MAPPING:
         raise ConfigError(f"transformers {transformers.__version__} has no model type {kind!r} (causal LMs include "
                           "gpt2, llama, gpt_neox, qwen2; transformers.CONFIG_MAPPING lists them all)")
     try:
         default = transformers.AutoConfig.for_model(kind)
-        config = transformers.AutoConfig.for_model(kind, **given)
+        config = transformers.AutoConfig.for_model(kind, **{k: v for k, v in given.items() if k != "vocab_size"})
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"transformers cannot make a {kind!r} config: {_first_line(exc)}") from None
     _check_known(config, default, given, kind)
