@@ -153,7 +153,9 @@ def test_gpt2_with_exact_gelu_is_the_library_gpt() -> None:
 
 
 def test_lm_head_of_the_states_just_returned_is_the_models_logits() -> None:
-    pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers")
+    if "gemma2" not in transformers.CONFIG_MAPPING:  # transformers >= 4.42
+        pytest.skip("this transformers has no gemma2")
     torch.manual_seed(0)
     # gemma2 soft-caps its final logits: the output projection alone is not its logits
     model = build_hf_model("hf:gemma2", {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
