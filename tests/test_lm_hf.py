@@ -199,6 +199,8 @@ def test_cli_hf_model_its_mismatches_and_resume_refusing_another(data: Path, tmp
     assert "after B" in capsys.readouterr().out
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"] == "hf:gpt2" and config["model_config"] == GPT2
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    assert "Language models" in capsys.readouterr().out
     for flags, says in ((["--model-config", "n_layer=1,n_embd=16,n_head=2,vocab_size=50257"], "vocab_size"),
                         (["--model-config", "n_layer=1,n_embd=16,n_head=2,n_positions=4"], "shorter than"),
                         (["--model-config", "n_layers=1"], "no setting 'n_layers'"),
