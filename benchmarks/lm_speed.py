@@ -2,7 +2,7 @@
 and the memory of a run on a corpus ten times larger. Prints markdown and writes
 benchmarks/lm_speed.md.
 
-    python benchmarks/lm_speed.py [--repeats 5] [--steps 60] [--memory]
+    python benchmarks/lm_speed.py [--repeats 5] [--steps 60] [--memory] [--against hf|compile]
 
 Speed: in one process, one thread, the library's :class:`lifelong.lm.LMTrainer` (replay mixer at
 r = 0.25 on the second corpus, the stream's schedule, gradient clipping, MER off) and a bare loop
@@ -11,6 +11,11 @@ written here in the style of nanoGPT's ``train.py`` (random windows of the memor
 the library's progress callback), so that load from other processes on a shared machine falls on
 both alike; ``--steps`` timed steps of each per repeat after 10 untimed ones; tokens/s of the
 median and of the fastest step. Target: the library within 10%.
+
+``--against hf`` instead compares the library loop on the library GPT with the same loop on a
+transformers GPT-2 of the same shape (``--model hf:gpt2``: dropout 0, exact GELU, the same
+parameter count), ``--against compile`` with the library GPT compiled (``--compile``), one
+``LMTrainer.step`` of each in turn; they write benchmarks/lm_speed_hf.md, lm_speed_compile.md.
 
 Memory (``--memory``): peak RSS of a whole ``lifelong lm train`` process on the offline ``python``
 corpus cut to 0.7 M characters and to 7 M; the corpora are memory-mapped, so RSS should not grow
@@ -109,6 +114,48 @@ def speed(data: Path, repeats: int, steps: int) -> list[str]:
     return lines
 
 
+HF_GPT2 = {"n_layer": MODEL["n_layer"], "n_head": MODEL["n_head"], "n_embd": MODEL["n_embd"],
+           "activation_function": "gelu", "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+
+
+AGAINST = {"hf": ("transformers GPT-2 (--model hf:gpt2)", {"model": "hf:gpt2", "model_config": HF_GPT2}),
+           "compile": ("library GPT, --compile", {"compile": True})}
+
+
+def side_by_side(data: Path, repeats: int, steps: int, against: str) -> list[str]:
+    """Tokens/s of :meth:`LMTrainer.step` of the library GPT and of ``AGAINST[against]`` (the same
+    shape), one step of each in turn after 10 untimed ones (a compiled model compiles in those), on
+    the second corpus with 25% replay."""
+    corpora = [open_corpus(data, n) for n in ("A", "B")]
+    base = dict(stream=["A", "B"], steps=[1, steps + 10], replay=0.25, warmup=0, **MODEL)
+    other, settings = AGAINST[against]
+    if against == "hf":
+        base = {k: v for k, v in base.items() if k not in ("n_layer", "n_head", "n_embd")}
+    configs = {"library GPT (--model gpt)": LMConfig(**{**base, **MODEL}), other: LMConfig(**base, **settings)}
+    rates: dict[str, list[float]] = {name: [] for name in configs}
+    params: dict[str, int] = {}
+    tokens = MODEL["batch_size"] * MODEL["block_size"]
+    for _ in range(repeats):
+        trainers = {name: LMTrainer(cfg, corpora, 257) for name, cfg in configs.items()}
+        for name, t in trainers.items():
+            params[name] = sum(p.numel() for p in t.model.parameters())
+            t._start_task(1)
+        for step in range(steps + 10):
+            for name, t in trainers.items():
+                started = time.perf_counter()
+                t.step(1, step)
+                if step >= 10:
+                    rates[name].append(tokens / (time.perf_counter() - started))
+    lines = ["| model | parameters | tokens/s (median step) | tokens/s (fastest step) | steps timed |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {name} | {params[name]:,} | {statistics.median(r):.0f} | {max(r):.0f} | {len(r)} |"
+              for name, r in rates.items()]
+    lib, second = (rates[k] for k in rates)
+    lines += ["", f"{other} / library GPT throughput: **{statistics.median(second) / statistics.median(lib):.3f}** "
+                  f"by median step, {max(second) / max(lib):.3f} by fastest step."]
+    return lines
+
+
 def memory(tmp: Path) -> list[str]:
     from speed import measure
 
@@ -129,6 +176,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--memory", action="store_true", help="also the RSS of runs on a corpus 10x larger")
+    parser.add_argument("--against", choices=sorted(AGAINST), default=None,
+                        help="the library GPT against transformers' GPT-2 (hf) or itself compiled, instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,14 +188,19 @@ def main() -> None:
                  f"{args.repeats} repeats, the two loops interleaved step by step; one thread; {platform.processor() or platform.machine()}, "
                  f"{os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, "
                  f"{time.strftime('%Y-%m-%d')}", ""]
-        lines += speed(data, args.repeats, args.steps)
+        if args.against:
+            lines[0] = lines[0].replace("the two loops", "the two models")
+            lines += side_by_side(data, args.repeats, args.steps, args.against)
+        else:
+            lines += speed(data, args.repeats, args.steps)
         if args.memory:
             lines += [""] + memory(Path(tmp))
-    flags = f" --repeats {args.repeats} --steps {args.steps}" + (" --memory" if args.memory else "")
+    flags = (f" --repeats {args.repeats} --steps {args.steps}" + (" --memory" if args.memory else "")
+             + (f" --against {args.against}" if args.against else ""))
     lines += ["", f"Command: `OMP_NUM_THREADS=1 python benchmarks/lm_speed.py{flags}`"]
     text = "\n".join(lines) + "\n"
     print(text)
-    (HERE / "lm_speed.md").write_text(text)
+    (HERE / (f"lm_speed_{args.against}.md" if args.against else "lm_speed.md")).write_text(text)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ LORA = "tests/test_lora.py"
 LORA_CLI = "tests/test_lora_cli.py"
 RMM = "tests/test_rmm.py"
 LM = "tests/test_lm.py"
+LM_HF = "tests/test_lm_hf.py"
 DIST = "tests/test_distributed.py"
 DIST_STATS = f"{DIST}::test_task_end_statistics_of_two_processes_equal_one_process"
 DIST_RUNS = f"{DIST}::test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled"
@@ -729,6 +730,27 @@ MUTANTS: list[Mutant] = [
       "the GPT's output projection is not tied to the token embedding"),
     M("lm-not-causal", False, "lm/model.py", "is_causal=True,", "is_causal=False,", (LM,),
       "the GPT's attention sees later tokens"),
+    M("lm-hf-first-hidden", False, "lm/hf.py", "h = out.hidden_states[-1]", "h = out.hidden_states[0]", (LM_HF,),
+      "the transformers model hands GeRe its embeddings, not its last hidden layer"),
+    M("lm-hf-labels-loss", False, "lm/hf.py",
+      "return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))",
+      "return logits, self.hf(input_ids=idx, labels=targets, use_cache=False).loss", (LM_HF,),
+      "the transformers model's own labels loss, which shifts the already shifted targets once more"),
+    M("lm-hf-head-projection", False, "lm/hf.py", "if last is not None and last[0] is h:", "if False:", (LM_HF,),
+      "GeRe's general logits are the output projection of the hidden states, without the model's soft-cap"),
+    M("lm-hf-context-kept", False, "lm/hf.py", "            config.max_position_embeddings = block_size\n",
+      "            pass\n", (LM_HF,),
+      "a transformers model keeps its type's context (GPT-2's 1024 positions) instead of --block-size"),
+    M("lm-hf-token-ids-kept", False, "lm/hf.py", "            setattr(config, key, None)\n", "            pass\n",
+      (LM_HF,),
+      "special-token ids outside the corpora's vocabulary stay on the config"),
+    M("lm-hf-blank-rows", False, "lm/hf.py", "            if text.strip():\n", "            if True:\n", (LM_HF,),
+      "a dataset's rows of whitespace only become documents (the folder source drops empty files)"),
+    M("lm-hf-resume-other-model", False, "lm/run.py", "    _same_settings(cfg, settings or {}, out)\n", "", (LM_HF,),
+      "--resume with another --model silently continues the run's own"),
+    M("lm-compile-wrapped", False, "lm/train.py", "            self.model.compile()",
+      "            self.model = torch.compile(self.model)", (LM_HF,),
+      "--compile wraps the model, so that the checkpoints' keys gain `_orig_mod.`"),
     # -- several processes (lifelong.distributed) -------------------------------------------------
     M("dist-fisher-mean", False, "objective/weight.py",
       "return distributed.sum_(per_example_sums(", "return distributed.mean_(per_example_sums(", (DIST_STATS,),

@@ -26,6 +26,8 @@ _HELP = {
     "eval_every": "held-out loss of every corpus every N steps (0: corpus ends only)",
     "eval_tokens": "held-out tokens per corpus per evaluation", "checkpoint_every": "checkpoint every N steps "
     "(0: corpus ends only)", "seed": "the one seed (initialisation, batches)",
+    "model": "gpt (the library's GPT) or hf:TYPE, a transformers causal LM built from a config (as hf:gpt2; "
+    "needs lifelong[hf])",
 }
 
 
@@ -42,14 +44,17 @@ def add_lm_commands(sub: Any, parser_class: type, integer: Any, number: Any) -> 
     kinds = lm.add_subparsers(dest="lm_command", metavar="LM", parser_class=parser_class)
     prep = kinds.add_parser("prepare", help="tokenise corpora once into memory-mapped token files")
     prep.add_argument("--corpus", action="append", required=True, metavar="NAME=SOURCE",
-                      help="a corpus: NAME=FILE, NAME=FOLDER, NAME=offline:prose or NAME=offline:python (repeatable)")
+                      help="a corpus: NAME=FILE, NAME=FOLDER, NAME=offline:prose, NAME=offline:python, "
+                      "NAME=hf:PATH[:SPLIT][:FIELD] (a `datasets` dataset) or "
+                      "NAME=hf-hub:NAME[@CONFIG][:SPLIT][:FIELD] (the Hub: downloads; repeatable)")
     prep.add_argument("--out", required=True, metavar="DIR", help="folder for NAME.bin, NAME.json (and tokenizer.json)")
     prep.add_argument("--tokenizer", default="byte", metavar="byte|bpe|FILE",
                       help="byte (default), bpe (trained here; needs `tokenizers`) or a saved tokenizer.json")
     prep.add_argument("--vocab-size", type=integer, default=4096, metavar="N", help="BPE vocabulary (default 4096)")
     prep.add_argument("--max-chars", type=integer, default=None, metavar="N",
                       help="stop adding documents to a corpus once it holds N characters")
-    train = kinds.add_parser("train", help="train a small GPT on a stream of prepared corpora")
+    train = kinds.add_parser("train", help="train a language model (a small GPT or a transformers model) on a "
+                             "stream of prepared corpora")
     train.add_argument("--data", default=None, metavar="DIR", help="the folder `lifelong lm prepare` wrote")
     train.add_argument("--stream", type=lambda t: _list_of(str, t), default=None, metavar="A,B",
                        help="the corpora in training order; A+B is one task on A and B joined (the joint baseline)")
@@ -59,8 +64,13 @@ def add_lm_commands(sub: Any, parser_class: type, integer: Any, number: Any) -> 
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--quiet", action="store_true", help="no line per corpus")
+    train.add_argument("--model-config", default=None, metavar="K=V,...|FILE|DIR",
+                       help="--model hf:TYPE: the transformers config's settings, as n_layer=2,n_embd=64,n_head=2, "
+                       "a JSON file, or a folder with config.json")
+    train.add_argument("--compile", action="store_const", const=True, default=None,
+                       help="torch.compile the model (off by default)")
     for key, value in _DEFAULTS.to_dict().items():
-        if key in ("stream", "steps"):
+        if key in ("stream", "steps", "model_config", "compile"):
             continue
         kind = integer if isinstance(value, int) else number if isinstance(value, float) or value is None else str
         train.add_argument("--" + key.replace("_", "-"), type=kind, default=None, metavar=key.upper(),
@@ -68,7 +78,12 @@ def add_lm_commands(sub: Any, parser_class: type, integer: Any, number: Any) -> 
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    return {key: getattr(args, key) for key in _DEFAULTS.to_dict() if getattr(args, key, None) is not None}
+    from lifelong.lm.hf import parse_model_config
+
+    given = {key: getattr(args, key) for key in _DEFAULTS.to_dict() if getattr(args, key, None) is not None}
+    if "model_config" in given:
+        given["model_config"] = parse_model_config(given["model_config"])
+    return given
 
 
 def _print_matrix(doc: dict) -> None:
@@ -91,7 +106,7 @@ def _train(args: argparse.Namespace) -> dict:
 
     progress = None if args.quiet else _progress()
     if args.resume:
-        return resume_run(args.out, args.data, progress=progress)
+        return resume_run(args.out, args.data, progress=progress, settings=_settings(args))
     missing = [f"--{k}" for k in ("data", "stream", "steps") if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"lifelong lm train needs {', '.join(missing)} (or --resume)")

@@ -8,12 +8,13 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import yaml
 
 from lifelong.errors import ConfigError
+from lifelong.lm.hf import DATASET_PREFIXES, dataset_documents
 from lifelong.lm.offline import offline_corpus
 from lifelong.lm.tokens import TokenCorpus, load_tokenizer, open_corpus, read_documents, split_documents, write_corpus
 from lifelong.lm.train import LMConfig, LMTrainer
@@ -28,27 +29,32 @@ LM_FILES = ("loss_matrix.csv", "loss_curve.csv")
 
 
 def parse_corpus_spec(text: str) -> tuple[str, str]:
-    """``NAME=SOURCE`` (SOURCE: a file, a folder, ``offline:prose`` or ``offline:python``)."""
+    """``NAME=SOURCE`` (SOURCE: a file, a folder, ``offline:prose``, ``offline:python``, or a
+    ``datasets`` corpus ``hf:PATH[:SPLIT][:FIELD]``, ``hf-hub:NAME[@CONFIG][:SPLIT][:FIELD]``)."""
     name, sep, source = text.partition("=")
     if not sep or not _NAME.match(name) or not source:
-        raise ConfigError(f"expected a corpus as NAME=PATH or NAME=offline:prose|python (NAME of letters, digits, "
-                          f"_ . -), got {text!r}")
+        raise ConfigError(f"expected a corpus as NAME=PATH, NAME=offline:prose|python or NAME=hf:PATH[:SPLIT][:FIELD] "
+                          f"(NAME of letters, digits, _ . -), got {text!r}")
     return name, source
 
 
 def _documents(source: str, max_chars: int | None) -> list[str]:
     if source.startswith("offline:"):
         return offline_corpus(source.split(":", 1)[1], max_chars=max_chars)
-    docs = read_documents(Path(source))
-    if max_chars is not None:
-        kept, total = [], 0
-        for d in docs:
-            kept.append(d)
-            total += len(d)
-            if total >= max_chars:
-                break
-        docs = kept
-    return docs
+    if source.startswith(DATASET_PREFIXES):  # read lazily: --max-chars stops the reading
+        return _take(dataset_documents(source), max_chars)
+    return _take(read_documents(Path(source)), max_chars)
+
+
+def _take(docs: Iterable[str], max_chars: int | None) -> list[str]:
+    """The documents up to the first that brings the total to ``max_chars`` characters (all: None)."""
+    kept, total = [], 0
+    for d in docs:
+        kept.append(d)
+        total += len(d)
+        if max_chars is not None and total >= max_chars:
+            break
+    return kept
 
 
 def prepare(specs: Sequence[str], out: Path, tokenizer: str = "byte", vocab_size: int = 4096,
@@ -98,7 +104,8 @@ def _write_results(out: Path, trainer: LMTrainer, tokenizer: dict, data: Path, w
            "metrics": loss_summary(res.loss_matrix) if res.loss_matrix else None,
            "curve": res.curve, "tokens": res.tokens, "train_seconds": res.train_seconds,
            "tokens_per_second": res.tokens / res.train_seconds if res.train_seconds else None,
-           "wall_seconds": wall, "parameters": sum(p.numel() for p in trainer.model.parameters())}
+           "wall_seconds": wall, "parameters": sum(p.numel() for p in trainer.model.parameters()),
+           "model": {"kind": cfg.model, "config": trainer.model.config.to_dict()}}
     atomic_write(out / "loss_matrix.csv", _matrix_csv(cfg.stream, cfg.corpus_names(), res.init_losses, res.loss_matrix))
     atomic_write(out / "loss_curve.csv", _curve_csv(cfg.stream, cfg.corpus_names(), res.curve))
     buffer = io.BytesIO()
@@ -135,8 +142,9 @@ def train_run(cfg: LMConfig, data: Path, out: Path, *, overwrite: bool = False,
 
 
 def resume_run(out: Path, data: Path | None = None, *, stop: Callable[[int], bool] | None = None,
-               progress: Callable | None = None) -> dict:
-    """Continue the run in ``out`` from its newest checkpoint, with its ``config.yaml``."""
+               progress: Callable | None = None, settings: dict[str, Any] | None = None) -> dict:
+    """Continue the run in ``out`` from its newest checkpoint, with its ``config.yaml``; ``settings``
+    given (the command line's) must be the run's own."""
     out = Path(out)
     try:
         config = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
@@ -147,6 +155,7 @@ def resume_run(out: Path, data: Path | None = None, *, stop: Callable[[int], boo
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{out} is not a `lifelong lm train` run folder ({type(exc).__name__}); "
                           "give the --out of a run") from None
+    _same_settings(cfg, settings or {}, out)
     corpora, tokenizer = _open_stream(data, cfg.corpus_names())
     lock = RunLock(out)
     try:
@@ -165,6 +174,16 @@ def resume_run(out: Path, data: Path | None = None, *, stop: Callable[[int], boo
         return _train(trainer, out, tokenizer, data, store, stop, progress)
     finally:
         lock.release()
+
+
+def _same_settings(cfg: LMConfig, settings: dict[str, Any], out: Path) -> None:
+    """A :class:`ConfigError` when ``settings`` change the run's (as another ``--model`` on resume)."""
+    run = cfg.to_dict()
+    wanted = LMConfig(**{**run, **settings}).to_dict()
+    diff = sorted(k for k, v in wanted.items() if run[k] != v)
+    if diff:
+        raise ConfigError(f"the run in {out} was started with other {', '.join(diff)}; --resume continues it with "
+                          "the settings of its config.yaml: drop those flags")
 
 
 def _describe(tok: dict) -> str:

@@ -25,6 +25,7 @@ import torch.nn as nn
 from lifelong.errors import ConfigError
 from lifelong.lm.batches import ReplayMixer, check_replay, split_task, windows
 from lifelong.lm.gere import GeneralReplay, check_gere
+from lifelong.lm.hf import build_hf_model, check_model
 from lifelong.lm.mer import EfficientMER
 from lifelong.lm.recap import CorpusWeights, check_recap, window_losses
 from lifelong.lm.model import GPT, GPTConfig
@@ -68,6 +69,9 @@ class LMConfig:
     eval_tokens: int = 8192
     checkpoint_every: int = 0
     seed: int = 0
+    model: str = "gpt"  # gpt (lifelong.lm.model), or hf:TYPE (a transformers causal LM, lifelong.lm.hf)
+    model_config: dict = field(default_factory=dict)  # hf: the transformers config's settings
+    compile: bool = False  # torch.compile the model's forward (nn.Module.compile: the state dict's keys stay)
 
     def __post_init__(self) -> None:
         if not self.stream:
@@ -86,6 +90,9 @@ class LMConfig:
             EfficientMER(self.mer_k, self.mer_beta)
         check_gere(self.gere, self.gere_windows, self.gere_batch)
         check_recap(self.recap, self.recap_temperature)
+        shape = [f"--{k.replace('_', '-')}" for k in ("n_layer", "n_head", "n_embd", "dropout")
+                 if getattr(self, k) != getattr(GPTConfig, k)]
+        check_model(self.model, self.model_config, shape)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +111,8 @@ class LMConfig:
                         self.const_lr, self.cooldown, self.anneal)
 
 
-_ADDED = {"recap": 0, "recap_temperature": 5.0}  # settings added after the first checkpoints were written
+# settings added after the first checkpoints were written: a checkpoint without them had their defaults
+_ADDED = {"recap": 0, "recap_temperature": 5.0, "model": "gpt", "model_config": {}, "compile": False}
 
 
 @dataclass
@@ -117,8 +125,11 @@ class LMResult:
     complete: bool = False
 
 
-def build_model(cfg: LMConfig, vocab_size: int) -> GPT:
+def build_model(cfg: LMConfig, vocab_size: int) -> nn.Module:
+    """The library's GPT, or a transformers causal LM with its interface (:mod:`lifelong.lm.hf`)."""
     torch.manual_seed(derive(cfg.seed, "init"))
+    if cfg.model != "gpt":
+        return build_hf_model(cfg.model, cfg.model_config, vocab_size, cfg.block_size)
     return GPT(GPTConfig(vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout))
 
 
@@ -165,6 +176,8 @@ class LMTrainer:
     def __init__(self, cfg: LMConfig, corpora: Sequence[TokenCorpus], vocab_size: int) -> None:
         self.cfg, self.corpora = cfg, list(corpora)
         self.model = build_model(cfg, vocab_size)
+        if cfg.compile:
+            self.model.compile()  # in place: the checkpoints keep the plain keys (no `_orig_mod.`)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = StreamLR(self.optimizer, cfg.schedule_spec())
         self.generator = torch_generator(cfg.seed, "lm-batches")
@@ -260,7 +273,11 @@ class LMTrainer:
             diff = sorted(k for k, v in self.cfg.to_dict().items() if saved.get(k) != v)
             raise ConfigError(f"the checkpoint was written with other settings ({', '.join(diff)}); resume with "
                               "the settings the run was started with")
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # another shape or architecture than the settings build
+            raise ConfigError(f"the checkpoint's model does not fit the run's model settings "
+                              f"({str(exc).splitlines()[0]}); resume with the settings it was written with") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.mer is not None:
