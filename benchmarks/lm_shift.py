@@ -10,8 +10,8 @@ benchmarks/lm_shift.md.
 A's cosine. ``rewarm`` re-warms to the peak and re-decays over B (Ibrahim et al. 2024). Its last
 row is their baseline: one task on A and B joined (``--stream A+B``), from scratch, for as many
 steps as the two corpora together, with one warm-up and cosine. ``extra`` adds the infinite
-schedule (replay 0 and 25%), efficient MER on top of re-warming with 25% replay, and the reverse
-order B then A (re-warmed, replay 0 and 25%). ``gere`` is GeRe's threshold-margin term (weights 1
+schedule (replay 0, 5 and 25%), efficient MER on top of re-warming with 25% replay, and the reverse
+order B then A (re-warmed, replay 0 and 25%) with its joint baseline (``--stream B+A``). ``gere`` is GeRe's threshold-margin term (weights 1
 and 100, the reference's default) on top of re-warming without replay. ``recap`` is RECAP's
 adaptive weights over the corpora's losses (``--recap 10``, the paper's W; T 5) on top of
 re-warming with 5 and 25% replay. ``mer-reference`` is efficient MER at the reference's k 500
@@ -49,10 +49,9 @@ RECAP = [("A,B", "rewarm", replay, ["--recap", "10"], "RECAP W 10, T 5") for rep
 MAIN = ([("A,B", "constant", replay, [], "-") for replay in ("0", "0.05", "0.25")]
         + [("A,B", "rewarm", replay, [], "-") for replay in ("0", "0.01", "0.05", "0.25", "0.5")]
         + [("A+B", "rewarm", "0", [], "joint, 2x steps")])
-EXTRA = [("A,B", "infinite", "0", INFINITE, "const 1e-3, cool-down 100, anneal 80"),
-         ("A,B", "infinite", "0.25", INFINITE, "const 1e-3, cool-down 100, anneal 80"),
-         ("A,B", "rewarm", "0.25", MER, "MER k 100, β 0.5"),
-         ("B,A", "rewarm", "0", [], "-"), ("B,A", "rewarm", "0.25", [], "-")]
+EXTRA = ([("A,B", "infinite", replay, INFINITE, "const 1e-3, cool-down 100, anneal 80") for replay in ("0", "0.05", "0.25")]
+         + [("A,B", "rewarm", "0.25", MER, "MER k 100, β 0.5"),
+            ("B,A", "rewarm", "0", [], "-"), ("B,A", "rewarm", "0.25", [], "-"), ("B+A", "rewarm", "0", [], "joint, 2x steps")])
 
 
 def lifelong(*args: str) -> None:
