@@ -120,23 +120,22 @@ def train_seed(args: argparse.Namespace, seed: int, grid: list) -> tuple[list[li
 
 
 def weight_row(args: argparse.Namespace, seeds: list[int], point: tuple, key: str) -> tuple[list[int], str]:
-    """The evaluation steps of the second corpus, and the row of ``key``'s mean over the seeds
-    there (RECAP: the first corpus's λ)."""
+    """The evaluation steps of the second corpus, and the row of ``key``'s mean ± standard
+    deviation over the seeds there (RECAP: the first corpus's λ)."""
     stream, schedule, replay, extra, note = point
     runs = [Path(f"{args.out}-seed{k}") / folder(stream, schedule, replay, extra) for k in seeds]
     later = [[p for p in json.loads((r / "metrics.json").read_text())["curve"] if p["task"] == 1] for r in runs]
     shown = []
     for at in zip(*later):
         found = [p.get(key) for p in at]
-        found = [v[0] if isinstance(v, list) else v for v in found]
-        shown.append("-" if None in found else f"{sum(found) / len(found):.3f}")
+        shown.append(cell([v[0] if isinstance(v, list) else v for v in found]))
     what = "λ of the first" if key == "recap_weights" else "w"
     return [p["step"] for p in later[0]], f"| {float(replay) * 100:g}% | {note} | {what} | " + " | ".join(shown) + " |"
 
 
 def weight_lines(args: argparse.Namespace, seeds: list[int], grid: list) -> list[str]:
     """A table of the logged loss weights (RECAP's λ of the first corpus, GeRe's dynamic w) at each
-    evaluation while the second corpus trains, mean over the seeds; none when no run logs them."""
+    evaluation while the second corpus trains, over the seeds; none when no run logs them."""
     rows, steps = [], []
     for point in grid:
         key = "recap_weights" if "--recap" in point[3] else "gere_weight" if "dynamic" in point[3] else None
@@ -145,8 +144,8 @@ def weight_lines(args: argparse.Namespace, seeds: list[int], grid: list) -> list
             rows.append(row)
     if not rows:
         return []
-    return ["", "Logged weights while the second corpus trains (the latest step's, at each evaluation; mean over "
-            "the seeds):", "", "| replay | extra | weight | " + " | ".join(f"step {s}" for s in steps) + " |",
+    return ["", "Logged weights while the second corpus trains (the latest step's, at each evaluation; mean ± "
+            "standard deviation over the seeds):", "", "| replay | extra | weight | " + " | ".join(f"step {s}" for s in steps) + " |",
             "|---|---|---|" + "---|" * len(steps), *rows]
 
 
