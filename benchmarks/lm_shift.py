@@ -3,20 +3,24 @@ the other. Corpus A is English prose of the Python documentation; corpus B is st
 Python source without docstrings or comments. Prints a markdown table and writes
 benchmarks/lm_shift.md.
 
-    python benchmarks/lm_shift.py [--grid main|extra|gere|recap|mer-reference|all] [--steps 400] [--seeds 0,1,2] [--out runs/lm-shift]
+    python benchmarks/lm_shift.py [--grid main|extra|gere|gere-dynamic|recap|recap-t|mer-reference|all]
+                                  [--steps 400] [--seeds 0,1,2] [--out runs/lm-shift]
 
 ``main`` is A then B with replay 0, 5 and 25% of A, under two learning-rate schedules on B
 (and 1 and 50% re-warmed). ``constant`` does not re-warm: B trains at the final learning rate of
 A's cosine. ``rewarm`` re-warms to the peak and re-decays over B (Ibrahim et al. 2024). Its last
 row is their baseline: one task on A and B joined (``--stream A+B``), from scratch, for as many
 steps as the two corpora together, with one warm-up and cosine. ``extra`` adds the infinite
-schedule (replay 0 and 25%), efficient MER on top of re-warming with 25% replay, and the reverse
-order B then A (re-warmed, replay 0 and 25%). ``gere`` is GeRe's threshold-margin term (weights 1
-and 100, the reference's default) on top of re-warming without replay. ``recap`` is RECAP's
-adaptive weights over the corpora's losses (``--recap 10``, the paper's W; T 5) on top of
-re-warming with 5 and 25% replay. ``mer-reference`` is efficient MER at the reference's k 500
-and β 0.01 with 25% replay, beside the same run without MER (for runs long enough to hold
-several k: ``--steps 1000``).
+schedule (replay 0, 5 and 25%), efficient MER on top of re-warming with 25% replay, and the
+reverse order B then A (re-warmed, replay 0 and 25%) with its joint baseline (``--stream B+A``).
+``gere`` is GeRe's threshold-margin term (weights 1 and 100, the reference's default) on top of
+re-warming without replay; ``gere-dynamic`` the reference's dynamic weight (``--gere 1
+--gere-weighting dynamic``) without replay and with 5%. ``recap`` is RECAP's adaptive weights
+over the corpora's losses (``--recap 10``, the paper's W; T 5) on top of re-warming with 5 and
+25% replay; ``recap-t`` the same at T 0.5 and 0.1. Runs that log loss weights (RECAP's λ,
+GeRe's dynamic w) get a second table of them. ``mer-reference`` is efficient MER at the
+reference's k 500 and β 0.01 with 25% replay, beside the same run without MER (for runs long
+enough to hold several k: ``--steps 1000`` or more).
 
 Each run is one ``lifelong lm train`` process; the command is printed above the table. Seed K's runs
 go to ``OUT-seedK``, in folders named by their settings; a finished one is reused (delete it to
@@ -45,14 +49,18 @@ GERE = [("A,B", "rewarm", "0", ["--gere", w], f"GeRe w {w}, 64 windows, 4 a step
 MER_REFERENCE = ["--mer-k", "500", "--mer-beta", "0.01"]  # the reference's defaults
 MER_REF = [("A,B", "rewarm", "0.25", MER_REFERENCE, "MER k 500, β 0.01"), ("A,B", "rewarm", "0.25", [], "-")]
 RECAP = [("A,B", "rewarm", replay, ["--recap", "10"], "RECAP W 10, T 5") for replay in ("0.05", "0.25")]
+RECAP_T = [("A,B", "rewarm", replay, ["--recap", "10", "--recap-temperature", t], f"RECAP W 10, T {t}")
+           for t in ("0.5", "0.1") for replay in ("0.05", "0.25")]
+GERE_DY = [("A,B", "rewarm", replay, ["--gere", "1", "--gere-weighting", "dynamic"],
+            "GeRe dynamic w, 64 windows, 4 a step") for replay in ("0", "0.05")]
 # (stream, schedule, replay, extra flags, what the extra flags are called in the table)
 MAIN = ([("A,B", "constant", replay, [], "-") for replay in ("0", "0.05", "0.25")]
         + [("A,B", "rewarm", replay, [], "-") for replay in ("0", "0.01", "0.05", "0.25", "0.5")]
         + [("A+B", "rewarm", "0", [], "joint, 2x steps")])
-EXTRA = [("A,B", "infinite", "0", INFINITE, "const 1e-3, cool-down 100, anneal 80"),
-         ("A,B", "infinite", "0.25", INFINITE, "const 1e-3, cool-down 100, anneal 80"),
-         ("A,B", "rewarm", "0.25", MER, "MER k 100, β 0.5"),
-         ("B,A", "rewarm", "0", [], "-"), ("B,A", "rewarm", "0.25", [], "-")]
+EXTRA = ([("A,B", "infinite", replay, INFINITE, "const 1e-3, cool-down 100, anneal 80")
+          for replay in ("0", "0.05", "0.25")]
+         + [("A,B", "rewarm", "0.25", MER, "MER k 100, β 0.5"), ("B,A", "rewarm", "0", [], "-"),
+            ("B,A", "rewarm", "0.25", [], "-"), ("B+A", "rewarm", "0", [], "joint, 2x steps")])
 
 
 def lifelong(*args: str) -> None:
@@ -68,6 +76,8 @@ def folder(stream: str, schedule: str, replay: str, extra: list[str]) -> str:
     mer = "" if "--mer-k" not in extra else "-mer" + ("" if extra[extra.index("--mer-k") + 1] == "100" else
                                                      extra[extra.index("--mer-k") + 1])
     recap = f"-recap{extra[extra.index('--recap') + 1]}" if "--recap" in extra else ""
+    recap += f"-T{extra[extra.index('--recap-temperature') + 1]}" if "--recap-temperature" in extra else ""
+    gere += "-dy" if "dynamic" in extra else ""
     return prefix + f"{schedule}-replay{replay}" + mer + gere + recap
 
 
@@ -109,17 +119,48 @@ def train_seed(args: argparse.Namespace, seed: int, grid: list) -> tuple[list[li
     return found, prep, common
 
 
+def weight_row(args: argparse.Namespace, seeds: list[int], point: tuple, key: str) -> tuple[list[int], str]:
+    """The evaluation steps of the second corpus, and the row of ``key``'s mean ± standard
+    deviation over the seeds there (RECAP: the first corpus's λ)."""
+    stream, schedule, replay, extra, note = point
+    runs = [Path(f"{args.out}-seed{k}") / folder(stream, schedule, replay, extra) for k in seeds]
+    later = [[p for p in json.loads((r / "metrics.json").read_text())["curve"] if p["task"] == 1] for r in runs]
+    shown = []
+    for at in zip(*later):
+        found = [p.get(key) for p in at]
+        shown.append(cell([v[0] if isinstance(v, list) else v for v in found]))
+    what = "λ of the first" if key == "recap_weights" else "w"
+    return [p["step"] for p in later[0]], f"| {float(replay) * 100:g}% | {note} | {what} | " + " | ".join(shown) + " |"
+
+
+def weight_lines(args: argparse.Namespace, seeds: list[int], grid: list) -> list[str]:
+    """A table of the logged loss weights (RECAP's λ of the first corpus, GeRe's dynamic w) at each
+    evaluation while the second corpus trains, over the seeds; none when no run logs them."""
+    rows, steps = [], []
+    for point in grid:
+        key = "recap_weights" if "--recap" in point[3] else "gere_weight" if "dynamic" in point[3] else None
+        if key is not None:
+            steps, row = weight_row(args, seeds, point, key)
+            rows.append(row)
+    if not rows:
+        return []
+    return ["", "Logged weights while the second corpus trains (the latest step's, at each evaluation; mean ± "
+            "standard deviation over the seeds):", "", "| replay | extra | weight | " + " | ".join(f"step {s}" for s in steps) + " |",
+            "|---|---|---|" + "---|" * len(steps), *rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", choices=("main", "extra", "gere", "recap", "mer-reference", "all"), default="main")
+    parser.add_argument("--grid", choices=("main", "extra", "gere", "gere-dynamic", "recap", "recap-t", "mer-reference",
+                                           "all"), default="main")
     parser.add_argument("--steps", type=int, default=400, help="steps per corpus")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; each in OUT-seedK (default 0)")
     parser.add_argument("--max-chars", type=int, default=3_000_000)
     parser.add_argument("--out", default="runs/lm-shift")
     args = parser.parse_args()
     seeds = [int(k) for k in args.seeds.split(",")]
-    grid = {"main": MAIN, "extra": EXTRA, "gere": GERE, "recap": RECAP, "mer-reference": MER_REF,
-            "all": MAIN + EXTRA + GERE + RECAP}[args.grid]
+    grid = {"main": MAIN, "extra": EXTRA, "gere": GERE, "gere-dynamic": GERE_DY, "recap": RECAP, "recap-t": RECAP_T,
+            "mer-reference": MER_REF, "all": MAIN + EXTRA + GERE + GERE_DY + RECAP + RECAP_T}[args.grid]
     per_seed = []
     for seed in seeds:
         found, prep, common = train_seed(args, seed, grid)
@@ -136,13 +177,14 @@ def main() -> None:
              "```", "python -m lifelong " + " ".join(prep).replace(f"-seed{seeds[-1]}", "-seedK"),
              "python -m lifelong " + " ".join(common).replace(f"-seed{seeds[-1]}", "-seedK").replace(
                  f"--seed {seeds[-1]}", "--seed K") + " --stream A,B --schedule SCHEDULE --replay R [EXTRA] --out RUN",
-             "```", f"(EXTRA: infinite `{' '.join(INFINITE)}`; MER `{' '.join(MER)}`; GeRe `--gere W`)", "",
+             "```", f"(EXTRA: infinite `{' '.join(INFINITE)}`; MER `{' '.join(MER)}`; GeRe `--gere W`, dynamic "
+             "`--gere 1 --gere-weighting dynamic`; RECAP `--recap 10 [--recap-temperature T]`)", "",
              "| stream | schedule on the second | replay of the first | extra | loss first after first | "
              "loss first after second | forgetting of the first | loss second after second | mean after second |",
              "|---|---|---|---|---|---|---|---|---|", *rows, "",
              "Losses: held-out next-token cross-entropy, nats per byte (16,384 held-out tokens per corpus).",
              "", f"Command: `python benchmarks/lm_shift.py --grid {args.grid} --steps {args.steps} --seeds {args.seeds} "
-             f"--max-chars {args.max_chars} --out {args.out}`"]
+             f"--max-chars {args.max_chars} --out {args.out}`", *weight_lines(args, seeds, grid)]
     text = "\n".join(lines) + "\n"
     print(text)
     (HERE / "lm_shift.md").write_text(text)

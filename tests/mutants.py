@@ -61,6 +61,7 @@ LORA_CLI = "tests/test_lora_cli.py"
 RMM = "tests/test_rmm.py"
 LM = "tests/test_lm.py"
 LM_HF = "tests/test_lm_hf.py"
+LM_WEIGHTS = "tests/test_lm_weights.py"
 DIST = "tests/test_distributed.py"
 DIST_STATS = f"{DIST}::test_task_end_statistics_of_two_processes_equal_one_process"
 DIST_RUNS = f"{DIST}::test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled"
@@ -682,8 +683,8 @@ MUTANTS: list[Mutant] = [
       "seen = [j for t in self.tasks[:task] for j in t if j not in self.tasks[task]]",
       "seen = [j for t in self.tasks[:task + 1] for j in t]", (LM,),
       "replayed windows may come from the current corpus"),
-    M("lm-gere-ce-summed", False, "lm/gere.py", "return (task_ce + general_ce) / 2 + self.weight * tm",
-      "return task_ce + general_ce + self.weight * tm", (LM,),
+    M("lm-gere-ce-summed", False, "lm/gere.py", "ce = (task_ce + general_ce) / 2",
+      "ce = task_ce + general_ce", (LM,),
       "GeRe adds the task's and the general windows' losses instead of averaging them (the reference's compute_loss)"),
     M("lm-gere-train-mode", False, "lm/gere.py", "        model.eval()\n        self.h0 = model.hidden(self.x)",
       "        self.h0 = model.hidden(self.x)", (LM,), "GeRe records the general set's activations with dropout on"),
@@ -693,6 +694,23 @@ MUTANTS: list[Mutant] = [
     M("lm-gere-fixed-at-start", False, "lm/train.py", "self.gere.fix(self.model, self.mixer, task)",
       "self.gere.fix(self.model, self.mixer, 0)", (LM,),
       "GeRe's general set is fixed at the run's start (no earlier corpus) instead of each later corpus's"),
+    M("lm-gere-dy-not-detached", False, "lm/gere.py", "w = self.weight * ce.item() / (tm.item() + EPS)",
+      "w = self.weight * ce / (tm + EPS)", (LM_WEIGHTS,),
+      "GeRe's dynamic weight keeps CE / L_TM in the graph (the reference takes both as numbers, .item())"),
+    M("lm-gere-dy-task-ce", False, "lm/gere.py", "w = self.weight * ce.item() /",
+      "w = self.weight * task_ce.item() /", (LM_WEIGHTS,),
+      "GeRe's dynamic weight from the task's CE alone instead of the mean with the general CE (total_ce_loss)"),
+    M("lm-gere-dy-general-ce", False, "lm/gere.py", "w = self.weight * ce.item() /",
+      "w = self.weight * general_ce.item() /", (LM_WEIGHTS,),
+      "GeRe's dynamic weight from the general windows' CE alone instead of the mean with the task's"),
+    M("lm-gere-dy-ignored", False, "lm/gere.py", 'if self.weighting == "dynamic":', "if False:", (LM_WEIGHTS,),
+      "--gere-weighting dynamic keeps the fixed weight"),
+    M("lm-gere-dy-unscaled", False, "lm/gere.py", "w = self.weight * ce.item() /", "w = ce.item() /",
+      (LM_WEIGHTS,), "GeRe's dynamic weight ignores --gere W (the term is W times the cross-entropy)"),
+    M("lm-recap-last-not-resumed", False, "lm/recap.py", '        self.last = state.get("last")', "        pass",
+      (LM_WEIGHTS,), "a resumed RECAP run logs no λ until its next reweighted step (the curve differs)"),
+    M("lm-gere-weight-not-resumed", False, "lm/gere.py", '        self.last_weight = state.get("last_weight")', "        pass",
+      (LM_WEIGHTS,), "a resumed GeRe run logs no w until its next step"),
     M("lm-recap-shares-dropped", False, "lm/recap.py", "return (lam.to(values.dtype) * shares * values).sum()",
       "return (lam.to(values.dtype) * values).mean()", (LM,),
       "RECAP on a language model averages the corpora's losses (the paper's 1/K) instead of weighting by windows"),

@@ -500,10 +500,11 @@ def test_training_lowers_the_loss_and_fills_the_matrix(data: Path) -> None:
 @pytest.mark.parametrize("recap", [0, 2])
 @pytest.mark.parametrize("stop_at", [7, 10])  # mid-corpus, and at the corpus boundary
 def test_resume_equals_uninterrupted(data: Path, tmp_path: Path, stop_at: int, recap: int) -> None:
-    # with RECAP, A is replayed every other step, so its history at B's 2W-th step reaches back into A
+    # with RECAP, A is replayed every other step, so its history at B's 2W-th step reaches back into A;
+    # the curve holds the weights of the latest step (RECAP's λ, GeRe's w), restored from the checkpoint
     cfg = LMConfig(stream=["A", "B"], steps=[10, 6], replay=0.125 if recap else 0.25, mer_k=3, mer_beta=0.5,
                    eval_every=4, checkpoint_every=5, dropout=0.1, gere=2.0, gere_windows=6, gere_batch=2,
-                   recap=recap, **TINY)
+                   gere_weighting="dynamic" if recap else "fixed", recap=recap, **TINY)
     whole = train_run(cfg, data, tmp_path / "whole")
     part = train_run(cfg, data, tmp_path / "part", stop=lambda step: step == stop_at)
     assert not part["complete"]

@@ -21,6 +21,7 @@ _HELP = {
     "mer_k": "efficient MER: a Reptile step every K steps (0: off)", "mer_beta": "efficient MER's beta",
     "gere": "GeRe: weight of the threshold-margin term on a fixed set of earlier windows (0: off)",
     "gere_windows": "GeRe: windows in the fixed general set", "gere_batch": "GeRe: general windows per step",
+    "gere_weighting": "GeRe: fixed (w = --gere) or dynamic (w = --gere x CE / L_TM, the reference's 'dy' at 1)",
     "recap": "RECAP: window W (steps) of the adaptive weights over the batch's corpora's losses (0: off)",
     "recap_temperature": "RECAP: softmax temperature T",
     "eval_every": "held-out loss of every corpus every N steps (0: corpus ends only)",

@@ -16,9 +16,18 @@ reference's ``compute_loss``::
 
     L = (CE_task + CE_general) / 2 + w · L_TM(h_general, h0)
 
-``CE_task`` is the step's batch (with ``--replay``'s windows, if any), ``CE_general`` the
-next-token loss of the general windows. ``w`` is fixed (the reference's ``w_strategy`` '1' or
-'100'); its dynamic ``'dy'`` is not offered here.
+``CE_task`` is the step's batch (with ``--replay``'s windows, if any, and RECAP's weights, if
+on), ``CE_general`` the next-token loss of the general windows. ``w`` is either fixed, ``W`` (the
+reference's ``w_strategy`` '1' or '100', its default), or dynamic (``'dy'``, the setting of the
+reference's README result)::
+
+    w = W · CE / (L_TM + 1e-8),   CE = (CE_task + CE_general) / 2
+
+with ``CE`` and ``L_TM`` the step's values taken as numbers (the reference's ``.item()``), so that
+no gradient flows through ``w`` and the term has the size of ``W`` times the cross-entropy. ``CE``
+is the mean of the two losses, the reference's ``total_ce_loss``, not the task's alone. When
+every hinge is 0 (``L_TM`` = 0, as on a later corpus's first step), the term and its gradient are
+0 and ``L = CE``. The reference's ``'dy'`` is ``W = 1``.
 """
 from __future__ import annotations
 
@@ -30,13 +39,21 @@ import torch.nn.functional as F
 from lifelong.errors import ConfigError
 from lifelong.lm.batches import ReplayMixer
 from lifelong.lm.model import GPT
-from lifelong.objective.threshold_margin import band_thresholds, threshold_margin_loss
+from lifelong.objective.threshold_margin import EPS, band_thresholds, threshold_margin_loss
+
+WEIGHTINGS = ("fixed", "dynamic")
 
 
-def check_gere(weight: float, n_windows: int, batch: int) -> None:
-    """A :class:`ConfigError` for a negative or non-finite weight, or a set or batch under 1."""
+def check_gere(weight: float, n_windows: int, batch: int, weighting: str = "fixed") -> None:
+    """A :class:`ConfigError` for a negative or non-finite weight, a set or batch under 1, an
+    unknown weighting, or a dynamic weighting without GeRe on."""
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
         raise ConfigError(f"--gere (the threshold-margin weight) must be a number >= 0, got {weight!r}")
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"--gere-weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    if weighting == "dynamic" and not weight:
+        raise ConfigError("--gere-weighting dynamic needs --gere W > 0 (the term is W times the cross-entropy; "
+                          "W 1 is the reference's 'dy')")
     for key, value in (("gere_windows", n_windows), ("gere_batch", batch)):
         if value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
@@ -45,9 +62,11 @@ def check_gere(weight: float, n_windows: int, batch: int) -> None:
 class GeneralReplay:
     """The fixed general set, its recorded activations and thresholds, and the step's loss."""
 
-    def __init__(self, weight: float, n_windows: int, batch: int, generator: torch.Generator) -> None:
-        check_gere(weight, n_windows, batch)
-        self.weight, self.n_windows, self.batch = float(weight), n_windows, batch
+    def __init__(self, weight: float, n_windows: int, batch: int, generator: torch.Generator,
+                 weighting: str = "fixed") -> None:
+        check_gere(weight, n_windows, batch, weighting)
+        self.weight, self.n_windows, self.batch, self.weighting = float(weight), n_windows, batch, weighting
+        self.last_weight: float | None = None  # w of the latest step with a general set
         self.generator = generator
         self.x: torch.Tensor | None = None  # inputs of the set, n_windows x block_size
         self.y: torch.Tensor | None = None
@@ -80,10 +99,17 @@ class GeneralReplay:
         logits = model.lm_head(h)
         general_ce = F.cross_entropy(logits.view(-1, logits.size(-1)), self.y[idx].reshape(-1))
         tm = threshold_margin_loss(h, self.h0[idx], self.neg, self.pos)
-        return (task_ce + general_ce) / 2 + self.weight * tm
+        ce = (task_ce + general_ce) / 2
+        w = self.weight
+        if self.weighting == "dynamic":
+            w = self.weight * ce.item() / (tm.item() + EPS)  # numbers: no gradient through w
+        self.last_weight = w
+        return ce + w * tm
 
     def state_dict(self) -> dict:
-        return {"x": self.x, "y": self.y, "h0": self.h0, "neg": self.neg, "pos": self.pos}
+        return {"x": self.x, "y": self.y, "h0": self.h0, "neg": self.neg, "pos": self.pos,
+                "last_weight": self.last_weight}
 
     def load_state_dict(self, state: dict) -> None:
         self.x, self.y, self.h0, self.neg, self.pos = (state[k] for k in ("x", "y", "h0", "neg", "pos"))
+        self.last_weight = state.get("last_weight")  # absent from checkpoints written before it was kept

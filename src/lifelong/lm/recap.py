@@ -69,8 +69,14 @@ class CorpusWeights:
             self.last = dict(zip(present, lam.tolist()))
         return (lam.to(values.dtype) * shares * values).sum()
 
+    def weights(self) -> list[float | None]:
+        """Each corpus's λ at the latest reweighted step (``None`` for one not in it, or all before one)."""
+        last = self.last or {}
+        return [last.get(j) for j in range(len(self.counts))]
+
     def state_dict(self) -> dict:
-        return {"history": self.history, "counts": list(self.counts)}
+        return {"history": self.history, "counts": list(self.counts), "last": self.last}
 
     def load_state_dict(self, state: dict) -> None:
         self.history, self.counts = state["history"].clone(), [int(c) for c in state["counts"]]
+        self.last = state.get("last")  # absent from checkpoints written before it was kept

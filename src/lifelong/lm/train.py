@@ -63,6 +63,7 @@ class LMConfig:
     gere: float = 0.0  # GeRe's threshold-margin weight; 0: off
     gere_windows: int = 64
     gere_batch: int = 4
+    gere_weighting: str = "fixed"  # or "dynamic": the reference's 'dy', w = W · CE / L_TM
     recap: int = 0  # RECAP's window W over the corpora's losses; 0: off
     recap_temperature: float = 5.0
     eval_every: int = 0
@@ -88,7 +89,7 @@ class LMConfig:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.mer_k:
             EfficientMER(self.mer_k, self.mer_beta)
-        check_gere(self.gere, self.gere_windows, self.gere_batch)
+        check_gere(self.gere, self.gere_windows, self.gere_batch, self.gere_weighting)
         check_recap(self.recap, self.recap_temperature)
         shape = [f"--{k.replace('_', '-')}" for k in ("n_layer", "n_head", "n_embd", "dropout")
                  if getattr(self, k) != getattr(GPTConfig, k)]
@@ -112,14 +113,15 @@ class LMConfig:
 
 
 # settings added after the first checkpoints were written: a checkpoint without them had their defaults
-_ADDED = {"recap": 0, "recap_temperature": 5.0, "model": "gpt", "model_config": {}, "compile": False}
+_ADDED = {"recap": 0, "recap_temperature": 5.0, "gere_weighting": "fixed", "model": "gpt", "model_config": {},
+          "compile": False}
 
 
 @dataclass
 class LMResult:
     loss_matrix: list[list[float]] = field(default_factory=list)
     init_losses: list[float] = field(default_factory=list)
-    curve: list[dict[str, Any]] = field(default_factory=list)  # step, tokens, task, losses
+    curve: list[dict[str, Any]] = field(default_factory=list)  # step, tokens, task, losses (and weights)
     train_seconds: float = 0.0
     tokens: int = 0
     complete: bool = False
@@ -184,7 +186,8 @@ class LMTrainer:
         self.mixer = ReplayMixer(self.corpora, cfg.batch_size, cfg.block_size, cfg.replay, self.generator,
                                  cfg.task_members())
         self.mer = EfficientMER(cfg.mer_k, cfg.mer_beta) if cfg.mer_k else None
-        self.gere = GeneralReplay(cfg.gere, cfg.gere_windows, cfg.gere_batch, self.generator) if cfg.gere else None
+        self.gere = (GeneralReplay(cfg.gere, cfg.gere_windows, cfg.gere_batch, self.generator, cfg.gere_weighting)
+                     if cfg.gere else None)
         self.recap = CorpusWeights(len(self.corpora), cfg.recap, cfg.recap_temperature) if cfg.recap else None
         self.position = Position()
         self.result = LMResult()
@@ -192,6 +195,15 @@ class LMTrainer:
 
     def evaluate(self) -> list[float]:
         return [held_out_loss(self.model, c, self.cfg.block_size, self.cfg.eval_tokens) for c in self.corpora]
+
+    def weights(self) -> dict[str, Any]:
+        """The loss weights of the latest step, for the curve: RECAP's λ per corpus, GeRe's w."""
+        found: dict[str, Any] = {}
+        if self.recap is not None:
+            found["recap_weights"] = self.recap.weights()
+        if self.gere is not None:
+            found["gere_weight"] = self.gere.last_weight
+        return found
 
     def _start_task(self, task: int) -> None:
         """At a task's first step: MER's anchor, GeRe's general set of the earlier corpora."""
@@ -239,7 +251,7 @@ class LMTrainer:
                     progress(pos.task, pos.global_step, float(loss.detach()))
                 if cfg.eval_every and pos.global_step % cfg.eval_every == 0:
                     res.curve.append({"step": pos.global_step, "tokens": res.tokens, "task": pos.task,
-                                      "losses": self.evaluate()})
+                                      "losses": self.evaluate(), **self.weights()})
                 at_end = pos.step == cfg.steps[pos.task]
                 if at_end:
                     res.loss_matrix.append(self.evaluate())
