@@ -94,7 +94,11 @@ def _print_matrix(doc: dict) -> None:
         print(f"{'after ' + tasks[i]:<29}" + "".join(f"{v:>10.4f}" for v in row))
     m = doc["metrics"] or {}
     forgetting = m.get("forgetting")
-    print(f"forgetting {forgetting:.4f} nats" if forgetting is not None else "forgetting n/a (one task)")
+    if forgetting is not None:
+        print(f"forgetting {forgetting:.4f} nats")
+    else:  # one task, or a stream whose loss matrix is not square (A,A or A+B,C: a row per task, a column per corpus)
+        print("forgetting n/a (" + ("one task)" if len(tasks) == 1 else
+                                    "the stream repeats or joins corpora: not a task per corpus)"))
     if doc["tokens_per_second"]:
         print(f"{doc['tokens']} tokens in {doc['train_seconds']:.1f} s of training, "
               f"{doc['tokens_per_second']:.0f} tokens/s")
@@ -110,8 +114,21 @@ def _train(args: argparse.Namespace) -> dict:
     missing = [f"--{k}" for k in ("data", "stream", "steps") if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"lifelong lm train needs {', '.join(missing)} (or --resume)")
-    cfg = LMConfig(**_settings(args))
+    settings = _settings(args)
+    _no_shape_flags(settings)
+    cfg = LMConfig(**settings)
     return train_run(cfg, args.data, args.out, overwrite=args.overwrite, progress=progress)
+
+
+def _no_shape_flags(settings: dict) -> None:
+    """The GPT's shape flags given with a transformers model are an error, even at the GPT's default
+    values (LMConfig sees only values, so ``--n-layer 2``, the default, would pass unnoticed)."""
+    from lifelong.lm.hf import check_model
+
+    model = settings.get("model", _DEFAULTS.model)
+    shape = [f"--{k.replace('_', '-')}" for k in ("n_layer", "n_head", "n_embd", "dropout") if k in settings]
+    if model != "gpt" and shape:
+        check_model(model, settings.get("model_config", {}), shape)
 
 
 def _progress() -> Any:

@@ -26,6 +26,7 @@ from lifelong.runs.session import _StopFlag
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LM_FILES = ("loss_matrix.csv", "loss_curve.csv")
+TOKENIZER_NAME = "tokenizer"  # prepare saves a BPE as tokenizer.json
 
 
 def parse_corpus_spec(text: str) -> tuple[str, str]:
@@ -64,14 +65,33 @@ def prepare(specs: Sequence[str], out: Path, tokenizer: str = "byte", vocab_size
     named = [parse_corpus_spec(s) for s in specs]
     if len({n for n, _ in named}) != len(named):
         raise ConfigError("two corpora have the same name; give each a name of its own")
+    if any(n == TOKENIZER_NAME for n, _ in named):  # its NAME.json would be the folder's tokenizer.json
+        raise ConfigError(f"a corpus cannot be named {TOKENIZER_NAME!r} (the folder's {TOKENIZER_NAME}.json is the "
+                          "BPE tokenizer); choose another name")
+    if max_chars is not None and max_chars < 1:
+        raise ConfigError(f"--max-chars must be at least 1, got {max_chars}")
+    out = Path(out)
+    _writable(out)  # before the corpora are read: a bad --out fails at once
     docs = {name: _documents(source, max_chars) for name, source in named}
     texts = (d for name in docs for d in split_documents(docs[name])[0])
     tok = load_tokenizer(tokenizer, texts, vocab_size)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if tok.kind == "bpe":
-        atomic_write(out / "tokenizer.json", tok.definition())
-    return [write_corpus(out, name, docs[name], tok) for name in docs]
+    try:
+        if tok.kind == "bpe":
+            atomic_write(out / f"{TOKENIZER_NAME}.json", tok.definition())
+        return [write_corpus(out, name, docs[name], tok) for name in docs]
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {out}: {exc.strerror or exc}; choose another --out") from None
+
+
+def _writable(out: Path) -> None:
+    """Create ``out`` and prove it writable, else a :class:`ConfigError` (a file in its place, no permission)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {out}: {exc.strerror or exc}; choose another --out") from None
 
 
 def _open_stream(data: Path, stream: Sequence[str]) -> tuple[list[TokenCorpus], dict]:

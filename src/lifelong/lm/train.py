@@ -86,6 +86,9 @@ class LMConfig:
         for key in ("batch_size", "eval_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.eval_tokens < self.block_size:  # the held-out loss reads whole windows of eval_tokens
+            raise ConfigError(f"eval_tokens {self.eval_tokens} is shorter than one window of block_size "
+                              f"{self.block_size}; give --eval-tokens of at least --block-size")
         if self.mer_k:
             EfficientMER(self.mer_k, self.mer_beta)
         check_gere(self.gere, self.gere_windows, self.gere_batch)
@@ -141,15 +144,22 @@ def build_optimizer(model: nn.Module, cfg: LMConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
+def check_held_out(corpus: TokenCorpus, block_size: int) -> None:
+    """A :class:`ConfigError` when ``corpus``'s held-out part is shorter than one window."""
+    if len(corpus.val) < block_size + 1:
+        raise ConfigError(f"corpus {corpus.name!r} has {len(corpus.val)} held-out tokens, fewer than one window of "
+                          f"block_size + 1 = {block_size + 1}; use a smaller --block-size or a larger corpus")
+
+
 @torch.no_grad()
 def held_out_loss(model: nn.Module, corpus: TokenCorpus, block_size: int, max_tokens: int,
                   batch_size: int = 32) -> float:
     """Mean next-token loss over consecutive windows of ``corpus``'s held-out part."""
     val = corpus.val
     usable = min(len(val), max_tokens + 1) - 1
+    check_held_out(corpus, block_size)
     if usable < block_size:
-        raise ConfigError(f"corpus {corpus.name!r} has {len(val)} held-out tokens, fewer than one window of "
-                          f"block_size + 1 = {block_size + 1}; use a smaller --block-size or a larger corpus")
+        raise ConfigError(f"eval_tokens {max_tokens} is shorter than one window of block_size {block_size}")
     starts = torch.arange(0, usable - block_size + 1, block_size)
     was = model.training
     model.eval()
@@ -175,6 +185,8 @@ class LMTrainer:
 
     def __init__(self, cfg: LMConfig, corpora: Sequence[TokenCorpus], vocab_size: int) -> None:
         self.cfg, self.corpora = cfg, list(corpora)
+        for c in self.corpora:  # before a run folder is written: a corpus too short fails now, not at evaluation
+            check_held_out(c, cfg.block_size)
         self.model = build_model(cfg, vocab_size)
         if cfg.compile:
             self.model.compile()  # in place: the checkpoints keep the plain keys (no `_orig_mod.`)

@@ -1,0 +1,113 @@
+"""``lifelong lm prepare``/``train`` given hostile inputs: each is one line, exit 2, and leaves no
+run folder behind (a user's review of the commands; the main tests are tests/test_lm.py)."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from lifelong.cli import main
+from lifelong.lm.run import prepare
+
+WORDS = "the cat sat on a mat while dogs ran over hills".split()
+
+
+def _folder(root: Path, n_docs: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    for i in range(n_docs):
+        (root / f"doc{i:02d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(40)) + ".\n")
+    return root
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    prepare([f"A={_folder(tmp_path / 'a', 12, 0)}", f"B={_folder(tmp_path / 'b', 12, 1)}"], tmp_path / "data")
+    return tmp_path / "data"
+
+
+def _error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("lifelong: error:") and "Traceback" not in err, err
+    return err
+
+
+def _train(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["lm", "train", "--data", str(data), "--stream", "A,B", "--steps", "2", "--batch-size", "2",
+            "--block-size", "8", "--n-layer", "1", "--n-embd", "16", "--eval-tokens", "32", "--warmup", "1",
+            "--quiet", "--out", str(out), *extra]
+
+
+def test_prepare_into_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "file").write_text("")
+    corpus = _folder(tmp_path / "a", 3, 0)
+    assert "cannot write" in _error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--out",
+                                             str(tmp_path / "file")])
+
+
+def test_prepare_refuses_a_corpus_named_like_the_tokenizer_file(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    corpus = _folder(tmp_path / "a", 3, 0)  # its tokenizer.json header would replace the BPE's tokenizer.json
+    assert "tokenizer" in _error(capsys, ["lm", "prepare", "--corpus", f"tokenizer={corpus}", "--out",
+                                          str(tmp_path / "d")])
+
+
+def test_prepare_max_chars_below_one_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    corpus = _folder(tmp_path / "a", 3, 0)
+    for n in ("0", "-5"):  # not "has one document"
+        assert "--max-chars" in _error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--max-chars", n,
+                                                "--out", str(tmp_path / "d")])
+
+
+def test_a_window_longer_than_a_held_out_part_writes_no_run_folder(data: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    held = json.loads((data / "A.json").read_text())["val_tokens"]
+    run = tmp_path / "run"
+    argv = _train(data, run)
+    argv[argv.index("--block-size") + 1] = str(held)
+    argv[argv.index("--eval-tokens") + 1] = str(held)
+    assert "held-out tokens" in _error(capsys, argv)
+    assert not run.exists()  # no config.yaml left: the same command with a smaller window is not refused
+    assert main(_train(data, run)) == 0
+
+
+def test_eval_tokens_shorter_than_a_window_is_named(data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    argv = _train(data, tmp_path / "run")
+    argv[argv.index("--eval-tokens") + 1] = "4"
+    assert "--eval-tokens" in _error(capsys, argv)  # not "the corpus has fewer held-out tokens than a window"
+    assert not (tmp_path / "run").exists()
+
+
+def test_gpt_shape_flags_at_their_default_with_a_transformers_model_are_refused(
+        data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lifelong.lm.model import GPTConfig
+
+    argv = _train(data, tmp_path / "run", "--model", "hf:gpt2")
+    argv[argv.index("--n-layer") + 1] = str(GPTConfig.n_layer)  # the default: the value alone cannot tell
+    del argv[argv.index("--n-embd"):argv.index("--n-embd") + 2]
+    assert "--n-layer" in _error(capsys, argv)
+
+
+def test_a_config_value_of_the_wrong_type_is_one_line(data: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("transformers")
+    argv = _train(data, tmp_path / "run", "--model", "hf:gpt2", "--model-config", "n_layer=1=2,n_embd=16,n_head=2")
+    for flag in ("--n-layer", "--n-embd"):
+        del argv[argv.index(flag):argv.index(flag) + 2]
+    assert "n_layer" in _error(capsys, argv)  # transformers 5's strict check: one line with its reason
+
+
+def test_forgetting_n_a_of_a_repeated_corpus_does_not_say_one_task(data: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    argv = _train(data, tmp_path / "run")
+    argv[argv.index("--stream") + 1] = "A,A"
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "forgetting n/a" in out and "one task" not in out
