@@ -111,3 +111,16 @@ def test_forgetting_n_a_of_a_repeated_corpus_does_not_say_one_task(data: Path, t
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "forgetting n/a" in out and "one task" not in out
+
+
+def test_resume_on_corpora_prepared_again_with_other_text_is_refused(data: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    from lifelong.lm.run import train_run
+    from lifelong.lm.train import LMConfig
+
+    run = tmp_path / "run"
+    cfg = LMConfig(stream=["A", "B"], steps=[3], batch_size=2, block_size=8, n_layer=1, n_head=2, n_embd=16,
+                   eval_tokens=32, warmup=1)
+    assert not train_run(cfg, data, run, stop=lambda step: step == 2)["complete"]
+    prepare([f"A={_folder(tmp_path / 'a2', 12, 7)}"], data)  # the same tokenizer, other documents
+    assert "not the ones the run was trained on" in _error(capsys, ["lm", "train", "--resume", "--out", str(run)])

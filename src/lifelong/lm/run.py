@@ -103,6 +103,23 @@ def _open_stream(data: Path, stream: Sequence[str]) -> tuple[list[TokenCorpus], 
     return corpora, corpora[0].tokenizer
 
 
+def _identities(corpora: Sequence[TokenCorpus]) -> dict[str, dict]:
+    """Each corpus's text digest and token counts: a checkpoint's corpora, checked on resume."""
+    return {c.name: {k: c.header.get(k) for k in ("text_digest", "train_tokens", "val_tokens")} for c in corpora}
+
+
+def _same_corpora(saved: dict | None, corpora: Sequence[TokenCorpus], data: Path) -> None:
+    """A :class:`ConfigError` when the corpora differ from the checkpoint's (prepared again with other
+    documents or another --max-chars); a checkpoint from before the corpora were recorded passes."""
+    if saved is None:
+        return
+    now = _identities(corpora)
+    changed = sorted(n for n in now if saved.get(n) != now[n])
+    if changed:
+        raise ConfigError(f"the corpora {', '.join(changed)} in {data} are not the ones the run was trained on (other "
+                          "text or token counts); resume with the data it was trained on")
+
+
 def _matrix_csv(tasks: Sequence[str], names: Sequence[str], init: list[float], rows: list[list[float]]) -> str:
     lines = ["after," + ",".join(names), "init," + ",".join(f"{v:.6f}" for v in init)]
     lines += [f"{tasks[i]}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(rows)]
@@ -139,7 +156,9 @@ def _train(trainer: LMTrainer, out: Path, tokenizer: dict, data: Path, store: Ch
            stop: Callable[[int], bool] | None, progress: Callable | None) -> dict:
     started = time.perf_counter()
     with _StopFlag() as signalled:  # SIGINT/SIGTERM: a checkpoint at the next step, then stop
-        trainer.run(save=lambda payload, step: store.save({**payload, "tokenizer": tokenizer}, step),
+        corpora = _identities(trainer.corpora)
+        trainer.run(save=lambda payload, step: store.save({**payload, "tokenizer": tokenizer, "corpora": corpora},
+                                                          step),
                     stop=lambda step: signalled() or (stop is not None and stop(step)), progress=progress)
     return _write_results(out, trainer, tokenizer, data, time.perf_counter() - started)
 
@@ -189,6 +208,7 @@ def resume_run(out: Path, data: Path | None = None, *, stop: Callable[[int], boo
             raise ConfigError(f"the corpora in {data} were tokenised with {_describe(tokenizer)}, the run with "
                               f"{_describe(payload.get('tokenizer') or {})}; resume with the data it was "
                               "trained on")
+        _same_corpora(payload.get("corpora"), corpora, data)
         trainer = LMTrainer(cfg, corpora, tokenizer["vocab_size"])
         trainer.load_state_dict(payload)
         return _train(trainer, out, tokenizer, data, store, stop, progress)
