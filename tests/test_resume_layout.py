@@ -1,0 +1,63 @@
+"""A run resumed by another number of processes than it was started with: ``config.yaml``'s
+``world_size`` is the layout that goes on, a note says so, and the interrupted run's hint under
+torchrun names torchrun (a user's review of DISTRIBUTED.md's resume; the runs themselves:
+tests/test_distributed.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lifelong.config import make_config
+from lifelong.runs.session import execute_run, prepare_run
+from tests.conftest import write_fashion_mnist
+
+
+class _StopAt:
+    """A stand-in for the SIGINT flag: asks to stop at the 3rd step boundary."""
+
+    def __init__(self, *args) -> None:
+        self.n = 0
+
+    def __enter__(self) -> "_StopAt":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def __call__(self) -> bool:
+        self.n += 1
+        return self.n >= 3
+
+
+def test_resumed_by_one_process_a_run_of_two_records_world_size_1(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import lifelong.runs.session as session
+
+    root = tmp_path / "data"
+    write_fashion_mnist(root, per_class_train=4, per_class_test=1)
+    out = tmp_path / "run"
+    config = make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(root), "out": str(out),
+                              "method": "er", "batch_size": 4, "buffer_size": 10, "num_tasks": 2, "threads": 1})
+    monkeypatch.setattr(session, "_StopFlag", _StopAt)
+    assert execute_run(prepare_run(config))["status"] == "interrupted"
+    monkeypatch.undo()
+    stored = yaml.safe_load((out / "config.yaml").read_text())
+    (out / "config.yaml").write_text(yaml.safe_dump({**stored, "world_size": 2}, sort_keys=False))  # as torchrun's
+    run = prepare_run(config, resume=True)
+    try:
+        assert "world_size" not in yaml.safe_load((out / "config.yaml").read_text())  # one process goes on
+        assert any("started with 2 processes" in note for note in run.notes), run.notes
+    finally:
+        run.lock.release()
+
+
+def test_the_resume_hint_under_torchrun_names_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifelong import distributed
+    from lifelong.cli.single import _resume_command
+
+    assert _resume_command("runs/x") == "lifelong run --resume runs/x"
+    monkeypatch.setattr(distributed, "parallel", lambda: True)
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    assert _resume_command("runs/x").startswith("torchrun") and "2 processes" in _resume_command("runs/x")
