@@ -124,3 +124,26 @@ def test_resume_on_corpora_prepared_again_with_other_text_is_refused(data: Path,
     assert not train_run(cfg, data, run, stop=lambda step: step == 2)["complete"]
     prepare([f"A={_folder(tmp_path / 'a2', 12, 7)}"], data)  # the same tokenizer, other documents
     assert "not the ones the run was trained on" in _error(capsys, ["lm", "train", "--resume", "--out", str(run)])
+
+
+def test_a_second_ctrl_c_in_training_names_the_checkpoint_to_resume(data: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifelong.lm.train import LMTrainer
+
+    plain, calls = LMTrainer.step, []
+
+    def step(self, task: int, step: int):  # the second signal, raised by the stop flag at once
+        calls.append(step)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return plain(self, task, step)
+
+    monkeypatch.setattr(LMTrainer, "step", step)
+    run = tmp_path / "run"
+    argv = _train(data, run, "--checkpoint-every", "1")
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "--resume" in err and "before training started" not in err, err
+    monkeypatch.undo()
+    assert main(["lm", "train", "--resume", "--out", str(run), "--quiet"]) == 0

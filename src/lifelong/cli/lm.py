@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from lifelong.lm.train import LMConfig
@@ -131,6 +132,17 @@ def _no_shape_flags(settings: dict) -> None:
         check_model(model, settings.get("model_config", {}), shape)
 
 
+def _interrupted(out: str) -> str:
+    """What an interrupted ``lm train`` left: its newest checkpoint and the resume line, or nothing to resume."""
+    from lifelong.runs.checkpoint import CheckpointStore
+
+    found = CheckpointStore(Path(out)).paths()
+    if not found:
+        return "interrupted before the first checkpoint; nothing was written as complete"
+    return (f"interrupted; the newest checkpoint is {found[0].name}; continue with lifelong lm train --resume "
+            f"--out {out}")
+
+
 def _progress() -> Any:
     last = {"task": None}
 
@@ -152,7 +164,11 @@ def lm_command(args: argparse.Namespace) -> int:
                   f"{h['tokenizer']['vocab_size']}) in {args.out}")
         return 0
     if args.lm_command == "train":
-        doc = _train(args)
+        try:
+            doc = _train(args)
+        except KeyboardInterrupt:  # a second Ctrl-C: at once, without a checkpoint of this step
+            print(f"\nlifelong: {_interrupted(args.out)}", file=sys.stderr)
+            return 130
         if not doc["complete"]:
             print(f"lifelong: stopped after {doc['tokens']} tokens with a checkpoint; continue with "
                   f"lifelong lm train --resume --out {args.out}", file=sys.stderr)
