@@ -1,7 +1,7 @@
 """A run resumed by another number of processes than it was started with: ``config.yaml``'s
 ``world_size`` is the layout that goes on, a note says so, and the interrupted run's hint under
-torchrun names torchrun (a user's review of DISTRIBUTED.md's resume; the runs themselves:
-tests/test_distributed.py)."""
+torchrun names torchrun; ``--device cuda`` under torchrun without a GPU for the rank is one line
+(a user's review of DISTRIBUTED.md; the runs themselves: tests/test_distributed.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,3 +61,17 @@ def test_the_resume_hint_under_torchrun_names_torchrun(monkeypatch: pytest.Monke
     monkeypatch.setattr(distributed, "parallel", lambda: True)
     monkeypatch.setattr(distributed, "world", lambda: 2)
     assert _resume_command("runs/x").startswith("torchrun") and "2 processes" in _resume_command("runs/x")
+
+
+def test_cuda_under_torchrun_without_a_gpu_for_the_rank_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from lifelong import distributed
+    from lifelong.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # rather than the driver's traceback on each rank
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        distributed.start(distributed.Layout(0, 2, 0), "cuda")
+    with pytest.raises(ConfigError, match="--nproc-per-node"):
+        distributed.check_gpus(2, 2)
+    distributed.check_gpus(1, 2)
