@@ -147,3 +147,9 @@ def test_a_second_ctrl_c_in_training_names_the_checkpoint_to_resume(data: Path, 
     assert "--resume" in err and "before training started" not in err, err
     monkeypatch.undo()
     assert main(["lm", "train", "--resume", "--out", str(run), "--quiet"]) == 0
+
+
+def test_a_lone_text_file_says_how_to_make_documents_of_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "one.txt").write_text("first line\nsecond line\n")
+    assert "hf:FILE.txt" in _error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'one.txt'}", "--out",
+                                            str(tmp_path / "d")])
