@@ -153,3 +153,13 @@ def test_a_lone_text_file_says_how_to_make_documents_of_it(tmp_path: Path, capsy
     (tmp_path / "one.txt").write_text("first line\nsecond line\n")
     assert "hf:FILE.txt" in _error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'one.txt'}", "--out",
                                             str(tmp_path / "d")])
+
+
+def test_lm_under_torchrun_with_several_ranks_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(key, value)  # rank 0 of two: it says why; the other exits 2 quietly
+    corpus = _folder(tmp_path / "a", 3, 0)
+    assert "without torchrun" in _error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--out",
+                                                 str(tmp_path / "d")])
+    assert not (tmp_path / "d").exists()

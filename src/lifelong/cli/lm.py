@@ -154,7 +154,14 @@ def _progress() -> Any:
 
 
 def lm_command(args: argparse.Namespace) -> int:
+    from lifelong.distributed import from_environment
+    from lifelong.errors import ConfigError
     from lifelong.lm.run import prepare
+
+    layout = from_environment()
+    if layout is not None and layout.world > 1:  # each rank would train (or tokenise) alone into the same folder
+        raise ConfigError(f"lifelong lm runs in one process, not as {layout.world} ranks of a torchrun job; start "
+                          "it without torchrun (several processes train `lifelong run`)")
 
     if args.lm_command == "prepare":
         headers = prepare(args.corpus, args.out, args.tokenizer, args.vocab_size, args.max_chars)
