@@ -761,6 +761,9 @@ MUTANTS: list[Mutant] = [
       "", (LM_INPUTS,), "--resume on corpora prepared again with other text trains on them silently"),
     M("lm-tokenizer-name", False, "lm/run.py", "    if any(n == TOKENIZER_NAME for n, _ in named):",
       "    if False:", (LM_INPUTS,), "a corpus named tokenizer overwrites the BPE's tokenizer.json"),
+    M("lm-negative-clip", False, "lm/train.py", '("eval_every", "checkpoint_every", "grad_clip", "weight_decay")',
+      '("eval_every", "checkpoint_every", "weight_decay")', (LM_INPUTS,),
+      "a negative --grad-clip is taken: clip_grad_norm_ multiplies the gradients by a negative factor"),
     M("resume-world-size-kept", False, "runs/session.py", "        _record_world_size(out, resolved, notes)\n", "",
       (RESUME_LAYOUT,), "config.yaml keeps the world_size the run was started with after a resume by another number"),
     # -- several processes (lifelong.distributed) -------------------------------------------------

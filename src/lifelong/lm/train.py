@@ -86,6 +86,7 @@ class LMConfig:
         for key in ("batch_size", "eval_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        self._check_ranges()
         if self.eval_tokens < self.block_size:  # the held-out loss reads whole windows of eval_tokens
             raise ConfigError(f"eval_tokens {self.eval_tokens} is shorter than one window of block_size "
                               f"{self.block_size}; give --eval-tokens of at least --block-size")
@@ -96,6 +97,19 @@ class LMConfig:
         shape = [f"--{k.replace('_', '-')}" for k in ("n_layer", "n_head", "n_embd", "dropout")
                  if getattr(self, k) != getattr(GPTConfig, k)]
         check_model(self.model, self.model_config, shape)
+
+    def _check_ranges(self) -> None:
+        """One line for a value the optimiser or the loop would take wrongly: a negative ``grad_clip``
+        flips the gradients' sign, a negative ``eval_every`` or ``checkpoint_every`` acts every step,
+        and AdamW's own ``ValueError`` is a traceback."""
+        for key in ("eval_every", "checkpoint_every", "grad_clip", "weight_decay"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be 0 or more (0: off), got {getattr(self, key)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
