@@ -764,6 +764,9 @@ MUTANTS: list[Mutant] = [
     M("lm-negative-clip", False, "lm/train.py", '("eval_every", "checkpoint_every", "grad_clip", "weight_decay")',
       '("eval_every", "checkpoint_every", "weight_decay")', (LM_INPUTS,),
       "a negative --grad-clip is taken: clip_grad_norm_ multiplies the gradients by a negative factor"),
+    M("lm-nan-trained-on", False, "lm/train.py", "        if not torch.isfinite(loss.detach()):",
+      "        if False:", (LM_INPUTS,),
+      "a non-finite loss is trained on: the run ends complete, with NaN in metrics.json"),
     M("resume-world-size-kept", False, "runs/session.py", "        _record_world_size(out, resolved, notes)\n", "",
       (RESUME_LAYOUT,), "config.yaml keeps the world_size the run was started with after a resume by another number"),
     # -- several processes (lifelong.distributed) -------------------------------------------------

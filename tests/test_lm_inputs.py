@@ -173,3 +173,16 @@ def test_values_out_of_range_are_one_line(flag: str, value: str, data: Path, tmp
     # AdamW's ValueError was a traceback; a negative clip reversed the gradients, a negative period acted every step
     assert flag[2:].replace("-", "_") in _error(capsys, _train(data, tmp_path / "run", flag, value))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_run_stops_marked_incomplete_without_nan_in_its_results(data: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    argv = _train(data, run, "--lr", "1e4", "--min-lr", "1e3", "--grad-clip", "0")
+    argv[argv.index("--steps") + 1] = "30"
+    assert main(argv) == 1  # as `lifelong run` on a non-finite loss
+    assert "loss became" in capsys.readouterr().err
+    text = (run / "metrics.json").read_text()
+    doc = json.loads(text)
+    assert not doc["complete"] and "loss became" in doc["diverged"] and "NaN" not in text
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2  # not shown as a finished run

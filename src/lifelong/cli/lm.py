@@ -157,6 +157,7 @@ def lm_command(args: argparse.Namespace) -> int:
     from lifelong.distributed import from_environment
     from lifelong.errors import ConfigError
     from lifelong.lm.run import prepare
+    from lifelong.runs.checkpoint import CheckpointStore
 
     layout = from_environment()
     if layout is not None and layout.world > 1:  # each rank would train (or tokenise) alone into the same folder
@@ -176,6 +177,11 @@ def lm_command(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C: at once, without a checkpoint of this step
             print(f"\nlifelong: {_interrupted(args.out)}", file=sys.stderr)
             return 130
+        if doc.get("diverged"):
+            before = ", with the checkpoints from before" if CheckpointStore(Path(args.out)).paths() else ""
+            print(f"lifelong: training stopped: {doc['diverged']}; the results so far are in {args.out}, marked "
+                  f"incomplete{before}. Try a smaller --lr or a --grad-clip", file=sys.stderr)
+            return 1
         if not doc["complete"]:
             print(f"lifelong: stopped after {doc['tokens']} tokens with a checkpoint; continue with "
                   f"lifelong lm train --resume --out {args.out}", file=sys.stderr)

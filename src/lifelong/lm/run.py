@@ -135,7 +135,8 @@ def _curve_csv(tasks: Sequence[str], names: Sequence[str], curve: list[dict]) ->
 
 def _write_results(out: Path, trainer: LMTrainer, tokenizer: dict, data: Path, wall: float) -> dict:
     cfg, res = trainer.cfg, trainer.result
-    doc = {"schema_version": SCHEMA_VERSION, "kind": "lm", "complete": res.complete, "stream": cfg.stream,
+    doc = {"schema_version": SCHEMA_VERSION, "kind": "lm", "complete": res.complete, "diverged": res.diverged,
+           "stream": cfg.stream,
            "corpora": cfg.corpus_names(), "seed": cfg.seed, "data": str(data), "tokenizer": tokenizer, "loss_matrix": res.loss_matrix,
            "init_losses": res.init_losses,
            "metrics": loss_summary(res.loss_matrix) if res.loss_matrix else None,

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
-from lifelong.errors import ConfigError
+from lifelong.errors import ConfigError, DivergedError
 from lifelong.lm.batches import ReplayMixer, check_replay, split_task, windows
 from lifelong.lm.gere import GeneralReplay, check_gere
 from lifelong.lm.hf import build_hf_model, check_model
@@ -140,6 +140,7 @@ class LMResult:
     train_seconds: float = 0.0
     tokens: int = 0
     complete: bool = False
+    diverged: str | None = None  # why training stopped on a non-finite loss (the model is the step's before)
 
 
 def build_model(cfg: LMConfig, vocab_size: int) -> nn.Module:
@@ -235,6 +236,9 @@ class LMTrainer:
             loss = self.recap.loss(window_losses(logits, y), self.mixer.sources)
         if self.gere is not None:
             loss = self.gere.loss(self.model, loss)
+        if not torch.isfinite(loss.detach()):  # before the update: the model stays the last finite one
+            raise DivergedError(f"the loss became {float(loss.detach())} at corpus {task + 1} ({self.cfg.stream[task]}), step "
+                                f"{step + 1} of {self.cfg.steps[task]}", task=task, step=step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
@@ -256,7 +260,11 @@ class LMTrainer:
                 self._start_task(pos.task)
             while pos.step < cfg.steps[pos.task]:
                 started = time.perf_counter()
-                loss = self.step(pos.task, pos.step)
+                try:
+                    loss = self.step(pos.task, pos.step)
+                except DivergedError as exc:  # stopped, not complete; the checkpoints are from before
+                    res.diverged = str(exc)
+                    return res
                 pos.step += 1
                 pos.global_step += 1
                 res.train_seconds += time.perf_counter() - started
