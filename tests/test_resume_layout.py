@@ -75,3 +75,17 @@ def test_cuda_under_torchrun_without_a_gpu_for_the_rank_is_one_line(monkeypatch:
     with pytest.raises(ConfigError, match="--nproc-per-node"):
         distributed.check_gpus(2, 2)
     distributed.check_gpus(1, 2)
+
+
+def test_ctrl_c_before_training_under_torchrun_is_said_by_rank_0_alone(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import lifelong.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "list_command", interrupted)
+    for rank, said in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        assert cli.main(["list"]) == 130
+        assert ("interrupted" in capsys.readouterr().err) is said
