@@ -153,6 +153,9 @@ def test_a_lone_text_file_says_how_to_make_documents_of_it(tmp_path: Path, capsy
     (tmp_path / "one.txt").write_text("first line\nsecond line\n")
     assert "hf:FILE.txt" in _error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'one.txt'}", "--out",
                                             str(tmp_path / "d")])
+    (tmp_path / "empty").mkdir()
+    _error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'empty'}", "--out", str(tmp_path / "d")])
+    assert not (tmp_path / "d").exists()  # --out is checked first, and not left behind empty
 
 
 def test_lm_under_torchrun_with_several_ranks_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,

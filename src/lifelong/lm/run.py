@@ -71,7 +71,18 @@ def prepare(specs: Sequence[str], out: Path, tokenizer: str = "byte", vocab_size
     if max_chars is not None and max_chars < 1:
         raise ConfigError(f"--max-chars must be at least 1, got {max_chars}")
     out = Path(out)
+    created = not out.exists()
     _writable(out)  # before the corpora are read: a bad --out fails at once
+    try:
+        return _tokenise(named, out, tokenizer, vocab_size, max_chars)
+    except BaseException:  # a corpus refused: the folder made for it does not stay behind, empty
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _tokenise(named: list[tuple[str, str]], out: Path, tokenizer: str, vocab_size: int,
+              max_chars: int | None) -> list[dict]:
     docs = {name: _documents(source, max_chars) for name, source in named}
     texts = (d for name in docs for d in split_documents(docs[name])[0])
     tok = load_tokenizer(tokenizer, texts, vocab_size)
