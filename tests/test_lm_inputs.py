@@ -189,3 +189,19 @@ def test_a_diverged_run_stops_marked_incomplete_without_nan_in_its_results(data:
     doc = json.loads(text)
     assert not doc["complete"] and "loss became" in doc["diverged"] and "NaN" not in text
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2  # not shown as a finished run
+
+
+def test_resume_from_elsewhere_names_the_missing_data_folder(data: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifelong.lm.run import train_run
+    from lifelong.lm.train import LMConfig
+
+    monkeypatch.chdir(data.parent)  # the run started with a relative --data ...
+    cfg = LMConfig(stream=["A", "B"], steps=[3], batch_size=2, block_size=8, n_layer=1, n_head=2, n_embd=16,
+                   eval_tokens=32, warmup=1)
+    assert not train_run(cfg, Path(data.name), tmp_path / "run", stop=lambda step: step == 2)["complete"]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # ... and is resumed from another folder
+    assert "--data" in _error(capsys, ["lm", "train", "--resume", "--out", str(tmp_path / "run")])
+    assert main(["lm", "train", "--resume", "--out", str(tmp_path / "run"), "--data", str(data), "--quiet"]) == 0

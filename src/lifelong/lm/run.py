@@ -207,6 +207,9 @@ def resume_run(out: Path, data: Path | None = None, *, stop: Callable[[int], boo
         raise ConfigError(f"{out} is not a `lifelong lm train` run folder ({type(exc).__name__}); "
                           "give the --out of a run") from None
     _same_settings(cfg, settings or {}, out)
+    if not data.is_dir():  # config.yaml keeps --data as it was given: relative to where the run started
+        raise ConfigError(f"the run's data folder {data} is not there (config.yaml keeps --data as it was given); "
+                          "give --data with the folder of its prepared corpora")
     corpora, tokenizer = _open_stream(data, cfg.corpus_names())
     lock = RunLock(out)
     try:
