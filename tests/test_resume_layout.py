@@ -89,3 +89,16 @@ def test_ctrl_c_before_training_under_torchrun_is_said_by_rank_0_alone(
         monkeypatch.setenv("RANK", rank)
         assert cli.main(["list"]) == 130
         assert ("interrupted" in capsys.readouterr().err) is said
+
+
+def test_the_run_line_says_the_precision(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_fashion_mnist(root, per_class_train=2, per_class_test=1)
+    config = make_config({}, {"benchmark": "split-fashion-mnist", "data_root": str(root), "out": str(tmp_path / "r"),
+                              "method": "er", "batch_size": 4, "buffer_size": 10, "num_tasks": 2, "threads": 1,
+                              "precision": "bf16", "device": "cpu"})
+    run = prepare_run(config)
+    try:
+        assert "device cpu, bf16 [" in run.describe()  # `--precision bf16` was not in the line
+    finally:
+        run.lock.release()

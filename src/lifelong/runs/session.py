@@ -81,6 +81,8 @@ class PreparedRun:
             protocol += f", anytime evaluation every {c['eval_every']} examples"
         tasks = "task-free" if self.stream.task_free else f"{self.stream.num_tasks} tasks"
         ranks = f" x {c['world_size']} processes" if c.get("world_size", 1) > 1 else ""
+        if c.get("precision", "fp32") != "fp32":  # --precision bf16/fp16: said, as the device is
+            ranks += f", {c['precision']}"
         return (f"{c['benchmark']} ({tasks}), {self.recipe.name}{memory}{params}, "
                 f"{c['backbone']}, {protocol}, lr {c['lr']}, seed {c['seed']}, "
                 f"device {c['device']}{ranks} [{c['hparams_source']}] -> {self.out}")
