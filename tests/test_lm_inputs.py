@@ -170,7 +170,8 @@ def test_lm_under_torchrun_with_several_ranks_is_refused(tmp_path: Path, capsys:
 
 @pytest.mark.parametrize("flag, value", [("--lr", "-1"), ("--beta1", "1.5"), ("--grad-clip", "-1"),
                                          ("--eval-every", "-1"), ("--checkpoint-every", "-1"),
-                                         ("--weight-decay", "-0.1")])
+                                         ("--weight-decay", "-0.1"), ("--lr", "inf"), ("--grad-clip", "nan"),
+                                         ("--weight-decay", "inf")])
 def test_values_out_of_range_are_one_line(flag: str, value: str, data: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture) -> None:
     # AdamW's ValueError was a traceback; a negative clip reversed the gradients, a negative period acted every step

@@ -15,6 +15,7 @@ and torch's random states and the results so far.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -103,10 +104,10 @@ class LMConfig:
         flips the gradients' sign, a negative ``eval_every`` or ``checkpoint_every`` acts every step,
         and AdamW's own ``ValueError`` is a traceback."""
         for key in ("eval_every", "checkpoint_every", "grad_clip", "weight_decay"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key} must be 0 or more (0: off), got {getattr(self, key)}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ConfigError(f"{key} must be a finite number, 0 or more (0: off), got {getattr(self, key)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a finite positive number, got {self.lr}")
         for key in ("beta1", "beta2"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
