@@ -62,6 +62,8 @@ RMM = "tests/test_rmm.py"
 LM = "tests/test_lm.py"
 LM_HF = "tests/test_lm_hf.py"
 LM_WEIGHTS = "tests/test_lm_weights.py"
+LM_INPUTS = "tests/test_lm_inputs.py"
+RESUME_LAYOUT = "tests/test_resume_layout.py"
 DIST = "tests/test_distributed.py"
 DIST_STATS = f"{DIST}::test_task_end_statistics_of_two_processes_equal_one_process"
 DIST_RUNS = f"{DIST}::test_a_run_of_two_processes_equals_one_process_when_nothing_is_sampled"
@@ -769,6 +771,22 @@ MUTANTS: list[Mutant] = [
     M("lm-compile-wrapped", False, "lm/train.py", "            self.model.compile()",
       "            self.model = torch.compile(self.model)", (LM_HF,),
       "--compile wraps the model, so that the checkpoints' keys gain `_orig_mod.`"),
+    # -- hostile inputs of lifelong lm, resume with another layout (a user's review) ---------------
+    M("lm-held-out-at-evaluation", False, "lm/train.py", "            check_held_out(c, cfg.block_size)\n",
+      "            pass\n", (LM_INPUTS,),
+      "a held-out part shorter than a window is found at the first evaluation, after config.yaml is written"),
+    M("lm-resume-other-corpora", False, "lm/run.py", "        _same_corpora(payload.get(\"corpora\"), corpora, data)\n",
+      "", (LM_INPUTS,), "--resume on corpora prepared again with other text trains on them silently"),
+    M("lm-tokenizer-name", False, "lm/run.py", "    if any(n == TOKENIZER_NAME for n, _ in named):",
+      "    if False:", (LM_INPUTS,), "a corpus named tokenizer overwrites the BPE's tokenizer.json"),
+    M("lm-negative-clip", False, "lm/train.py", '("eval_every", "checkpoint_every", "grad_clip", "weight_decay")',
+      '("eval_every", "checkpoint_every", "weight_decay")', (LM_INPUTS,),
+      "a negative --grad-clip is taken: clip_grad_norm_ multiplies the gradients by a negative factor"),
+    M("lm-nan-trained-on", False, "lm/train.py", "        if not torch.isfinite(loss.detach()):",
+      "        if False:", (LM_INPUTS,),
+      "a non-finite loss is trained on: the run ends complete, with NaN in metrics.json"),
+    M("resume-world-size-kept", False, "runs/session.py", "        _record_world_size(out, resolved, notes)\n", "",
+      (RESUME_LAYOUT,), "config.yaml keeps the world_size the run was started with after a resume by another number"),
     # -- several processes (lifelong.distributed) -------------------------------------------------
     M("dist-fisher-mean", False, "objective/weight.py",
       "return distributed.sum_(per_example_sums(", "return distributed.mean_(per_example_sums(", (DIST_STATS,),

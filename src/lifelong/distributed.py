@@ -94,10 +94,21 @@ def start(layout: Layout, device: str) -> str:
     this rank trains on (``cuda:LOCAL_RANK`` on GPUs)."""
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if cuda:
+        check_gpus(layout.local_rank, torch.cuda.device_count() if torch.cuda.is_available() else 0)
         torch.cuda.set_device(layout.local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
     return f"cuda:{layout.local_rank}" if cuda else "cpu"
+
+
+def check_gpus(local_rank: int, count: int) -> None:
+    """One line (every rank alike, before the rendezvous) when this machine has no GPU for
+    ``cuda:LOCAL_RANK``: no CUDA at all, or fewer GPUs than processes on it."""
+    if count == 0:
+        raise ConfigError("--device cuda was asked for, but no CUDA device is available; use --device cpu or auto")
+    if local_rank >= count:
+        raise ConfigError(f"LOCAL_RANK {local_rank} needs cuda:{local_rank}, but this machine has {count} GPU"
+                          f"{'s' if count > 1 else ''}; start at most {count} processes per machine (--nproc-per-node)")
 
 
 def stop() -> None:

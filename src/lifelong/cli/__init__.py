@@ -56,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(QUIET_RANK_DELAY)
         return 2
     except KeyboardInterrupt:
-        print("\nlifelong: interrupted before training started; nothing was written as complete", file=sys.stderr)
+        from lifelong.distributed import speaks
+
+        if speaks():  # under torchrun every rank gets Ctrl-C: rank 0 alone says it
+            print("\nlifelong: interrupted before training started; nothing was written as complete", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `lifelong list | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

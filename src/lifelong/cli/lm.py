@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from lifelong.lm.train import LMConfig
@@ -95,7 +96,11 @@ def _print_matrix(doc: dict) -> None:
         print(f"{'after ' + tasks[i]:<29}" + "".join(f"{v:>10.4f}" for v in row))
     m = doc["metrics"] or {}
     forgetting = m.get("forgetting")
-    print(f"forgetting {forgetting:.4f} nats" if forgetting is not None else "forgetting n/a (one task)")
+    if forgetting is not None:
+        print(f"forgetting {forgetting:.4f} nats")
+    else:  # one task, or a stream whose loss matrix is not square (A,A or A+B,C: a row per task, a column per corpus)
+        print("forgetting n/a (" + ("one task)" if len(tasks) == 1 else
+                                    "the stream repeats or joins corpora: not a task per corpus)"))
     if doc["tokens_per_second"]:
         print(f"{doc['tokens']} tokens in {doc['train_seconds']:.1f} s of training, "
               f"{doc['tokens_per_second']:.0f} tokens/s")
@@ -111,8 +116,32 @@ def _train(args: argparse.Namespace) -> dict:
     missing = [f"--{k}" for k in ("data", "stream", "steps") if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"lifelong lm train needs {', '.join(missing)} (or --resume)")
-    cfg = LMConfig(**_settings(args))
+    settings = _settings(args)
+    _no_shape_flags(settings)
+    cfg = LMConfig(**settings)
     return train_run(cfg, args.data, args.out, overwrite=args.overwrite, progress=progress)
+
+
+def _no_shape_flags(settings: dict) -> None:
+    """The GPT's shape flags given with a transformers model are an error, even at the GPT's default
+    values (LMConfig sees only values, so ``--n-layer 2``, the default, would pass unnoticed)."""
+    from lifelong.lm.hf import check_model
+
+    model = settings.get("model", _DEFAULTS.model)
+    shape = [f"--{k.replace('_', '-')}" for k in ("n_layer", "n_head", "n_embd", "dropout") if k in settings]
+    if model != "gpt" and shape:
+        check_model(model, settings.get("model_config", {}), shape)
+
+
+def _interrupted(out: str) -> str:
+    """What an interrupted ``lm train`` left: its newest checkpoint and the resume line, or nothing to resume."""
+    from lifelong.runs.checkpoint import CheckpointStore
+
+    found = CheckpointStore(Path(out)).paths()
+    if not found:
+        return "interrupted before the first checkpoint; nothing was written as complete"
+    return (f"interrupted; the newest checkpoint is {found[0].name}; continue with lifelong lm train --resume "
+            f"--out {out}")
 
 
 def _progress() -> Any:
@@ -126,7 +155,15 @@ def _progress() -> Any:
 
 
 def lm_command(args: argparse.Namespace) -> int:
+    from lifelong.distributed import from_environment
+    from lifelong.errors import ConfigError
     from lifelong.lm.run import prepare
+    from lifelong.runs.checkpoint import CheckpointStore
+
+    layout = from_environment()
+    if layout is not None and layout.world > 1:  # each rank would train (or tokenise) alone into the same folder
+        raise ConfigError(f"lifelong lm runs in one process, not as {layout.world} ranks of a torchrun job; start "
+                          "it without torchrun (several processes train `lifelong run`)")
 
     if args.lm_command == "prepare":
         headers = prepare(args.corpus, args.out, args.tokenizer, args.vocab_size, args.max_chars)
@@ -136,7 +173,16 @@ def lm_command(args: argparse.Namespace) -> int:
                   f"{h['tokenizer']['vocab_size']}) in {args.out}")
         return 0
     if args.lm_command == "train":
-        doc = _train(args)
+        try:
+            doc = _train(args)
+        except KeyboardInterrupt:  # a second Ctrl-C: at once, without a checkpoint of this step
+            print(f"\nlifelong: {_interrupted(args.out)}", file=sys.stderr)
+            return 130
+        if doc.get("diverged"):
+            before = ", with the checkpoints from before" if CheckpointStore(Path(args.out)).paths() else ""
+            print(f"lifelong: training stopped: {doc['diverged']}; the results so far are in {args.out}, marked "
+                  f"incomplete{before}. Try a smaller --lr or a --grad-clip", file=sys.stderr)
+            return 1
         if not doc["complete"]:
             print(f"lifelong: stopped after {doc['tokens']} tokens with a checkpoint; continue with "
                   f"lifelong lm train --resume --out {args.out}", file=sys.stderr)

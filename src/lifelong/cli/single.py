@@ -101,6 +101,16 @@ def run_command(args: argparse.Namespace, started: float) -> int:
         distributed.stop()
 
 
+def _resume_command(out: object) -> str:
+    """The command that continues ``out`` exactly: under torchrun, with as many processes (another
+    number re-splits the memories: a valid run, not this one continued)."""
+    from lifelong import distributed
+
+    if not distributed.parallel():
+        return f"lifelong run --resume {out}"
+    return f"torchrun ... with {distributed.world()} processes in all -m lifelong run --resume {out}"
+
+
 def _train(args: argparse.Namespace, run, started: float) -> int:
     """Train a prepared run, print its table (rank 0 only, under torchrun) and say how it ended."""
     from lifelong import distributed
@@ -112,7 +122,7 @@ def _train(args: argparse.Namespace, run, started: float) -> int:
             print(f"lifelong: {note}", file=sys.stderr)
         print(f"lifelong: {run.describe()}", file=sys.stderr)
     progress = _Progress(run.stream.num_tasks, args.quiet or not speaks)
-    resume_with = f" Resume with: lifelong run --resume {run.out}"
+    resume_with = f" Resume with: {_resume_command(run.out)}"
     try:
         metrics_doc = execute_run(run, progress, started)
     except KeyboardInterrupt:  # a second signal after training, while the results were written

@@ -129,8 +129,19 @@ def check_model(model: str, settings: dict[str, Any], shape_flags: list[str]) ->
                           "in --model-config (as n_layer=2,n_embd=64 for gpt2)")
 
 
+def _config_errors() -> tuple[type[BaseException], ...]:
+    """The errors a config's values raise: Python's, and huggingface_hub's strict-dataclass check
+    (transformers 5 validates each field's type: ``n_layer=1=2`` is a text, not an int)."""
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:  # an older huggingface_hub: no such check
+        return (ValueError, TypeError, KeyError)
+    return (ValueError, TypeError, KeyError, StrictDataclassError)
+
+
 def _first_line(exc: BaseException, limit: int = 200) -> str:
-    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    lines = [t.strip() for t in str(exc).strip().splitlines() if t.strip()] or [type(exc).__name__]
+    line = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Validation error for field 'x':" + why
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
@@ -187,13 +198,13 @@ def build_hf_model(model: str, settings: dict[str, Any], vocab_size: int, block_
     try:
         default = transformers.AutoConfig.for_model(kind)
         config = transformers.AutoConfig.for_model(kind, **{k: v for k, v in given.items() if k != "vocab_size"})
-    except (ValueError, TypeError, KeyError) as exc:
+    except _config_errors() as exc:
         raise ConfigError(f"transformers cannot make a {kind!r} config: {_first_line(exc)}") from None
     _check_known(config, default, given, kind)
     fit_config(config, given, vocab_size, block_size)
     try:
         inner = transformers.AutoModelForCausalLM.from_config(config)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (*_config_errors(), AttributeError) as exc:
         raise ConfigError(f"transformers cannot build a causal LM of type {kind!r}: {_first_line(exc)}") from None
     return HFCausalLM(inner)
 

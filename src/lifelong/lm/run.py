@@ -26,6 +26,7 @@ from lifelong.runs.session import _StopFlag
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LM_FILES = ("loss_matrix.csv", "loss_curve.csv")
+TOKENIZER_NAME = "tokenizer"  # prepare saves a BPE as tokenizer.json
 
 
 def parse_corpus_spec(text: str) -> tuple[str, str]:
@@ -64,14 +65,44 @@ def prepare(specs: Sequence[str], out: Path, tokenizer: str = "byte", vocab_size
     named = [parse_corpus_spec(s) for s in specs]
     if len({n for n, _ in named}) != len(named):
         raise ConfigError("two corpora have the same name; give each a name of its own")
+    if any(n == TOKENIZER_NAME for n, _ in named):  # its NAME.json would be the folder's tokenizer.json
+        raise ConfigError(f"a corpus cannot be named {TOKENIZER_NAME!r} (the folder's {TOKENIZER_NAME}.json is the "
+                          "BPE tokenizer); choose another name")
+    if max_chars is not None and max_chars < 1:
+        raise ConfigError(f"--max-chars must be at least 1, got {max_chars}")
+    out = Path(out)
+    created = not out.exists()
+    _writable(out)  # before the corpora are read: a bad --out fails at once
+    try:
+        return _tokenise(named, out, tokenizer, vocab_size, max_chars)
+    except BaseException:  # a corpus refused: the folder made for it does not stay behind, empty
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _tokenise(named: list[tuple[str, str]], out: Path, tokenizer: str, vocab_size: int,
+              max_chars: int | None) -> list[dict]:
     docs = {name: _documents(source, max_chars) for name, source in named}
     texts = (d for name in docs for d in split_documents(docs[name])[0])
     tok = load_tokenizer(tokenizer, texts, vocab_size)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if tok.kind == "bpe":
-        atomic_write(out / "tokenizer.json", tok.definition())
-    return [write_corpus(out, name, docs[name], tok) for name in docs]
+    try:
+        if tok.kind == "bpe":
+            atomic_write(out / f"{TOKENIZER_NAME}.json", tok.definition())
+        return [write_corpus(out, name, docs[name], tok) for name in docs]
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {out}: {exc.strerror or exc}; choose another --out") from None
+
+
+def _writable(out: Path) -> None:
+    """Create ``out`` and prove it writable, else a :class:`ConfigError` (a file in its place, no permission)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {out}: {exc.strerror or exc}; choose another --out") from None
 
 
 def _open_stream(data: Path, stream: Sequence[str]) -> tuple[list[TokenCorpus], dict]:
@@ -81,6 +112,23 @@ def _open_stream(data: Path, stream: Sequence[str]) -> tuple[list[TokenCorpus], 
         raise ConfigError(f"the corpora {', '.join(stream)} were prepared with different tokenizers; prepare them "
                           "together (one `lifelong lm prepare`)")
     return corpora, corpora[0].tokenizer
+
+
+def _identities(corpora: Sequence[TokenCorpus]) -> dict[str, dict]:
+    """Each corpus's text digest and token counts: a checkpoint's corpora, checked on resume."""
+    return {c.name: {k: c.header.get(k) for k in ("text_digest", "train_tokens", "val_tokens")} for c in corpora}
+
+
+def _same_corpora(saved: dict | None, corpora: Sequence[TokenCorpus], data: Path) -> None:
+    """A :class:`ConfigError` when the corpora differ from the checkpoint's (prepared again with other
+    documents or another --max-chars); a checkpoint from before the corpora were recorded passes."""
+    if saved is None:
+        return
+    now = _identities(corpora)
+    changed = sorted(n for n in now if saved.get(n) != now[n])
+    if changed:
+        raise ConfigError(f"the corpora {', '.join(changed)} in {data} are not the ones the run was trained on (other "
+                          "text or token counts); resume with the data it was trained on")
 
 
 def _matrix_csv(tasks: Sequence[str], names: Sequence[str], init: list[float], rows: list[list[float]]) -> str:
@@ -98,7 +146,8 @@ def _curve_csv(tasks: Sequence[str], names: Sequence[str], curve: list[dict]) ->
 
 def _write_results(out: Path, trainer: LMTrainer, tokenizer: dict, data: Path, wall: float) -> dict:
     cfg, res = trainer.cfg, trainer.result
-    doc = {"schema_version": SCHEMA_VERSION, "kind": "lm", "complete": res.complete, "stream": cfg.stream,
+    doc = {"schema_version": SCHEMA_VERSION, "kind": "lm", "complete": res.complete, "diverged": res.diverged,
+           "stream": cfg.stream,
            "corpora": cfg.corpus_names(), "seed": cfg.seed, "data": str(data), "tokenizer": tokenizer, "loss_matrix": res.loss_matrix,
            "init_losses": res.init_losses,
            "metrics": loss_summary(res.loss_matrix) if res.loss_matrix else None,
@@ -119,7 +168,9 @@ def _train(trainer: LMTrainer, out: Path, tokenizer: dict, data: Path, store: Ch
            stop: Callable[[int], bool] | None, progress: Callable | None) -> dict:
     started = time.perf_counter()
     with _StopFlag() as signalled:  # SIGINT/SIGTERM: a checkpoint at the next step, then stop
-        trainer.run(save=lambda payload, step: store.save({**payload, "tokenizer": tokenizer}, step),
+        corpora = _identities(trainer.corpora)
+        trainer.run(save=lambda payload, step: store.save({**payload, "tokenizer": tokenizer, "corpora": corpora},
+                                                          step),
                     stop=lambda step: signalled() or (stop is not None and stop(step)), progress=progress)
     return _write_results(out, trainer, tokenizer, data, time.perf_counter() - started)
 
@@ -156,6 +207,9 @@ def resume_run(out: Path, data: Path | None = None, *, stop: Callable[[int], boo
         raise ConfigError(f"{out} is not a `lifelong lm train` run folder ({type(exc).__name__}); "
                           "give the --out of a run") from None
     _same_settings(cfg, settings or {}, out)
+    if not data.is_dir():  # config.yaml keeps --data as it was given: relative to where the run started
+        raise ConfigError(f"the run's data folder {data} is not there (config.yaml keeps --data as it was given); "
+                          "give --data with the folder of its prepared corpora")
     corpora, tokenizer = _open_stream(data, cfg.corpus_names())
     lock = RunLock(out)
     try:
@@ -169,6 +223,7 @@ def resume_run(out: Path, data: Path | None = None, *, stop: Callable[[int], boo
             raise ConfigError(f"the corpora in {data} were tokenised with {_describe(tokenizer)}, the run with "
                               f"{_describe(payload.get('tokenizer') or {})}; resume with the data it was "
                               "trained on")
+        _same_corpora(payload.get("corpora"), corpora, data)
         trainer = LMTrainer(cfg, corpora, tokenizer["vocab_size"])
         trainer.load_state_dict(payload)
         return _train(trainer, out, tokenizer, data, store, stop, progress)

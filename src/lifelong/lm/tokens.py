@@ -163,7 +163,8 @@ def write_corpus(folder: Path, name: str, docs: Sequence[str], tokenizer: Tokeni
     """Tokenise ``docs`` once into ``folder/NAME.bin`` and write its header ``NAME.json``."""
     train, held = split_documents(docs)
     if not held:
-        raise DataError(f"corpus {name!r} has one document; it needs two or more (one is held out for the loss)")
+        raise DataError(f"corpus {name!r} has one document; it needs two or more (one is held out for the loss): a "
+                        "text file is one document, give a folder of files or NAME=hf:FILE.txt (a document a line)")
     dtype = dtype_for(tokenizer.vocab_size)
     train_ids, held_ids = _ids(tokenizer, train, dtype), _ids(tokenizer, held, dtype)
     array = np.concatenate([train_ids, held_ids])

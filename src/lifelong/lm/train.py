@@ -15,6 +15,7 @@ and torch's random states and the results so far.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -22,7 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
-from lifelong.errors import ConfigError
+from lifelong.errors import ConfigError, DivergedError
 from lifelong.lm.batches import ReplayMixer, check_replay, split_task, windows
 from lifelong.lm.gere import GeneralReplay, check_gere
 from lifelong.lm.hf import build_hf_model, check_model
@@ -87,6 +88,10 @@ class LMConfig:
         for key in ("batch_size", "eval_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        self._check_ranges()
+        if self.eval_tokens < self.block_size:  # the held-out loss reads whole windows of eval_tokens
+            raise ConfigError(f"eval_tokens {self.eval_tokens} is shorter than one window of block_size "
+                              f"{self.block_size}; give --eval-tokens of at least --block-size")
         if self.mer_k:
             EfficientMER(self.mer_k, self.mer_beta)
         check_gere(self.gere, self.gere_windows, self.gere_batch, self.gere_weighting)
@@ -94,6 +99,19 @@ class LMConfig:
         shape = [f"--{k.replace('_', '-')}" for k in ("n_layer", "n_head", "n_embd", "dropout")
                  if getattr(self, k) != getattr(GPTConfig, k)]
         check_model(self.model, self.model_config, shape)
+
+    def _check_ranges(self) -> None:
+        """One line for a value the optimiser or the loop would take wrongly: a negative ``grad_clip``
+        flips the gradients' sign, a negative ``eval_every`` or ``checkpoint_every`` acts every step,
+        and AdamW's own ``ValueError`` is a traceback."""
+        for key in ("eval_every", "checkpoint_every", "grad_clip", "weight_decay"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ConfigError(f"{key} must be a finite number, 0 or more (0: off), got {getattr(self, key)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a finite positive number, got {self.lr}")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +143,7 @@ class LMResult:
     train_seconds: float = 0.0
     tokens: int = 0
     complete: bool = False
+    diverged: str | None = None  # why training stopped on a non-finite loss (the model is the step's before)
 
 
 def build_model(cfg: LMConfig, vocab_size: int) -> nn.Module:
@@ -143,15 +162,22 @@ def build_optimizer(model: nn.Module, cfg: LMConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
+def check_held_out(corpus: TokenCorpus, block_size: int) -> None:
+    """A :class:`ConfigError` when ``corpus``'s held-out part is shorter than one window."""
+    if len(corpus.val) < block_size + 1:
+        raise ConfigError(f"corpus {corpus.name!r} has {len(corpus.val)} held-out tokens, fewer than one window of "
+                          f"block_size + 1 = {block_size + 1}; use a smaller --block-size or a larger corpus")
+
+
 @torch.no_grad()
 def held_out_loss(model: nn.Module, corpus: TokenCorpus, block_size: int, max_tokens: int,
                   batch_size: int = 32) -> float:
     """Mean next-token loss over consecutive windows of ``corpus``'s held-out part."""
     val = corpus.val
     usable = min(len(val), max_tokens + 1) - 1
+    check_held_out(corpus, block_size)
     if usable < block_size:
-        raise ConfigError(f"corpus {corpus.name!r} has {len(val)} held-out tokens, fewer than one window of "
-                          f"block_size + 1 = {block_size + 1}; use a smaller --block-size or a larger corpus")
+        raise ConfigError(f"eval_tokens {max_tokens} is shorter than one window of block_size {block_size}")
     starts = torch.arange(0, usable - block_size + 1, block_size)
     was = model.training
     model.eval()
@@ -177,6 +203,8 @@ class LMTrainer:
 
     def __init__(self, cfg: LMConfig, corpora: Sequence[TokenCorpus], vocab_size: int) -> None:
         self.cfg, self.corpora = cfg, list(corpora)
+        for c in self.corpora:  # before a run folder is written: a corpus too short fails now, not at evaluation
+            check_held_out(c, cfg.block_size)
         self.model = build_model(cfg, vocab_size)
         if cfg.compile:
             self.model.compile()  # in place: the checkpoints keep the plain keys (no `_orig_mod.`)
@@ -221,6 +249,9 @@ class LMTrainer:
             loss = self.recap.loss(window_losses(logits, y), self.mixer.sources)
         if self.gere is not None:
             loss = self.gere.loss(self.model, loss)
+        if not torch.isfinite(loss.detach()):  # before the update: the model stays the last finite one
+            raise DivergedError(f"the loss became {float(loss.detach())} at corpus {task + 1} ({self.cfg.stream[task]}), step "
+                                f"{step + 1} of {self.cfg.steps[task]}", task=task, step=step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
@@ -242,7 +273,11 @@ class LMTrainer:
                 self._start_task(pos.task)
             while pos.step < cfg.steps[pos.task]:
                 started = time.perf_counter()
-                loss = self.step(pos.task, pos.step)
+                try:
+                    loss = self.step(pos.task, pos.step)
+                except DivergedError as exc:  # stopped, not complete; the checkpoints are from before
+                    res.diverged = str(exc)
+                    return res
                 pos.step += 1
                 pos.global_step += 1
                 res.train_seconds += time.perf_counter() - started

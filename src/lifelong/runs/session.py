@@ -81,6 +81,8 @@ class PreparedRun:
             protocol += f", anytime evaluation every {c['eval_every']} examples"
         tasks = "task-free" if self.stream.task_free else f"{self.stream.num_tasks} tasks"
         ranks = f" x {c['world_size']} processes" if c.get("world_size", 1) > 1 else ""
+        if c.get("precision", "fp32") != "fp32":  # --precision bf16/fp16: said, as the device is
+            ranks += f", {c['precision']}"
         return (f"{c['benchmark']} ({tasks}), {self.recipe.name}{memory}{params}, "
                 f"{c['backbone']}, {protocol}, lr {c['lr']}, seed {c['seed']}, "
                 f"device {c['device']}{ranks} [{c['hparams_source']}] -> {self.out}")
@@ -461,6 +463,7 @@ def _open_folder(out: Path, lock: RunLock, resume: bool, config: RunConfig, reso
     if resume:
         found = store.load_latest()
         notes = list(store.notes)
+        _record_world_size(out, resolved, notes)
         if found is not None:
             payload, path = found
             if payload.get("config_hash") != config_hash(resolved):
@@ -472,6 +475,26 @@ def _open_folder(out: Path, lock: RunLock, resume: bool, config: RunConfig, reso
     else:
         write_config(out, resolved)
     return payload, notes, store
+
+
+def _record_world_size(out: Path, resolved: dict[str, Any], notes: list[str]) -> None:
+    """A run resumed by another number of processes: ``config.yaml``'s ``world_size`` becomes the
+    new one (the run goes on as a run of the new layout), and a note says what changed."""
+    from lifelong.runs.reuse import stored_config
+
+    stored = stored_config(out)
+    if stored is None:
+        return
+    was, now = stored.get("world_size", 1), resolved.get("world_size", 1)
+    if was == now:
+        return
+    stored.pop("world_size", None)
+    if now > 1:
+        stored["world_size"] = now
+    write_config(out, stored)
+    notes.append(f"the run was started with {was} process{'es' if was > 1 else ''}, it goes on with {now}: the "
+                 "memories are re-split and the per-process generators start afresh (config.yaml's world_size "
+                 f"is now {now})")
 
 
 class _NoLog:
