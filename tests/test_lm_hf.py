@@ -240,6 +240,20 @@ def test_compile_keeps_the_plain_keys(data: Path) -> None:
 
 @pytest.mark.slow  # torch.compile's first graphs take about 30 s on one CPU core
 def test_compiled_run_resumes_bit_for_bit_under_plain_keys(data: Path, tmp_path: Path) -> None:
+    """In a process of its own: compiling leaves state in the process (autograd's threads) that
+    later tests' forked ``--jobs`` workers cannot share."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    code = (f"from pathlib import Path; from tests.test_lm_hf import _compiled_run_check; "
+            f"_compiled_run_check(Path({str(data)!r}), Path({str(tmp_path)!r}))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)]), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _compiled_run_check(data: Path, tmp_path: Path) -> None:
     cfg = LMConfig(stream=["A", "B"], steps=[3, 3], compile=True, replay=0.25, **TINY)
     whole = train_run(cfg, data, tmp_path / "whole")
     part = train_run(cfg, data, tmp_path / "part", stop=lambda step: step == 4)
