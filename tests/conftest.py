@@ -71,6 +71,14 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
+def one_line_error(capsys, args: list[str]) -> str:
+    """``lifelong ARGS`` must refuse in one line: exit code 2, one ``lifelong: error:`` line on
+    stderr and no traceback; that line."""
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("lifelong: error:") and "Traceback" not in err, err
+    return err
+
+
 def tiny_run_flags(data_root: Path) -> list[str]:
     """Run flags for a fast run on the tiny Fashion-MNIST of :func:`write_fashion_mnist`."""
     return ["--benchmark", "split-fashion-mnist", "--data-root", str(data_root), "--batch-size", "4", "--quiet"]

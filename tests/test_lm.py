@@ -30,6 +30,7 @@ from lifelong.lm.schedules import Schedule, StreamLR, lr_at
 from lifelong.lm.tokens import ByteTokenizer, dtype_for, open_corpus, read_documents, write_corpus
 from lifelong.lm.train import LMConfig, LMTrainer, build_model
 from lifelong.metrics import loss_backward_transfer, loss_forgetting
+from tests.conftest import one_line_error
 
 WORDS = "the cat sat on a mat while dogs ran over hills and rivers under grey skies".split()
 
@@ -415,8 +416,8 @@ def test_gere_records_the_model_at_the_later_corpus_start(data: Path) -> None:
 
 def test_cli_gere_bad_weight_is_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     base = ["lm", "train", "--data", str(data), "--stream", "A,B", "--steps", "3", "--out", str(tmp_path / "g")]
-    assert ">= 0" in _error(capsys, base + ["--gere", "-1"])
-    assert "gere_windows" in _error(capsys, base + ["--gere", "1", "--gere-windows", "0"])
+    assert ">= 0" in one_line_error(capsys, base + ["--gere", "-1"])
+    assert "gere_windows" in one_line_error(capsys, base + ["--gere", "1", "--gere-windows", "0"])
 
 
 def _recap_lambdas_by_hand(hists: list[list[float]], w: int, t: float) -> list[float]:
@@ -481,8 +482,8 @@ def test_recap_reweights_a_run_with_replay(data: Path) -> None:
 
 def test_cli_recap_bad_values_are_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     base = ["lm", "train", "--data", str(data), "--stream", "A,B", "--steps", "3", "--out", str(tmp_path / "r")]
-    assert ">= 0" in _error(capsys, base + ["--recap", "-1"])
-    assert "> 0" in _error(capsys, base + ["--recap", "2", "--recap-temperature", "0"])
+    assert ">= 0" in one_line_error(capsys, base + ["--recap", "-1"])
+    assert "> 0" in one_line_error(capsys, base + ["--recap", "2", "--recap-temperature", "0"])
 
 
 # -- loop, checkpoints, resume -----------------------------------------------------------------------
@@ -517,15 +518,6 @@ def test_resume_equals_uninterrupted(data: Path, tmp_path: Path, stop_at: int, r
 
 # -- command line --------------------------------------------------------------------------------------
 
-def _error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # a usage mistake, from argparse
-        code = exc.code
-    assert code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("lifelong: error:") and "Traceback" not in err, err
-    return err
 
 
 def test_cli_prepare_and_train_write_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -545,7 +537,7 @@ def test_cli_prepare_and_train_write_the_run_folder(tmp_path: Path, capsys: pyte
     rows = (run / "loss_matrix.csv").read_text().splitlines()
     assert rows[0] == "after,A,B" and [r.split(",")[0] for r in rows[1:]] == ["init", "A", "B"]
     assert (run / "config.yaml").is_file() and (run / "model.pt").is_file()
-    _error(capsys, argv)  # the folder holds a run: --overwrite or another --out
+    one_line_error(capsys, argv)  # the folder holds a run: --overwrite or another --out
     assert main(["lm", "train", "--resume", "--out", str(run), "--quiet"]) == 0  # complete: nothing more
     capsys.readouterr()
 
@@ -565,26 +557,26 @@ def test_cli_joint_baseline_is_one_task_on_the_union(data: Path, tmp_path: Path,
     assert doc["metrics"]["final_mean_loss"] == pytest.approx(sum(doc["loss_matrix"][0]) / 2)
     rows = (run / "loss_matrix.csv").read_text().splitlines()
     assert rows[0] == "after,A,B" and rows[2].startswith("A+B,")
-    assert "joined by +" in _error(capsys, argv[:5] + ["A+A"] + argv[6:-1] + [str(tmp_path / "bad")])
+    assert "joined by +" in one_line_error(capsys, argv[:5] + ["A+A"] + argv[6:-1] + [str(tmp_path / "bad")])
 
 
 def test_cli_bad_inputs_one_line_exit_2(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "empty").mkdir()
-    assert "no text" in _error(capsys, ["lm", "prepare", "--corpus", f"E={tmp_path / 'empty'}", "--out",
+    assert "no text" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"E={tmp_path / 'empty'}", "--out",
                                         str(tmp_path / "x")])
     (tmp_path / "bad.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
-    assert "not" in _error(capsys, ["lm", "prepare", "--corpus", f"P={tmp_path / 'bad.txt'}", "--out",
+    assert "not" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"P={tmp_path / 'bad.txt'}", "--out",
                                     str(tmp_path / "x")])
-    _error(capsys, ["lm", "prepare", "--corpus", "no-equals-sign", "--out", str(tmp_path / "x")])
+    one_line_error(capsys, ["lm", "prepare", "--corpus", "no-equals-sign", "--out", str(tmp_path / "x")])
     base = ["lm", "train", "--data", str(data), "--stream", "A,B", "--steps", "3", "--batch-size", "2",
             "--block-size", "8", "--n-layer", "1", "--n-embd", "16", "--eval-tokens", "32", "--warmup", "1",
             "--quiet"]
     for r in ("1", "1.0", "-0.5", "2"):
-        assert "[0, 1)" in _error(capsys, base + ["--replay", r, "--out", str(tmp_path / f"r{r}")])
-    assert "no prepared corpus" in _error(capsys, base[:5] + ["A,C"] + base[6:] + ["--out", str(tmp_path / "c")])
-    _error(capsys, base + ["--schedule", "linear", "--out", str(tmp_path / "s")])
-    _error(capsys, base[:7] + ["1,2,3"] + base[8:] + ["--out", str(tmp_path / "n")])
-    _error(capsys, ["lm", "train", "--stream", "A", "--out", str(tmp_path / "m")])
+        assert "[0, 1)" in one_line_error(capsys, base + ["--replay", r, "--out", str(tmp_path / f"r{r}")])
+    assert "no prepared corpus" in one_line_error(capsys, base[:5] + ["A,C"] + base[6:] + ["--out", str(tmp_path / "c")])
+    one_line_error(capsys, base + ["--schedule", "linear", "--out", str(tmp_path / "s")])
+    one_line_error(capsys, base[:7] + ["1,2,3"] + base[8:] + ["--out", str(tmp_path / "n")])
+    one_line_error(capsys, ["lm", "train", "--stream", "A", "--out", str(tmp_path / "m")])
     # a tokenizer/vocabulary mismatch on resume: the data prepared again with another tokenizer
     run = tmp_path / "run"
     assert train_run(LMConfig(stream=["A", "B"], steps=[3], **TINY), data, run, stop=lambda s: s == 2)["complete"] \
@@ -593,8 +585,8 @@ def test_cli_bad_inputs_one_line_exit_2(data: Path, tmp_path: Path, capsys: pyte
         head = json.loads((data / f"{name}.json").read_text())
         head["tokenizer"] = {"kind": "bpe", "vocab_size": 300, "digest": "0" * 64}
         (data / f"{name}.json").write_text(json.dumps(head))
-    assert "tokenis" in _error(capsys, ["lm", "train", "--resume", "--out", str(run)])
-    assert "not a `lifelong lm train` run" in _error(capsys, ["lm", "train", "--resume", "--out", str(tmp_path)])
+    assert "tokenis" in one_line_error(capsys, ["lm", "train", "--resume", "--out", str(run)])
+    assert "not a `lifelong lm train` run" in one_line_error(capsys, ["lm", "train", "--resume", "--out", str(tmp_path)])
 
 
 def test_report_shows_an_lm_run(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -649,8 +641,8 @@ def test_bpe_without_the_package_and_a_one_document_corpus_are_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _folder(tmp_path / "a", _prose(3, 0))
     monkeypatch.setitem(__import__("sys").modules, "tokenizers", None)  # import fails as if not installed
-    assert "pip install" in _error(capsys, ["lm", "prepare", "--corpus", f"A={src}", "--tokenizer", "bpe",
+    assert "pip install" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"A={src}", "--tokenizer", "bpe",
                                             "--out", str(tmp_path / "x")])
     (tmp_path / "one.txt").write_text("a single document\n")
-    assert "two or more" in _error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'one.txt'}", "--out",
+    assert "two or more" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'one.txt'}", "--out",
                                             str(tmp_path / "y")])

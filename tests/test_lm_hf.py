@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 
 from lifelong.cli import main
@@ -25,6 +24,7 @@ from lifelong.lm.run import prepare, resume_run, train_run
 from lifelong.lm.tokens import open_corpus
 from lifelong.lm.train import LMConfig, LMTrainer
 from lifelong.runs.checkpoint import CheckpointStore, step_of
+from tests.conftest import one_line_error
 
 WORDS = "the cat sat on a mat while dogs ran over hills and rivers under grey skies".split()
 GPT2 = {"n_layer": 1, "n_embd": 16, "n_head": 2}
@@ -50,15 +50,6 @@ def data(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-def _error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    assert code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("lifelong: error:") and "Traceback" not in err, err
-    return err
 
 
 # -- no transformers needed --------------------------------------------------------------------------
@@ -97,9 +88,9 @@ def test_without_the_packages_one_line(data: Path, tmp_path: Path, capsys: pytes
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)
     monkeypatch.setitem(sys.modules, "datasets", None)
-    assert "lifelong[hf]" in _error(capsys, ["lm", "train", "--data", str(data), "--stream", "A", "--steps", "1",
+    assert "lifelong[hf]" in one_line_error(capsys, ["lm", "train", "--data", str(data), "--stream", "A", "--steps", "1",
                                              "--model", "hf:gpt2", "--out", str(tmp_path / "r")])
-    assert "lifelong[hf]" in _error(capsys, ["lm", "prepare", "--corpus", f"C=hf:{tmp_path}", "--out",
+    assert "lifelong[hf]" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"C=hf:{tmp_path}", "--out",
                                              str(tmp_path / "d")])
 
 
@@ -207,12 +198,12 @@ def test_cli_hf_model_its_mismatches_and_resume_refusing_another(data: Path, tmp
                         (["--model-config", "n_embd=15,n_head=2"], "gpt2"),
                         (["--n-layer", "3"], "--n-layer"),
                         (["--model-config", "n_layer"], "KEY=VALUE")):
-        assert says in _error(capsys, base + flags + ["--out", str(tmp_path / "bad")])
-    assert "no model type" in _error(capsys, base[:-1] + ["hf:no_such_type", "--out", str(tmp_path / "bad")])
-    assert "causal LM" in _error(capsys, base[:-1] + ["hf:t5", "--model-config", "d_model=16,num_layers=1",
+        assert says in one_line_error(capsys, base + flags + ["--out", str(tmp_path / "bad")])
+    assert "no model type" in one_line_error(capsys, base[:-1] + ["hf:no_such_type", "--out", str(tmp_path / "bad")])
+    assert "causal LM" in one_line_error(capsys, base[:-1] + ["hf:t5", "--model-config", "d_model=16,num_layers=1",
                                                       "--out", str(tmp_path / "bad")])
     # resume: another model on the command line, then a config.yaml edited behind the checkpoint's back
-    assert "model" in _error(capsys, ["lm", "train", "--resume", "--out", str(run), "--model", "gpt"])
+    assert "model" in one_line_error(capsys, ["lm", "train", "--resume", "--out", str(run), "--model", "gpt"])
     assert main(["lm", "train", "--resume", "--out", str(run), "--model", "hf:gpt2", "--quiet"]) == 0
     capsys.readouterr()
     part = tmp_path / "part"
@@ -222,11 +213,11 @@ def test_cli_hf_model_its_mismatches_and_resume_refusing_another(data: Path, tmp
     config = yaml.safe_load((part / "config.yaml").read_text())
     config["model_config"] = {**GPT2, "n_embd": 32}
     (part / "config.yaml").write_text(yaml.safe_dump(config))
-    assert "model_config" in _error(capsys, ["lm", "train", "--resume", "--out", str(part)])
+    assert "model_config" in one_line_error(capsys, ["lm", "train", "--resume", "--out", str(part)])
     store = CheckpointStore(part)  # the checkpoint's settings edited too: its weights do not fit
     payload, path = store.load_latest()
     store.save({**payload, "config": {**payload["config"], "model_config": config["model_config"]}}, step_of(path))
-    assert "does not fit" in _error(capsys, ["lm", "train", "--resume", "--out", str(part)])
+    assert "does not fit" in one_line_error(capsys, ["lm", "train", "--resume", "--out", str(part)])
 
 
 def test_compile_keeps_the_plain_keys(data: Path) -> None:
@@ -296,7 +287,7 @@ def test_datasets_corpus_mistakes_one_line(tmp_path: Path, capsys: pytest.Captur
     for spec, says in ((f"hf:{tmp_path / 'ds'}", "no field 'text'"), (f"hf:{tmp_path / 'blank'}", "no text"),
                        (f"hf:{tmp_path / 'numbers'}", "not text"), (f"hf:{tmp_path / 'ds'}:test:body", "one split"),
                        (f"hf:{tmp_path / 'nothing'}", "hf-hub:"), (f"hf:{tmp_path}", "dataset")):
-        assert says in _error(capsys, ["lm", "prepare", "--corpus", f"C={spec}"] + out)
+        assert says in one_line_error(capsys, ["lm", "prepare", "--corpus", f"C={spec}"] + out)
 
 
 def test_hub_datasets_are_streamed_only_when_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from lifelong.cli import main
 from lifelong.lm.run import prepare
+from tests.conftest import one_line_error
 
 WORDS = "the cat sat on a mat while dogs ran over hills".split()
 
@@ -28,14 +29,6 @@ def data(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-def _error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("lifelong: error:") and "Traceback" not in err, err
-    return err
 
 
 def _train(data: Path, out: Path, *extra: str) -> list[str]:
@@ -47,21 +40,21 @@ def _train(data: Path, out: Path, *extra: str) -> list[str]:
 def test_prepare_into_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "file").write_text("")
     corpus = _folder(tmp_path / "a", 3, 0)
-    assert "cannot write" in _error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--out",
+    assert "cannot write" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--out",
                                              str(tmp_path / "file")])
 
 
 def test_prepare_refuses_a_corpus_named_like_the_tokenizer_file(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
     corpus = _folder(tmp_path / "a", 3, 0)  # its tokenizer.json header would replace the BPE's tokenizer.json
-    assert "tokenizer" in _error(capsys, ["lm", "prepare", "--corpus", f"tokenizer={corpus}", "--out",
+    assert "tokenizer" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"tokenizer={corpus}", "--out",
                                           str(tmp_path / "d")])
 
 
 def test_prepare_max_chars_below_one_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     corpus = _folder(tmp_path / "a", 3, 0)
     for n in ("0", "-5"):  # not "has one document"
-        assert "--max-chars" in _error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--max-chars", n,
+        assert "--max-chars" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--max-chars", n,
                                                 "--out", str(tmp_path / "d")])
 
 
@@ -72,7 +65,7 @@ def test_a_window_longer_than_a_held_out_part_writes_no_run_folder(data: Path, t
     argv = _train(data, run)
     argv[argv.index("--block-size") + 1] = str(held)
     argv[argv.index("--eval-tokens") + 1] = str(held)
-    assert "held-out tokens" in _error(capsys, argv)
+    assert "held-out tokens" in one_line_error(capsys, argv)
     assert not run.exists()  # no config.yaml left: the same command with a smaller window is not refused
     assert main(_train(data, run)) == 0
 
@@ -81,7 +74,7 @@ def test_eval_tokens_shorter_than_a_window_is_named(data: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     argv = _train(data, tmp_path / "run")
     argv[argv.index("--eval-tokens") + 1] = "4"
-    assert "--eval-tokens" in _error(capsys, argv)  # not "the corpus has fewer held-out tokens than a window"
+    assert "--eval-tokens" in one_line_error(capsys, argv)  # not "the corpus has fewer held-out tokens than a window"
     assert not (tmp_path / "run").exists()
 
 
@@ -92,7 +85,7 @@ def test_gpt_shape_flags_at_their_default_with_a_transformers_model_are_refused(
     argv = _train(data, tmp_path / "run", "--model", "hf:gpt2")
     argv[argv.index("--n-layer") + 1] = str(GPTConfig.n_layer)  # the default: the value alone cannot tell
     del argv[argv.index("--n-embd"):argv.index("--n-embd") + 2]
-    assert "--n-layer" in _error(capsys, argv)
+    assert "--n-layer" in one_line_error(capsys, argv)
 
 
 def test_a_config_value_of_the_wrong_type_is_one_line(data: Path, tmp_path: Path,
@@ -101,7 +94,7 @@ def test_a_config_value_of_the_wrong_type_is_one_line(data: Path, tmp_path: Path
     argv = _train(data, tmp_path / "run", "--model", "hf:gpt2", "--model-config", "n_layer=1=2,n_embd=16,n_head=2")
     for flag in ("--n-layer", "--n-embd"):
         del argv[argv.index(flag):argv.index(flag) + 2]
-    assert "n_layer" in _error(capsys, argv)  # transformers 5's strict check: one line with its reason
+    assert "n_layer" in one_line_error(capsys, argv)  # transformers 5's strict check: one line with its reason
 
 
 def test_forgetting_n_a_of_a_repeated_corpus_does_not_say_one_task(data: Path, tmp_path: Path,
@@ -123,7 +116,7 @@ def test_resume_on_corpora_prepared_again_with_other_text_is_refused(data: Path,
                    eval_tokens=32, warmup=1)
     assert not train_run(cfg, data, run, stop=lambda step: step == 2)["complete"]
     prepare([f"A={_folder(tmp_path / 'a2', 12, 7)}"], data)  # the same tokenizer, other documents
-    assert "not the ones the run was trained on" in _error(capsys, ["lm", "train", "--resume", "--out", str(run)])
+    assert "not the ones the run was trained on" in one_line_error(capsys, ["lm", "train", "--resume", "--out", str(run)])
 
 
 def test_a_second_ctrl_c_in_training_names_the_checkpoint_to_resume(data: Path, tmp_path: Path,
@@ -151,10 +144,10 @@ def test_a_second_ctrl_c_in_training_names_the_checkpoint_to_resume(data: Path, 
 
 def test_a_lone_text_file_says_how_to_make_documents_of_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "one.txt").write_text("first line\nsecond line\n")
-    assert "hf:FILE.txt" in _error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'one.txt'}", "--out",
+    assert "hf:FILE.txt" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'one.txt'}", "--out",
                                             str(tmp_path / "d")])
     (tmp_path / "empty").mkdir()
-    _error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'empty'}", "--out", str(tmp_path / "d")])
+    one_line_error(capsys, ["lm", "prepare", "--corpus", f"A={tmp_path / 'empty'}", "--out", str(tmp_path / "d")])
     assert not (tmp_path / "d").exists()  # --out is checked first, and not left behind empty
 
 
@@ -163,7 +156,7 @@ def test_lm_under_torchrun_with_several_ranks_is_refused(tmp_path: Path, capsys:
     for key, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
         monkeypatch.setenv(key, value)  # rank 0 of two: it says why; the other exits 2 quietly
     corpus = _folder(tmp_path / "a", 3, 0)
-    assert "without torchrun" in _error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--out",
+    assert "without torchrun" in one_line_error(capsys, ["lm", "prepare", "--corpus", f"A={corpus}", "--out",
                                                  str(tmp_path / "d")])
     assert not (tmp_path / "d").exists()
 
@@ -175,7 +168,7 @@ def test_lm_under_torchrun_with_several_ranks_is_refused(tmp_path: Path, capsys:
 def test_values_out_of_range_are_one_line(flag: str, value: str, data: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture) -> None:
     # AdamW's ValueError was a traceback; a negative clip reversed the gradients, a negative period acted every step
-    assert flag[2:].replace("-", "_") in _error(capsys, _train(data, tmp_path / "run", flag, value))
+    assert flag[2:].replace("-", "_") in one_line_error(capsys, _train(data, tmp_path / "run", flag, value))
     assert not (tmp_path / "run").exists()
 
 
@@ -204,5 +197,5 @@ def test_resume_from_elsewhere_names_the_missing_data_folder(data: Path, tmp_pat
     assert not train_run(cfg, Path(data.name), tmp_path / "run", stop=lambda step: step == 2)["complete"]
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # ... and is resumed from another folder
-    assert "--data" in _error(capsys, ["lm", "train", "--resume", "--out", str(tmp_path / "run")])
+    assert "--data" in one_line_error(capsys, ["lm", "train", "--resume", "--out", str(tmp_path / "run")])
     assert main(["lm", "train", "--resume", "--out", str(tmp_path / "run"), "--data", str(data), "--quiet"]) == 0
