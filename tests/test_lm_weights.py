@@ -21,7 +21,8 @@ from lifelong.objective.threshold_margin import threshold_margin_loss
 from lifelong.lm.recap import window_losses
 from lifelong.lm.tokens import open_corpus
 from lifelong.lm.train import LMConfig, LMTrainer
-from tests.test_lm import TINY, _corpus, _error, _tm_by_hand, data  # noqa: F401  (data: the fixture)
+from tests.conftest import one_line_error
+from tests.test_lm import TINY, _corpus, _tm_by_hand, data  # noqa: F401  (data: the fixture)
 
 
 def _fixed_set(tmp_path: Path, weighting: str, weight: float = 2.0) -> tuple[GPT, GeneralReplay, torch.Generator]:
@@ -174,5 +175,5 @@ def test_gere_weighting_settings_refused() -> None:
 def test_cli_gere_weighting_mistakes_are_one_line(data: Path, tmp_path: Path,  # noqa: F811
                                                  capsys: pytest.CaptureFixture) -> None:
     base = ["lm", "train", "--data", str(data), "--stream", "A,B", "--steps", "3", "--out", str(tmp_path / "g")]
-    assert "needs --gere W > 0" in _error(capsys, base + ["--gere-weighting", "dynamic"])
-    assert "fixed, dynamic" in _error(capsys, base + ["--gere", "1", "--gere-weighting", "dy"])
+    assert "needs --gere W > 0" in one_line_error(capsys, base + ["--gere-weighting", "dynamic"])
+    assert "fixed, dynamic" in one_line_error(capsys, base + ["--gere", "1", "--gere-weighting", "dy"])
